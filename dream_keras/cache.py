@@ -1,0 +1,197 @@
+"""The HDF5 cache of a training file: encoded sequences, raw expression, singleton flags.
+
+Format (FORMAT_VERSION 1), documented in the README:
+  dataset `sequences`  uint8   [N, seq_len]  codes A=0 C=1 G=2 T=3 N=4, already trimmed to
+                                             the last seq_len bases / left-padded with N
+  dataset `expression` float32 [N]           the raw measured value
+  dataset `singleton`  bool    [N]           True where the value is a whole number
+  attributes: format_version, seq_len, num_rows, skipped_rows, source_name, source_size,
+              source_sha256, package_version
+Rows are ALL valid rows of the source in file order; filtering and splitting happen at
+training time, so one cache serves every recipe.
+
+Preparation streams the source in chunks of `chunk_rows` rows, so peak memory is bounded by
+the chunk size (about 1 KB per row of working memory: 200k rows ~ 200 MB), not the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import sys
+import threading
+import time
+
+import h5py
+import numpy as np
+from absl import logging
+
+from dream_keras.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
+from dream_keras.sequences import DEFAULT_SEQ_LEN, encode
+from dream_keras.version import __version__
+
+FORMAT_VERSION = 1
+_H5_CHUNK_ROWS = 8192
+
+
+@dataclasses.dataclass
+class ExpressionCache:
+    """A cache loaded into memory: 110 bytes per row for the codes, never one-hot."""
+
+    codes: np.ndarray        # uint8 [N, seq_len]
+    expression: np.ndarray   # float32 [N]
+    singleton: np.ndarray    # bool [N]
+    attrs: dict
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.codes.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.expression)
+
+
+def file_sha256(path, block_size: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(block_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _ProgressLine:
+    """One self-overwriting progress line on a terminal (silent when not a terminal)."""
+
+    def __init__(self, label: str, enabled: bool | None = None, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.label, self.start, self.rows = label, time.monotonic(), 0
+
+    def update(self, rows: int, bytes_read: int, total_bytes: int):
+        self.rows = rows
+        if self.enabled:
+            rate = rows / max(time.monotonic() - self.start, 1e-9)
+            percent = 100.0 * bytes_read / max(total_bytes, 1)
+            self.stream.write(f"\r{self.label}: {rows:,} rows ({percent:5.1f}%), "
+                              f"{rate:,.0f} rows/s")
+            self.stream.flush()
+
+    def close(self):
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
+                  chunk_rows: int = DEFAULT_CHUNK_ROWS, skip_bad_rows: bool = False,
+                  overwrite: bool = False, show_progress: bool | None = None) -> dict:
+    """Convert a `sequence<TAB>expression` text file into the HDF5 cache; returns its attrs.
+
+    Writes to `<output>.partial` and renames at the end, so an interrupted run never leaves
+    a cache that looks complete. Refuses to replace an existing file unless `overwrite`.
+    """
+    if os.path.exists(output_path) and not overwrite:
+        raise FileExistsError(f"{output_path} exists; pass overwrite=True (--overwrite) "
+                              "to replace it")
+    if not os.path.isfile(input_path):
+        raise DataFormatError(input_path, None, "no such file")
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    # Hash the source on a second thread while the main thread parses it (hashlib drops
+    # the GIL on large blocks), so the checksum costs almost no wall time.
+    checksum = {}
+    hasher = threading.Thread(target=lambda: checksum.update(sha=file_sha256(input_path)))
+    hasher.start()
+    partial_path = f"{output_path}.partial"
+    skipped = []
+    progress = _ProgressLine(f"prepare {os.path.basename(input_path)}", show_progress)
+    try:
+        with h5py.File(partial_path, "w") as h5:
+            datasets = _create_datasets(h5, seq_len)
+            num_rows = 0
+            for chunk in iter_chunks(input_path, chunk_rows=chunk_rows,
+                                     skip_bad_rows=skip_bad_rows, skipped=skipped,
+                                     on_progress=lambda done, total: progress.update(
+                                         num_rows, done, total)):
+                num_rows = _append(datasets, chunk, seq_len, num_rows)
+            progress.update(num_rows, 1, 1)
+            hasher.join()
+            attrs = {
+                "format_version": FORMAT_VERSION, "seq_len": seq_len, "num_rows": num_rows,
+                "skipped_rows": len(skipped),
+                "source_name": os.path.basename(input_path),
+                "source_size": os.path.getsize(input_path),
+                "source_sha256": checksum["sha"], "package_version": __version__,
+            }
+            h5.attrs.update(attrs)
+        os.replace(partial_path, output_path)
+    finally:
+        progress.close()
+        hasher.join()
+        if os.path.exists(partial_path):
+            os.remove(partial_path)
+    if skipped:
+        logging.warning("skipped %d bad rows of %s; first: %s", len(skipped), input_path,
+                        skipped[0])
+    return attrs
+
+
+def _create_datasets(h5, seq_len):
+    def resizable(name, dtype, shape):
+        return h5.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape),
+                                 dtype=dtype, chunks=(_H5_CHUNK_ROWS, *shape))
+
+    return {"sequences": resizable("sequences", np.uint8, (seq_len,)),
+            "expression": resizable("expression", np.float32, ()),
+            "singleton": resizable("singleton", bool, ())}
+
+
+def _append(datasets, chunk, seq_len, num_rows) -> int:
+    new_rows = num_rows + len(chunk.sequences)
+    columns = {"sequences": encode(chunk.sequences, seq_len),
+               "expression": chunk.expression.astype(np.float32),
+               # Whole numbers mark rows seen in one sort bin (the original's 'singletons').
+               "singleton": chunk.expression == np.floor(chunk.expression)}
+    for name, values in columns.items():
+        datasets[name].resize(new_rows, axis=0)
+        datasets[name][num_rows:new_rows] = values
+    return new_rows
+
+
+def load_cache(path) -> ExpressionCache:
+    """Read a whole cache into memory (codes stay uint8: ~110 bytes per row)."""
+    if not os.path.isfile(path):
+        raise DataFormatError(path, None, "no such file")
+    try:
+        with h5py.File(path, "r") as h5:
+            for name in ("sequences", "expression", "singleton"):
+                if name not in h5:
+                    raise DataFormatError(path, None, f"not a dream_keras cache: dataset "
+                                                      f"{name!r} is missing")
+            return ExpressionCache(h5["sequences"][...], h5["expression"][...],
+                                   h5["singleton"][...], _plain(h5.attrs))
+    except OSError as error:
+        raise DataFormatError(path, None, f"not a readable HDF5 file ({error})") from None
+
+
+def read_cache_attrs(path) -> dict:
+    with h5py.File(path, "r") as h5:
+        return _plain(h5.attrs)
+
+
+def _plain(attrs) -> dict:
+    return {key: (value.item() if isinstance(value, np.generic) else value)
+            for key, value in attrs.items()}
+
+
+def cache_is_current(cache_path, source_path, seq_len: int) -> bool:
+    """True when `cache_path` was prepared from exactly this source (size and sha256)."""
+    if not os.path.isfile(cache_path):
+        return False
+    try:
+        attrs = read_cache_attrs(cache_path)
+    except OSError:
+        return False
+    return (attrs.get("format_version") == FORMAT_VERSION
+            and attrs.get("seq_len") == seq_len
+            and attrs.get("source_size") == os.path.getsize(source_path)
+            and attrs.get("source_sha256") == file_sha256(source_path))

@@ -1,0 +1,136 @@
+"""DNA encoding: letters -> integer codes -> one-hot, fixed length, reverse complement.
+
+Codes: A=0, C=1, G=2, T=3, N=4 (lower case accepted). One-hot channels are A, C, G, T and
+N is the all-zero vector, exactly as the original model's input. Everything here is
+vectorised over a whole batch of sequences (no per-letter Python loop) and imports only
+NumPy, so data preparation starts fast.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+ALPHABET = "ACGT"
+N_CODE = 4
+INVALID_CODE = 255
+DEFAULT_SEQ_LEN = 110
+
+# Byte value -> code; every byte that is not a/c/g/t/n (any case) maps to INVALID_CODE.
+_CODE_OF_BYTE = np.full(256, INVALID_CODE, dtype=np.uint8)
+for _code, _letter in enumerate("ACGTN"):
+    _CODE_OF_BYTE[ord(_letter)] = _code
+    _CODE_OF_BYTE[ord(_letter.lower())] = _code
+
+# Complement of each code: A<->T, C<->G, N stays N.
+_COMPLEMENT_CODE = np.array([3, 2, 1, 0, N_CODE], dtype=np.uint8)
+
+
+class InvalidSequenceError(ValueError):
+    """A sequence holds a letter outside ACGTN; `row` is its 0-based index in the batch."""
+
+    def __init__(self, row: int, letter: str, sequence: str):
+        self.row = row
+        self.letter = letter
+        super().__init__(
+            f"invalid letter {letter!r} in sequence {_abbreviate(sequence)!r} "
+            "(allowed: A, C, G, T, N, any case)"
+        )
+
+
+def _abbreviate(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def find_invalid_rows(sequences: Sequence[str]) -> np.ndarray:
+    """Indices of the sequences that contain a letter outside ACGTN (or are empty)."""
+    sequences = list(sequences)
+    if not sequences:
+        return np.zeros(0, dtype=np.int64)
+    lengths, codes = _concatenated_codes(sequences)
+    ends = np.cumsum(lengths)
+    bad_positions = np.flatnonzero(codes == INVALID_CODE)
+    bad_rows = np.searchsorted(ends, bad_positions, side="right")
+    return np.union1d(np.unique(bad_rows), np.flatnonzero(lengths == 0))
+
+
+def encode(sequences: Sequence[str], seq_len: int = DEFAULT_SEQ_LEN) -> np.ndarray:
+    """Encode strings as uint8 codes [n, seq_len]: keep the LAST seq_len bases, left-pad with N.
+
+    The 3' end of a DREAM promoter sits next to the gene, so aligning sequences at their
+    end (as the original did) keeps every position's meaning fixed whatever the length.
+    Raises InvalidSequenceError for a letter outside ACGTN.
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+    if isinstance(sequences, str):
+        raise TypeError("encode() takes a sequence of strings, not a single string")
+    sequences = list(sequences)
+    if not sequences:
+        return np.zeros((0, seq_len), dtype=np.uint8)
+    lengths, codes = _concatenated_codes(sequences)
+    invalid = np.flatnonzero(codes == INVALID_CODE)
+    if invalid.size:
+        row = int(np.searchsorted(np.cumsum(lengths), invalid[0], side="right"))
+        start = int(np.sum(lengths[:row]))
+        raise InvalidSequenceError(row, chr(_letter_at(sequences[row], invalid[0] - start)),
+                                   sequences[row])
+    return _right_aligned(codes, lengths, seq_len)
+
+
+def _letter_at(sequence: str, offset: int) -> int:
+    encoded = sequence.encode("utf-8", errors="replace")
+    return encoded[offset] if offset < len(encoded) else ord("?")
+
+
+def _concatenated_codes(sequences: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Lengths [n] (in bytes) and the codes of all sequences joined end to end."""
+    joined = "".join(sequences).encode("utf-8", errors="replace")
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    if len(joined) != int(lengths.sum()):
+        # Multi-byte characters: count bytes per sequence so offsets stay right.
+        lengths = np.fromiter((len(s.encode("utf-8", errors="replace")) for s in sequences),
+                              dtype=np.int64, count=len(sequences))
+    return lengths, _CODE_OF_BYTE[np.frombuffer(joined, dtype=np.uint8)]
+
+
+def _right_aligned(codes: np.ndarray, lengths: np.ndarray, seq_len: int) -> np.ndarray:
+    """Place each sequence's last seq_len codes at the right of a row of N codes."""
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    out = np.full((len(lengths), seq_len), N_CODE, dtype=np.uint8)
+    # Source index of output column p of row i is ends[i] - seq_len + p; columns whose
+    # source falls before the row's start are left padding.
+    source = ends[:, None] - seq_len + np.arange(seq_len)[None, :]
+    inside = source >= starts[:, None]
+    out[inside] = codes[source[inside]]
+    return out
+
+
+def one_hot(codes: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """One-hot [..., 4] from codes [...]; channels A, C, G, T; N (4) is all zeros."""
+    codes = np.asarray(codes)
+    table = np.concatenate([np.eye(4, dtype=dtype), np.zeros((1, 4), dtype=dtype)])
+    if codes.size and codes.max() > N_CODE:
+        raise ValueError(f"codes must be in 0..{N_CODE}, found {int(codes.max())}")
+    return table[codes]
+
+
+def decode(codes: np.ndarray) -> list[str]:
+    """Strings from codes [n, seq_len] (padding comes back as N)."""
+    letters = np.frombuffer(b"ACGTN", dtype=np.uint8)[np.asarray(codes)]
+    return [row.tobytes().decode("ascii") for row in letters]
+
+
+def reverse_complement(codes: np.ndarray) -> np.ndarray:
+    """Reverse complement of encoded sequences [..., seq_len]; N stays N.
+
+    Left padding becomes right padding, as the original's reverse strand would have it.
+    """
+    return _COMPLEMENT_CODE[np.asarray(codes)][..., ::-1]
+
+
+def reverse_complement_one_hot(one_hot_batch: np.ndarray) -> np.ndarray:
+    """Reverse complement of one-hot [..., seq_len, 4]: with channels A, C, G, T the
+    complement is the channel axis reversed, so N (all zeros) stays N."""
+    return np.asarray(one_hot_batch)[..., ::-1, ::-1]

@@ -1,0 +1,110 @@
+import hashlib
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from dream_keras.cache import cache_is_current, load_cache, prepare_cache
+from dream_keras.readers import DataFormatError, read_expression_file
+from dream_keras.version import __version__
+
+
+@pytest.fixture(scope="module")
+def real_cache(real_train_file, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache") / "train.h5"
+    prepare_cache(real_train_file, path, chunk_rows=1000)  # several chunks
+    return path
+
+
+def test_real_file_rows_sequences_and_values(real_cache, real_train_file):
+    cache = load_cache(real_cache)
+    sequences, expression = read_expression_file(real_train_file)
+    assert len(cache) == len(sequences) == 6370
+    assert cache.codes.shape == (6370, 110) and cache.codes.dtype == np.uint8
+    np.testing.assert_array_equal(cache.expression, expression.astype(np.float32))
+    letters = np.frombuffer(b"ACGTN", dtype=np.uint8)[cache.codes]
+    for row in (0, 17, 6369, *np.flatnonzero([len(s) != 110 for s in sequences])[:50]):
+        text = letters[row].tobytes().decode()
+        original = sequences[row].upper()
+        if len(original) >= 110:
+            assert text == original[-110:]
+        else:
+            assert text == "N" * (110 - len(original)) + original
+
+
+def test_singleton_flags_and_fraction(real_cache):
+    cache = load_cache(real_cache)
+    np.testing.assert_array_equal(cache.singleton, cache.expression == np.round(cache.expression))
+    assert 0.55 < cache.singleton.mean() < 0.61  # 58 % of real rows are whole numbers
+
+
+def test_attributes(real_cache, real_train_file):
+    attrs = load_cache(real_cache).attrs
+    assert attrs["seq_len"] == 110 and attrs["num_rows"] == 6370 and attrs["skipped_rows"] == 0
+    assert attrs["source_name"] == "de_boer_demo_train.txt"
+    assert attrs["source_size"] == os.path.getsize(real_train_file)
+    assert attrs["source_sha256"] == hashlib.sha256(real_train_file.read_bytes()).hexdigest()
+    assert attrs["package_version"] == __version__
+    assert cache_is_current(real_cache, real_train_file, 110)
+    assert not cache_is_current(real_cache, real_train_file, 100)
+
+
+def test_refuses_to_overwrite_and_keeps_the_file(real_cache, real_train_file):
+    before = real_cache.read_bytes()
+    with pytest.raises(FileExistsError):
+        prepare_cache(real_train_file, real_cache)
+    assert real_cache.read_bytes() == before
+
+
+def test_bad_input_leaves_no_output(tmp_path):
+    source = tmp_path / "bad.txt"
+    source.write_text("ACGT\t1\nACGT\tx\n")
+    with pytest.raises(DataFormatError, match="bad.txt:2:"):
+        prepare_cache(source, tmp_path / "out.h5")
+    assert sorted(os.listdir(tmp_path)) == ["bad.txt"]
+
+
+def test_skip_bad_rows_recorded(tmp_path):
+    source = tmp_path / "rows.txt"
+    source.write_text("ACGT\t1\nACGT\tx\nAC\t2.5\n")
+    attrs = prepare_cache(source, tmp_path / "out.h5", seq_len=4, skip_bad_rows=True)
+    cache = load_cache(tmp_path / "out.h5")
+    assert attrs["skipped_rows"] == 1 and len(cache) == 2
+    np.testing.assert_array_equal(cache.codes, [[0, 1, 2, 3], [4, 4, 0, 1]])
+    np.testing.assert_array_equal(cache.singleton, [True, False])
+
+
+def test_not_a_cache(tmp_path):
+    with h5py.File(tmp_path / "other.h5", "w") as h5:
+        h5["x"] = [1]
+    with pytest.raises(DataFormatError, match="'sequences' is missing"):
+        load_cache(tmp_path / "other.h5")
+
+
+def test_cli_writes_cache_without_importing_tensorflow(tmp_path, real_train_file):
+    output = tmp_path / "cli.h5"
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "dream_keras.prepare",
+                             f"--input={real_train_file}", f"--output={output}"],
+                            capture_output=True, text=True, timeout=120, check=True)
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "dream_keras.cache" in imported
+    assert not {"tensorflow", "keras"} & imported
+    assert load_cache(output).attrs["num_rows"] == 6370
+    refused = subprocess.run([sys.executable, "-m", "dream_keras.prepare",
+                              f"--input={real_train_file}", f"--output={output}"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "exists" in refused.stderr
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    source = tmp_path / "bad.txt"
+    source.write_text("ACGT\t1\nACGT\t\n")
+    result = subprocess.run([sys.executable, "-m", "dream_keras.prepare", f"--input={source}",
+                             f"--output={tmp_path / 'o.h5'}"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {source}:2: missing expression column (expected sequence<TAB>expression)"
