@@ -18,4 +18,5 @@ def _started_as_data_only_command() -> bool:
 
 
 if not _started_as_data_only_command():
-    pass  # the model modules are imported here once they exist
+    from dream_keras import layers  # noqa: F401  (registers the custom layers for loading)
+    from dream_keras.model import MODEL_DEFAULTS, build_model  # noqa: F401

@@ -1,0 +1,113 @@
+"""build_model: team MadLab's DREAM 2022 network as one Keras functional model.
+
+one-hot [B, seq_len, 4] -> MultiScaleConv -> transformer blocks -> BiLSTM -> Dense(1).
+Every architecture hyper-parameter is a keyword argument whose default is the original's
+value, so `build_model()` is the faithful model (319,657 parameters) and the training
+flags are generated from this signature (see MODEL_DEFAULTS and MODEL_ARGUMENT_HELP).
+"""
+from __future__ import annotations
+
+import inspect
+
+import keras
+
+from dream_keras.layers import MultiScaleConv, TransformerBlock
+
+MODEL_NAME = "dream_madlab"
+ONE_HOT_CHANNELS = 4  # A, C, G, T (N is all zeros), see dream_keras.sequences
+
+
+def build_model(
+    *,
+    seq_len: int = 110,
+    conv_kernel_sizes: tuple = (15, 20, 25, 30),
+    conv_filters: int = 192,
+    conv_out_filters: int = 96,
+    conv_activation: str = "swish",
+    num_transformer_blocks: int = 2,
+    num_heads: int = 1,
+    key_size: int = 96,
+    value_size: int = 96,
+    attention_dropout: float = 0.0,
+    positional_dropout: float = 0.0,
+    ffn_multiplier: int = 2,
+    ffn_activation: str = "swish",
+    layer_norm_epsilon: float = 1e-5,
+    lstm_units: int = 4,
+    lstm_activation: str = "swish",
+    l2_weight: float = 1e-3,
+) -> keras.Model:
+    """The expression model: one-hot [B, seq_len, 4] -> standardised expression [B, 1].
+
+    Arguments are described in MODEL_ARGUMENT_HELP. The output layer computes in float32
+    under any dtype policy, so mixed-precision training keeps a float32 loss.
+    Raises ValueError for inconsistent values (e.g. an attention width that breaks the
+    residual), TypeError for an unknown argument.
+    """
+    conv_kernel_sizes = tuple(int(k) for k in conv_kernel_sizes)
+    _check_arguments(seq_len, conv_kernel_sizes, conv_out_filters, num_heads, value_size,
+                     num_transformer_blocks, lstm_units)
+    sequence = keras.Input(shape=(seq_len, ONE_HOT_CHANNELS), name="one_hot_sequence")
+    x = MultiScaleConv(filters=conv_filters, out_filters=conv_out_filters,
+                       kernel_sizes=conv_kernel_sizes, activation=conv_activation,
+                       kernel_initializer="he_normal", l2_weight=l2_weight,
+                       name="multi_scale_conv")(sequence)
+    for index in range(num_transformer_blocks):
+        x = TransformerBlock(num_heads=num_heads, key_size=key_size, value_size=value_size,
+                             attention_dropout=attention_dropout,
+                             positional_dropout=positional_dropout,
+                             ffn_multiplier=ffn_multiplier, ffn_activation=ffn_activation,
+                             layer_norm_epsilon=layer_norm_epsilon,
+                             name=f"transformer_{index}")(x)
+    x = keras.layers.Bidirectional(
+        keras.layers.LSTM(lstm_units, activation=lstm_activation,
+                          kernel_initializer="he_normal"),
+        name="bilstm")(x)
+    expression = keras.layers.Dense(
+        1, kernel_initializer="he_normal",
+        kernel_regularizer=keras.regularizers.L2(l2_weight) if l2_weight else None,
+        dtype="float32", name="expression")(x)
+    return keras.Model(sequence, expression, name=MODEL_NAME)
+
+
+def _check_arguments(seq_len, conv_kernel_sizes, conv_out_filters, num_heads, value_size,
+                     num_transformer_blocks, lstm_units) -> None:
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+    if not conv_kernel_sizes or min(conv_kernel_sizes) < 1:
+        raise ValueError(f"conv_kernel_sizes must be positive widths, got {conv_kernel_sizes}")
+    if num_transformer_blocks < 0:
+        raise ValueError(f"num_transformer_blocks must be >= 0, got {num_transformer_blocks}")
+    if num_transformer_blocks and num_heads * value_size != conv_out_filters:
+        raise ValueError(
+            f"num_heads * value_size ({num_heads} * {value_size} = {num_heads * value_size}) "
+            f"must equal conv_out_filters ({conv_out_filters}): the attention output is added "
+            "back to its input")
+    if lstm_units < 1:
+        raise ValueError(f"lstm_units must be positive, got {lstm_units}")
+
+
+MODEL_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(build_model).parameters.items()
+}
+
+MODEL_ARGUMENT_HELP = {
+    "seq_len": "Input length in bp; sequences are cut to their last seq_len bases or left-padded with N.",
+    "conv_kernel_sizes": "Widths (bp) of the parallel convolution branches.",
+    "conv_filters": "Filters of each branch's wide convolution.",
+    "conv_out_filters": "Filters of each branch's 1x1 projection: the model width fed to attention.",
+    "conv_activation": "Activation after each convolution's BatchNorm.",
+    "num_transformer_blocks": "Number of transformer blocks after the convolutions.",
+    "num_heads": "Attention heads per transformer block.",
+    "key_size": "Query/key size per attention head.",
+    "value_size": "Value size per attention head; num_heads * value_size must equal conv_out_filters.",
+    "attention_dropout": "Dropout rate on the attention weights during training.",
+    "positional_dropout": "Dropout rate on the relative-position features during training.",
+    "ffn_multiplier": "Feed-forward hidden width as a multiple of the model width.",
+    "ffn_activation": "Activation between the two feed-forward layers.",
+    "layer_norm_epsilon": "Epsilon of the transformer LayerNorms (Sonnet's default 1e-5).",
+    "lstm_units": "Units of each direction of the bidirectional LSTM.",
+    "lstm_activation": "Activation of the LSTM cell (the original used swish).",
+    "l2_weight": "L2 penalty on the convolution and output kernels (0 disables it).",
+}
