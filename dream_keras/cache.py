@@ -101,7 +101,8 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
     checksum = {}
     hasher = threading.Thread(target=lambda: checksum.update(sha=file_sha256(input_path)))
     hasher.start()
-    partial_path = f"{output_path}.partial"
+    # Per-process name: concurrent workers preparing the same cache never collide.
+    partial_path = f"{output_path}.partial-{os.getpid()}"
     skipped = []
     progress = _ProgressLine(f"prepare {os.path.basename(input_path)}", show_progress)
     try:
