@@ -1,0 +1,124 @@
+"""absl flags of train.py, and their conversion into a TrainingConfig.
+
+One source of truth: every architecture flag is generated from `build_model`'s signature
+(default and help included), so a flag's default is always the function's default.
+`flags/base.flags` still writes the seed's values out explicitly.
+"""
+from __future__ import annotations
+
+from absl import flags
+
+from dream_keras.model import MODEL_ARGUMENT_HELP, MODEL_DEFAULTS
+from dream_keras.training_config import TrainingConfig
+
+_DEFAULTS = TrainingConfig(train_data="", output_dir="")
+
+
+def _define_data_flags():
+    flags.DEFINE_string("train_data", None, "Training data: a sequence<TAB>expression text "
+                        "file (optionally gzipped; prepared into an HDF5 cache on first use) "
+                        "or a prepared .h5 cache.")
+    flags.DEFINE_string("cache_path", None, "Where to keep the HDF5 cache of a text "
+                        "--train_data. Default: beside it, as <file>.seq<seq_len>.h5.")
+    flags.DEFINE_integer("synthetic_rows", _DEFAULTS.synthetic_rows, "If > 0 and "
+                         "--train_data does not exist, first write that many rows of the "
+                         "package's synthetic data there (the quickstart).", lower_bound=0)
+    flags.DEFINE_integer("synthetic_seed", _DEFAULTS.synthetic_seed,
+                         "Seed of the synthetic data written by --synthetic_rows.")
+    flags.DEFINE_float("singleton_keep_prob", _DEFAULTS.singleton_keep_prob,
+                       "Keep each whole-number (single sort bin) row with this probability; "
+                       "0.5 as the original, 1 keeps all.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_float("validation_fraction", _DEFAULTS.validation_fraction,
+                       "Fraction of the kept rows held out, fixed by --seed.",
+                       lower_bound=0.0, upper_bound=0.5)
+    flags.DEFINE_bool("skip_bad_rows", _DEFAULTS.skip_bad_rows, "When preparing the cache, "
+                      "drop malformed rows (counted in run.json) instead of stopping.")
+
+
+def _define_training_flags():
+    flags.DEFINE_string("output_dir", None, "Run directory: model.keras, target_scaler.json, "
+                        "history.csv, tensorboard/, run.json, backup/ while running.")
+    flags.DEFINE_bool("overwrite", False, "Replace the run outputs in a non-empty "
+                      "--output_dir that is not a resumable run of this configuration.")
+    flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Number of epochs.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "GLOBAL batch size, split "
+                         "across replicas.", lower_bound=1)
+    flags.DEFINE_enum("optimizer", _DEFAULTS.optimizer, ["rmsprop", "adam"],
+                      "Optimizer (the original: RMSprop).")
+    flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Learning rate.",
+                       lower_bound=0.0)
+    flags.DEFINE_float("clipnorm", _DEFAULTS.clipnorm, "Clip each gradient to this norm; "
+                       "0 disables (the original did not clip).", lower_bound=0.0)
+    flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch, "Batches per epoch; "
+                         "0 = one pass over the training rows. The original used "
+                         "N/128 with batch 1024 (~8 passes per 'epoch').", lower_bound=0)
+    flags.DEFINE_integer("early_stopping_patience", _DEFAULTS.early_stopping_patience,
+                         "Stop after this many epochs without a better val_pearson.",
+                         lower_bound=1)
+    flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seeds the filter, split, shuffling and "
+                         "weight initialisation.")
+
+
+def _define_device_flags():
+    flags.DEFINE_enum("strategy", _DEFAULTS.strategy,
+                      ["auto", "mirrored", "multi_worker", "one_device"],
+                      "auto: MirroredStrategy over all GPUs when there are 2+, else the "
+                      "default device; multi_worker: MultiWorkerMirroredStrategy from "
+                      "TF_CONFIG.")
+    flags.DEFINE_integer("cpu_devices", _DEFAULTS.cpu_devices, "Split the CPU into this "
+                         "many logical devices (test replica code paths without GPUs); "
+                         "0 leaves the CPU as it is.", lower_bound=0)
+    flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "Compile the train step with "
+                      "XLA (faster on CPU and GPU; same maths, float rounding may differ).")
+    flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision,
+                      ["none", "float16", "bfloat16"], "Compute dtype; weights stay "
+                      "float32, float16 uses loss scaling, outputs stay float32.")
+    flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution,
+                         "Train steps run per call into the compiled function.",
+                         lower_bound=1)
+    flags.DEFINE_integer("data_parallel_calls", _DEFAULTS.data_parallel_calls,
+                         "Parallel batch-assembly calls in tf.data; -1 = autotune.",
+                         lower_bound=-1)
+    flags.DEFINE_integer("prefetch_batches", _DEFAULTS.prefetch_batches,
+                         "Batches prefetched ahead of the model; -1 = autotune.",
+                         lower_bound=-1)
+
+
+def _define_model_flags():
+    for name, default in MODEL_DEFAULTS.items():
+        help_text = f"Model: {MODEL_ARGUMENT_HELP[name]}"
+        if isinstance(default, bool):
+            flags.DEFINE_bool(name, default, help_text)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, help_text)
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, default, help_text)
+        elif isinstance(default, tuple):
+            flags.DEFINE_list(name, [str(v) for v in default], help_text + " (comma list)")
+            flags.register_validator(name, _all_positive_integers,
+                                     f"--{name} must be a comma list of positive integers")
+        else:
+            flags.DEFINE_string(name, default, help_text)
+
+
+def _all_positive_integers(values) -> bool:
+    return all(str(v).strip().isdigit() and int(v) > 0 for v in values)
+
+
+def define_flags():
+    """Define every train.py flag (call once, at import of the script)."""
+    _define_data_flags()
+    _define_training_flags()
+    _define_device_flags()
+    _define_model_flags()
+    flags.mark_flags_as_required(["train_data", "output_dir"])
+
+
+def config_from_flags(values=flags.FLAGS) -> TrainingConfig:
+    """A TrainingConfig from parsed flags (flag values are read, never mutated)."""
+    model = {}
+    for name, default in MODEL_DEFAULTS.items():
+        value = values[name].value
+        model[name] = tuple(int(v) for v in value) if isinstance(default, tuple) else value
+    fields = {name: values[name].value for name in TrainingConfig.flag_names()}
+    return TrainingConfig(model=model, **fields)

@@ -1,0 +1,46 @@
+"""Work-arounds that let Keras 3's `fit` run under MultiWorkerMirroredStrategy.
+
+Keras 3 (up to 3.15 at least) cannot fit under TF's multi-worker strategy out of the box:
+keras-team/keras#20585 and tensorflow/tensorflow#72388. Two places fail:
+1. before the first step, fit merges a batch with `strategy.reduce` to build the model,
+   which the multi-worker strategy cannot do on a nested (x, y) batch;
+2. after every step, scalar logs (the loss) are reduced with `axis=0`, which is invalid
+   for a scalar ("Invalid reduction dimension 0 for input with 0 dimensions").
+Both are patched here, and only for a run that uses the multi-worker strategy; the
+multi-worker test in tests/test_training.py fails if a Keras upgrade breaks them.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+
+def build_from_local_batch(model, dataset: tf.data.Dataset, strategy) -> None:
+    """Build model, metrics and optimizer from one local batch, then skip fit's own
+    reduce-based build (failure 1)."""
+    with strategy.scope():
+        model._symbolic_build(data_batch=next(iter(dataset.take(1))))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def reduce_scalar_logs_without_axis() -> None:
+    """Make Keras reduce scalar per-replica logs across workers with axis=None
+    (failure 2); every other reduction goes through Keras unchanged."""
+    original = keras_tf_trainer.reduce_per_replica
+    if getattr(original, "_dream_keras_patch", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if (reduction in ("auto", "mean")
+                and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+            return tf.nest.map_structure(lambda v: _mean_over_workers(v, strategy), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._dream_keras_patch = True
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _mean_over_workers(value, strategy):
+    local = strategy.experimental_local_results(value)[0]
+    axis = None if local.shape.rank == 0 else 0
+    return strategy.reduce("MEAN", value, axis=axis)

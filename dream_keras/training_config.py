@@ -1,0 +1,62 @@
+"""TrainingConfig: every setting of a training run, in one plain, JSON-able record.
+
+The scripts fill it from flags; tests and notebooks build it directly. Defaults are the
+seed's recipe (flags/base.flags writes them out too).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+class ConfigurationError(ValueError):
+    """A setting (or the environment it needs) makes the run impossible; says which."""
+
+
+# Settings that may differ between a run and its resumption: they change how the run is
+# driven or where it executes, never what it learns.
+_NOT_PART_OF_A_RUN = ("overwrite",)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    train_data: str
+    output_dir: str
+    cache_path: str | None = None
+    synthetic_rows: int = 0
+    synthetic_seed: int = 0
+    singleton_keep_prob: float = 0.5
+    validation_fraction: float = 0.02
+    skip_bad_rows: bool = False
+    epochs: int = 10
+    batch_size: int = 1024
+    optimizer: str = "rmsprop"
+    learning_rate: float = 1e-4
+    clipnorm: float = 0.0
+    steps_per_epoch: int = 0
+    early_stopping_patience: int = 20
+    seed: int = 0
+    strategy: str = "auto"
+    cpu_devices: int = 0
+    jit_compile: bool = True
+    mixed_precision: str = "none"
+    steps_per_execution: int = 1
+    data_parallel_calls: int = -1
+    prefetch_batches: int = -1
+    overwrite: bool = False
+    model: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def flag_names(cls) -> list[str]:
+        return [field.name for field in dataclasses.fields(cls) if field.name != "model"]
+
+    def to_json(self) -> dict:
+        record = dataclasses.asdict(self)
+        record["model"] = {k: list(v) if isinstance(v, tuple) else v
+                           for k, v in self.model.items()}
+        return record
+
+    def run_identity(self) -> dict:
+        """What must match for a run directory to be resumed by this configuration."""
+        record = self.to_json()
+        for name in _NOT_PART_OF_A_RUN:
+            record.pop(name)
+        return record

@@ -1,0 +1,110 @@
+"""From --train_data to the rows a run trains on: locate or make the file, cache it,
+filter singletons, split, standardise."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import h5py
+import numpy as np
+from absl import logging
+
+from dream_keras.cache import cache_is_current, load_cache, prepare_cache
+from dream_keras.splits import TargetScaler, singleton_keep_mask, split_train_validation
+from dream_keras.training_config import ConfigurationError, TrainingConfig
+
+ZENODO_RECORD = "https://zenodo.org/records/10633252"
+
+
+class MissingDataError(FileNotFoundError):
+    """The training file is absent; the message says where to get it."""
+
+
+@dataclasses.dataclass
+class TrainingRows:
+    train_codes: np.ndarray        # uint8 [n_train, seq_len]
+    train_targets: np.ndarray      # float32 [n_train], standardised
+    validation_codes: np.ndarray
+    validation_targets: np.ndarray
+    scaler: TargetScaler
+    summary: dict                  # paths, checksum and row counts for run.json
+
+
+def ensure_train_file(config: TrainingConfig) -> None:
+    """Write synthetic data when asked and absent; otherwise insist the file exists."""
+    if os.path.exists(config.train_data):
+        return
+    if config.synthetic_rows > 0:
+        from dream_keras import synthetic
+
+        logging.info("writing %d synthetic rows to %s", config.synthetic_rows,
+                     config.train_data)
+        os.makedirs(os.path.dirname(os.path.abspath(config.train_data)), exist_ok=True)
+        synthetic.write_dream_file(config.train_data, config.synthetic_rows,
+                                   config.synthetic_seed)
+        return
+    raise MissingDataError(
+        f"training data {config.train_data} not found. The DREAM 2022 training set is "
+        f"train_sequences.txt from Zenodo record 10633252 ({ZENODO_RECORD}); download it "
+        f"and put it at {config.train_data} (or pass --train_data=PATH). To try the "
+        "package without it: make quickstart.")
+
+
+def resolve_cache(config: TrainingConfig, seq_len: int) -> str:
+    """Path of an up-to-date HDF5 cache for --train_data, preparing it when needed."""
+    if config.train_data.endswith((".h5", ".hdf5")):
+        return config.train_data
+    cache_path = config.cache_path or f"{config.train_data}.seq{seq_len}.h5"
+    if cache_is_current(cache_path, config.train_data, seq_len):
+        logging.info("reusing cache %s (source unchanged)", cache_path)
+        return cache_path
+    if os.path.exists(cache_path) and not _is_our_cache(cache_path):
+        raise FileExistsError(f"{cache_path} exists and is not a dream_keras cache; "
+                              "pass --cache_path to put the cache elsewhere")
+    logging.info("preparing cache %s from %s", cache_path, config.train_data)
+    prepare_cache(config.train_data, cache_path, seq_len=seq_len,
+                  skip_bad_rows=config.skip_bad_rows, overwrite=True)
+    return cache_path
+
+
+def _is_our_cache(path) -> bool:
+    try:
+        with h5py.File(path, "r") as h5:
+            return "format_version" in h5.attrs
+    except OSError:
+        return False
+
+
+def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
+    """Filter, split and standardise the cached rows, all seeded by config.seed."""
+    if config.validation_fraction <= 0:
+        raise ConfigurationError("validation_fraction must be > 0: the best model is "
+                                 "chosen by val_pearson")
+    ensure_train_file(config)
+    cache_path = resolve_cache(config, seq_len)
+    cache = load_cache(cache_path)
+    if cache.seq_len != seq_len:
+        raise ConfigurationError(f"{cache_path} holds sequences of length {cache.seq_len} "
+                                 f"but the model expects seq_len={seq_len}")
+    kept = np.flatnonzero(singleton_keep_mask(cache.singleton, config.singleton_keep_prob,
+                                              config.seed))
+    train, validation = split_train_validation(kept, config.validation_fraction, config.seed)
+    if len(train) < 2 or len(validation) < 2:
+        raise ConfigurationError(f"{cache_path}: too few rows to train ({len(train)} "
+                                 f"train, {len(validation)} validation after filtering and "
+                                 "splitting)")
+    scaler = TargetScaler.fit(cache.expression[train])  # training rows only
+    summary = {
+        "train_data": os.path.abspath(config.train_data),
+        "cache": os.path.abspath(cache_path),
+        "source_sha256": cache.attrs.get("source_sha256"),
+        "rows_in_cache": len(cache), "skipped_rows": cache.attrs.get("skipped_rows", 0),
+        "rows_after_singleton_filter": int(len(kept)),
+        "train_rows": int(len(train)), "validation_rows": int(len(validation)),
+        "target_mean": scaler.mean, "target_std": scaler.std,
+    }
+    logging.info("rows: %d in cache, %d after singleton filter, %d train, %d validation",
+                 len(cache), len(kept), len(train), len(validation))
+    return TrainingRows(cache.codes[train], scaler.transform(cache.expression[train]),
+                        cache.codes[validation], scaler.transform(cache.expression[validation]),
+                        scaler, summary)

@@ -1,0 +1,183 @@
+"""Training runs end to end: outputs, replicas, multi-worker, kill-and-resume, errors.
+
+Runs are tiny (a few hundred synthetic rows, batch 32-64) and most skip XLA to save
+compile time; the model tests cover the XLA train step.
+"""
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from dream_keras import synthetic
+from dream_keras.cache import prepare_cache
+from tests.conftest import REPO
+
+SMALL_RUN = ["--epochs=2", "--batch_size=32", "--optimizer=adam", "--learning_rate=1e-3",
+             "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2"]
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    synthetic.write_dream_file(folder / "rows.txt", 320, seed=11)
+    prepare_cache(folder / "rows.txt", folder / "rows.h5")
+    return folder / "rows.h5"
+
+
+def run_train(*args, timeout=300, env=None, check=True):
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args],
+                            capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def history(run_dir):
+    with open(run_dir / "history.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_quickstart_path_writes_every_output(tmp_path):
+    from dream_keras.training import train
+    from dream_keras.training_config import TrainingConfig
+
+    config = TrainingConfig(train_data=str(tmp_path / "synthetic.txt"), synthetic_rows=300,
+                            output_dir=str(tmp_path / "run"), epochs=2, batch_size=32,
+                            optimizer="adam", learning_rate=1e-3, jit_compile=False,
+                            validation_fraction=0.2)
+    record = train(config)
+    run = tmp_path / "run"
+    assert {"model.keras", "target_scaler.json", "history.csv", "run.json",
+            "tensorboard"} <= set(os.listdir(run))
+    assert not (run / "backup").exists()  # removed once training ends
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["status"] == "completed" and saved["num_replicas_in_sync"] == 1
+    assert saved["flags"]["learning_rate"] == 1e-3 and saved["seed"] == 0
+    data = saved["data"]
+    assert data["rows_in_cache"] == 300 and data["train_rows"] + data["validation_rows"] == \
+        data["rows_after_singleton_filter"] < 300  # half the singletons were dropped
+    assert len(data["source_sha256"]) == 64
+    assert saved["parameters"] == 319_657
+    rows = history(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert np.isfinite(float(rows[-1]["val_pearson"])) and saved["best_epoch"] in (1, 2)
+    assert saved["best_metrics"]["val_pearson"] == max(float(r["val_pearson"]) for r in rows)
+    scaler = json.loads((run / "target_scaler.json").read_text())
+    assert scaler["mean"] == pytest.approx(data["target_mean"]) and scaler["std"] > 0
+    assert record["status"] == "completed"
+
+
+def test_same_seed_same_history(tmp_path, small_cache):
+    for name in ("a", "b"):
+        run_train(f"--train_data={small_cache}", f"--output_dir={tmp_path / name}",
+                  *SMALL_RUN)
+    assert history(tmp_path / "a") == history(tmp_path / "b")
+
+
+def test_two_replicas_match_one_device(tmp_path, small_cache):
+    losses = {}
+    for name, extra in (("one", ["--strategy=one_device"]),
+                        ("two", ["--strategy=mirrored", "--cpu_devices=2"])):
+        run_train(f"--train_data={small_cache}", f"--output_dir={tmp_path / name}",
+                  *SMALL_RUN, *extra)
+        losses[name] = [float(r["loss"]) for r in history(tmp_path / name)]
+        replicas = json.loads((tmp_path / name / "run.json").read_text())
+        assert replicas["num_replicas_in_sync"] == (1 if name == "one" else 2)
+    # BatchNorm statistics are per replica (16 rows instead of 32), so not bit-identical.
+    np.testing.assert_allclose(losses["two"], losses["one"], rtol=0.05)
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_together(tmp_path, small_cache):
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    processes = []
+    try:
+        for index in range(2):
+            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker",
+                                                                  "index": index}}
+            processes.append(subprocess.Popen(
+                [sys.executable, str(REPO / "train.py"), f"--train_data={small_cache}",
+                 f"--output_dir={tmp_path / 'run'}", "--strategy=multi_worker",
+                 *SMALL_RUN, "--steps_per_epoch=3"],
+                env={**os.environ, "TF_CONFIG": json.dumps(tf_config)},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outputs = [p.communicate(timeout=300) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["num_replicas_in_sync"] == 2 and record["status"] == "completed"
+    assert len(history(tmp_path / "run")) == 2
+    assert not (tmp_path / "run" / "backup-worker1").exists()
+
+
+def test_killed_run_resumes_where_it_stopped(tmp_path, small_cache):
+    args = [sys.executable, str(REPO / "train.py"), f"--train_data={small_cache}",
+            f"--output_dir={tmp_path / 'run'}", *SMALL_RUN, "--epochs=3"]
+    metadata = tmp_path / "run" / "backup" / "training_metadata.json"
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and process.poll() is None:
+            try:
+                if json.loads(metadata.read_text())["epoch"] >= 1:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    backed_up = json.loads(metadata.read_text())["epoch"]
+    assert 1 <= backed_up < 3
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "running"
+    resumed = run_train(*args[2:])
+    assert f"resuming {tmp_path / 'run'} at epoch {backed_up + 1}" in resumed.stderr
+    assert [int(r["epoch"]) for r in history(tmp_path / "run")] == [0, 1, 2]
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "completed" and record["epochs_completed"] == 3
+
+
+def test_missing_data_file_says_where_to_get_it(tmp_path):
+    result = run_train(f"--train_data={tmp_path / 'train_sequences.txt'}",
+                       f"--output_dir={tmp_path / 'run'}", check=False)
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: training data") and "10633252" in message
+    assert str(tmp_path / "train_sequences.txt") in message
+
+
+def test_bad_flag_value_is_refused():
+    result = run_train("--train_data=x", "--output_dir=y", "--batch_size=0", check=False)
+    assert result.returncode != 0 and "batch_size" in result.stderr
+
+
+def test_foreign_output_dir_is_refused_and_kept(tmp_path, small_cache):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    result = run_train(f"--train_data={small_cache}", f"--output_dir={tmp_path / 'run'}",
+                       check=False)
+    assert result.returncode == 1 and "is not empty" in result.stderr
+    assert "--overwrite" in result.stderr
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
