@@ -1,0 +1,268 @@
+"""The DREAM Challenge 2022 official score: weighted per-subset Pearson r² and Spearman rho.
+
+The organisers' scoring computes, for each test subset, the correlation between predicted
+and measured expression (for the pair subsets SNVs, motif perturbation and motif tiling:
+between predicted and measured alt-minus-ref DIFFERENCES) and combines them as
+
+    Pearson score  = sum(weight * r²)  / 4.65
+    Spearman score = sum(weight * rho) / 4.65
+
+"all" is, as in the official final scoring, every labelled test position that can be
+predicted: here every labelled position whose sequence is known (single positions and both
+members of pairs, across all subsets, each position once). A subset with no labelled
+sequence (the SNV sequences are not public) is reported as missing; the official formula
+then counts it as 0, and a renormalised score over the weights actually used is reported
+beside it under its own name. Scoring is a pure function of predictions and labels, so it
+is testable without a model; `load_dream_test_set` reads the challenge's file layout.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from dream_keras.metrics import pearson_r, spearman_rho
+from dream_keras.readers import DataFormatError
+
+SUBSET_WEIGHTS = {
+    "all": 1.0, "high": 0.3, "low": 0.3, "yeast": 0.3, "random": 0.3, "challenging": 0.5,
+    "SNVs": 1.25, "motif_perturbation": 0.3, "motif_tiling": 0.4,
+}
+OFFICIAL_DENOMINATOR = 4.65  # the sum of SUBSET_WEIGHTS, as the organisers wrote it
+PAIR_SUBSETS = ("SNVs", "motif_perturbation", "motif_tiling")
+SINGLE_SUBSETS = ("high", "low", "yeast", "random", "challenging")
+
+# Subset name -> (test_subsets/<name>.csv, public_leaderboard/<name>.json) file stems.
+SUBSET_FILES = {
+    "high": ("high_exp_seqs", "high_exp_indices"),
+    "low": ("low_exp_seqs", "low_exp_indices"),
+    "yeast": ("yeast_seqs", "yeast_exp_indices"),
+    "random": ("all_random_seqs", "random_exp_indices"),
+    "challenging": ("challenging_seqs", "challenging_exp_indices"),
+    "SNVs": ("all_SNVs_seqs", "SNVs_exp_indices"),
+    "motif_perturbation": ("motif_perturbation_seqs", "motif_perturbation_exp_indices"),
+    "motif_tiling": ("motif_tiling_seqs", "motif_tiling_exp_indices"),
+}
+ALL_DEFINITION = ("every labelled test position with a known sequence (single positions and "
+                  "both members of pairs, across all subsets, each position once)")
+
+
+@dataclasses.dataclass
+class DreamTestSet:
+    """What scoring needs: position -> sequence / label, and each subset's members.
+
+    single_subsets: name -> int64 [n] positions; pair_subsets: name -> int64 [n, 2]
+    (alt_pos, ref_pos). Membership may include positions without a label or sequence.
+    """
+
+    sequences: dict
+    labels: dict
+    single_subsets: dict
+    pair_subsets: dict
+
+    def positions_to_predict(self) -> list:
+        """Sorted positions that are both labelled and have a known sequence."""
+        return sorted(set(self.sequences) & set(self.labels))
+
+
+def score_predictions(predictions: Mapping[int, float], test_set: DreamTestSet) -> dict:
+    """The official score of `predictions` {position: value} against `test_set`'s labels.
+
+    Returns a JSON-ready dict: per subset n, pearson_r, pearson_r2, spearman, weight and a
+    status ('scored', 'missing': nothing to score, 'undefined': a constant side, counted
+    as 0); the official `pearson_score` / `spearman_score` (missing subsets count 0, /4.65)
+    and `renormalised_*_score` (divided by the weights of the subsets that were present).
+    """
+    predictions = {int(p): float(v) for p, v in predictions.items()}
+    labels = {int(p): float(v) for p, v in test_set.labels.items()}
+    usable = set(predictions) & set(labels)
+    subsets = {"all": _single_subset_result(sorted(usable), predictions, labels)}
+    for name in SINGLE_SUBSETS:
+        members = test_set.single_subsets.get(name, np.zeros(0, np.int64))
+        kept = sorted(set(np.asarray(members, np.int64).tolist()) & usable)
+        subsets[name] = _single_subset_result(kept, predictions, labels)
+    for name in PAIR_SUBSETS:
+        members = test_set.pair_subsets.get(name, np.zeros((0, 2), np.int64))
+        pairs = sorted({(int(a), int(r)) for a, r in np.asarray(members).reshape(-1, 2)})
+        kept = [(a, r) for a, r in pairs if a in usable and r in usable]
+        subsets[name] = _pair_subset_result(kept, predictions, labels)
+    for name, result in subsets.items():
+        result["weight"] = SUBSET_WEIGHTS[name]
+        result["kind"] = "pair difference" if name in PAIR_SUBSETS else "single"
+    return _combined(subsets)
+
+
+def _single_subset_result(positions, predictions, labels) -> dict:
+    predicted = np.array([predictions[p] for p in positions], dtype=np.float64)
+    measured = np.array([labels[p] for p in positions], dtype=np.float64)
+    return _correlations(predicted, measured)
+
+
+def _pair_subset_result(pairs, predictions, labels) -> dict:
+    """Correlation of predicted vs measured alt-minus-ref differences over `pairs`."""
+    predicted = np.array([predictions[a] - predictions[r] for a, r in pairs], np.float64)
+    measured = np.array([labels[a] - labels[r] for a, r in pairs], np.float64)
+    return _correlations(predicted, measured)
+
+
+def _correlations(predicted: np.ndarray, measured: np.ndarray) -> dict:
+    n = int(predicted.size)
+    if n == 0:
+        return {"n": 0, "pearson_r": None, "pearson_r2": None, "spearman": None,
+                "status": "missing"}
+    r, rho = pearson_r(predicted, measured), spearman_rho(predicted, measured)
+    if math.isnan(r) or math.isnan(rho):
+        return {"n": n, "pearson_r": None, "pearson_r2": None, "spearman": None,
+                "status": "undefined"}
+    return {"n": n, "pearson_r": r, "pearson_r2": r * r, "spearman": rho, "status": "scored"}
+
+
+def _combined(subsets: dict) -> dict:
+    present = {name: s for name, s in subsets.items() if s["status"] != "missing"}
+    pearson_sum = sum(s["weight"] * (s["pearson_r2"] or 0.0) for s in present.values())
+    spearman_sum = sum(s["weight"] * (s["spearman"] or 0.0) for s in present.values())
+    weight_sum = sum(s["weight"] for s in present.values())
+    missing = [name for name, s in subsets.items() if s["status"] == "missing"]
+    return {
+        "subsets": subsets,
+        "pearson_score": pearson_sum / OFFICIAL_DENOMINATOR,
+        "spearman_score": spearman_sum / OFFICIAL_DENOMINATOR,
+        "complete": not missing,
+        "missing_subsets": missing,
+        "weights": dict(SUBSET_WEIGHTS),
+        "weights_used": {name: s["weight"] for name, s in present.items()},
+        "official_denominator": OFFICIAL_DENOMINATOR,
+        "renormalised_pearson_score": pearson_sum / weight_sum if weight_sum else None,
+        "renormalised_spearman_score": spearman_sum / weight_sum if weight_sum else None,
+        "all_definition": ALL_DEFINITION,
+    }
+
+
+def format_score_table(score: dict) -> str:
+    """A plain-text table of the per-subset numbers and the weighted scores."""
+    lines = [f"{'subset':<20}{'weight':>7}{'n':>7}{'pearson_r2':>12}{'spearman':>10}  status"]
+    for name, s in score["subsets"].items():
+        r2 = "-" if s["pearson_r2"] is None else f"{s['pearson_r2']:.4f}"
+        rho = "-" if s["spearman"] is None else f"{s['spearman']:.4f}"
+        lines.append(f"{name:<20}{s['weight']:>7.2f}{s['n']:>7d}{r2:>12}{rho:>10}  {s['status']}")
+    lines.append(f"Pearson score  {score['pearson_score']:.4f}   "
+                 f"Spearman score  {score['spearman_score']:.4f}   (official: sum / 4.65)")
+    if not score["complete"]:
+        used = sum(score["weights_used"].values())
+        lines.append(f"PARTIAL: missing {', '.join(score['missing_subsets'])} (counted as 0); "
+                     f"renormalised over weights {used:.2f}: Pearson "
+                     f"{_fmt(score['renormalised_pearson_score'])}, Spearman "
+                     f"{_fmt(score['renormalised_spearman_score'])}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+# ---- reading the challenge layout -------------------------------------------------------
+
+def load_dream_test_set(dream_dir, labels_path=None) -> DreamTestSet:
+    """Read `dream_dir/test_subsets/*.csv` and the labels.
+
+    labels_path: a JSON {"<pos>": value} (e.g. ground.json); subset membership then comes
+    from the CSVs. Without it, labels and membership come from the per-subset JSONs in
+    `dream_dir/public_leaderboard/` (pair keys "<alt_pos>,<ref_pos>" -> [alt, ref]).
+    """
+    subsets_dir = os.path.join(dream_dir, "test_subsets")
+    if not os.path.isdir(subsets_dir):
+        raise FileNotFoundError(f"{subsets_dir}: no test_subsets directory in --dream_dir")
+    sequences, csv_singles, csv_pairs = {}, {}, {}
+    for name, (csv_stem, _) in SUBSET_FILES.items():
+        path = os.path.join(subsets_dir, csv_stem + ".csv")
+        if os.path.isfile(path):
+            members = _read_subset_csv(path, sequences)
+            (csv_pairs if name in PAIR_SUBSETS else csv_singles)[name] = members
+    if labels_path is not None:
+        return DreamTestSet(sequences, _read_label_json(labels_path), csv_singles, csv_pairs)
+    labels, singles, pairs = _read_leaderboard(os.path.join(dream_dir, "public_leaderboard"))
+    return DreamTestSet(sequences, labels, singles, pairs)
+
+
+def _read_subset_csv(path, sequences: dict) -> np.ndarray:
+    """Members of one subset CSV ([n] or [n, 2]); records each position's sequence."""
+    header = pd.read_csv(path, nrows=0).columns
+    if {"pos", "sequence"} <= set(header):
+        columns = [("pos", "sequence")]
+    elif {"alt_pos", "ref_pos", "alt_sequence", "ref_sequence"} <= set(header):
+        columns = [("alt_pos", "alt_sequence"), ("ref_pos", "ref_sequence")]
+    else:
+        raise DataFormatError(path, 1, "expected columns pos, sequence or alt_pos, ref_pos, "
+                                       "alt_sequence, ref_sequence")
+    frame = pd.read_csv(path, usecols=[c for pair in columns for c in pair],
+                        dtype={c[1]: str for c in columns})
+    for position_column, sequence_column in columns:
+        for line, (pos, seq) in enumerate(zip(frame[position_column], frame[sequence_column]),
+                                          start=2):
+            if not isinstance(seq, str) or pd.isna(pos):
+                raise DataFormatError(path, line, "missing position or sequence")
+            if sequences.setdefault(int(pos), seq) != seq:
+                raise DataFormatError(path, line, f"position {int(pos)} has two different "
+                                                  "sequences in test_subsets")
+    positions = frame[[c[0] for c in columns]].to_numpy(np.int64)
+    return positions[:, 0] if len(columns) == 1 else positions
+
+
+def _read_label_json(path) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: labels file not found")
+    with open(path) as handle:
+        try:
+            raw = json.load(handle)
+            return {int(pos): float(value) for pos, value in raw.items()}
+        except (ValueError, TypeError, AttributeError) as error:
+            raise DataFormatError(path, None, f'expected a JSON object {{"<pos>": value}} '
+                                              f"({error})") from None
+
+
+def _read_leaderboard(directory):
+    labels, singles, pairs = {}, {}, {}
+    found = False
+    for name, (_, json_stem) in SUBSET_FILES.items():
+        path = os.path.join(directory, json_stem + ".json")
+        if not os.path.isfile(path):
+            continue
+        found = True
+        with open(path) as handle:
+            raw = json.load(handle)
+        if name in PAIR_SUBSETS:
+            pairs[name] = _leaderboard_pairs(path, raw, labels)
+        else:
+            singles[name] = np.array([int(pos) for pos in raw], dtype=np.int64)
+            for pos, value in raw.items():
+                _add_label(labels, int(pos), value, path)
+    if not found:
+        raise FileNotFoundError(f"{directory}: no *_exp_indices.json labels; pass "
+                                "--dream_labels=FILE (a JSON {\"<pos>\": value})")
+    return labels, singles, pairs
+
+
+def _leaderboard_pairs(path, raw: dict, labels: dict) -> np.ndarray:
+    members = []
+    for key, values in raw.items():
+        try:
+            alt, ref = (int(part) for part in key.split(","))
+            alt_value, ref_value = values
+        except (ValueError, TypeError):
+            raise DataFormatError(path, None, f'pair entry {key!r} is not "alt,ref": '
+                                              "[alt, ref]") from None
+        _add_label(labels, alt, alt_value, path)
+        _add_label(labels, ref, ref_value, path)
+        members.append((alt, ref))
+    return np.array(members, dtype=np.int64).reshape(-1, 2)
+
+
+def _add_label(labels: dict, position: int, value, path) -> None:
+    value = float(value)
+    if not math.isclose(labels.setdefault(position, value), value, rel_tol=0, abs_tol=1e-9):
+        raise DataFormatError(path, None, f"position {position} has two different labels")

@@ -1,0 +1,253 @@
+"""Evaluate a trained run: metrics tables (text, JSON, Markdown), plots, the DREAM score.
+
+Errors (MSE, R²) are on the STANDARDISED scale: measured expression is standardised with
+the run's own target scaler, so the numbers compare with the training log and the
+original's report. Correlations do not depend on the scale. Outputs go to
+`RUN/evaluation/<data file stem>/` (or `RUN/evaluation/dream_score/`) unless an output
+directory is given; a file there that this package did not write is never replaced.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import logging
+from matplotlib.figure import Figure
+
+from dream_keras import dream_score
+from dream_keras.inference import (DEFAULT_BATCH_SIZE, load_run, model_path_of,
+                                   predict_sequences, predict_standardised)
+from dream_keras.metrics import pearson_r, spearman_rho
+from dream_keras.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
+from dream_keras.sequences import InvalidSequenceError
+
+METRICS_JSON, METRICS_MD = "metrics.json", "metrics.md"
+SCATTER_PNG, RESIDUALS_PNG = "predicted_vs_measured.png", "residuals.png"
+DREAM_SCORE_JSON, DREAM_PREDICTIONS_JSON = "dream_score.json", "dream_predictions.json"
+MANIFEST = ".dream_keras_evaluation.json"  # names of the files evaluate.py wrote here
+HEXBIN_ABOVE_N = 2000  # above this many points a scatter becomes a density (hexbin) plot
+
+
+def regression_metrics(predicted, measured) -> dict:
+    """n, mse, r2 (= 1 - SSE/SST), pearson_r, pearson_r2, spearman_rho of two [n] arrays."""
+    predicted = np.asarray(predicted, np.float64).reshape(-1)
+    measured = np.asarray(measured, np.float64).reshape(-1)
+    if predicted.size != measured.size or predicted.size == 0:
+        raise ValueError(f"need equal, non-zero numbers of values, got {predicted.size} "
+                         f"predicted and {measured.size} measured")
+    sse = float(np.sum((measured - predicted) ** 2))
+    sst = float(np.sum((measured - measured.mean()) ** 2))
+    r = pearson_r(predicted, measured)
+    return {"n": int(predicted.size), "mse": sse / predicted.size,
+            "r2": 1.0 - sse / sst if sst > 0 else float("nan"),
+            "pearson_r": r, "pearson_r2": r * r, "spearman_rho": spearman_rho(predicted, measured)}
+
+
+_ROWS = (("n", "n", "{:d}"), ("mse", "MSE (standardised)", "{:.4f}"),
+         ("r2", "R² (standardised)", "{:.4f}"), ("pearson_r", "Pearson r", "{:.4f}"),
+         ("pearson_r2", "Pearson r²", "{:.4f}"), ("spearman_rho", "Spearman rho", "{:.4f}"))
+
+
+def format_metrics_table(metrics: dict) -> str:
+    """Plain-text two-column table, for the terminal."""
+    return "\n".join(f"{label:<20}{fmt.format(metrics[key])}" for key, label, fmt in _ROWS)
+
+
+def metrics_markdown(metrics: dict, title: str) -> str:
+    """A Markdown table with a title line."""
+    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {label} | {fmt.format(metrics[key])} |" for key, label, fmt in _ROWS]
+    lines += ["", "MSE and R² use targets standardised with the run's target scaler; "
+              "R² = 1 - SSE/SST. Pearson r is over every row (not a batch average)."]
+    return "\n".join(lines) + "\n"
+
+
+def _density_or_scatter(axes, x, y):
+    if x.size > HEXBIN_ABOVE_N:
+        image = axes.hexbin(x, y, gridsize=80, bins="log", mincnt=1, cmap="viridis")
+        axes.figure.colorbar(image, ax=axes, label="rows per hexagon (log)")
+    else:
+        axes.scatter(x, y, s=6, alpha=0.5, linewidths=0)
+
+
+def plot_predicted_vs_measured(predicted, measured, path, title: str) -> None:
+    """PNG: predicted (y) against measured (x), density-shaded for large n, with y = x."""
+    predicted, measured = np.asarray(predicted), np.asarray(measured)
+    figure = Figure(figsize=(5.5, 5))
+    axes = figure.add_subplot()
+    _density_or_scatter(axes, measured, predicted)
+    low = float(min(predicted.min(), measured.min()))
+    high = float(max(predicted.max(), measured.max()))
+    axes.plot([low, high], [low, high], color="black", linewidth=0.8, linestyle="--")
+    axes.set_xlabel("measured expression (standardised)")
+    axes.set_ylabel("predicted expression (standardised)")
+    axes.set_title(f"{title}\nPearson r = {pearson_r(predicted, measured):.3f}, "
+                   f"n = {predicted.size}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def plot_residuals(predicted, measured, path, title: str) -> None:
+    """PNG: residual (measured - predicted) against predicted, and the residual histogram."""
+    predicted = np.asarray(predicted, np.float64)
+    residual = np.asarray(measured, np.float64) - predicted
+    figure = Figure(figsize=(10, 4.5))
+    left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    _density_or_scatter(left, predicted, residual)
+    left.axhline(0.0, color="black", linewidth=0.8, linestyle="--")
+    left.set_xlabel("predicted expression (standardised)")
+    left.set_ylabel("measured - predicted")
+    right.hist(residual, bins=60, color="steelblue")
+    right.set_xlabel("measured - predicted")
+    right.set_ylabel("rows")
+    figure.suptitle(f"{title}: residuals (mean {residual.mean():.3f}, sd {residual.std():.3f})",
+                    fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+# ---- output directory -------------------------------------------------------------------
+
+def default_output_dir(model_path, name: str) -> str:
+    """RUN/evaluation/<name>, next to the model."""
+    run_dir = os.path.dirname(os.path.abspath(model_path_of(model_path)))
+    return os.path.join(run_dir, "evaluation", name)
+
+
+def check_output_files(output_dir, filenames) -> None:
+    """Refuse (FileExistsError) when one of `filenames` exists in `output_dir` and a
+    previous evaluation did not write it; creates the directory."""
+    os.makedirs(output_dir, exist_ok=True)
+    ours = _files_we_wrote(output_dir)
+    foreign = [name for name in filenames
+               if os.path.lexists(os.path.join(output_dir, name)) and name not in ours]
+    if foreign:
+        raise FileExistsError(f"{os.path.join(output_dir, foreign[0])}: exists and was not "
+                              "written by evaluate.py; choose another --output_dir or move it")
+
+
+def record_output_files(output_dir, filenames) -> None:
+    """Remember `filenames` as ours, so the next evaluation may replace them."""
+    names = sorted(_files_we_wrote(output_dir) | set(filenames))
+    _write_json(os.path.join(output_dir, MANIFEST), {"files": names})
+
+
+def _files_we_wrote(output_dir) -> set:
+    path = os.path.join(output_dir, MANIFEST)
+    if not os.path.isfile(path):
+        return set()
+    with open(path) as handle:
+        try:
+            return set(json.load(handle).get("files", []))
+        except (ValueError, AttributeError):
+            return set()
+
+
+def _write_json(path, payload) -> None:
+    with open(path, "w") as handle:
+        json.dump(payload, handle, indent=2)
+        handle.write("\n")
+
+
+# ---- evaluations ------------------------------------------------------------------------
+
+def predict_labelled_file(model, scaler, data_path, *, batch_size=DEFAULT_BATCH_SIZE,
+                          chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False):
+    """(predicted, measured), both standardised float64 [n], for a sequence<TAB>expression file."""
+    predicted, measured = [], []
+    for chunk in iter_chunks(data_path, with_expression=True, chunk_rows=chunk_rows):
+        try:
+            predicted.append(predict_standardised(
+                model, chunk.sequences, batch_size=batch_size,
+                reverse_complement_average=reverse_complement_average))
+        except InvalidSequenceError as error:
+            raise DataFormatError(data_path, int(chunk.line_numbers[error.row]),
+                                  str(error)) from None
+        measured.append(scaler.transform(chunk.expression))
+        logging.info("evaluated %d rows", sum(map(len, predicted)))
+    return (np.concatenate(predicted).astype(np.float64),
+            np.concatenate(measured).astype(np.float64))
+
+
+def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_BATCH_SIZE,
+                  chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False):
+    """Metrics of a run on a labelled file, written as JSON, Markdown and two PNGs.
+
+    Returns (metrics dict, output directory).
+    """
+    stem = os.path.basename(os.fspath(data_path)).split(".")[0] or "data"
+    output_dir = output_dir or default_output_dir(model_path, stem)
+    outputs = [METRICS_JSON, METRICS_MD, SCATTER_PNG, RESIDUALS_PNG]
+    check_output_files(output_dir, outputs)
+    model, scaler = load_run(model_path)
+    predicted, measured = predict_labelled_file(
+        model, scaler, data_path, batch_size=batch_size, chunk_rows=chunk_rows,
+        reverse_complement_average=reverse_complement_average)
+    metrics = regression_metrics(predicted, measured)
+    metrics.update(data=os.path.abspath(data_path),
+                   model=os.path.abspath(model_path_of(model_path)),
+                   reverse_complement_average=bool(reverse_complement_average),
+                   scaler={"mean": scaler.mean, "std": scaler.std})
+    title = f"{os.path.basename(os.fspath(data_path))}"
+    _write_json(os.path.join(output_dir, METRICS_JSON), metrics)
+    with open(os.path.join(output_dir, METRICS_MD), "w") as handle:
+        handle.write(metrics_markdown(metrics, f"Evaluation on {title}"))
+    plot_predicted_vs_measured(predicted, measured, os.path.join(output_dir, SCATTER_PNG), title)
+    plot_residuals(predicted, measured, os.path.join(output_dir, RESIDUALS_PNG), title)
+    record_output_files(output_dir, outputs)
+    return metrics, output_dir
+
+
+def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
+                   batch_size=DEFAULT_BATCH_SIZE, reverse_complement_average=False):
+    """The official challenge score of a run on the DREAM test layout.
+
+    Predicts every labelled position whose sequence is known, scores it with
+    `dream_score.score_predictions`, writes dream_score.json and the predictions as
+    dream_predictions.json ({"<pos>": value}, the submission format). Returns
+    (score dict, output directory).
+    """
+    output_dir = output_dir or default_output_dir(model_path, "dream_score")
+    outputs = [DREAM_SCORE_JSON, DREAM_PREDICTIONS_JSON]
+    check_output_files(output_dir, outputs)
+    test_set = dream_score.load_dream_test_set(dream_dir, labels_path)
+    positions = test_set.positions_to_predict()
+    if not positions:
+        raise ValueError(f"{dream_dir}: no labelled position has a known sequence")
+    model, scaler = load_run(model_path)
+    values = predict_sequences(model, scaler, [test_set.sequences[p] for p in positions],
+                               batch_size=batch_size,
+                               reverse_complement_average=reverse_complement_average)
+    predictions = dict(zip(positions, values.tolist()))
+    score = dream_score.score_predictions(predictions, test_set)
+    score.update(dream_dir=os.path.abspath(dream_dir),
+                 labels=os.path.abspath(labels_path) if labels_path else "public_leaderboard",
+                 model=os.path.abspath(model_path_of(model_path)),
+                 reverse_complement_average=bool(reverse_complement_average))
+    _write_json(os.path.join(output_dir, DREAM_SCORE_JSON), score)
+    _write_json(os.path.join(output_dir, DREAM_PREDICTIONS_JSON),
+                {str(p): v for p, v in predictions.items()})
+    record_output_files(output_dir, outputs)
+    return score, output_dir
+
+
+def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=None,
+                   output_dir=None, batch_size=DEFAULT_BATCH_SIZE,
+                   chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False) -> str:
+    """What `evaluate.py` does; returns the text to print (tables and where files went)."""
+    if bool(data_path) == bool(dream_dir):
+        raise ValueError("give exactly one of --data and --dream_dir")
+    if dream_labels and not dream_dir:
+        raise ValueError("--dream_labels needs --dream_dir")
+    if data_path:
+        metrics, where = evaluate_file(model_path, data_path, output_dir,
+                                       batch_size=batch_size, chunk_rows=chunk_rows,
+                                       reverse_complement_average=reverse_complement_average)
+        return f"{format_metrics_table(metrics)}\nwrote {METRICS_JSON}, {METRICS_MD}, " \
+               f"{SCATTER_PNG}, {RESIDUALS_PNG} to {where}"
+    score, where = evaluate_dream(model_path, dream_dir, dream_labels, output_dir,
+                                  batch_size=batch_size,
+                                  reverse_complement_average=reverse_complement_average)
+    return f"{dream_score.format_score_table(score)}\nwrote {DREAM_SCORE_JSON}, " \
+           f"{DREAM_PREDICTIONS_JSON} to {where}"

@@ -1,0 +1,64 @@
+"""Predict expression with a trained run, score variant pairs, or export a SavedModel.
+
+  python predict.py --model=RUN/model.keras --input=FILE --output=predictions.tsv
+  python predict.py --model=RUN/model.keras --pairs=pairs.tsv --output=effects.tsv
+  python predict.py --model=RUN/model.keras --export=DIR
+"""
+import sys
+
+from absl import app, flags
+
+_MODEL = flags.DEFINE_string("model", None, "The trained model: RUN/model.keras (or the run "
+                             "directory RUN); RUN/target_scaler.json must sit beside it.")
+_INPUT = flags.DEFINE_string("input", None, "Sequences to predict: one per line (a second "
+                             "tab-separated column is ignored), FASTA, or a CSV/TSV with a "
+                             "header holding a `sequence` column; gzip accepted.")
+_PAIRS = flags.DEFINE_string("pairs", None, "Variant pairs: CSV/TSV with header columns "
+                             "ref_sequence and alt_sequence.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output file for --input or --pairs.")
+_FORMAT = flags.DEFINE_enum("format", "tsv", ["tsv", "dream_json"], "Output of --input: TSV "
+                            "sequence<TAB>prediction, or the challenge's JSON "
+                            "{\"<row index>\": prediction}.")
+_EXPORT = flags.DEFINE_string("export", None, "Write a TF SavedModel here whose serving "
+                              "signature maps sequence strings to expression.")
+_REVERSE_COMPLEMENT_AVERAGE = flags.DEFINE_bool(
+    "reverse_complement_average", False, "Average the forward and reverse-complement strand "
+    "predictions (also inside --export).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 1024, "Sequences per prediction batch.",
+                                   lower_bound=1)
+_CHUNK_ROWS = flags.DEFINE_integer("chunk_rows", 200_000, "Input rows read, predicted and "
+                                   "written at a time (bounds memory).", lower_bound=1)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --output / --export.")
+flags.mark_flag_as_required("model")
+flags.register_multi_flags_validator(
+    ["input", "pairs", "export"],
+    lambda values: bool(values["input"] or values["pairs"] or values["export"]),
+    message="nothing to do: give --input, --pairs or --export")
+flags.register_multi_flags_validator(
+    ["input", "pairs"], lambda values: not (values["input"] and values["pairs"]),
+    message="give --input or --pairs, not both")
+flags.register_multi_flags_validator(
+    ["input", "pairs", "output"],
+    lambda values: bool(values["output"]) or not (values["input"] or values["pairs"]),
+    message="--output is required with --input or --pairs")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from dream_keras.inference import run_prediction
+
+    try:
+        summary = run_prediction(
+            _MODEL.value, input_path=_INPUT.value, pairs_path=_PAIRS.value,
+            output_path=_OUTPUT.value, export_dir=_EXPORT.value, output_format=_FORMAT.value,
+            batch_size=_BATCH_SIZE.value, chunk_rows=_CHUNK_ROWS.value,
+            reverse_complement_average=_REVERSE_COMPLEMENT_AVERAGE.value,
+            overwrite=_OVERWRITE.value)
+    except (OSError, ValueError) as error:  # DataFormatError is a ValueError
+        sys.exit(f"error: {error}")
+    print(summary)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,46 @@
+"""A small trained-run directory for the evaluation/inference tests: build, save, reuse.
+
+`build_model` with narrow layers keeps the tests fast; the input/output contract
+(one-hot [None, 110, 4] -> standardised expression [None, 1]) is the full model's.
+"""
+import pathlib
+
+import numpy as np
+
+SMALL_MODEL = dict(conv_filters=16, conv_out_filters=8, key_size=8, value_size=8,
+                   conv_kernel_sizes=(3, 5), num_transformer_blocks=1)
+SCALER_MEAN, SCALER_STD = 11.0, 2.5
+
+
+def save_small_run(directory: pathlib.Path) -> pathlib.Path:
+    """Write model.keras + target_scaler.json + run.json into `directory`; the model path."""
+    import json
+
+    import dream_keras
+    from dream_keras.splits import TargetScaler
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model = dream_keras.build_model(**SMALL_MODEL)
+    model.save(directory / "model.keras")
+    TargetScaler(SCALER_MEAN, SCALER_STD).save(directory / "target_scaler.json")
+    (directory / "run.json").write_text(json.dumps({"flags": {"seq_len": 110}}))
+    return directory / "model.keras"
+
+
+def random_sequences(count: int, seed: int, min_len: int = 60, max_len: int = 140) -> list:
+    """Random ACGT strings of varied lengths (some shorter, some longer than 110)."""
+    rng = np.random.default_rng(seed)
+    return ["".join(rng.choice(list("ACGT"), size=int(n)))
+            for n in rng.integers(min_len, max_len + 1, size=count)]
+
+
+def reference_predictions(model_path, sequences) -> np.ndarray:
+    """Training-scale predictions computed independently of dream_keras.inference."""
+    import keras
+
+    from dream_keras.sequences import encode, one_hot
+
+    model = keras.models.load_model(model_path, compile=False)
+    output = model(one_hot(encode(sequences, 110)), training=False)
+    return keras.ops.convert_to_numpy(output).astype(np.float64).reshape(-1) * SCALER_STD \
+        + SCALER_MEAN

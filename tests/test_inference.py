@@ -1,0 +1,200 @@
+"""Inference: loading a run, predicting strings and files, strand averaging, pairs, export."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dream_keras.inference import (export_serving, load_run, predict_file, predict_pairs_file,
+                                   predict_sequences, reverse_complement_strings,
+                                   serving_function, variant_effects)
+from dream_keras.readers import DataFormatError
+from dream_keras.sequence_inputs import FASTA, TABLE, TEXT, detect_input_format
+from dream_keras.sequences import InvalidSequenceError
+from tests.saved_run import (SCALER_MEAN, SCALER_STD, random_sequences, reference_predictions,
+                       save_small_run)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return save_small_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def run(model_path):
+    return load_run(model_path)
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    return random_sequences(40, seed=7) + ["acgtnACGT", "N" * 30, "A" * 150]
+
+
+@pytest.fixture(scope="module")
+def expected(model_path, sequences):
+    return reference_predictions(model_path, sequences)
+
+
+def test_load_run_returns_model_and_scaler_from_file_or_directory(model_path, run):
+    model, scaler = run
+    assert model.input_shape == (None, 110, 4) and model.output_shape == (None, 1)
+    assert (scaler.mean, scaler.std) == (SCALER_MEAN, SCALER_STD)
+    assert load_run(model_path.parent)[1] == scaler
+
+
+def test_load_run_errors_are_clear(tmp_path, model_path):
+    with pytest.raises(FileNotFoundError, match=r"model.keras: model not found"):
+        load_run(tmp_path / "model.keras")
+    (tmp_path / "model.keras").write_bytes(model_path.read_bytes())
+    with pytest.raises(FileNotFoundError, match="target_scaler.json: target scaler not found"):
+        load_run(tmp_path / "model.keras")
+    (tmp_path / "target_scaler.json").write_text('{"mean": 0, "std": 1}')
+    (tmp_path / "model.keras").write_text("not a zip")
+    with pytest.raises(ValueError, match="model.keras: cannot load the model"):
+        load_run(tmp_path / "model.keras")
+
+
+def test_predict_sequences_matches_an_independent_computation(run, sequences, expected):
+    values = predict_sequences(*run, sequences, batch_size=16)
+    np.testing.assert_allclose(values, expected, atol=1e-5)
+    assert values.std() > 0.05  # the predictions do depend on the sequence
+    np.testing.assert_allclose(predict_sequences(*run, sequences[::-1], batch_size=7),
+                               expected[::-1], atol=1e-5)
+
+
+def test_reverse_complement_average_is_the_mean_of_both_strands(run, sequences, expected):
+    assert reverse_complement_strings(["AACGTn", "ggcA"]) == ["nACGTT", "Tgcc"]
+    reverse = predict_sequences(*run, reverse_complement_strings(sequences))
+    averaged = predict_sequences(*run, sequences, reverse_complement_average=True)
+    np.testing.assert_allclose(averaged, (expected + reverse) / 2, atol=1e-5)
+    assert np.abs(averaged - expected).max() > 1e-3
+
+
+def test_bad_letters_raise_with_the_row(run):
+    with pytest.raises(InvalidSequenceError) as caught:
+        predict_sequences(*run, ["ACGT", "ACXT"])
+    assert caught.value.row == 1
+
+
+def test_variant_effects_are_alt_minus_ref(run, sequences, expected):
+    effects = variant_effects(*run, sequences[:10], sequences[10:20])
+    np.testing.assert_allclose(effects["ref_prediction"], expected[:10], atol=1e-5)
+    np.testing.assert_allclose(effects["alt_prediction"], expected[10:20], atol=1e-5)
+    np.testing.assert_allclose(effects["effect"], expected[10:20] - expected[:10], atol=1e-5)
+
+
+def write_inputs(directory, sequences):
+    """The same sequences in every supported input format."""
+    text = directory / "seqs.txt"
+    text.write_text("".join(f"{s}\t{i}.5\n" for i, s in enumerate(sequences)))  # labels ignored
+    fasta = directory / "seqs.fa"
+    fasta.write_text("".join(f">s{i} x\n{s[:50]}\n{s[50:]}\n" if len(s) > 50 else f">s{i}\n{s}\n"
+                             for i, s in enumerate(sequences)))
+    table = directory / "seqs.csv"
+    table.write_text("id,Sequence,other\n" + "".join(f"r{i},{s},x\n"
+                                                     for i, s in enumerate(sequences)))
+    gzipped = directory / "seqs.txt.gz"
+    gzipped.write_bytes(gzip.compress(text.read_bytes()))
+    return {"text": text, "fasta": fasta, "table": table, "gzip": gzipped}
+
+
+def test_detect_input_format(tmp_path, sequences):
+    inputs = write_inputs(tmp_path, sequences)
+    assert [detect_input_format(inputs[k]) for k in ("text", "fasta", "table", "gzip")] == [
+        TEXT, FASTA, TABLE, TEXT]
+    (tmp_path / "pairs.tsv").write_text("ref_sequence\talt_sequence\nAC\tGT\n")
+    assert detect_input_format(tmp_path / "pairs.tsv") == TEXT  # no `sequence` column
+
+
+def test_predict_file_keeps_row_order_in_every_format(tmp_path, run, sequences, expected):
+    for name, path in write_inputs(tmp_path, sequences).items():
+        output = tmp_path / f"{name}.tsv"
+        rows = predict_file(*run, path, output, chunk_rows=9, batch_size=8)
+        lines = output.read_text().splitlines()
+        assert rows == len(sequences) and lines[0] == "sequence\tprediction"
+        assert [line.split("\t")[0] for line in lines[1:]] == sequences, name
+        values = np.array([float(line.split("\t")[1]) for line in lines[1:]])
+        np.testing.assert_allclose(values, expected, atol=1e-5, err_msg=name)
+
+
+def test_dream_json_output_and_overwrite_refusal(tmp_path, run, sequences, expected):
+    path = write_inputs(tmp_path, sequences)["text"]
+    output = tmp_path / "submission.json"
+    predict_file(*run, path, output, output_format="dream_json", chunk_rows=10)
+    mapping = json.loads(output.read_text())
+    assert list(mapping) == [str(i) for i in range(len(sequences))]
+    np.testing.assert_allclose(list(mapping.values()), expected, atol=1e-5)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        predict_file(*run, path, output)
+    predict_file(*run, path, output, overwrite=True)
+    assert output.read_text().startswith("sequence\tprediction\n")
+
+
+def test_pairs_file_gives_ref_alt_and_effect(tmp_path, run, sequences, expected):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("name,ref_sequence,alt_sequence\n" + "".join(
+        f"p{i},{sequences[i]},{sequences[i + 20]}\n" for i in range(20)))
+    predict_pairs_file(*run, pairs, tmp_path / "effects.tsv", chunk_rows=6)
+    lines = (tmp_path / "effects.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["ref_sequence", "alt_sequence", "ref_prediction",
+                                    "alt_prediction", "effect"]
+    table = np.array([[float(v) for v in line.split("\t")[2:]] for line in lines[1:]])
+    np.testing.assert_allclose(table[:, 0], expected[:20], atol=1e-5)
+    np.testing.assert_allclose(table[:, 1], expected[20:40], atol=1e-5)
+    np.testing.assert_allclose(table[:, 2], expected[20:40] - expected[:20], atol=1e-5)
+
+
+@pytest.mark.parametrize("name, content, line", [
+    ("bad.txt", "ACGT\nACGT\nACJT\n", 3),
+    ("bad.fa", ">a\nACGT\n>b\nAC\nGGZ\n", 5),
+    ("bad.csv", "sequence,x\nACGT,1\nAC T,2\n", 3),
+])
+def test_bad_letters_in_files_name_file_and_line(tmp_path, run, name, content, line):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(DataFormatError) as caught:
+        predict_file(*run, tmp_path / name, tmp_path / "out.tsv")
+    assert caught.value.line == line and caught.value.path.endswith(name)
+    assert "outside ACGTN" in str(caught.value)
+    assert not (tmp_path / "out.tsv").exists()  # nothing half-written is left behind
+
+
+def test_unreadable_inputs_are_format_errors(tmp_path, run):
+    (tmp_path / "binary.bin").write_bytes(b"\xff\xfe\x00\x81" * 50)
+    for path, reason in [(tmp_path / "binary.bin", "cannot read|not a text"),
+                         (tmp_path / "missing.txt", "no such file")]:
+        with pytest.raises(DataFormatError, match=reason):
+            predict_file(*run, path, tmp_path / "out.tsv")
+
+
+def test_serving_function_with_strand_average_matches_python(run, sequences):
+    serve = tf.function(serving_function(*run, reverse_complement_average=True))
+    served = serve(tf.constant(sequences))["expression"].numpy()
+    np.testing.assert_allclose(
+        served, predict_sequences(*run, sequences, reverse_complement_average=True), atol=1e-5)
+
+
+def test_export_reloads_without_dream_keras_and_matches(tmp_path, run, sequences, expected):
+    export_dir = tmp_path / "saved_model"
+    export_serving(*run, export_dir)
+    with pytest.raises(FileExistsError):
+        export_serving(*run, export_dir)
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps(sequences + ["acgXt"]))  # odd letters read as N when served
+    script = (
+        "import json, sys, numpy as np, tensorflow as tf\n"
+        f"loaded = tf.saved_model.load({str(export_dir)!r})\n"
+        f"seqs = json.load(open({str(inputs)!r}))\n"
+        "out = loaded.signatures['serving_default'](sequences=tf.constant(seqs))\n"
+        "assert not any(m.startswith('dream_keras') for m in sys.modules)\n"
+        "print(json.dumps(out['expression'].numpy().tolist()))\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(served[:-1], expected, atol=1e-5)
+    np.testing.assert_allclose(served[-1], predict_sequences(*run, ["acgNt"])[0], atol=1e-5)

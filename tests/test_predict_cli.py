@@ -1,0 +1,128 @@
+"""predict.py and evaluate.py as a user runs them (subprocesses: ~5 s of TF import each)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dream_keras.inference import load_run, predict_sequences, variant_effects
+from tests.saved_run import random_sequences, save_small_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_script(script, *args, cwd) -> subprocess.Popen:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([sys.executable, os.path.join(REPO, script), *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_script(script, *args, cwd) -> subprocess.CompletedProcess:
+    return finish(start_script(script, *args, cwd=cwd))
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return save_small_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    return random_sequences(25, seed=11)
+
+
+def test_predict_fasta_with_strand_average_and_export(tmp_path, model_path, sequences):
+    fasta = tmp_path / "in.fa"
+    fasta.write_text("".join(f">seq{i}\n{s}\n" for i, s in enumerate(sequences)))
+    result = run_script("predict.py", f"--model={model_path}", f"--input={fasta}",
+                        "--output=out.tsv", "--reverse_complement_average", "--chunk_rows=7",
+                        "--batch_size=4", "--export=served", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wrote 25 predictions" in result.stdout
+    lines = (tmp_path / "out.tsv").read_text().splitlines()
+    assert lines[0] == "sequence\tprediction"
+    assert [line.split("\t")[0] for line in lines[1:]] == sequences
+    from_cli = np.array([float(line.split("\t")[1]) for line in lines[1:]])
+    model, scaler = load_run(model_path)
+    from_api = predict_sequences(model, scaler, sequences, reverse_complement_average=True)
+    np.testing.assert_allclose(from_cli, from_api, atol=1e-5)
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    np.testing.assert_allclose(served.serve(tf.constant(sequences))["expression"].numpy(),
+                               from_api, atol=1e-5)
+
+
+def test_predict_pairs_gives_effects(tmp_path, model_path, sequences):
+    (tmp_path / "pairs.tsv").write_text("ref_sequence\talt_sequence\n" + "".join(
+        f"{sequences[i]}\t{sequences[i + 10]}\n" for i in range(10)))
+    result = run_script("predict.py", f"--model={model_path}", "--pairs=pairs.tsv",
+                        "--output=effects.tsv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("\t") for line in (tmp_path / "effects.tsv").read_text().splitlines()[1:]]
+    effects = variant_effects(*load_run(model_path), sequences[:10], sequences[10:20])
+    np.testing.assert_allclose([float(r[4]) for r in rows], effects["effect"], atol=1e-5)
+    np.testing.assert_allclose([float(r[2]) for r in rows], effects["ref_prediction"], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def error_runs(tmp_path_factory, model_path):
+    """The three failing runs, started together (each spends ~5 s importing TensorFlow)."""
+    directory = tmp_path_factory.mktemp("errors")
+    (directory / "good.txt").write_text("ACGT\n")
+    (directory / "bad_letters.txt").write_text("ACGT\t1\nACGT\t2\nACQT\t3\n")
+    (directory / "binary.bin").write_bytes(b"\x80\x81\xfe\xff" * 100)
+    cases = {
+        "missing_model": ["--model=nowhere/model.keras", "--input=good.txt", "--output=a.tsv"],
+        "bad_letters": [f"--model={model_path}", "--input=bad_letters.txt", "--output=b.tsv"],
+        "unreadable": [f"--model={model_path}", "--input=binary.bin", "--output=c.tsv"],
+    }
+    started = {name: start_script("predict.py", *args, cwd=directory)
+               for name, args in cases.items()}
+    results = {name: finish(process) for name, process in started.items()}
+    return directory, results
+
+
+def test_missing_model_is_one_line_error(error_runs):
+    directory, results = error_runs
+    assert_one_line_error(results["missing_model"], "nowhere/model.keras: model not found")
+    assert not (directory / "a.tsv").exists()
+
+
+def test_bad_letters_name_file_and_line(error_runs):
+    directory, results = error_runs
+    assert_one_line_error(results["bad_letters"], "bad_letters.txt:3:", "'Q'")
+    assert not (directory / "b.tsv").exists()
+
+
+def test_unreadable_input_is_one_line_error(error_runs):
+    directory, results = error_runs
+    assert_one_line_error(results["unreadable"], "binary.bin")
+    assert not (directory / "c.tsv").exists()
+
+
+def test_evaluate_prints_the_table_and_writes_metrics(tmp_path, model_path, real_train_file):
+    data = tmp_path / "labelled.txt"
+    data.write_text("\n".join(real_train_file.read_text().splitlines()[:200]) + "\n")
+    result = run_script("evaluate.py", f"--model={model_path}", f"--data={data}",
+                        "--output_dir=eval", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n"] == 200
+    assert f"Pearson r           {metrics['pearson_r']:.4f}" in result.stdout
+    usage = run_script("evaluate.py", f"--model={model_path}", cwd=tmp_path)
+    assert usage.returncode != 0 and "exactly one of --data and --dream_dir" in usage.stderr
