@@ -27,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from dream_keras.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
-from dream_keras.sequences import DEFAULT_SEQ_LEN, encode
+from dream_keras.sequences import DEFAULT_SEQ_LEN
 from dream_keras.version import __version__
 
 FORMAT_VERSION = 1
@@ -111,9 +111,10 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
             num_rows = 0
             for chunk in iter_chunks(input_path, chunk_rows=chunk_rows,
                                      skip_bad_rows=skip_bad_rows, skipped=skipped,
+                                     encode_to=seq_len,
                                      on_progress=lambda done, total: progress.update(
                                          num_rows, done, total)):
-                num_rows = _append(datasets, chunk, seq_len, num_rows)
+                num_rows = _append(datasets, chunk, num_rows)
             progress.update(num_rows, 1, 1)
             hasher.join()
             attrs = {
@@ -146,9 +147,9 @@ def _create_datasets(h5, seq_len):
             "singleton": resizable("singleton", bool, ())}
 
 
-def _append(datasets, chunk, seq_len, num_rows) -> int:
+def _append(datasets, chunk, num_rows) -> int:
     new_rows = num_rows + len(chunk.sequences)
-    columns = {"sequences": encode(chunk.sequences, seq_len),
+    columns = {"sequences": chunk.codes,
                "expression": chunk.expression.astype(np.float32),
                # Whole numbers mark rows seen in one sort bin (the original's 'singletons').
                "singleton": chunk.expression == np.floor(chunk.expression)}

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from dream_keras.sequences import find_invalid_rows
+from dream_keras.sequences import encode_and_find_invalid, find_invalid_rows
 
 DEFAULT_CHUNK_ROWS = 200_000
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -35,11 +35,13 @@ class DataFormatError(ValueError):
 @dataclasses.dataclass
 class Chunk:
     """Valid rows of one chunk: sequences, expression (float64, None for sequence-only
-    files) and their 1-based line numbers in the file."""
+    files), their 1-based line numbers in the file, and their codes [n, seq_len] when the
+    reader was asked to encode (None otherwise)."""
 
     sequences: list
     expression: np.ndarray | None
     line_numbers: np.ndarray
+    codes: np.ndarray | None = None
 
 
 class _ProgressFile:
@@ -61,13 +63,14 @@ class _ProgressFile:
 
 def iter_chunks(path, *, with_expression: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                 skip_bad_rows: bool = False, skipped: list | None = None,
-                on_progress=None) -> Iterator[Chunk]:
+                on_progress=None, encode_to: int | None = None) -> Iterator[Chunk]:
     """Yield validated chunks of a text file.
 
     with_expression: True for `sequence<TAB>expression` files, False for one sequence per
     line (a second column, e.g. labels, is then ignored). `skipped`, if given, receives one
     DataFormatError per dropped row. `on_progress(bytes_read, total_bytes)` is called per
-    chunk.
+    chunk. `encode_to=seq_len` also encodes each chunk (Chunk.codes), reusing the pass over
+    the letters that validation makes anyway.
     """
     if not os.path.isfile(path):
         raise DataFormatError(path, None, "no such file")
@@ -89,7 +92,7 @@ def iter_chunks(path, *, with_expression: bool = True, chunk_rows: int = DEFAULT
             line_numbers = np.arange(first_line, first_line + len(frame))
             first_line += len(frame)
             chunk = _validated(frame, line_numbers, path, with_expression, skip_bad_rows,
-                               skipped)
+                               skipped, encode_to)
             if on_progress is not None:
                 on_progress(source.bytes_read(), total_bytes)
             yield chunk
@@ -116,11 +119,16 @@ def _frames(reader, path, skip_bad_rows, skipped):
 
 
 def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_bad_rows,
-               skipped) -> Chunk:
+               skipped, encode_to) -> Chunk:
     sequences = frame["sequence"].to_numpy()
+    codes = None
+    if encode_to is None:
+        invalid_rows = find_invalid_rows(sequences)
+    else:
+        codes, invalid_rows = encode_and_find_invalid(sequences, encode_to)
     problems = {}  # row index in chunk -> reason; the first reason found wins
     rest_of_line = frame["expression"].to_numpy()
-    for row in find_invalid_rows(sequences):
+    for row in invalid_rows:
         problems[row] = _sequence_problem(sequences[row], rest_of_line[row])
     expression = None
     if with_expression:
@@ -141,7 +149,8 @@ def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_ba
         keep[bad_rows] = False
         sequences, line_numbers = sequences[keep], line_numbers[keep]
         expression = expression[keep] if expression is not None else None
-    return Chunk(list(sequences), expression, line_numbers)
+        codes = codes[keep] if codes is not None else None
+    return Chunk(list(sequences), expression, line_numbers, codes)
 
 
 def _sequence_problem(sequence: str, rest_of_line: str) -> str:

@@ -48,9 +48,26 @@ def find_invalid_rows(sequences: Sequence[str]) -> np.ndarray:
     if not sequences:
         return np.zeros(0, dtype=np.int64)
     lengths, codes = _concatenated_codes(sequences)
-    ends = np.cumsum(lengths)
+    return _invalid_rows(codes, lengths)
+
+
+def encode_and_find_invalid(sequences: Sequence[str],
+                            seq_len: int = DEFAULT_SEQ_LEN) -> tuple[np.ndarray, np.ndarray]:
+    """(codes [n, seq_len], indices of invalid rows) in one pass over the letters.
+
+    For readers that report bad rows themselves: the codes of an invalid row are
+    meaningless (they hold INVALID_CODE) and must be dropped by the caller.
+    """
+    sequences = list(sequences)
+    if not sequences:
+        return np.zeros((0, seq_len), dtype=np.uint8), np.zeros(0, dtype=np.int64)
+    lengths, codes = _concatenated_codes(sequences)
+    return _right_aligned(codes, lengths, seq_len), _invalid_rows(codes, lengths)
+
+
+def _invalid_rows(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     bad_positions = np.flatnonzero(codes == INVALID_CODE)
-    bad_rows = np.searchsorted(ends, bad_positions, side="right")
+    bad_rows = np.searchsorted(np.cumsum(lengths), bad_positions, side="right")
     return np.union1d(np.unique(bad_rows), np.flatnonzero(lengths == 0))
 
 
@@ -95,15 +112,20 @@ def _concatenated_codes(sequences: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _right_aligned(codes: np.ndarray, lengths: np.ndarray, seq_len: int) -> np.ndarray:
-    """Place each sequence's last seq_len codes at the right of a row of N codes."""
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    out = np.full((len(lengths), seq_len), N_CODE, dtype=np.uint8)
-    # Source index of output column p of row i is ends[i] - seq_len + p; columns whose
-    # source falls before the row's start are left padding.
-    source = ends[:, None] - seq_len + np.arange(seq_len)[None, :]
-    inside = source >= starts[:, None]
-    out[inside] = codes[source[inside]]
+    """Place each sequence's last seq_len codes at the right of a row of N codes.
+
+    A window of seq_len codes ending at each sequence's end is read from the joined codes
+    (prefixed with seq_len N codes so the first window exists); in rows shorter than
+    seq_len the window's head belongs to the previous sequence and is reset to N. Copies
+    only the output, with no per-row index arrays.
+    """
+    padded = np.concatenate([np.full(seq_len, N_CODE, dtype=np.uint8), codes])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, seq_len)
+    out = windows[np.cumsum(lengths)]  # window i covers joined[end_i - seq_len : end_i]
+    short = np.flatnonzero(lengths < seq_len)
+    if short.size:
+        head = np.arange(seq_len)[None, :] < (seq_len - lengths[short])[:, None]
+        out[short] = np.where(head, np.uint8(N_CODE), out[short])
     return out
 
 
