@@ -5,7 +5,16 @@ PY := $(VENV)/bin/python
 # Quieten TensorFlow's C++ start-up banner in every target.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test
+QUICKSTART_RUN := runs/quickstart
+HELDOUT := data/synthetic/heldout.txt
+# `make evaluate` evaluates the quickstart run on held-out synthetic rows by default;
+# `make evaluate MODEL=RUN/model.keras DATA=FILE` evaluates anything else.
+MODEL ?= $(QUICKSTART_RUN)/model.keras
+DATA ?= $(HELDOUT)
+# Extra train.py flags for the quickstart, e.g. QUICKSTART_FLAGS=--overwrite to retrain.
+QUICKSTART_FLAGS ?=
+
+.PHONY: install test quickstart evaluate bench
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -14,3 +23,17 @@ install:
 
 test:
 	$(PY) -m pytest -q tests
+
+quickstart:
+	$(PY) train.py --flagfile=flags/quickstart.flags $(QUICKSTART_FLAGS)
+	$(MAKE) evaluate MODEL=$(QUICKSTART_RUN)/model.keras DATA=$(HELDOUT)
+
+$(HELDOUT):
+	$(PY) -m dream_keras.synthetic --output=$@ --rows=5000 --seed=1
+
+evaluate: $(if $(filter $(HELDOUT),$(DATA)),$(HELDOUT))
+	$(PY) evaluate.py --model=$(MODEL) --data=$(DATA)
+
+# Benchmarks (a few minutes on 2 cores): writes benchmarks/results.json and results.md.
+bench:
+	$(PY) benchmarks/run_all.py
