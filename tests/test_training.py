@@ -181,3 +181,15 @@ def test_foreign_output_dir_is_refused_and_kept(tmp_path, small_cache):
     assert result.returncode == 1 and "is not empty" in result.stderr
     assert "--overwrite" in result.stderr
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_quickstart_settings_learn_without_collapsing(tmp_path):
+    """flags/quickstart.flags as shipped, on fewer rows and steps. A collapsed model
+    predicts a constant (val_pearson ~0 or NaN); a too-high learning rate did exactly that
+    here (RMSprop 1e-3 and Adam 1e-3: prediction std < 0.001 within 200 steps)."""
+    run_train(f"--flagfile={REPO / 'flags' / 'quickstart.flags'}",
+              f"--train_data={tmp_path / 'synthetic.txt'}", f"--output_dir={tmp_path / 'run'}",
+              "--synthetic_rows=6000", "--epochs=1", "--steps_per_epoch=400", timeout=900)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert record["best_metrics"]["val_pearson"] > 0.2
