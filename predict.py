@@ -8,8 +8,12 @@ import sys
 
 from absl import app, flags
 
-_MODEL = flags.DEFINE_string("model", None, "The trained model: RUN/model.keras (or the run "
-                             "directory RUN); RUN/target_scaler.json must sit beside it.")
+from dream_keras.prediction_flags import define_prediction_flags
+
+_SHARED = define_prediction_flags(
+    chunk_rows_help="Input rows read, predicted and written at a time (bounds memory).",
+    reverse_complement_help="Average the forward and reverse-complement strand predictions (also inside --export).")
+
 _INPUT = flags.DEFINE_string("input", None, "Sequences to predict: one per line (a second "
                              "tab-separated column is ignored), FASTA, or a CSV/TSV with a "
                              "header holding a `sequence` column; gzip accepted.")
@@ -21,15 +25,7 @@ _FORMAT = flags.DEFINE_enum("format", "tsv", ["tsv", "dream_json"], "Output of -
                             "{\"<row index>\": prediction}.")
 _EXPORT = flags.DEFINE_string("export", None, "Write a TF SavedModel here whose serving "
                               "signature maps sequence strings to expression.")
-_REVERSE_COMPLEMENT_AVERAGE = flags.DEFINE_bool(
-    "reverse_complement_average", False, "Average the forward and reverse-complement strand "
-    "predictions (also inside --export).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 1024, "Sequences per prediction batch.",
-                                   lower_bound=1)
-_CHUNK_ROWS = flags.DEFINE_integer("chunk_rows", 200_000, "Input rows read, predicted and "
-                                   "written at a time (bounds memory).", lower_bound=1)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --output / --export.")
-flags.mark_flag_as_required("model")
 flags.register_multi_flags_validator(
     ["input", "pairs", "export"],
     lambda values: bool(values["input"] or values["pairs"] or values["export"]),
@@ -50,10 +46,10 @@ def main(argv):
 
     try:
         summary = run_prediction(
-            _MODEL.value, input_path=_INPUT.value, pairs_path=_PAIRS.value,
+            _SHARED.model.value, input_path=_INPUT.value, pairs_path=_PAIRS.value,
             output_path=_OUTPUT.value, export_dir=_EXPORT.value, output_format=_FORMAT.value,
-            batch_size=_BATCH_SIZE.value, chunk_rows=_CHUNK_ROWS.value,
-            reverse_complement_average=_REVERSE_COMPLEMENT_AVERAGE.value,
+            batch_size=_SHARED.batch_size.value, chunk_rows=_SHARED.chunk_rows.value,
+            reverse_complement_average=_SHARED.reverse_complement_average.value,
             overwrite=_OVERWRITE.value)
     except (OSError, ValueError) as error:  # DataFormatError is a ValueError
         sys.exit(f"error: {error}")

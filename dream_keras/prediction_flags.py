@@ -1,0 +1,36 @@
+"""absl flags that evaluate.py and predict.py share: the model, batching, strand averaging."""
+from __future__ import annotations
+
+import dataclasses
+
+from absl import flags
+
+from dream_keras.inference import DEFAULT_BATCH_SIZE
+from dream_keras.readers import DEFAULT_CHUNK_ROWS
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionFlags:
+    model: flags.FlagHolder
+    batch_size: flags.FlagHolder
+    chunk_rows: flags.FlagHolder
+    reverse_complement_average: flags.FlagHolder
+
+
+def define_prediction_flags(*, chunk_rows_help: str,
+                            reverse_complement_help: str) -> PredictionFlags:
+    """Define --model (required), --batch_size, --chunk_rows, --reverse_complement_average."""
+    holders = PredictionFlags(
+        model=flags.DEFINE_string(
+            "model", None, "The trained model: RUN/model.keras (or the run directory RUN); "
+            "RUN/target_scaler.json must sit beside it."),
+        batch_size=flags.DEFINE_integer(
+            "batch_size", DEFAULT_BATCH_SIZE, "Sequences per prediction batch.",
+            lower_bound=1),
+        chunk_rows=flags.DEFINE_integer("chunk_rows", DEFAULT_CHUNK_ROWS, chunk_rows_help,
+                                        lower_bound=1),
+        reverse_complement_average=flags.DEFINE_bool(
+            "reverse_complement_average", False, reverse_complement_help),
+    )
+    flags.mark_flag_as_required("model")
+    return holders
