@@ -25,7 +25,7 @@ from dream_keras.dataset import evaluation_dataset, training_dataset
 from dream_keras.distribute import is_chief, make_strategy, split_cpu
 from dream_keras.model import MODEL_DEFAULTS, build_model
 from dream_keras.training_config import ConfigurationError, TrainingConfig
-from dream_keras.training_data import load_training_rows
+from dream_keras.training_data import ensure_train_file, load_training_rows
 from dream_keras.version import __version__
 
 _POLICIES = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -101,6 +101,7 @@ def train(config: TrainingConfig) -> dict:
     split_cpu(config.cpu_devices)
     strategy = make_strategy(config.strategy)  # first: multi-worker needs a fresh runtime
     chief = is_chief(strategy)
+    ensure_train_file(config)  # a missing file stops the run before it touches output_dir
     identity = config.run_identity()
     resuming = (rundir.claim_output_dir(config.output_dir, identity, config.overwrite)
                 if chief else True)

@@ -166,6 +166,7 @@ def test_missing_data_file_says_where_to_get_it(tmp_path):
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: training data") and "10633252" in message
     assert str(tmp_path / "train_sequences.txt") in message
+    assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
 
 
 def test_bad_flag_value_is_refused():
