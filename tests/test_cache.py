@@ -108,3 +108,15 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
                             timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {source}:2: missing expression column (expected sequence<TAB>expression)"
+
+
+def test_second_real_file(dream_dir, tmp_path):
+    source = dream_dir / "train_sample" / "camformer_demo_test.txt"
+    attrs = prepare_cache(source, tmp_path / "camformer.h5")
+    cache = load_cache(tmp_path / "camformer.h5")
+    sequences, expression = read_expression_file(source)
+    assert attrs["num_rows"] == len(cache) == len(sequences) == 1000
+    np.testing.assert_array_equal(cache.expression, expression.astype(np.float32))
+    letters = np.frombuffer(b"ACGTN", dtype=np.uint8)[cache.codes]
+    expected = [s.upper()[-110:].rjust(110, "N") for s in sequences]
+    assert [row.tobytes().decode() for row in letters] == expected
