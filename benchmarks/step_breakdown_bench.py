@@ -11,9 +11,8 @@ latency- or memory-bound: that is what keeps training below the matmul's FLOP/s.
 from __future__ import annotations
 
 import argparse
-import time
 
-from _common import Figure, report, report_ratio
+from _common import Figure, fastest_train_step_seconds, report, report_ratio
 
 
 def _parts():
@@ -51,13 +50,7 @@ def _seconds_per_step(model, batch_size: int, steps: int) -> float:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch_size, *model.inputs[0].shape[1:])).astype(np.float32)
     y = rng.standard_normal((batch_size, 1)).astype(np.float32)
-    model.train_on_batch(x, y)  # trace + compile
-    best = float("inf")
-    for _ in range(steps):
-        started = time.perf_counter()
-        model.train_on_batch(x, y)
-        best = min(best, time.perf_counter() - started)
-    return best
+    return fastest_train_step_seconds(model, x, y, steps)
 
 
 def run(batch_size: int, steps: int) -> list:

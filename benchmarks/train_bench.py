@@ -16,7 +16,7 @@ import argparse
 import time
 
 import _common  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
-from _common import Figure, report, report_ratio
+from _common import Figure, fastest_train_step_seconds, report, report_ratio
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 MATMUL_SIZE = 4096
@@ -67,12 +67,7 @@ def train_sequences_per_second(batch_size: int, steps: int, *, policy: str = "fl
         codes = rng.integers(0, 4, size=(batch_size, model.inputs[0].shape[1]))
         x = np.eye(4, dtype=np.float32)[codes]
         y = rng.standard_normal((batch_size, 1)).astype(np.float32)
-        model.train_on_batch(x, y)  # trace + compile
-        best = float("inf")
-        for _ in range(steps):
-            started = time.perf_counter()
-            model.train_on_batch(x, y)
-            best = min(best, time.perf_counter() - started)
+        best = fastest_train_step_seconds(model, x, y, steps)
         return batch_size / best, flops.training_flops_per_sample(model)
     finally:
         keras.mixed_precision.set_global_policy("float32")
