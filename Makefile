@@ -29,7 +29,7 @@ quickstart:
 	$(MAKE) evaluate MODEL=$(QUICKSTART_RUN)/model.keras DATA=$(HELDOUT)
 
 $(HELDOUT):
-	$(PY) -m dream_keras.synthetic --output=$@ --rows=5000 --seed=1
+	$(VENV)/bin/dream-synthetic --output=$@ --rows=5000 --seed=1
 
 evaluate: $(if $(filter $(HELDOUT),$(DATA)),$(HELDOUT))
 	$(PY) evaluate.py --model=$(MODEL) --data=$(DATA)

@@ -1,48 +1,5 @@
-"""Evaluate a trained run: metrics on a labelled file, or the official DREAM challenge score.
-
-  python evaluate.py --model=RUN/model.keras --data=FILE [--output_dir=DIR]
-  python evaluate.py --model=RUN/model.keras --dream_dir=DIR [--dream_labels=ground.json]
-"""
-import sys
-
-from absl import app, flags
-
-from dream_keras.prediction_flags import define_prediction_flags
-
-_SHARED = define_prediction_flags(
-    chunk_rows_help="Rows of --data read and predicted at a time (bounds memory).",
-    reverse_complement_help="Average the forward and reverse-complement strand predictions.")
-
-_DATA = flags.DEFINE_string("data", None, "A labelled sequence<TAB>expression file (the "
-                            "challenge's training format, optionally gzipped).")
-_DREAM_DIR = flags.DEFINE_string("dream_dir", None, "A directory in the DREAM 2022 layout: "
-                                 "test_subsets/*.csv (+ public_leaderboard/*.json labels).")
-_DREAM_LABELS = flags.DEFINE_string("dream_labels", None, "With --dream_dir: a JSON "
-                                    "{\"<pos>\": value} of labels (e.g. ground.json); "
-                                    "default: the per-subset JSONs in public_leaderboard/.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write the results. Default: "
-                                  "RUN/evaluation/<data file stem>/ or "
-                                  "RUN/evaluation/dream_score/.")
-flags.register_multi_flags_validator(
-    ["data", "dream_dir"], lambda values: bool(values["data"]) != bool(values["dream_dir"]),
-    message="give exactly one of --data and --dream_dir")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from dream_keras.evaluation import run_evaluation
-
-    try:
-        report = run_evaluation(
-            _SHARED.model.value, data_path=_DATA.value, dream_dir=_DREAM_DIR.value,
-            dream_labels=_DREAM_LABELS.value, output_dir=_OUTPUT_DIR.value,
-            batch_size=_SHARED.batch_size.value, chunk_rows=_SHARED.chunk_rows.value,
-            reverse_complement_average=_SHARED.reverse_complement_average.value)
-    except (OSError, ValueError) as error:  # DataFormatError is a ValueError
-        sys.exit(f"error: {error}")
-    print(report)
-
+"""evaluate.py: the same command as `dream-evaluate` (dream_keras/cli/evaluate.py); see README."""
+from dream_keras.cli.evaluate import main
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -73,6 +73,6 @@ def cached_dream_file(bench_dir: str, num_rows: int, seed: int = 0) -> str:
         print(f"writing {path} ...", file=sys.stderr, flush=True)
         # synthetic.write_dream_file through its command line, which skips importing
         # TensorFlow: the data benchmarks then stay light processes.
-        subprocess.run([sys.executable, "-m", "dream_keras.synthetic", f"--output={path}",
+        subprocess.run([sys.executable, "-m", "dream_keras.data.synthetic", f"--output={path}",
                         f"--rows={num_rows}", f"--seed={seed}"], check=True)
     return path

@@ -24,7 +24,7 @@ SETTINGS = ((-1, -1), (1, 1), (2, 2), (1, -1))
 
 def cached_codes(bench_dir: str, rows: int):
     """(codes uint8 [rows, 110], targets float32 [rows]) from a prepared HDF5 cache."""
-    from dream_keras.cache import load_cache, prepare_cache
+    from dream_keras.data.cache import load_cache, prepare_cache
 
     cache_path = os.path.join(bench_dir, f"pipeline_bench_{rows}.h5")
     if not os.path.exists(cache_path):

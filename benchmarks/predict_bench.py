@@ -26,7 +26,7 @@ def save_fresh_run(run_dir: str) -> str:
     """A run directory (model.keras + target_scaler.json) holding the faithful model."""
     from dream_keras.model import build_model
     from dream_keras.run_directory import MODEL_FILE, SCALER_FILE
-    from dream_keras.splits import TargetScaler
+    from dream_keras.data.splits import TargetScaler
 
     os.makedirs(run_dir, exist_ok=True)
     model_path = os.path.join(run_dir, MODEL_FILE)

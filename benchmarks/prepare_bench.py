@@ -1,4 +1,4 @@
-"""Benchmark `python -m dream_keras.prepare` end to end against the original's encoder.
+"""Benchmark `python -m dream_keras.cli.prepare` end to end against the original's encoder.
 
 Why: the original notebook one-hot encoded the 6.7M training rows with a Python loop over
 letters (~60k rows/s here) and held the result as a 2.9 GB bool array. `prepare` streams
@@ -75,7 +75,7 @@ sys.exit(code)
 
 def time_prepare(input_path: str, output_path: str) -> tuple[float, int]:
     """(wall seconds from process start to exit, peak RSS bytes) of one prepare process."""
-    command = [sys.executable, "-m", "dream_keras.prepare", f"--input={input_path}",
+    command = [sys.executable, "-m", "dream_keras.cli.prepare", f"--input={input_path}",
                f"--output={output_path}", "--overwrite"]
     result = subprocess.run([sys.executable, "-c", _MEASURING_LAUNCHER, *command],
                             stdout=subprocess.PIPE, text=True)
@@ -96,7 +96,7 @@ def best_seconds(function, repeats: int) -> float:
 
 
 def run(rows: int, small_rows: int, baseline_rows: int, bench_dir: str) -> list:
-    from dream_keras.sequences import encode, one_hot
+    from dream_keras.data.sequences import encode, one_hot
 
     figures = []
     large_file = cached_dream_file(bench_dir, rows)
@@ -108,7 +108,7 @@ def run(rows: int, small_rows: int, baseline_rows: int, bench_dir: str) -> list:
     prepare_rate = rows / seconds
     figures.append(report(Figure(
         "prepare_rows_per_second", prepare_rate, "rows/s",
-        f"python -m dream_keras.prepare on {rows:,} rows, process start to cache written",
+        f"python -m dream_keras.cli.prepare on {rows:,} rows, process start to cache written",
         ">= 300,000")))
     figures.append(report(Figure("prepare_seconds", seconds, "s",
                                  f"wall time of that prepare run ({rows:,} rows)")))

@@ -1,22 +1,44 @@
 """dream_keras: team MadLab's DREAM Challenge 2022 expression model, faithfully, in Keras 3.
 
-`import dream_keras` registers the custom layers, so `keras.models.load_model` can read a
-saved model. The data-only command lines (`python -m dream_keras.prepare`, `python -m
-dream_keras.synthetic`) skip importing Keras/TensorFlow: that import alone costs ~3.5 s,
-longer than preparing a million rows.
+`import dream_keras` is light: it imports neither TensorFlow nor Keras. The public names
+below resolve on first use (PEP 562), and `load_model` imports the custom layers, which
+registers them with Keras, before loading a saved model:
+
+    import dream_keras
+    model = dream_keras.load_model("runs/base/model.keras")
 """
-import sys
+from __future__ import annotations
+
+import importlib
 
 from dream_keras.version import __version__
 
-_DATA_ONLY_ENTRY_POINTS = ("dream_keras.prepare", "dream_keras.synthetic")
+# public name -> module that defines it
+_LAZY = {
+    "build_model": "dream_keras.model",
+    "MODEL_DEFAULTS": "dream_keras.model",
+    "load_model": "dream_keras.model",
+    "MultiScaleConv": "dream_keras.layers",
+    "RelativeMultiHeadAttention": "dream_keras.layers",
+    "TransformerBlock": "dream_keras.layers",
+    "load_run": "dream_keras.inference",
+    "predict_sequences": "dream_keras.inference",
+    "TrainingConfig": "dream_keras.training_config",
+    "train": "dream_keras.training",
+    "DreamKerasError": "dream_keras.errors",
+    "DataFormatError": "dream_keras.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
 
 
-def _started_as_data_only_command() -> bool:
-    argv = list(getattr(sys, "orig_argv", ()))
-    return "-m" in argv[:-1] and argv[argv.index("-m") + 1] in _DATA_ONLY_ENTRY_POINTS
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'dream_keras' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # resolve once
+    return value
 
 
-if not _started_as_data_only_command():
-    from dream_keras import layers  # noqa: F401  (registers the custom layers for loading)
-    from dream_keras.model import MODEL_DEFAULTS, build_model  # noqa: F401
+def __dir__():
+    return sorted(__all__)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dream_keras.metrics import pearson_r, spearman_rho
-from dream_keras.readers import DataFormatError
+from dream_keras.errors import DataFormatError, MissingDataError
 
 SUBSET_WEIGHTS = {
     "all": 1.0, "high": 0.3, "low": 0.3, "yeast": 0.3, "random": 0.3, "challenging": 0.5,
@@ -73,7 +73,7 @@ class DreamTestSet:
 def score_predictions(predictions: Mapping[int, float], test_set: DreamTestSet) -> dict:
     """The official score of `predictions` {position: value} against `test_set`'s labels.
 
-    Returns a JSON-ready dict: per subset n, pearson_r, pearson_r2, spearman, weight and a
+    Returns a JSON-ready dict: per subset n, pearson, pearson_r2, spearman, weight and a
     status ('scored', 'missing': nothing to score, 'undefined': a constant side, counted
     as 0); the official `pearson_score` / `spearman_score` (missing subsets count 0, /4.65)
     and `renormalised_*_score` (divided by the weights of the subsets that were present).
@@ -113,13 +113,13 @@ def _pair_subset_result(pairs, predictions, labels) -> dict:
 def _correlations(predicted: np.ndarray, measured: np.ndarray) -> dict:
     n = int(predicted.size)
     if n == 0:
-        return {"n": 0, "pearson_r": None, "pearson_r2": None, "spearman": None,
+        return {"n": 0, "pearson": None, "pearson_r2": None, "spearman": None,
                 "status": "missing"}
     r, rho = pearson_r(predicted, measured), spearman_rho(predicted, measured)
     if math.isnan(r) or math.isnan(rho):
-        return {"n": n, "pearson_r": None, "pearson_r2": None, "spearman": None,
+        return {"n": n, "pearson": None, "pearson_r2": None, "spearman": None,
                 "status": "undefined"}
-    return {"n": n, "pearson_r": r, "pearson_r2": r * r, "spearman": rho, "status": "scored"}
+    return {"n": n, "pearson": r, "pearson_r2": r * r, "spearman": rho, "status": "scored"}
 
 
 def _combined(subsets: dict) -> dict:
@@ -176,7 +176,7 @@ def load_dream_test_set(dream_dir, labels_path=None) -> DreamTestSet:
     """
     subsets_dir = os.path.join(dream_dir, "test_subsets")
     if not os.path.isdir(subsets_dir):
-        raise FileNotFoundError(f"{subsets_dir}: no test_subsets directory in --dream_dir")
+        raise MissingDataError(f"{subsets_dir}: no test_subsets directory in --dream_dir")
     sequences, csv_singles, csv_pairs = {}, {}, {}
     for name, (csv_stem, _) in SUBSET_FILES.items():
         path = os.path.join(subsets_dir, csv_stem + ".csv")
@@ -215,7 +215,7 @@ def _read_subset_csv(path, sequences: dict) -> np.ndarray:
 
 def _read_label_json(path) -> dict:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: labels file not found")
+        raise MissingDataError(f"{path}: labels file not found")
     with open(path) as handle:
         try:
             raw = json.load(handle)
@@ -242,7 +242,7 @@ def _read_leaderboard(directory):
             for pos, value in raw.items():
                 _add_label(labels, int(pos), value, path)
     if not found:
-        raise FileNotFoundError(f"{directory}: no *_exp_indices.json labels; pass "
+        raise MissingDataError(f"{directory}: no *_exp_indices.json labels; pass "
                                 "--dream_labels=FILE (a JSON {\"<pos>\": value})")
     return labels, singles, pairs
 

@@ -18,9 +18,10 @@ from matplotlib.figure import Figure
 from dream_keras import dream_score
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, load_run, model_path_of,
                                    predict_sequences, predict_standardised)
-from dream_keras.metrics import pearson_r, spearman_rho
-from dream_keras.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
-from dream_keras.sequences import InvalidSequenceError
+from dream_keras.metrics import correlation_summary, pearson_r
+from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
+from dream_keras.data.sequences import InvalidSequenceError
+from dream_keras.errors import ConfigurationError, OutputExistsError
 
 METRICS_JSON, METRICS_MD = "metrics.json", "metrics.md"
 SCATTER_PNG, RESIDUALS_PNG = "predicted_vs_measured.png", "residuals.png"
@@ -30,7 +31,8 @@ HEXBIN_ABOVE_N = 2000  # above this many points a scatter becomes a density (hex
 
 
 def regression_metrics(predicted, measured) -> dict:
-    """n, mse, r2 (= 1 - SSE/SST), pearson_r, pearson_r2, spearman_rho of two [n] arrays."""
+    """n, mse, r2 (= 1 - SSE/SST), pearson, pearson_r2, spearman of two [n] arrays
+    (the names of metrics.METRIC_NAMES)."""
     predicted = np.asarray(predicted, np.float64).reshape(-1)
     measured = np.asarray(measured, np.float64).reshape(-1)
     if predicted.size != measured.size or predicted.size == 0:
@@ -38,15 +40,13 @@ def regression_metrics(predicted, measured) -> dict:
                          f"predicted and {measured.size} measured")
     sse = float(np.sum((measured - predicted) ** 2))
     sst = float(np.sum((measured - measured.mean()) ** 2))
-    r = pearson_r(predicted, measured)
-    return {"n": int(predicted.size), "mse": sse / predicted.size,
-            "r2": 1.0 - sse / sst if sst > 0 else float("nan"),
-            "pearson_r": r, "pearson_r2": r * r, "spearman_rho": spearman_rho(predicted, measured)}
+    return {"mse": sse / predicted.size, "r2": 1.0 - sse / sst if sst > 0 else float("nan"),
+            **correlation_summary(predicted, measured)}
 
 
 _ROWS = (("n", "n", "{:d}"), ("mse", "MSE (standardised)", "{:.4f}"),
-         ("r2", "R² (standardised)", "{:.4f}"), ("pearson_r", "Pearson r", "{:.4f}"),
-         ("pearson_r2", "Pearson r²", "{:.4f}"), ("spearman_rho", "Spearman rho", "{:.4f}"))
+         ("r2", "R² (standardised)", "{:.4f}"), ("pearson", "Pearson r", "{:.4f}"),
+         ("pearson_r2", "Pearson r²", "{:.4f}"), ("spearman", "Spearman rho", "{:.4f}"))
 
 
 def format_metrics_table(metrics: dict) -> str:
@@ -123,7 +123,7 @@ def check_output_files(output_dir, filenames) -> None:
     foreign = [name for name in filenames
                if os.path.lexists(os.path.join(output_dir, name)) and name not in ours]
     if foreign:
-        raise FileExistsError(f"{os.path.join(output_dir, foreign[0])}: exists and was not "
+        raise OutputExistsError(f"{os.path.join(output_dir, foreign[0])}: exists and was not "
                               "written by evaluate.py; choose another --output_dir or move it")
 
 
@@ -214,7 +214,7 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
     test_set = dream_score.load_dream_test_set(dream_dir, labels_path)
     positions = test_set.positions_to_predict()
     if not positions:
-        raise ValueError(f"{dream_dir}: no labelled position has a known sequence")
+        raise DataFormatError(dream_dir, None, "no labelled position has a known sequence")
     model, scaler = load_run(model_path)
     values = predict_sequences(model, scaler, [test_set.sequences[p] for p in positions],
                                batch_size=batch_size,
@@ -237,9 +237,9 @@ def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=N
                    chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False) -> str:
     """What `evaluate.py` does; returns the text to print (tables and where files went)."""
     if bool(data_path) == bool(dream_dir):
-        raise ValueError("give exactly one of --data and --dream_dir")
+        raise ConfigurationError("give exactly one of --data and --dream_dir")
     if dream_labels and not dream_dir:
-        raise ValueError("--dream_labels needs --dream_dir")
+        raise ConfigurationError("--dream_labels needs --dream_dir")
     if data_path:
         metrics, where = evaluate_file(model_path, data_path, output_dir,
                                        batch_size=batch_size, chunk_rows=chunk_rows,

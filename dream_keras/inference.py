@@ -22,11 +22,13 @@ import tensorflow as tf
 from absl import logging
 
 from dream_keras.dataset import evaluation_dataset
-from dream_keras.readers import DEFAULT_CHUNK_ROWS, DataFormatError
+from dream_keras.data.readers import (DEFAULT_CHUNK_ROWS, DataFormatError, iter_pair_chunks,
+                                      iter_sequence_chunks)
+from dream_keras.data.sequences import InvalidSequenceError, encode
+from dream_keras.data.splits import TargetScaler
+from dream_keras.errors import ConfigurationError, MissingDataError, OutputExistsError
+from dream_keras.model import load_model
 from dream_keras.run_directory import MODEL_FILE, SCALER_FILE
-from dream_keras.sequence_inputs import iter_pair_chunks, iter_sequence_chunks
-from dream_keras.sequences import InvalidSequenceError, encode
-from dream_keras.splits import TargetScaler
 
 DEFAULT_BATCH_SIZE = 1024
 OUTPUT_FORMATS = ("tsv", "dream_json")
@@ -46,21 +48,20 @@ def load_run(path) -> tuple[keras.Model, TargetScaler]:
     """
     model_path = model_path_of(path)
     if not os.path.isfile(model_path):
-        raise FileNotFoundError(f"{model_path}: model not found")
+        raise MissingDataError(f"{model_path}: model not found")
     scaler_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), SCALER_FILE)
     if not os.path.isfile(scaler_path):
-        raise FileNotFoundError(f"{scaler_path}: target scaler not found next to the model "
+        raise MissingDataError(f"{scaler_path}: target scaler not found next to the model "
                                 "(a training run writes it; predictions need it to undo the "
                                 "standardisation)")
     scaler = TargetScaler.load(scaler_path)
-    # Importing this package (dream_keras/__init__) registered the custom layers.
     logging.info("loading %s", model_path)
     try:
-        model = keras.models.load_model(model_path, compile=False)
+        model = load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types for a bad file; name the file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(f"{model_path}: cannot load the model "
-                         f"({type(error).__name__}: {reason})") from error
+        raise DataFormatError(model_path, None, f"cannot load the model "
+                              f"({type(error).__name__}: {reason})") from error
     return model, scaler
 
 
@@ -128,9 +129,9 @@ def variant_effects(model: keras.Model, scaler: TargetScaler, ref_sequences: Seq
 def check_output_writable(path, overwrite: bool) -> None:
     """Refuse early (before loading a model) to replace an existing output."""
     if os.path.lexists(path) and not overwrite:
-        raise FileExistsError(f"{path}: output exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{path}: output exists; pass --overwrite to replace it")
     if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: output is a directory")
+        raise OutputExistsError(f"{path}: output is a directory")
 
 
 @contextlib.contextmanager
@@ -162,7 +163,7 @@ def predict_file(model, scaler, input_path, output_path, *, output_format: str =
     (0-based rows, the challenge's submission format). Returns the number of rows.
     """
     if output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"output format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+        raise ConfigurationError(f"output format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
     check_output_writable(output_path, overwrite)
     rows = 0
     with _atomic_output(output_path) as out:
@@ -274,7 +275,7 @@ def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_
     """Write a TF SavedModel whose `serve` endpoint (also 'serving_default') maps a batch of
     sequence strings tf.string [None] to training-scale expression float32 [None]."""
     if os.path.lexists(export_dir) and not overwrite:
-        raise FileExistsError(f"{export_dir}: export directory exists; pass --overwrite")
+        raise OutputExistsError(f"{export_dir}: export directory exists; pass --overwrite")
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -295,17 +296,17 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
     Output paths are checked before the model loads, so a refusal is immediate.
     """
     if input_path and pairs_path:
-        raise ValueError("give --input or --pairs, not both")
+        raise ConfigurationError("give --input or --pairs, not both")
     if (input_path or pairs_path) and not output_path:
-        raise ValueError("--output is required with --input or --pairs")
+        raise ConfigurationError("--output is required with --input or --pairs")
     if not (input_path or pairs_path or export_dir):
-        raise ValueError("nothing to do: give --input, --pairs or --export")
+        raise ConfigurationError("nothing to do: give --input, --pairs or --export")
     if pairs_path and output_format != "tsv":
-        raise ValueError("--pairs writes TSV only (--format=tsv)")
+        raise ConfigurationError("--pairs writes TSV only (--format=tsv)")
     if output_path:
         check_output_writable(output_path, overwrite)
     if export_dir and os.path.lexists(export_dir) and not overwrite:
-        raise FileExistsError(f"{export_dir}: export directory exists; pass --overwrite")
+        raise OutputExistsError(f"{export_dir}: export directory exists; pass --overwrite")
     model, scaler = load_run(model_path)
     options = dict(batch_size=batch_size, chunk_rows=chunk_rows, overwrite=overwrite,
                    reverse_complement_average=reverse_complement_average)

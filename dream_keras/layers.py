@@ -114,7 +114,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
     Logits are content (q + r_w_bias)·k plus position (q + r_r_bias)·r, r being the
     projected relative-position features of every distance (Transformer-XL). The output
     projection starts at zero (`zero_initialize`) so a fresh block is the identity map.
-    Weight names and shapes follow /work/shared/reference/README.md.
+    Weight names and shapes follow the reference cases in tests/data/ (see its README).
     """
 
     def __init__(self, num_heads=1, key_size=96, value_size=96, num_relative_position_features=None,
@@ -215,12 +215,19 @@ class TransformerBlock(keras.layers.Layer):
 
     x = x + MHA(LayerNorm(x)); x = x + Dense(C)(activation(Dense(m*C)(LayerNorm(x)))).
     The dense layers start like Sonnet's `Linear` (see `sonnet_linear_initializer`); the
-    LayerNorm epsilon defaults to Sonnet's 1e-5 rather than Keras' 1e-3.
+    LayerNorms are `keras.layers.LayerNormalization` at its default epsilon 1e-3, as the
+    notebook's `tf.keras.layers.LayerNormalization()`.
+
+    `freeze_attention_and_ffn=True` reproduces the original's defect for comparison only:
+    its attention and feed-forward weights were never trained, so (with the zero-initialised
+    output projection) the attention adds exactly 0 and the feed-forward layers stay at their
+    random initialisation; the LayerNorms (Keras layers there too) remain trainable.
     """
 
     def __init__(self, num_heads=1, key_size=96, value_size=96, num_relative_position_features=None,
                  attention_dropout=0.0, positional_dropout=0.0, ffn_multiplier=2,
-                 ffn_activation="swish", layer_norm_epsilon=1e-5, zero_initialize=True, **kwargs):
+                 ffn_activation="swish", layer_norm_epsilon=1e-3, zero_initialize=True,
+                 freeze_attention_and_ffn=False, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.key_size = int(key_size)
@@ -232,6 +239,10 @@ class TransformerBlock(keras.layers.Layer):
         self.ffn_activation = keras.activations.get(ffn_activation)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.zero_initialize = bool(zero_initialize)
+        self.freeze_attention_and_ffn = bool(freeze_attention_and_ffn)
+        if self.freeze_attention_and_ffn and not self.zero_initialize:
+            raise ValueError("freeze_attention_and_ffn reproduces the original, whose frozen "
+                             "attention output was exactly 0: it needs zero_initialize=True")
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -261,6 +272,11 @@ class TransformerBlock(keras.layers.Layer):
         self.ffn_norm.build(input_shape)
         self.ffn_expand.build(input_shape)
         self.ffn_project.build(tuple(input_shape[:-1]) + (hidden,))
+        if self.freeze_attention_and_ffn:
+            # The LayerNorms stay trainable: they were Keras layers in the notebook (counted
+            # in its 152,617 parameters); the attention's one gets a zero gradient anyway.
+            for layer in (self.attention, self.ffn_expand, self.ffn_project):
+                layer.trainable = False
 
     def call(self, inputs, training=None):
         x = inputs + self.attention(self.attention_norm(inputs), training=training)
@@ -283,5 +299,6 @@ class TransformerBlock(keras.layers.Layer):
             "ffn_activation": keras.activations.serialize(self.ffn_activation),
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "zero_initialize": self.zero_initialize,
+            "freeze_attention_and_ffn": self.freeze_attention_and_ffn,
         }
 

@@ -2,11 +2,23 @@
 
 The original logged a batch-averaged r squared under the name 'Pearson'; these functions
 compute Pearson r, r squared and Spearman rho over every row at once.
+
+One vocabulary everywhere (metrics.json, dream_score.json, history.csv, the training
+logs): METRIC_NAMES, with a `val_` prefix for the validation set in training.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+
+METRIC_NAMES = {
+    "n": "number of rows (or pairs) scored",
+    "mse": "mean squared error (standardised targets); history.csv: loss / val_loss",
+    "r2": "coefficient of determination 1 - SSE/SST",
+    "pearson": "Pearson r over the whole set (history.csv: val_pearson)",
+    "pearson_r2": "Pearson r squared (history.csv: val_pearson_r2; the DREAM Pearson score)",
+    "spearman": "Spearman rho over the whole set (history.csv: val_spearman)",
+}
 
 
 def _paired_finite(predicted, measured) -> tuple[np.ndarray, np.ndarray]:

@@ -11,10 +11,11 @@ import inspect
 
 import keras
 
+from dream_keras import optimizers  # noqa: F401  (registers TF2RMSprop for compiled loads)
 from dream_keras.layers import MultiScaleConv, TransformerBlock
 
 MODEL_NAME = "dream_madlab"
-ONE_HOT_CHANNELS = 4  # A, C, G, T (N is all zeros), see dream_keras.sequences
+ONE_HOT_CHANNELS = 4  # A, C, G, T (N is all zeros), see dream_keras.data.sequences
 
 
 def build_model(
@@ -32,15 +33,19 @@ def build_model(
     positional_dropout: float = 0.0,
     ffn_multiplier: int = 2,
     ffn_activation: str = "swish",
-    layer_norm_epsilon: float = 1e-5,
+    layer_norm_epsilon: float = 1e-3,
     lstm_units: int = 4,
     lstm_activation: str = "swish",
     l2_weight: float = 1e-3,
+    freeze_transformer: bool = False,
+    dtype=None,
 ) -> keras.Model:
     """The expression model: one-hot [B, seq_len, 4] -> standardised expression [B, 1].
 
-    Arguments are described in MODEL_ARGUMENT_HELP. The output layer computes in float32
-    under any dtype policy, so mixed-precision training keeps a float32 loss.
+    Arguments are described in MODEL_ARGUMENT_HELP. `dtype` is the dtype policy of every
+    layer (e.g. "mixed_bfloat16"; None: Keras' global policy, float32 unless changed), taken
+    as an argument so that a run never changes the process-wide policy. The output layer
+    computes in float32 under any policy, so mixed-precision training keeps a float32 loss.
     Raises ValueError for inconsistent values (e.g. an attention width that breaks the
     residual), TypeError for an unknown argument.
     """
@@ -51,18 +56,19 @@ def build_model(
     x = MultiScaleConv(filters=conv_filters, out_filters=conv_out_filters,
                        kernel_sizes=conv_kernel_sizes, activation=conv_activation,
                        kernel_initializer="he_normal", l2_weight=l2_weight,
-                       name="multi_scale_conv")(sequence)
+                       name="multi_scale_conv", dtype=dtype)(sequence)
     for index in range(num_transformer_blocks):
         x = TransformerBlock(num_heads=num_heads, key_size=key_size, value_size=value_size,
                              attention_dropout=attention_dropout,
                              positional_dropout=positional_dropout,
                              ffn_multiplier=ffn_multiplier, ffn_activation=ffn_activation,
                              layer_norm_epsilon=layer_norm_epsilon,
-                             name=f"transformer_{index}")(x)
+                             freeze_attention_and_ffn=freeze_transformer,
+                             name=f"transformer_{index}", dtype=dtype)(x)
     x = keras.layers.Bidirectional(
         keras.layers.LSTM(lstm_units, activation=lstm_activation,
-                          kernel_initializer="he_normal"),
-        name="bilstm")(x)
+                          kernel_initializer="he_normal", dtype=dtype),
+        name="bilstm", dtype=dtype)(x)
     expression = keras.layers.Dense(
         1, kernel_initializer="he_normal",
         kernel_regularizer=keras.regularizers.L2(l2_weight) if l2_weight else None,
@@ -87,9 +93,12 @@ def _check_arguments(seq_len, conv_kernel_sizes, conv_out_filters, num_heads, va
         raise ValueError(f"lstm_units must be positive, got {lstm_units}")
 
 
+# Architecture arguments (each becomes a train.py flag); the dtype policy is not one of
+# them: training derives it from --mixed_precision.
 MODEL_DEFAULTS = {
     name: parameter.default
     for name, parameter in inspect.signature(build_model).parameters.items()
+    if name != "dtype"
 }
 
 MODEL_ARGUMENT_HELP = {
@@ -106,8 +115,18 @@ MODEL_ARGUMENT_HELP = {
     "positional_dropout": "Dropout rate on the relative-position features during training.",
     "ffn_multiplier": "Feed-forward hidden width as a multiple of the model width.",
     "ffn_activation": "Activation between the two feed-forward layers.",
-    "layer_norm_epsilon": "Epsilon of the transformer LayerNorms (Sonnet's default 1e-5).",
+    "layer_norm_epsilon": "Epsilon of the transformer LayerNorms (the notebook's tf.keras LayerNormalization default 1e-3).",
     "lstm_units": "Units of each direction of the bidirectional LSTM.",
     "lstm_activation": "Activation of the LSTM cell (the original used swish).",
     "l2_weight": "L2 penalty on the convolution and output kernels (0 disables it).",
+    "freeze_transformer": "The notebook's bug, for comparison only: attention and feed-forward "
+                          "weights frozen at their initialisation (attention adds exactly 0), "
+                          "as the original effectively trained.",
 }
+
+
+def load_model(path, *, compile: bool = False) -> keras.Model:
+    """`keras.models.load_model` with this package's layers and optimizer registered
+    (importing this module registers them, so after `import dream_keras.model` Keras' own
+    load_model works too); compile=False by default: inference needs no optimizer."""
+    return keras.models.load_model(path, compile=compile)

@@ -11,8 +11,28 @@ multi-worker test in tests/test_training.py fails if a Keras upgrade breaks them
 """
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
-from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+from dream_keras.errors import ConfigurationError
+
+# The Keras releases these patches were written for and tested with (tests/test_training.py).
+TESTED_KERAS = ((3, 15), (3, 15))
+
+
+def _check_keras_version() -> None:
+    major_minor = tuple(int(part) for part in keras.__version__.split(".")[:2])
+    low, high = TESTED_KERAS
+    if not low <= major_minor <= high:
+        raise ConfigurationError(
+            f"--strategy=multi_worker patches private Keras code tested with Keras "
+            f"{low[0]}.{low[1]}-{high[0]}.{high[1]}, but Keras {keras.__version__} is "
+            "installed; install a tested Keras (pip install 'keras>=3.15,<3.16') or train "
+            "with --strategy=mirrored on one machine")
+
+
+_check_keras_version()
+from keras.src.backend.tensorflow import trainer as keras_tf_trainer  # noqa: E402
 
 
 def build_from_local_batch(model, dataset: tf.data.Dataset, strategy) -> None:

@@ -3,7 +3,8 @@
 The features depend only on the sequence length T and the feature count F, so they are
 computed once, in NumPy float64, when the attention layer is built, and enter the graph as
 a constant (no `lgamma` op at run time, same numbers under XLA and on every device).
-Definitions: /work/shared/reference/README.md ('Positional features').
+Definitions: Enformer's attention_module.py (Avsec et al. 2021), checked against the
+reference numbers in tests/data/enformer_attention.npz (see tests/data/README.md).
 """
 from __future__ import annotations
 

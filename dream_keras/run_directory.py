@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 
+from dream_keras.errors import RunDirectoryError  # noqa: F401  (raised here)
+
 MODEL_FILE = "model.keras"
 SCALER_FILE = "target_scaler.json"
 HISTORY_FILE = "history.csv"
@@ -17,10 +19,6 @@ RUN_FILE = "run.json"
 TENSORBOARD_DIR = "tensorboard"
 BACKUP_DIR = "backup"
 RUN_OUTPUTS = (MODEL_FILE, SCALER_FILE, HISTORY_FILE, RUN_FILE, TENSORBOARD_DIR, BACKUP_DIR)
-
-
-class RunDirectoryError(RuntimeError):
-    """The output directory cannot be used for this run (the message says why and what to do)."""
 
 
 def read_run_record(output_dir) -> dict | None:

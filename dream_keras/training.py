@@ -17,29 +17,20 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from dream_keras import multi_worker_fixes
 from dream_keras import run_directory as rundir
 from dream_keras.callbacks import (PearsonCallback, ResumableEarlyStopping, best_epoch,
                                    read_history, truncate_history)
 from dream_keras.dataset import evaluation_dataset, training_dataset
 from dream_keras.distribute import is_chief, make_strategy, split_cpu
+from dream_keras.data.training_data import ensure_train_file, load_training_rows
+from dream_keras.errors import ConfigurationError
 from dream_keras.model import MODEL_DEFAULTS, build_model
-from dream_keras.training_config import ConfigurationError, TrainingConfig
-from dream_keras.training_data import ensure_train_file, load_training_rows
+from dream_keras.optimizers import make_optimizer
+from dream_keras.training_config import TrainingConfig
 from dream_keras.version import __version__
 
-_POLICIES = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
-
-
-def make_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
-    options = {"learning_rate": config.learning_rate}
-    if config.clipnorm > 0:
-        options["clipnorm"] = config.clipnorm
-    if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(**options)
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(**options)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+# --mixed_precision -> the model's dtype policy (passed to build_model, never set globally)
+DTYPE_POLICIES = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 
 def _seed_everything(seed: int) -> None:
@@ -108,20 +99,23 @@ def train(config: TrainingConfig) -> dict:
     _seed_everything(config.seed)
     model_config = {**MODEL_DEFAULTS, **config.model}
     rows = load_training_rows(config, model_config["seq_len"])
-    keras.mixed_precision.set_global_policy(_POLICIES[config.mixed_precision])
+    policy = DTYPE_POLICIES[config.mixed_precision]
+    steps_per_epoch = config.resolved_steps_per_epoch(len(rows.train_codes))
     with strategy.scope():
         try:
-            model = build_model(**model_config)
+            model = build_model(**model_config, dtype=policy)
         except ValueError as error:
             raise ConfigurationError(f"model settings: {error}") from None
-        model.compile(optimizer=make_optimizer(config), loss="mse",
+        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.clipnorm,
+                                   loss_scaling=policy == "mixed_float16")
+        model.compile(optimizer=optimizer, loss="mse",
                       jit_compile=config.jit_compile,
                       steps_per_execution=config.steps_per_execution)
     record = {
         "status": "running", "identity": identity, "flags": config.to_json(),
         "command": sys.argv, "versions": _versions(), "seed": config.seed,
         "data": rows.summary, "num_replicas_in_sync": strategy.num_replicas_in_sync,
-        "parameters": model.count_params(),
+        "parameters": model.count_params(), "steps_per_epoch": steps_per_epoch,
     }
     if chief:
         rows.scaler.save(os.path.join(config.output_dir, rundir.SCALER_FILE))
@@ -133,16 +127,19 @@ def train(config: TrainingConfig) -> dict:
     prefetch = tf.data.AUTOTUNE if config.prefetch_batches < 0 else config.prefetch_batches
     train_batches = training_dataset(
         rows.train_codes, rows.train_targets, batch_size=config.batch_size, seed=config.seed,
-        repeat=config.steps_per_epoch > 0, parallel_calls=parallel, prefetch=prefetch)
+        repeat=True, parallel_calls=parallel, prefetch=prefetch)
     validation_batches = evaluation_dataset(rows.validation_codes, rows.validation_targets,
                                             batch_size=config.batch_size,
                                             parallel_calls=parallel, prefetch=prefetch)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Private Keras internals, imported only on this path (behind a version check).
+        from dream_keras import multi_worker_fixes
+
         multi_worker_fixes.reduce_scalar_logs_without_axis()
         multi_worker_fixes.build_from_local_batch(model, train_batches, strategy)
     started = time.time()
     model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
-              steps_per_epoch=config.steps_per_epoch or None,
+              steps_per_epoch=steps_per_epoch,
               callbacks=_callbacks(config, rows, strategy, resumed_epoch),
               shuffle=False,  # the dataset shuffles itself, seeded
               verbose=2 if not sys.stdout.isatty() else "auto")

@@ -20,7 +20,7 @@ def save_small_run(directory: pathlib.Path) -> pathlib.Path:
     import json
 
     import dream_keras
-    from dream_keras.splits import TargetScaler
+    from dream_keras.data.splits import TargetScaler
 
     directory.mkdir(parents=True, exist_ok=True)
     model = dream_keras.build_model(**SMALL_MODEL)
@@ -41,7 +41,7 @@ def reference_predictions(model_path, sequences) -> np.ndarray:
     """Training-scale predictions computed independently of dream_keras.inference."""
     import keras
 
-    from dream_keras.sequences import encode, one_hot
+    from dream_keras.data.sequences import encode, one_hot
 
     model = keras.models.load_model(model_path, compile=False)
     output = model(one_hot(encode(sequences, 110)), training=False)

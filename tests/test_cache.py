@@ -7,9 +7,10 @@ import h5py
 import numpy as np
 import pytest
 
-from dream_keras.cache import cache_is_current, load_cache, prepare_cache
-from dream_keras.readers import DataFormatError, read_expression_file
+from dream_keras.data.cache import cache_is_current, load_cache, prepare_cache
+from dream_keras.data.readers import DataFormatError, read_expression_file
 from dream_keras.version import __version__
+from tests.conftest import REAL_TRAIN_ROWS
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +23,11 @@ def real_cache(real_train_file, tmp_path_factory):
 def test_real_file_rows_sequences_and_values(real_cache, real_train_file):
     cache = load_cache(real_cache)
     sequences, expression = read_expression_file(real_train_file)
-    assert len(cache) == len(sequences) == 6370
-    assert cache.codes.shape == (6370, 110) and cache.codes.dtype == np.uint8
+    assert len(cache) == len(sequences) == REAL_TRAIN_ROWS
+    assert cache.codes.shape == (REAL_TRAIN_ROWS, 110) and cache.codes.dtype == np.uint8
     np.testing.assert_array_equal(cache.expression, expression.astype(np.float32))
     letters = np.frombuffer(b"ACGTN", dtype=np.uint8)[cache.codes]
-    for row in (0, 17, 6369, *np.flatnonzero([len(s) != 110 for s in sequences])[:50]):
+    for row in (0, 17, REAL_TRAIN_ROWS - 1, *np.flatnonzero([len(s) != 110 for s in sequences])[:50]):
         text = letters[row].tobytes().decode()
         original = sequences[row].upper()
         if len(original) >= 110:
@@ -43,8 +44,8 @@ def test_singleton_flags_and_fraction(real_cache):
 
 def test_attributes(real_cache, real_train_file):
     attrs = load_cache(real_cache).attrs
-    assert attrs["seq_len"] == 110 and attrs["num_rows"] == 6370 and attrs["skipped_rows"] == 0
-    assert attrs["source_name"] == "de_boer_demo_train.txt"
+    assert attrs["seq_len"] == 110 and attrs["num_rows"] == REAL_TRAIN_ROWS and attrs["skipped_rows"] == 0
+    assert attrs["source_name"] == "de_boer_demo_train.head3000.txt"
     assert attrs["source_size"] == os.path.getsize(real_train_file)
     assert attrs["source_sha256"] == hashlib.sha256(real_train_file.read_bytes()).hexdigest()
     assert attrs["package_version"] == __version__
@@ -86,15 +87,15 @@ def test_not_a_cache(tmp_path):
 
 def test_cli_writes_cache_without_importing_tensorflow(tmp_path, real_train_file):
     output = tmp_path / "cli.h5"
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "dream_keras.prepare",
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "dream_keras.cli.prepare",
                              f"--input={real_train_file}", f"--output={output}"],
                             capture_output=True, text=True, timeout=120, check=True)
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "dream_keras.cache" in imported
+    assert "dream_keras.data.cache" in imported
     assert not {"tensorflow", "keras"} & imported
-    assert load_cache(output).attrs["num_rows"] == 6370
-    refused = subprocess.run([sys.executable, "-m", "dream_keras.prepare",
+    assert load_cache(output).attrs["num_rows"] == REAL_TRAIN_ROWS
+    refused = subprocess.run([sys.executable, "-m", "dream_keras.cli.prepare",
                               f"--input={real_train_file}", f"--output={output}"],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "exists" in refused.stderr
@@ -103,7 +104,7 @@ def test_cli_writes_cache_without_importing_tensorflow(tmp_path, real_train_file
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     source = tmp_path / "bad.txt"
     source.write_text("ACGT\t1\nACGT\t\n")
-    result = subprocess.run([sys.executable, "-m", "dream_keras.prepare", f"--input={source}",
+    result = subprocess.run([sys.executable, "-m", "dream_keras.cli.prepare", f"--input={source}",
                              f"--output={tmp_path / 'o.h5'}"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from dream_keras.dataset import evaluation_dataset, training_dataset
-from dream_keras.sequences import encode, one_hot
+from dream_keras.data.sequences import encode, one_hot
 
 
 @pytest.fixture(scope="module")

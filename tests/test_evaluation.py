@@ -33,9 +33,9 @@ def test_regression_metrics_hand_computed():
     assert metrics["mse"] == pytest.approx(0.25)
     assert metrics["r2"] == pytest.approx(1 - 1.0 / 8.75)  # SST = sum((y - 2.75)^2) = 8.75
     r = np.corrcoef([1, 2, 3, 4], [1, 2, 3, 5])[0, 1]
-    assert metrics["pearson_r"] == pytest.approx(r)
+    assert metrics["pearson"] == pytest.approx(r)
     assert metrics["pearson_r2"] == pytest.approx(r * r)
-    assert metrics["spearman_rho"] == pytest.approx(1.0)
+    assert metrics["spearman"] == pytest.approx(1.0)
     assert "MSE (standardised)  0.2500" in format_metrics_table(metrics)
     assert "| R² (standardised) | 0.8857 |" in metrics_markdown(metrics, "t")
 
@@ -51,7 +51,7 @@ def test_evaluate_file_numbers_files_and_default_directory(model_path, labelled_
     assert metrics["mse"] == pytest.approx(np.mean((measured - predicted) ** 2), rel=1e-5)
     sst = np.sum((measured - measured.mean()) ** 2)
     assert metrics["r2"] == pytest.approx(1 - np.sum((measured - predicted) ** 2) / sst, rel=1e-5)
-    assert metrics["pearson_r"] == pytest.approx(np.corrcoef(predicted, measured)[0, 1],
+    assert metrics["pearson"] == pytest.approx(np.corrcoef(predicted, measured)[0, 1],
                                                  abs=1e-5)
     written = json.loads((model_path.parent / "evaluation" / "sample" / "metrics.json")
                          .read_text())

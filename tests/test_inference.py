@@ -12,9 +12,9 @@ import tensorflow as tf
 from dream_keras.inference import (export_serving, load_run, predict_file, predict_pairs_file,
                                    predict_sequences, reverse_complement_strings,
                                    serving_function, variant_effects)
-from dream_keras.readers import DataFormatError
-from dream_keras.sequence_inputs import FASTA, TABLE, TEXT, detect_input_format
-from dream_keras.sequences import InvalidSequenceError
+from dream_keras.data.readers import DataFormatError
+from dream_keras.data.readers import FASTA, TABLE, TEXT, detect_input_format
+from dream_keras.data.sequences import InvalidSequenceError
 from tests.saved_run import (SCALER_MEAN, SCALER_STD, random_sequences, reference_predictions,
                        save_small_run)
 

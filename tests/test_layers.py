@@ -9,9 +9,10 @@ import pytest
 from dream_keras.layers import (MultiScaleConv, RelativeMultiHeadAttention, TransformerBlock,
                                 sonnet_linear_initializer)
 from dream_keras.positional import relative_position_features, relative_shift
+from tests.conftest import TEST_DATA
 from tests.layer_test_utils import assert_config_round_trip, run_layer_test, set_weights_by_name
 
-REFERENCE = np.load("/work/shared/reference/enformer_attention.npz")
+REFERENCE = np.load(TEST_DATA / "enformer_attention.npz")
 ATTENTION_CASES = ("case_h1_k96_v96_T110", "case_h1_k96_v96_T110_soft", "case_h2_k8_v48_T16")
 WEIGHT_NAMES = ("q_kernel", "k_kernel", "v_kernel", "r_k_kernel", "r_w_bias", "r_r_bias",
                 "output_kernel", "output_bias")

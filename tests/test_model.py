@@ -58,7 +58,10 @@ def test_parameter_counts_match_the_original():
 def test_signature_defaults_and_help_are_complete():
     parameters = inspect.signature(build_model).parameters
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
-    assert MODEL_DEFAULTS == {name: p.default for name, p in parameters.items()}
+    assert MODEL_DEFAULTS == {name: p.default for name, p in parameters.items() if name != "dtype"}
+    assert parameters["dtype"].default is None  # a policy argument, not an architecture flag
+    assert MODEL_DEFAULTS["layer_norm_epsilon"] == 1e-3  # tf.keras LayerNormalization()
+    assert MODEL_DEFAULTS["freeze_transformer"] is False
     assert set(MODEL_ARGUMENT_HELP) == set(MODEL_DEFAULTS)
     assert all(isinstance(v, (int, float, str, bool, tuple)) for v in MODEL_DEFAULTS.values())
     assert MODEL_DEFAULTS["conv_kernel_sizes"] == (15, 20, 25, 30)
@@ -108,6 +111,33 @@ def test_training_reaches_every_weight_including_attention():
     assert _changed(initial, model) == set(initial), "weights that 3 steps never moved"
 
 
+def test_freeze_transformer_reproduces_the_notebooks_effective_network():
+    """--freeze_transformer: the original's untrained attention and feed-forward weights.
+    Its Keras summary counted 152,617 parameters: ours minus the 167,040 frozen ones."""
+    keras.utils.set_random_seed(0)
+    model = build_model(freeze_transformer=True)
+    assert model.count_params() == 319_657
+    frozen = [w for w in model.non_trainable_weights
+              if w.path.rsplit("/", 1)[-1] not in ("moving_mean", "moving_variance")]
+    assert sum(int(np.prod(w.shape)) for w in frozen) == 167_040
+    assert model.count_params() - 167_040 == 152_617
+    assert {w.path.split("/")[1] for w in frozen} == {"attention", "ffn_expand", "ffn_project"}
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=False)
+    x = random_one_hot(32)
+    y = np.random.default_rng(1).normal(size=(32, 1)).astype("float32")
+    initial = {w.path: w.numpy().copy() for w in model.weights}
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    moved = {w.path for w in model.weights if not np.array_equal(initial[w.path], w.numpy())}
+    assert not moved & {w.path for w in frozen}
+    assert "transformer_0/ffn_norm/gamma" in moved
+    assert any(path.startswith("multi_scale_conv/") for path in moved)
+    block = model.get_layer("transformer_0")
+    block_input = keras.Model(model.input, model.get_layer("multi_scale_conv").output)(x)
+    attention_out = block.attention(block.attention_norm(block_input))
+    assert np.all(keras.ops.convert_to_numpy(attention_out) == 0.0)
+
+
 def test_one_step_agrees_with_and_without_xla():
     keras.utils.set_random_seed(0)
     x = random_one_hot(16)
@@ -141,15 +171,17 @@ def _transformer_features(model, x):
 def test_mixed_precision_output_is_float32_and_close(policy, feature_tolerance, output_tolerance):
     keras.utils.set_random_seed(0)
     x = random_one_hot(16)
-    reference_model = build_model()
+    model = build_model(dtype=policy)  # the policy is an argument: nothing global changes
+    assert keras.config.dtype_policy().name == "float32"
+    reference_model = build_model()     # built after, in the same process: still float32
     reference = reference_model.predict(x, verbose=0)
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        model = build_model()
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     model.set_weights(reference_model.get_weights())
-    assert model.layers[1].compute_dtype == keras.DTypePolicy(policy).compute_dtype
+    compute_dtype = keras.DTypePolicy(policy).compute_dtype
+    for layer in model.layers[1:-1]:
+        assert layer.compute_dtype == compute_dtype, layer.name
+    assert all(layer.compute_dtype == "float32" for layer in reference_model.layers[1:])
+    inner = model.get_layer("transformer_0").attention
+    assert inner.compute_dtype == compute_dtype and inner.variable_dtype == "float32"
     output = model(x, training=False)
     assert keras.backend.standardize_dtype(output.dtype) == "float32"
     expected_features = _transformer_features(reference_model, x)
@@ -171,14 +203,17 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path):
     stdout = run_python(f"""
         import numpy as np, keras
         import dream_keras
-        model = keras.models.load_model({str(tmp_path / 'model.keras')!r})
-        predicted = model.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0)
+        x = np.load({str(tmp_path / 'x.npy')!r})
         expected = np.load({str(tmp_path / 'expected.npy')!r})
-        print(model.count_params(), float(np.abs(predicted - expected).max()))
+        model = dream_keras.load_model({str(tmp_path / 'model.keras')!r})
+        print(model.count_params(), float(np.abs(model.predict(x, verbose=0) - expected).max()))
+        import dream_keras.model  # registers the layers for keras' own load_model
+        model = keras.models.load_model({str(tmp_path / 'model.keras')!r})
+        print(float(np.abs(model.predict(x, verbose=0) - expected).max()))
     """)
-    count, difference = stdout.split()
+    count, difference, plain_keras_difference = stdout.split()
     assert int(count) == 319_657
-    assert float(difference) == 0.0
+    assert float(difference) == 0.0 and float(plain_keras_difference) == 0.0
 
 
 def test_trains_under_mirrored_strategy_on_two_cpu_replicas():

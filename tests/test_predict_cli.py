@@ -123,6 +123,6 @@ def test_evaluate_prints_the_table_and_writes_metrics(tmp_path, model_path, real
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n"] == 200
-    assert f"Pearson r           {metrics['pearson_r']:.4f}" in result.stdout
+    assert f"Pearson r           {metrics['pearson']:.4f}" in result.stdout
     usage = run_script("evaluate.py", f"--model={model_path}", cwd=tmp_path)
     assert usage.returncode != 0 and "exactly one of --data and --dream_dir" in usage.stderr

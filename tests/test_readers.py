@@ -3,7 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from dream_keras.readers import DataFormatError, iter_chunks, read_expression_file, read_sequence_file
+from tests.conftest import REAL_TRAIN_ROWS
+from dream_keras.data.readers import DataFormatError, iter_chunks, read_expression_file, read_sequence_file
 
 
 def write(tmp_path, text, name="rows.txt"):
@@ -36,7 +37,7 @@ def test_sequence_n_and_na_are_not_missing_values(tmp_path):
 
 def test_real_file_reads_every_row(real_train_file):
     sequences, expression = read_expression_file(real_train_file)
-    assert len(sequences) == 6370
+    assert len(sequences) == REAL_TRAIN_ROWS
     assert sequences[0].startswith("TGCATTTTTTTCACATC") and abs(expression[0] - 15.1823836007871) < 1e-12
 
 

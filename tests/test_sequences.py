@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dream_keras import sequences as seq
+from dream_keras.data import sequences as seq
 
 
 def test_codes_and_lowercase():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dream_keras.splits import TargetScaler, singleton_keep_mask, split_train_validation
+from dream_keras.data.splits import TargetScaler, singleton_keep_mask, split_train_validation
 
 
 def test_singleton_filter_keeps_non_singletons_and_about_p_of_singletons():

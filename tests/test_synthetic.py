@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from dream_keras import synthetic
+from dream_keras.data import synthetic
 from dream_keras.metrics import pearson_r
-from dream_keras.readers import read_expression_file
-from dream_keras.sequences import encode
+from dream_keras.data.readers import read_expression_file
+from dream_keras.data.sequences import encode
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 NUM_ROWS = 12_000
@@ -222,7 +222,7 @@ def test_gzip_output_reads_back_identically(tmp_path):
 
 
 def _cli(*args, python_options=()):
-    return subprocess.run([sys.executable, *python_options, "-m", "dream_keras.synthetic", *args],
+    return subprocess.run([sys.executable, *python_options, "-m", "dream_keras.cli.synthetic", *args],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
@@ -238,7 +238,7 @@ def test_command_line_writes_refuses_overwrite_and_overwrites(tmp_path):
     assert refused.returncode != 0 and "exists" in refused.stderr
     assert output.read_bytes() == expected.read_bytes()
 
-    # -X importtime lists every module imported: the data-only entry point skips TensorFlow.
+    # -X importtime lists every module imported: dream-synthetic never imports TensorFlow.
     replaced = _cli(f"--output={output}", "--rows=10", "--seed=2", "--overwrite",
                     python_options=("-X", "importtime"))
     assert replaced.returncode == 0, replaced.stderr

@@ -15,11 +15,11 @@ import time
 import numpy as np
 import pytest
 
-from dream_keras import synthetic
-from dream_keras.cache import prepare_cache
+from dream_keras.data import synthetic
+from dream_keras.data.cache import prepare_cache
 from tests.conftest import REPO
 
-SMALL_RUN = ["--epochs=2", "--batch_size=32", "--optimizer=adam", "--learning_rate=1e-3",
+SMALL_RUN = ["--epochs=2", "--passes_per_epoch=1", "--batch_size=32", "--optimizer=adam", "--learning_rate=1e-3",
              "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2"]
 
 
@@ -50,7 +50,7 @@ def test_quickstart_path_writes_every_output(tmp_path):
     from dream_keras.training_config import TrainingConfig
 
     config = TrainingConfig(train_data=str(tmp_path / "synthetic.txt"), synthetic_rows=300,
-                            output_dir=str(tmp_path / "run"), epochs=2, batch_size=32,
+                            output_dir=str(tmp_path / "run"), epochs=2, batch_size=32, passes_per_epoch=1,
                             optimizer="adam", learning_rate=1e-3, jit_compile=False,
                             validation_fraction=0.2)
     record = train(config)

@@ -6,7 +6,7 @@ import dataclasses
 from absl import flags
 
 from dream_keras.inference import DEFAULT_BATCH_SIZE
-from dream_keras.readers import DEFAULT_CHUNK_ROWS
+from dream_keras.data.readers import DEFAULT_CHUNK_ROWS
 
 
 @dataclasses.dataclass(frozen=True)

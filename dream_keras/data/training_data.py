@@ -9,15 +9,12 @@ import h5py
 import numpy as np
 from absl import logging
 
-from dream_keras.cache import cache_is_current, load_cache, prepare_cache
-from dream_keras.splits import TargetScaler, singleton_keep_mask, split_train_validation
-from dream_keras.training_config import ConfigurationError, TrainingConfig
+from dream_keras.data.cache import cache_is_current, load_cache, prepare_cache
+from dream_keras.data.splits import TargetScaler, singleton_keep_mask, split_train_validation
+from dream_keras.errors import ConfigurationError, MissingDataError, OutputExistsError
+from dream_keras.training_config import TrainingConfig
 
 ZENODO_RECORD = "https://zenodo.org/records/10633252"
-
-
-class MissingDataError(FileNotFoundError):
-    """The training file is absent; the message says where to get it."""
 
 
 @dataclasses.dataclass
@@ -35,7 +32,7 @@ def ensure_train_file(config: TrainingConfig) -> None:
     if os.path.exists(config.train_data):
         return
     if config.synthetic_rows > 0:
-        from dream_keras import synthetic
+        from dream_keras.data import synthetic
 
         logging.info("writing %d synthetic rows to %s", config.synthetic_rows,
                      config.train_data)
@@ -59,7 +56,7 @@ def resolve_cache(config: TrainingConfig, seq_len: int) -> str:
         logging.info("reusing cache %s (source unchanged)", cache_path)
         return cache_path
     if os.path.exists(cache_path) and not _is_our_cache(cache_path):
-        raise FileExistsError(f"{cache_path} exists and is not a dream_keras cache; "
+        raise OutputExistsError(f"{cache_path} exists and is not a dream_keras cache; "
                               "pass --cache_path to put the cache elsewhere")
     logging.info("preparing cache %s from %s", cache_path, config.train_data)
     prepare_cache(config.train_data, cache_path, seq_len=seq_len,

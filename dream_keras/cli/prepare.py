@@ -1,23 +1,22 @@
-"""Command line: convert a challenge text file into the HDF5 training cache.
+"""dream-prepare: convert a challenge text file into the HDF5 training cache.
 
-    python -m dream_keras.prepare --input=train_sequences.txt --output=train.h5
+    dream-prepare --input=train_sequences.txt --output=train.h5
 
 Imports no TensorFlow, so it starts in well under a second.
 """
 from __future__ import annotations
 
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
-
-from dream_keras.cache import prepare_cache
-from dream_keras.readers import DEFAULT_CHUNK_ROWS, DataFormatError
-from dream_keras.sequences import DEFAULT_SEQ_LEN
+from dream_keras.cli import runner
+from dream_keras.data.cache import prepare_cache
+from dream_keras.data.readers import DEFAULT_CHUNK_ROWS
+from dream_keras.data.sequences import DEFAULT_SEQ_LEN
 
 _INPUT = flags.DEFINE_string("input", None, "Text file of sequence<TAB>expression rows "
                              "(optionally gzipped).")
-_OUTPUT = flags.DEFINE_string("output", None, "HDF5 cache to write (see README, 'Cache "
-                              "format').")
+_OUTPUT = flags.DEFINE_string("output", None, "HDF5 cache to write (see docs/data.md, "
+                              "'Cache format').")
 _SEQ_LEN = flags.DEFINE_integer("seq_len", DEFAULT_SEQ_LEN, "Fixed length: keep the last "
                                 "seq_len bases, left-pad shorter sequences with N.",
                                 lower_bound=1)
@@ -29,18 +28,17 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output if it exist
 flags.mark_flags_as_required(["input", "output"])
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        attrs = prepare_cache(_INPUT.value, _OUTPUT.value, seq_len=_SEQ_LEN.value,
-                              chunk_rows=_CHUNK_ROWS.value,
-                              skip_bad_rows=_SKIP_BAD_ROWS.value, overwrite=_OVERWRITE.value)
-    except (DataFormatError, FileExistsError) as error:
-        sys.exit(f"error: {error}")
+def prepare_from_flags() -> None:
+    attrs = prepare_cache(_INPUT.value, _OUTPUT.value, seq_len=_SEQ_LEN.value,
+                          chunk_rows=_CHUNK_ROWS.value, skip_bad_rows=_SKIP_BAD_ROWS.value,
+                          overwrite=_OVERWRITE.value)
     logging.info("wrote %s: %d rows (%d skipped)", _OUTPUT.value, attrs["num_rows"],
                  attrs["skipped_rows"])
 
 
+def main() -> None:
+    runner.run(prepare_from_flags)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    main()

@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from dream_keras.errors import DreamKerasError
+
 ALPHABET = "ACGT"
 N_CODE = 4
 INVALID_CODE = 255
@@ -26,7 +28,7 @@ for _code, _letter in enumerate("ACGTN"):
 _COMPLEMENT_CODE = np.array([3, 2, 1, 0, N_CODE], dtype=np.uint8)
 
 
-class InvalidSequenceError(ValueError):
+class InvalidSequenceError(DreamKerasError, ValueError):
     """A sequence holds a letter outside ACGTN; `row` is its 0-based index in the batch."""
 
     def __init__(self, row: int, letter: str, sequence: str):

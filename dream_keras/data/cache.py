@@ -26,8 +26,9 @@ import h5py
 import numpy as np
 from absl import logging
 
-from dream_keras.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
-from dream_keras.sequences import DEFAULT_SEQ_LEN
+from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
+from dream_keras.data.sequences import DEFAULT_SEQ_LEN
+from dream_keras.errors import OutputExistsError
 from dream_keras.version import __version__
 
 FORMAT_VERSION = 1
@@ -91,7 +92,7 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
     a cache that looks complete. Refuses to replace an existing file unless `overwrite`.
     """
     if os.path.exists(output_path) and not overwrite:
-        raise FileExistsError(f"{output_path} exists; pass overwrite=True (--overwrite) "
+        raise OutputExistsError(f"{output_path} exists; pass overwrite=True (--overwrite) "
                               "to replace it")
     if not os.path.isfile(input_path):
         raise DataFormatError(input_path, None, "no such file")

@@ -1,6 +1,6 @@
 """The embedded default data set: DREAM-format promoters whose expression is a known function.
 
-    python -m dream_keras.synthetic --output=data/synthetic_train.txt --rows=100000 --seed=0
+    dream-synthetic --output=data/synthetic_train.txt --rows=100000 --seed=0
 
 Rows look like the challenge's `train_sequences.txt` (`sequence<TAB>expression`, no header):
 the real constant flanks `TGCATTTTTTTCACATC` + random bases + `GGTTACGGCTGTT`; 80 random
@@ -50,7 +50,7 @@ carry at least one copy, on a random strand at a uniform position in the random 
 make it frequent enough to learn. Rows are drawn in blocks of BLOCK_ROWS, each from its own
 generator seeded by (seed, block index): a seed gives the same rows and a byte-identical
 file whatever the chunk size, and the first n rows of a bigger set are the n-row set.
-Imports only NumPy and absl, so the command line starts in well under a second.
+Imports only NumPy, so the command line starts in well under a second.
 """
 from __future__ import annotations
 
@@ -61,9 +61,10 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags, logging
 
-from dream_keras.sequences import N_CODE, encode
+from dream_keras.errors import OutputExistsError
+
+from dream_keras.data.sequences import N_CODE, encode
 
 FLANK_5PRIME = "TGCATTTTTTTCACATC"
 FLANK_3PRIME = "GGTTACGGCTGTT"
@@ -398,7 +399,7 @@ def write_dream_file(path, num_rows: int, seed: int, chunk_rows: int = DEFAULT_C
         raise ValueError(f"num_rows must be non-negative, got {num_rows}")
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists (pass overwrite=True / --overwrite to replace it)")
+        raise OutputExistsError(f"{path} exists (pass overwrite=True / --overwrite to replace it)")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # Write beside the target and rename at the end: an interrupted run leaves no
     # half-written file that a later run would refuse to overwrite or a reader would trust.
@@ -441,43 +442,3 @@ def _report_progress(done: int, total: int, started: float) -> None:
     if done == total:
         sys.stderr.write("\n")
     sys.stderr.flush()
-
-
-# ----------------------------------------------------------------------------- command line
-def _define_flags() -> dict:
-    """The command line's flags, defined only when run as a script: other entry points
-    (prepare, train) define --output/--overwrite too, and absl forbids defining a name twice."""
-    return {
-        "output": flags.DEFINE_string("output", None, "File to write (DREAM format; gzipped "
-                                      "when the name ends in .gz). Parent directories are "
-                                      "created.", required=True),
-        "rows": flags.DEFINE_integer("rows", 100_000, "Number of rows to write.",
-                                     lower_bound=0),
-        "seed": flags.DEFINE_integer("seed", 0, "Random seed: the same seed writes the same "
-                                     "bytes.", lower_bound=0),
-        "chunk_rows": flags.DEFINE_integer("chunk_rows", DEFAULT_CHUNK_ROWS, "Rows generated "
-                                           "per chunk; bounds peak memory (~1 KB per row); "
-                                           "does not change the output.", lower_bound=1),
-        "overwrite": flags.DEFINE_bool("overwrite", False, "Replace --output if it exists."),
-    }
-
-
-def main(argv, flag_holders: dict) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    output = flag_holders["output"].value
-    started = time.monotonic()
-    try:
-        rows = write_dream_file(output, flag_holders["rows"].value, flag_holders["seed"].value,
-                                chunk_rows=flag_holders["chunk_rows"].value,
-                                overwrite=flag_holders["overwrite"].value,
-                                show_progress=True)
-    except FileExistsError as error:
-        sys.exit(f"error: {error}")
-    logging.info("wrote %s: %d rows, seed %d, in %.1f s", output, rows,
-                 flag_holders["seed"].value, time.monotonic() - started)
-
-
-if __name__ == "__main__":
-    _FLAG_HOLDERS = _define_flags()
-    app.run(lambda argv: main(argv, _FLAG_HOLDERS))

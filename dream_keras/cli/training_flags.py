@@ -10,6 +10,7 @@ from absl import flags
 
 from dream_keras.model import MODEL_ARGUMENT_HELP, MODEL_DEFAULTS
 from dream_keras.training_config import TrainingConfig
+from dream_keras.optimizers import OPTIMIZERS
 
 _DEFAULTS = TrainingConfig(train_data="", output_dir="")
 
@@ -43,15 +44,20 @@ def _define_training_flags():
     flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Number of epochs.", lower_bound=1)
     flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "GLOBAL batch size, split "
                          "across replicas.", lower_bound=1)
-    flags.DEFINE_enum("optimizer", _DEFAULTS.optimizer, ["rmsprop", "adam"],
-                      "Optimizer (the original: RMSprop).")
+    flags.DEFINE_enum("optimizer", _DEFAULTS.optimizer, list(OPTIMIZERS),
+                      "rmsprop_tf2: RMSprop as the original's TF 2.x computed it (epsilon "
+                      "after the square root); rmsprop: Keras 3's RMSprop (epsilon inside "
+                      "the root); adam.")
     flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Learning rate.",
                        lower_bound=0.0)
     flags.DEFINE_float("clipnorm", _DEFAULTS.clipnorm, "Clip each gradient to this norm; "
                        "0 disables (the original did not clip).", lower_bound=0.0)
+    flags.DEFINE_float("passes_per_epoch", _DEFAULTS.passes_per_epoch, "Length of an "
+                       "epoch in passes over the training rows: floor(passes * N_train / "
+                       "batch_size) batches. The original's N_train/128 steps at batch 1024 "
+                       "is 8 (36,743 steps on the DREAM data).", lower_bound=0.0)
     flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch, "Batches per epoch; "
-                         "0 = one pass over the training rows. The original used "
-                         "N/128 with batch 1024 (~8 passes per 'epoch').", lower_bound=0)
+                         "overrides --passes_per_epoch when > 0.", lower_bound=0)
     flags.DEFINE_integer("early_stopping_patience", _DEFAULTS.early_stopping_patience,
                          "Stop after this many epochs without a better val_pearson.",
                          lower_bound=1)

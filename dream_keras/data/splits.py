@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from dream_keras.errors import ConfigurationError, DataFormatError, MissingDataError
+
 # Independent random streams for the two decisions, so changing one never moves the other.
 _FILTER_STREAM, _SPLIT_STREAM = 1, 2
 
@@ -61,7 +63,7 @@ class TargetScaler:
             raise ValueError("need at least 2 training rows to fit the target scaler")
         std = float(values.std())
         if not math.isfinite(std) or std == 0.0:
-            raise ValueError("training targets are constant; cannot standardise them")
+            raise ConfigurationError("training targets are constant; cannot standardise them")
         return cls(float(values.mean()), std)
 
     def transform(self, values) -> np.ndarray:
@@ -78,10 +80,10 @@ class TargetScaler:
     @classmethod
     def load(cls, path) -> "TargetScaler":
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: target scaler not found")
+            raise MissingDataError(f"{path}: target scaler not found")
         with open(path) as handle:
             try:
                 fields = json.load(handle)
                 return cls(float(fields["mean"]), float(fields["std"]))
             except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}: not a target scaler JSON ({error})") from None
+                raise DataFormatError(path, None, f"not a target scaler JSON ({error})") from None

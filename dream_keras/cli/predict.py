@@ -1,0 +1,60 @@
+"""dream-predict (and predict.py): score sequences or variant pairs, or export a SavedModel.
+
+  dream-predict --model=RUN/model.keras --input=FILE --output=predictions.tsv
+  dream-predict --model=RUN/model.keras --pairs=pairs.tsv --output=effects.tsv
+  dream-predict --model=RUN/model.keras --export=DIR
+"""
+from __future__ import annotations
+
+from absl import flags
+
+from dream_keras.cli import runner
+from dream_keras.cli.prediction_flags import define_prediction_flags
+
+_SHARED = define_prediction_flags(
+    chunk_rows_help="Input rows read, predicted and written at a time (bounds memory).",
+    reverse_complement_help="Average the forward and reverse-complement strand predictions (also inside --export).")
+
+_INPUT = flags.DEFINE_string("input", None, "Sequences to predict: one per line (a second "
+                             "tab-separated column is ignored), FASTA, or a CSV/TSV with a "
+                             "header holding a `sequence` column; gzip accepted.")
+_PAIRS = flags.DEFINE_string("pairs", None, "Variant pairs: CSV/TSV with header columns "
+                             "ref_sequence and alt_sequence.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output file for --input or --pairs.")
+_FORMAT = flags.DEFINE_enum("format", "tsv", ["tsv", "dream_json"], "Output of --input: TSV "
+                            "sequence<TAB>prediction, or the challenge's JSON "
+                            "{\"<row index>\": prediction}.")
+_EXPORT = flags.DEFINE_string("export", None, "Write a TF SavedModel here whose serving "
+                              "signature maps sequence strings to expression.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --output / --export.")
+flags.register_multi_flags_validator(
+    ["input", "pairs", "export"],
+    lambda values: bool(values["input"] or values["pairs"] or values["export"]),
+    message="nothing to do: give --input, --pairs or --export")
+flags.register_multi_flags_validator(
+    ["input", "pairs"], lambda values: not (values["input"] and values["pairs"]),
+    message="give --input or --pairs, not both")
+flags.register_multi_flags_validator(
+    ["input", "pairs", "output"],
+    lambda values: bool(values["output"]) or not (values["input"] or values["pairs"]),
+    message="--output is required with --input or --pairs")
+
+
+
+def predict_from_flags():
+    from dream_keras.inference import run_prediction
+
+    return run_prediction(
+        _SHARED.model.value, input_path=_INPUT.value, pairs_path=_PAIRS.value,
+        output_path=_OUTPUT.value, export_dir=_EXPORT.value, output_format=_FORMAT.value,
+        batch_size=_SHARED.batch_size.value, chunk_rows=_SHARED.chunk_rows.value,
+        reverse_complement_average=_SHARED.reverse_complement_average.value,
+        overwrite=_OVERWRITE.value)
+
+
+def main() -> None:
+    runner.run(predict_from_flags)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""Every input file format, one reader: training rows, sequences to score, variant pairs.
+
+Files may be gzipped (detected by content, not name: `_open_binary`), end with or without a
+newline, and use LF or CRLF. Every problem is a DataFormatError naming file, 1-based line
+and reason (one wording per problem, `_sequence_problem` / `_expression_problem`).
+
+Training files (`sequence<TAB>expression`, no header) go through pandas' C parser in
+chunks (`iter_chunks`), so memory stays bounded and speed stays at C level; with
+`skip_bad_rows=True` bad rows are dropped and counted instead of stopping the read.
+
+Sequences to score (`iter_sequence_chunks`) are recognised by their first non-empty line:
+  1. it starts with '>'                        -> FASTA (multi-line records allowed);
+  2. split on tab if it holds a tab, else on comma: a field named `sequence` (any case)
+                                               -> a CSV/TSV table with a header row;
+  3. anything else                             -> the challenge format: one sequence per
+     line, an optional second tab-separated column (a label) is ignored.
+Pair files (variant effects, `iter_pair_chunks`) must be CSV/TSV with header columns
+`ref_sequence` and `alt_sequence` (table line numbers assume no quoted newlines).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import io
+import os
+import re
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from dream_keras.data.sequences import encode_and_find_invalid, find_invalid_rows
+from dream_keras.errors import DataFormatError
+
+DEFAULT_CHUNK_ROWS = 200_000
+_GZIP_MAGIC = b"\x1f\x8b"
+_NOT_A_BASE = re.compile(r"[^ACGTNacgtn]")
+TEXT, FASTA, TABLE = "challenge text", "FASTA", "CSV/TSV table"
+
+
+@dataclasses.dataclass
+class Chunk:
+    """Valid rows of one chunk: sequences, expression (float64, None for sequence-only
+    files), their 1-based line numbers in the file, and their codes [n, seq_len] when the
+    reader was asked to encode (None otherwise)."""
+
+    sequences: list
+    expression: np.ndarray | None
+    line_numbers: np.ndarray
+    codes: np.ndarray | None = None
+
+
+def _open_binary(path):
+    """(raw file, decompressed stream): gzip is recognised by its magic bytes."""
+    if not os.path.isfile(path):
+        raise DataFormatError(path, None, "no such file")
+    raw = open(path, "rb")
+    is_gzip = raw.read(2) == _GZIP_MAGIC
+    raw.seek(0)
+    if not is_gzip:
+        return raw, raw
+    stream = gzip.GzipFile(fileobj=raw)
+    stream.myfileobj = raw  # closing the gzip stream then closes the file too
+    return raw, stream
+
+
+class _ProgressFile:
+    """Binary reader that remembers how many compressed bytes have been consumed."""
+
+    def __init__(self, path):
+        self.raw, self.stream = _open_binary(path)
+
+    def bytes_read(self) -> int:
+        return self.raw.tell()
+
+    def close(self):
+        self.stream.close()
+        self.raw.close()
+
+
+def iter_chunks(path, *, with_expression: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                skip_bad_rows: bool = False, skipped: list | None = None,
+                on_progress=None, encode_to: int | None = None) -> Iterator[Chunk]:
+    """Yield validated chunks of a text file.
+
+    with_expression: True for `sequence<TAB>expression` files, False for one sequence per
+    line (a second column, e.g. labels, is then ignored). `skipped`, if given, receives one
+    DataFormatError per dropped row. `on_progress(bytes_read, total_bytes)` is called per
+    chunk. `encode_to=seq_len` also encodes each chunk (Chunk.codes), reusing the pass over
+    the letters that validation makes anyway.
+    """
+    source = _ProgressFile(path)
+    total_bytes = os.path.getsize(path)
+    try:
+        try:
+            reader = pd.read_csv(
+                source.stream, sep="\t", header=None,
+                names=["sequence", "expression", "extra"], dtype=str, na_filter=False,
+                quoting=csv.QUOTE_NONE, skip_blank_lines=False, index_col=False,
+                chunksize=chunk_rows, engine="c")
+        except pd.errors.EmptyDataError:
+            raise DataFormatError(path, None, "the file is empty") from None
+        first_line = 1
+        any_rows = False
+        for frame in _frames(reader, path, skip_bad_rows, skipped):
+            any_rows = any_rows or len(frame) > 0
+            line_numbers = np.arange(first_line, first_line + len(frame))
+            first_line += len(frame)
+            chunk = _validated(frame, line_numbers, path, with_expression, skip_bad_rows,
+                               skipped, encode_to)
+            if on_progress is not None:
+                on_progress(source.bytes_read(), total_bytes)
+            yield chunk
+        if not any_rows:
+            raise DataFormatError(path, None, "the file is empty")
+    finally:
+        source.close()
+
+
+def _frames(reader, path, skip_bad_rows, skipped):
+    try:
+        yield from reader
+    except pd.errors.EmptyDataError:
+        return
+    except pd.errors.ParserError as error:
+        # Raised for a line with more than three tab-separated fields.
+        match = re.search(r"line (\d+), saw (\d+)", str(error))
+        line = int(match.group(1)) if match else None
+        fields = match.group(2) if match else "too many"
+        raise DataFormatError(path, line, f"expected at most 2 tab-separated columns, "
+                                          f"found {fields}") from None
+    except UnicodeDecodeError as error:
+        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+
+
+def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_bad_rows,
+               skipped, encode_to) -> Chunk:
+    sequences = frame["sequence"].to_numpy()
+    codes = None
+    if encode_to is None:
+        invalid_rows = find_invalid_rows(sequences)
+    else:
+        codes, invalid_rows = encode_and_find_invalid(sequences, encode_to)
+    problems = {}  # row index in chunk -> reason; the first reason found wins
+    rest_of_line = frame["expression"].to_numpy()
+    for row in invalid_rows:
+        problems[row] = _sequence_problem(sequences[row], rest_of_line=rest_of_line[row])
+    expression = None
+    if with_expression:
+        text = frame["expression"].to_numpy()
+        expression = pd.to_numeric(frame["expression"], errors="coerce").to_numpy(np.float64)
+        for row in np.flatnonzero(~np.isfinite(expression)):
+            problems.setdefault(row, _expression_problem(text[row]))
+        for row in np.flatnonzero(frame["extra"].to_numpy() != ""):
+            problems.setdefault(row, "expected 2 tab-separated columns, found 3")
+    if problems:
+        bad_rows = np.array(sorted(problems))
+        errors = [DataFormatError(path, int(line_numbers[r]), problems[r]) for r in bad_rows]
+        if not skip_bad_rows:
+            raise errors[0]
+        if skipped is not None:
+            skipped.extend(errors)
+        keep = np.ones(len(frame), dtype=bool)
+        keep[bad_rows] = False
+        sequences, line_numbers = sequences[keep], line_numbers[keep]
+        expression = expression[keep] if expression is not None else None
+        codes = codes[keep] if codes is not None else None
+    return Chunk(list(sequences), expression, line_numbers, codes)
+
+
+def _sequence_problem(sequence: str, column: str = "sequence",
+                      rest_of_line: str = "") -> str:
+    """The one wording of a bad sequence, for every format."""
+    if sequence == "":
+        return f"empty {column}" if rest_of_line or column != "sequence" else "empty line"
+    bad = _NOT_A_BASE.search(sequence).group(0)
+    shown = sequence if len(sequence) <= 40 else sequence[:37] + "..."
+    return f"letter {bad!r} outside ACGTN in {column} {shown!r}"
+
+
+def _expression_problem(text: str) -> str:
+    if text == "":
+        return "missing expression column (expected sequence<TAB>expression)"
+    return f"expression {text!r} is not a finite number"
+
+
+def read_expression_file(path, *, skip_bad_rows: bool = False, skipped: list | None = None):
+    """All rows of a `sequence<TAB>expression` file: (list of str, float64 array)."""
+    sequences, expression = [], []
+    for chunk in iter_chunks(path, skip_bad_rows=skip_bad_rows, skipped=skipped):
+        sequences.extend(chunk.sequences)
+        expression.append(chunk.expression)
+    return sequences, np.concatenate(expression)
+
+
+def read_sequence_file(path, *, skip_bad_rows: bool = False, skipped: list | None = None):
+    """All sequences of a one-sequence-per-line file (a second column is ignored)."""
+    sequences = []
+    for chunk in iter_chunks(path, with_expression=False, skip_bad_rows=skip_bad_rows,
+                             skipped=skipped):
+        sequences.extend(chunk.sequences)
+    return sequences
+
+
+# ------------------------------------------------------- sequences to score, variant pairs
+@dataclasses.dataclass
+class SequenceChunk:
+    """Consecutive input rows: sequences and their 1-based line numbers (for errors)."""
+
+    sequences: list
+    line_numbers: np.ndarray
+
+
+@dataclasses.dataclass
+class PairChunk:
+    """Consecutive rows of a pair file: ref and alt sequences, 1-based line numbers."""
+
+    ref_sequences: list
+    alt_sequences: list
+    line_numbers: np.ndarray
+
+
+def _open_text(path) -> io.TextIOBase:
+    _, stream = _open_binary(path)
+    return io.TextIOWrapper(stream, encoding="utf-8", newline=None)
+
+
+def _first_line(path) -> str:
+    try:
+        with _open_text(path) as handle:
+            for line in handle:
+                if line.strip():
+                    return line.rstrip("\r\n")
+    except (UnicodeDecodeError, OSError, EOFError) as error:
+        raise DataFormatError(path, None, f"cannot read the file ({error})") from None
+    raise DataFormatError(path, None, "the file is empty")
+
+
+def _header_fields(line: str) -> tuple[str, list]:
+    delimiter = "\t" if "\t" in line else ","
+    return delimiter, [field.strip().strip('"').lower() for field in line.split(delimiter)]
+
+
+def detect_input_format(path) -> str:
+    """TEXT, FASTA or TABLE, by the rule in this module's docstring."""
+    line = _first_line(path)
+    if line.startswith(">"):
+        return FASTA
+    return TABLE if "sequence" in _header_fields(line)[1] else TEXT
+
+
+def iter_sequence_chunks(path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[SequenceChunk]:
+    """Validated chunks of sequences from any supported format, in file order."""
+    input_format = detect_input_format(path)
+    if input_format == FASTA:
+        yield from _fasta_chunks(path, chunk_rows)
+    elif input_format == TABLE:
+        for lines, frame in _table_frames(path, ["sequence"], chunk_rows):
+            yield SequenceChunk(frame["sequence"], lines)
+    else:
+        for chunk in iter_chunks(path, with_expression=False, chunk_rows=chunk_rows):
+            yield SequenceChunk(chunk.sequences, chunk.line_numbers)
+
+
+def iter_pair_chunks(path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[PairChunk]:
+    """Validated chunks of (ref, alt) sequence pairs from a CSV/TSV with a header."""
+    for lines, frame in _table_frames(path, ["ref_sequence", "alt_sequence"], chunk_rows):
+        yield PairChunk(frame["ref_sequence"], frame["alt_sequence"], lines)
+
+
+def _table_frames(path, wanted: list, chunk_rows: int):
+    """(line numbers, {column: list of validated sequences}) per chunk of a table."""
+    delimiter, fields = _header_fields(_first_line(path))
+    missing = [name for name in wanted if name not in fields]
+    if missing:
+        raise DataFormatError(path, 1, f"expected a header with column(s) {', '.join(wanted)}; "
+                                       f"missing {', '.join(missing)}")
+    positions = [fields.index(name) for name in wanted]
+    first_line = 2
+    try:
+        with _open_text(path) as handle:
+            reader = pd.read_csv(handle, sep=delimiter, usecols=positions, dtype=str,
+                                 keep_default_na=False, skip_blank_lines=False,
+                                 chunksize=chunk_rows)
+            for frame in reader:
+                lines = np.arange(first_line, first_line + len(frame))
+                first_line += len(frame)
+                columns = {name: [text.strip() for text in
+                                  frame.iloc[:, sorted(positions).index(pos)].tolist()]
+                           for name, pos in zip(wanted, positions)}
+                for name in wanted:
+                    _validate(path, columns[name], lines, name)
+                yield lines, columns
+    except pd.errors.ParserError as error:
+        raise DataFormatError(path, None, f"not a valid table ({error})") from None
+    except UnicodeDecodeError as error:
+        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+
+
+def _validate(path, sequences: list, lines: np.ndarray, column: str) -> None:
+    bad_rows = find_invalid_rows(sequences)
+    if bad_rows.size:
+        row = int(bad_rows[0])
+        raise DataFormatError(path, int(lines[row]), _sequence_problem(sequences[row], column))
+
+
+
+
+def _fasta_chunks(path, chunk_rows: int) -> Iterator[SequenceChunk]:
+    sequences, lines = [], []
+    for header_line, sequence in _fasta_records(path):
+        sequences.append(sequence)
+        lines.append(header_line)
+        if len(sequences) == chunk_rows:
+            yield SequenceChunk(sequences, np.array(lines))
+            sequences, lines = [], []
+    if sequences:
+        yield SequenceChunk(sequences, np.array(lines))
+
+
+def _fasta_records(path) -> Iterator[tuple[int, str]]:
+    """(line of the '>' header, sequence) per record; letters checked line by line."""
+    header_line, parts = None, []
+    try:
+        with _open_text(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                line = line.strip()
+                if line.startswith(">"):
+                    if header_line is not None:
+                        yield header_line, _joined(path, header_line, parts)
+                    header_line, parts = number, []
+                elif line:
+                    if header_line is None:
+                        raise DataFormatError(path, number, "sequence before the first "
+                                                            "'>' header")
+                    if _NOT_A_BASE.search(line):
+                        raise DataFormatError(path, number, _sequence_problem(line))
+                    parts.append(line)
+    except UnicodeDecodeError as error:
+        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+    if header_line is not None:
+        yield header_line, _joined(path, header_line, parts)
+
+
+def _joined(path, header_line: int, parts: list) -> str:
+    if not parts:
+        raise DataFormatError(path, header_line, "FASTA record without a sequence")
+    return "".join(parts)

@@ -1,0 +1,58 @@
+"""Optimizers of a run, including RMSprop exactly as the original (TF 2.x / Keras 2) computed it.
+
+Keras 3's RMSprop divides by sqrt(v + epsilon); TF 2.x's (the notebook's) divided by
+sqrt(v) + epsilon. With epsilon 1e-7 the two agree for large gradients, but Keras 3's caps
+the step at lr * g / sqrt(1e-7) = lr * g * 3162 where v is tiny, while TF 2.x's allows up
+to lr * g / 1e-7. `TF2RMSprop` is the faithful update (`--optimizer=rmsprop_tf2`).
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from dream_keras.layers import PACKAGE
+
+OPTIMIZERS = ("rmsprop_tf2", "rmsprop", "adam")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TF2RMSprop(keras.optimizers.RMSprop):
+    """RMSprop with epsilon added after the square root, as TF 2.x:
+
+        v   <- rho * v + (1 - rho) * g^2            (centered: minus the mean gradient^2)
+        var <- var - lr * g / (sqrt(v) + epsilon)   (with momentum: through the momentum)
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        index = self._get_variable_index(variable)
+        velocity = self._velocities[index]
+        rho = self.rho
+        self.assign(velocity, rho * velocity + (1 - rho) * ops.square(gradient))
+        mean_square = velocity
+        if self.centered:
+            average_grad = self._average_gradients[index]
+            self.assign(average_grad, rho * average_grad + (1 - rho) * gradient)
+            mean_square = velocity - ops.square(average_grad)
+        increment = lr * gradient / (ops.sqrt(mean_square) + self.epsilon)
+        if self.momentum > 0:
+            momentum = self._momentums[index]
+            self.assign(momentum, self.momentum * momentum + increment)
+            self.assign_sub(variable, momentum)
+        else:
+            self.assign_sub(variable, increment)
+
+
+def make_optimizer(name: str, learning_rate: float, clipnorm: float = 0.0,
+                   loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+    """The named optimizer (see OPTIMIZERS); `loss_scaling` wraps it for float16 training."""
+    options = {"learning_rate": learning_rate}
+    if clipnorm > 0:
+        options["clipnorm"] = clipnorm
+    classes = {"rmsprop_tf2": TF2RMSprop, "rmsprop": keras.optimizers.RMSprop,
+               "adam": keras.optimizers.Adam}
+    if name not in classes:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    optimizer = classes[name](**options)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer

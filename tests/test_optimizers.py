@@ -1,0 +1,59 @@
+"""RMSprop as the original's TF 2.x computed it, against a hand-computed update."""
+import keras
+import numpy as np
+import pytest
+
+from dream_keras.optimizers import TF2RMSprop, make_optimizer
+
+
+def _steps(optimizer, start, gradients):
+    variable = keras.Variable(np.array(start, dtype="float32"))
+    for gradient in gradients:
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor(
+            np.array(gradient, dtype="float32")), variable)])
+    return variable.numpy()
+
+
+def _by_hand(start, gradients, lr, rho=0.9, eps=1e-7):
+    value, velocity = np.array(start, np.float64), np.zeros(len(start))
+    for gradient in gradients:
+        gradient = np.array(gradient, np.float64)
+        velocity = rho * velocity + (1 - rho) * gradient ** 2
+        value = value - lr * gradient / (np.sqrt(velocity) + eps)  # epsilon AFTER the root
+    return value
+
+
+def test_update_matches_tf2_formula_for_large_and_tiny_gradients():
+    gradients = [[0.5, 1e-6, -2e-5], [0.25, 3e-6, -1e-5], [-0.1, 2e-6, 4e-5]]
+    start = [1.0, 1.0, 1.0]
+    result = _steps(TF2RMSprop(learning_rate=1e-2), start, gradients)
+    np.testing.assert_allclose(result, _by_hand(start, gradients, 1e-2), rtol=0, atol=2e-6)
+
+
+def test_differs_from_keras3_where_the_gradient_is_tiny():
+    """Keras 3 adds epsilon inside the root, which caps tiny-gradient steps."""
+    tiny = [[1e-6]]
+    faithful = -_steps(TF2RMSprop(learning_rate=1e-3), [0.0], tiny)[0]
+    keras3 = -_steps(keras.optimizers.RMSprop(learning_rate=1e-3), [0.0], tiny)[0]
+    # TF 2.x: 1e-3 * 1e-6 / (sqrt(1e-13) + 1e-7) = 2.4e-3; Keras 3: / sqrt(1e-13 + 1e-7) = 3.2e-6.
+    assert faithful == pytest.approx(1e-3 * 1e-6 / (np.sqrt(0.1 * 1e-12) + 1e-7), rel=1e-3)
+    assert keras3 == pytest.approx(1e-3 * 1e-6 / np.sqrt(0.1 * 1e-12 + 1e-7), rel=1e-3)
+    assert faithful > 100 * keras3
+
+
+def test_make_optimizer_names_and_options():
+    optimizer = make_optimizer("rmsprop_tf2", 1e-4, clipnorm=1.0)
+    assert isinstance(optimizer, TF2RMSprop) and optimizer.clipnorm == 1.0
+    assert optimizer.rho == pytest.approx(0.9) and optimizer.epsilon == pytest.approx(1e-7)
+    assert type(make_optimizer("rmsprop", 1e-4)) is keras.optimizers.RMSprop
+    assert isinstance(make_optimizer("adam", 1e-4, loss_scaling=True),
+                      keras.optimizers.LossScaleOptimizer)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("sgd", 1e-4)
+
+
+def test_serialises_with_the_model_config():
+    config = keras.optimizers.serialize(TF2RMSprop(learning_rate=3e-4))
+    restored = keras.optimizers.deserialize(config)
+    assert isinstance(restored, TF2RMSprop)
+    assert float(restored.learning_rate) == pytest.approx(3e-4)
