@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from dream_keras.data.sequences import reverse_complement_right_aligned
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -20,14 +22,26 @@ def one_hot_codes(codes: tf.Tensor, dtype=tf.float32) -> tf.Tensor:
     return tf.one_hot(tf.cast(codes, tf.int32), depth=4, dtype=dtype)
 
 
-def _gather_rows(codes: np.ndarray, values: np.ndarray | None, seq_len: int):
-    """A tf function mapping a batch of row indices to (one-hot, target) or one-hot."""
+def _gather_rows(codes: np.ndarray, values: np.ndarray | None, seq_len: int,
+                 reverse_complement_seed: int | None = None):
+    """A tf function mapping a batch of row indices to (one-hot, target) or one-hot.
+
+    With `reverse_complement_seed`, each row is replaced by its reverse complement with
+    probability 0.5 (its target unchanged), drawn from (seed, the batch's first row index,
+    batch size): the same batch always gets the same flips, so runs stay reproducible.
+    """
 
     def gather(indices):
         index_array = indices.astype(np.int64)
+        batch_codes = codes[index_array]
+        if reverse_complement_seed is not None and len(index_array):
+            rng = np.random.default_rng(
+                [reverse_complement_seed, int(index_array[0]), len(index_array)])
+            flip = rng.random(len(index_array)) < 0.5
+            batch_codes[flip] = reverse_complement_right_aligned(batch_codes[flip])
         if values is None:
-            return codes[index_array]
-        return codes[index_array], values[index_array]
+            return batch_codes
+        return batch_codes, values[index_array]
 
     def to_tensors(indices):
         if values is None:
@@ -53,22 +67,24 @@ def _finish(dataset: tf.data.Dataset, prefetch) -> tf.data.Dataset:
 
 
 def training_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
-                     repeat: bool = False, parallel_calls=AUTOTUNE,
-                     prefetch=AUTOTUNE) -> tf.data.Dataset:
+                     repeat: bool = False, reverse_complement_augment: bool = False,
+                     parallel_calls=AUTOTUNE, prefetch=AUTOTUNE) -> tf.data.Dataset:
     """Shuffled (x [batch, seq_len, 4] float32, y [batch, 1] float32) batches.
 
     codes: uint8 [N, seq_len] of the training rows; targets: float32 [N] (standardised).
     The order is reshuffled every epoch from `seed`, so runs are reproducible. Each epoch
     covers every row exactly once (the last batch may be smaller); `repeat=True` makes
-    the stream endless, for a fixed steps_per_epoch.
+    the stream endless, for a fixed steps_per_epoch. `reverse_complement_augment` shows each
+    row on a random strand (see `_gather_rows`).
     """
     codes, targets = _checked(codes, targets)
     dataset = tf.data.Dataset.range(len(codes)).shuffle(
         len(codes), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.batch(batch_size).map(
-        _gather_rows(codes, targets, codes.shape[1]), num_parallel_calls=parallel_calls)
+    gather = _gather_rows(codes, targets, codes.shape[1],
+                          reverse_complement_seed=seed if reverse_complement_augment else None)
+    dataset = dataset.batch(batch_size).map(gather, num_parallel_calls=parallel_calls)
     return _finish(dataset, prefetch)
 
 

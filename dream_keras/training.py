@@ -127,7 +127,8 @@ def train(config: TrainingConfig) -> dict:
     prefetch = tf.data.AUTOTUNE if config.prefetch_batches < 0 else config.prefetch_batches
     train_batches = training_dataset(
         rows.train_codes, rows.train_targets, batch_size=config.batch_size, seed=config.seed,
-        repeat=True, parallel_calls=parallel, prefetch=prefetch)
+        repeat=True, reverse_complement_augment=config.augment_reverse_complement,
+        parallel_calls=parallel, prefetch=prefetch)
     validation_batches = evaluation_dataset(rows.validation_codes, rows.validation_targets,
                                             batch_size=config.batch_size,
                                             parallel_calls=parallel, prefetch=prefetch)

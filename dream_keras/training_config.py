@@ -26,6 +26,7 @@ class TrainingConfig:
     singleton_keep_prob: float = 0.5
     validation_fraction: float = 0.02
     skip_bad_rows: bool = False
+    augment_reverse_complement: bool = False
     epochs: int = 10
     batch_size: int = 1024
     optimizer: str = "rmsprop_tf2"

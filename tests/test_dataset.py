@@ -82,3 +82,24 @@ def test_mismatched_lengths_refused(rows):
     codes, targets = rows
     with pytest.raises(ValueError, match="103 sequences but 5 targets"):
         training_dataset(codes, targets[:5], batch_size=8, seed=0)
+
+
+def test_reverse_complement_augmentation_keeps_labels_with_their_sequences():
+    rng = np.random.default_rng(4)
+    sequences = ["".join(rng.choice(list("ACGT"), size=int(n))) for n in rng.integers(6, 13, 64)]
+    sequences[3] = "ACNGT"  # an N inside, and left padding (length < 12)
+    codes = encode(sequences, seq_len=12)
+    targets = np.arange(64, dtype=np.float32)  # the target names its source row
+    complement = str.maketrans("ACGTN", "TGCAN")
+    flipped = kept = 0
+    for x, y in training_dataset(codes, targets, batch_size=16, seed=3,
+                                 reverse_complement_augment=True):
+        for one_x, one_y in zip(x.numpy(), y.numpy()[:, 0]):
+            source = sequences[int(one_y)]
+            other_strand = one_hot(encode([source[::-1].translate(complement)], seq_len=12)[0])
+            if np.array_equal(one_x, one_hot(codes[int(one_y)])):
+                kept += 1
+            else:
+                np.testing.assert_array_equal(one_x, other_strand)
+                flipped += 1
+    assert flipped + kept == 64 and 16 <= flipped <= 48  # ~half, binomial(64, 0.5)

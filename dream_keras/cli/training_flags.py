@@ -32,6 +32,9 @@ def _define_data_flags():
     flags.DEFINE_float("validation_fraction", _DEFAULTS.validation_fraction,
                        "Fraction of the kept rows held out, fixed by --seed.",
                        lower_bound=0.0, upper_bound=0.5)
+    flags.DEFINE_bool("augment_reverse_complement", _DEFAULTS.augment_reverse_complement,
+                      "Show each training row on a random strand (reverse complement with "
+                      "probability 0.5, same target). The original did not.")
     flags.DEFINE_bool("skip_bad_rows", _DEFAULTS.skip_bad_rows, "When preparing the cache, "
                       "drop malformed rows (counted in run.json) instead of stopping.")
 

@@ -154,6 +154,24 @@ def reverse_complement(codes: np.ndarray) -> np.ndarray:
     return _COMPLEMENT_CODE[np.asarray(codes)][..., ::-1]
 
 
+def reverse_complement_right_aligned(codes: np.ndarray) -> np.ndarray:
+    """Reverse complement of right-aligned codes [n, seq_len], aligned right again.
+
+    The left N padding of a short sequence would end up on the right after reversal; it is
+    moved back to the left, so a sequence's other strand is encoded like every input (as
+    `encode` would encode the reverse-complemented string). Ns inside a sequence stay where
+    the reverse complement puts them; leading Ns count as padding. Used for
+    reverse-complement augmentation.
+    """
+    codes = np.asarray(codes)
+    flipped = reverse_complement(codes)
+    seq_len = codes.shape[-1]
+    is_padding = np.cumprod(codes == N_CODE, axis=-1, dtype=np.int8)  # the leading Ns
+    padding = is_padding.sum(axis=-1, keepdims=True)
+    columns = (np.arange(seq_len) - padding) % seq_len  # roll each row right by its padding
+    return np.take_along_axis(flipped, columns, axis=-1)
+
+
 def reverse_complement_one_hot(one_hot_batch: np.ndarray) -> np.ndarray:
     """Reverse complement of one-hot [..., seq_len, 4]: with channels A, C, G, T the
     complement is the channel axis reversed, so N (all zeros) stays N."""
