@@ -6,6 +6,10 @@ Convention (the usual one for 'model FLOP/s' figures, e.g. MLPerf and the PaLM M
     softmax, biases and the residual adds are left out: together they are under 2 % of the
     total here and they run on the vector units, not at matmul speed;
   * both LSTM directions are counted, at every one of the seq_len steps;
+  * the relative-position logits count T x T query-key products per head (what the layer
+    computes: q against the gathered r of each pair's distance), not the T x (2T-1)
+    products of the Transformer-XL shift formulation, whose extra T - 1 columns per query
+    are thrown away; counting them would flatter the model's FLOP/s;
   * the relative-position projection r = features @ r_k_kernel ([2T-1, F] x [F, H*K]) is
     computed once per batch, not per sample, so it is reported separately
     (`per_batch_flops`) and left out of the per-sample figure;
@@ -41,11 +45,10 @@ def multi_scale_conv_flops(layer: MultiScaleConv, seq_len: int, in_channels: int
 def attention_flops(layer: RelativeMultiHeadAttention, seq_len: int, channels: int) -> int:
     """q, k, v projections, content and relative logits, weights x values, output projection."""
     heads, key, value = layer.num_heads, layer.key_size, layer.value_size
-    distances = 2 * seq_len - 1
     projections = (2 * _matmul(seq_len, channels, heads * key)
                    + _matmul(seq_len, channels, heads * value))
     content_logits = heads * _matmul(seq_len, key, seq_len)
-    relative_logits = heads * _matmul(seq_len, key, distances)
+    relative_logits = heads * _matmul(seq_len, key, seq_len)  # one distance per (i, j)
     attended = heads * _matmul(seq_len, seq_len, value)
     output = _matmul(seq_len, heads * value, heads * value)
     return projections + content_logits + relative_logits + attended + output

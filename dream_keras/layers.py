@@ -12,7 +12,8 @@ import math
 import keras
 from keras import ops
 
-from dream_keras.positional import COMPONENTS_PER_BASIS, relative_position_features, relative_shift
+from dream_keras.positional import (COMPONENTS_PER_BASIS, relative_distance_index,
+                                    relative_position_features)
 
 PACKAGE = "dream_keras"
 # Sonnet's truncated normal draws from N(0, s) cut at 2s, so its standard deviation is
@@ -161,6 +162,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         # A constant, not a weight: it is a function of (T, F) alone and must not be counted.
         self.positional_features = relative_position_features(
             int(seq_len), self.num_relative_position_features)
+        self.distance_index = relative_distance_index(int(seq_len))  # [T, T], also a constant
 
     def _split_heads(self, x, size):
         """[B, T, H*size] -> [B, H, T, size]; head h owns columns h*size .. (h+1)*size - 1."""
@@ -179,9 +181,15 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         features = self.positional_dropout_layer(features, training=training)
         r = ops.reshape(ops.matmul(features, self.r_k_kernel),
                         (-1, self.num_heads, self.key_size))  # [2T-1, H, K]
-        # einsum, not matmul against a [1, H, 2T-1, K] tensor: the gradient of a batched
+        # r is the same for every sequence, so gather it once per batch into a [T, T, H, K]
+        # query-by-key table (r_pairs[i, j] = r of distance j - i) and contract with q
+        # directly: the same products as Transformer-XL's [B, H, T, 2T-1] logits followed by
+        # the relative shift, without computing the T-1 unused distances per query or moving
+        # that tensor through pad/reshape/slice (~20 % of the attention's time on CPU).
+        # einsum, not a batched matmul against a broadcast r: the gradient of a batched
         # matmul whose batch dimension broadcasts segfaults with oneDNN on CPU in graph mode.
-        relative_logits = relative_shift(ops.einsum("bhik,jhk->bhij", q + self.r_r_bias, r))
+        r_pairs = ops.take(r, self.distance_index, axis=0)  # [T, T, H, K]
+        relative_logits = ops.einsum("bhik,ijhk->bhij", q + self.r_r_bias, r_pairs)
 
         # Softmax in float32: float16 logits of a sharp attention map would overflow in exp.
         logits = ops.cast(content_logits + relative_logits, "float32")

@@ -95,3 +95,15 @@ def relative_shift(logits):
     slid = ops.reshape(padded, (-1, num_heads, num_distances + 1, seq_len))[:, :, 1:, :]
     shifted = ops.reshape(slid, (-1, num_heads, seq_len, num_distances))
     return shifted[..., : (num_distances + 2) // 2]
+
+
+def relative_distance_index(seq_len: int) -> np.ndarray:
+    """int32 [T, T]: for query i and key j, the column of distance j - i among the 2T-1.
+
+    index[i, j] = j - i + T - 1, so `take(r, index, axis=0)` turns the per-distance
+    projections r [2T-1, ...] into per-(query, key) ones [T, T, ...]: the same numbers the
+    relative shift picks out of [B, H, T, 2T-1] logits, gathered once per batch instead of
+    computing and shifting all 2T-1 distances for every sequence.
+    """
+    positions = np.arange(seq_len, dtype=np.int32)
+    return positions[None, :] - positions[:, None] + np.int32(seq_len - 1)

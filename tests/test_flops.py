@@ -14,7 +14,7 @@ CONV = 2 * 10 * 3 * 4 * 4 + 2 * 10 * 4 * 6                       # 960 + 480
 ATTENTION = (2 * (2 * 10 * 6 * 2)    # q and k projections
              + 2 * 10 * 6 * 6        # v projection
              + 2 * 10 * 2 * 10       # content logits  q.k
-             + 2 * 10 * 2 * 19       # relative logits q.r over 2T-1 = 19 distances
+             + 2 * 10 * 2 * 10       # relative logits q.r, one distance per query-key pair
              + 2 * 10 * 10 * 6       # weights x values
              + 2 * 10 * 6 * 6)       # output projection
 FEED_FORWARD = 2 * 10 * 6 * 12 + 2 * 10 * 12 * 6
@@ -35,13 +35,13 @@ def test_forward_flops_of_each_layer_match_hand_counts(tiny_model):
         "expression": OUTPUT,
     }
     assert CONV == 1440
-    assert ATTENTION + FEED_FORWARD == 7160
+    assert ATTENTION + FEED_FORWARD == 6800
     assert LSTM_BOTH_DIRECTIONS == 2560
 
 
 def test_forward_and_training_totals(tiny_model):
-    assert flops.forward_flops_per_sample(tiny_model) == 1440 + 7160 + 2560 + 8
-    assert flops.training_flops_per_sample(tiny_model) == 3 * 11168
+    assert flops.forward_flops_per_sample(tiny_model) == 1440 + 6800 + 2560 + 8
+    assert flops.training_flops_per_sample(tiny_model) == 3 * 10808
 
 
 def test_relative_position_projection_is_counted_per_batch(tiny_model):
@@ -55,4 +55,4 @@ def test_faithful_model_count():
     assert by_layer["multi_scale_conv"] == 2 * 110 * 4 * 192 * (15 + 20 + 25 + 30) \
         + 4 * 2 * 110 * 192 * 96
     assert by_layer["bilstm"] == 2 * 110 * 2 * (96 * 16 + 4 * 16)
-    assert flops.forward_flops_per_sample(model) == 83_114_256
+    assert flops.forward_flops_per_sample(model) == 78_510_096

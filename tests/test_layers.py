@@ -5,10 +5,12 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dream_keras.layers import (MultiScaleConv, RelativeMultiHeadAttention, TransformerBlock,
                                 sonnet_linear_initializer)
-from dream_keras.positional import relative_position_features, relative_shift
+from dream_keras.positional import (relative_distance_index, relative_position_features,
+                                    relative_shift)
 from tests.conftest import TEST_DATA
 from tests.layer_test_utils import assert_config_round_trip, run_layer_test, set_weights_by_name
 
@@ -45,6 +47,17 @@ def test_relative_shift_matches_reference():
     np.testing.assert_array_equal(shifted, REFERENCE["relative_shift_output"])
 
 
+def test_distance_index_picks_what_the_relative_shift_picks():
+    # The layer gathers r by distance instead of shifting logits: on the reference's
+    # [2, 1, 5, 9] example, taking each query row's columns by the index is the shift.
+    logits = REFERENCE["relative_shift_input"]
+    index = relative_distance_index(5)
+    gathered = np.take_along_axis(logits, np.broadcast_to(index, logits.shape[:2] + (5, 5)),
+                                  axis=-1)
+    np.testing.assert_array_equal(gathered, REFERENCE["relative_shift_output"])
+    assert index[0].tolist() == [4, 5, 6, 7, 8] and index[:, 0].tolist() == [4, 3, 2, 1, 0]
+
+
 @pytest.mark.parametrize("case", ATTENTION_CASES)
 def test_attention_reproduces_reference_outputs(case):
     arrays = _reference_case(case)
@@ -56,6 +69,33 @@ def test_attention_reproduces_reference_outputs(case):
     set_weights_by_name(layer, arrays)
     outputs = keras.ops.convert_to_numpy(layer(arrays["inputs"]))
     np.testing.assert_allclose(outputs, arrays["outputs"], atol=1e-4, rtol=0)
+    # Prediction runs the model under XLA: the compiled layer must match the reference too.
+    compiled = tf.function(lambda x: layer(x), jit_compile=True)
+    np.testing.assert_allclose(compiled(arrays["inputs"]).numpy(), arrays["outputs"],
+                               atol=1e-4, rtol=0)
+
+
+def test_models_saved_before_the_gathered_position_logits_still_load_and_agree(tmp_path):
+    # attention_v1_model.keras was saved by the shift-based layer (commit 37f859f) with
+    # random attention weights (two heads); its outputs on fixed inputs were stored with it.
+    from dream_keras.model import load_model
+
+    stored = np.load(TEST_DATA / "attention_v1_model_outputs.npz")
+    model = load_model(TEST_DATA / "attention_v1_model.keras")
+    outputs = keras.ops.convert_to_numpy(model(stored["inputs"], training=False))
+    np.testing.assert_allclose(outputs, stored["outputs"], atol=1e-5, rtol=0)
+    attention = model.get_layer("transformer_0").attention
+    assert [w.name for w in attention.weights] == list(WEIGHT_NAMES)
+    # The attention matters to these outputs (so the test would catch a wrong position term).
+    attention.output_kernel.assign(np.zeros(attention.output_kernel.shape, np.float32))
+    changed = keras.ops.convert_to_numpy(model(stored["inputs"], training=False))
+    assert np.abs(changed - stored["outputs"]).max() > 0.05
+    # And the current code saves and reloads it unchanged.
+    model.save(tmp_path / "resaved.keras")
+    reloaded = load_model(tmp_path / "resaved.keras")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(reloaded(stored["inputs"], training=False)), changed,
+        atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("policy,tolerance", [("mixed_float16", 2e-3), ("mixed_bfloat16", 1e-2)])
