@@ -117,3 +117,15 @@ def test_base_flags_parse_and_a_missing_file_says_where_to_get_it(tmp_path):
     assert last.startswith("error: training data") and "10633252" in last
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_multi_worker_patches_refuse_an_untested_keras(monkeypatch):
+    import keras
+
+    from dream_keras import multi_worker_fixes
+    from dream_keras.errors import ConfigurationError
+
+    multi_worker_fixes._check_keras_version()  # the installed Keras is the tested one
+    monkeypatch.setattr(keras, "__version__", "3.99.0")
+    with pytest.raises(ConfigurationError, match="tested with Keras 3.15-3.15.*3.99.0"):
+        multi_worker_fixes._check_keras_version()
