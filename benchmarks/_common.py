@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,8 +70,8 @@ def cached_dream_file(bench_dir: str, num_rows: int, seed: int = 0) -> str:
     path = os.path.join(bench_dir, f"synthetic_{num_rows}_seed{seed}.txt")
     if not os.path.exists(path):
         print(f"writing {path} ...", file=sys.stderr, flush=True)
-        # synthetic.write_dream_file through its command line, which skips importing
-        # TensorFlow: the data benchmarks then stay light processes.
-        subprocess.run([sys.executable, "-m", "dream_keras.data.synthetic", f"--output={path}",
-                        f"--rows={num_rows}", f"--seed={seed}"], check=True)
+        # dream_keras.data never imports TensorFlow, so the data benchmarks stay light.
+        from dream_keras.data import synthetic
+
+        synthetic.write_dream_file(path, num_rows, seed=seed)
     return path

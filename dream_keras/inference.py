@@ -12,16 +12,20 @@ FIRST seq_len bases.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import os
-from typing import Iterable, Sequence
+import queue
+import threading
+import weakref
+from typing import Iterable, Iterator, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from dream_keras.dataset import evaluation_dataset
 from dream_keras.data.readers import (DEFAULT_CHUNK_ROWS, DataFormatError, iter_pair_chunks,
                                       iter_sequence_chunks)
 from dream_keras.data.sequences import InvalidSequenceError, encode
@@ -30,7 +34,14 @@ from dream_keras.errors import ConfigurationError, MissingDataError, OutputExist
 from dream_keras.model import load_model
 from dream_keras.run_directory import MODEL_FILE, SCALER_FILE
 
-DEFAULT_BATCH_SIZE = 1024
+# Measured on 2 CPU cores (docs/scoring.md): batches of 128-256 keep the attention's
+# [batch, T, T] logits in cache and run faster per sequence than 1,024.
+DEFAULT_BATCH_SIZE = 256
+MIN_BATCH_SHAPE = 8
+# Rows handed from the reader to the model and on to the writer at a time, in batches.
+PIECE_BATCHES = 16
+# model -> {(batch, both strands, jit): tf.function}; entries go when the model does.
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 OUTPUT_FORMATS = ("tsv", "dream_json")
 _COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 
@@ -79,37 +90,111 @@ def reverse_complement_strings(sequences: Iterable[str]) -> list:
     return [sequence.translate(_COMPLEMENT)[::-1] for sequence in sequences]
 
 
-def predict_codes(model: keras.Model, codes: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
-                  ) -> np.ndarray:
-    """Standardised predictions float32 [n] for codes uint8 [n, seq_len], in row order."""
-    if len(codes) == 0:
-        return np.zeros(0, dtype=np.float32)
-    dataset = evaluation_dataset(codes, batch_size=batch_size)
-    return np.asarray(model.predict(dataset, verbose=0), dtype=np.float32).reshape(-1)
+def padded_batch_size(num_rows: int, batch_size: int) -> int:
+    """The fixed batch shape used for `num_rows` rows: batch_size, or for fewer rows the
+    next power of two >= num_rows (at least 8), so a few short calls compile few shapes."""
+    if num_rows >= batch_size:
+        return batch_size
+    return min(batch_size, max(MIN_BATCH_SHAPE, 1 << (max(num_rows, 1) - 1).bit_length()))
+
+
+def compiled_forward(model: keras.Model, batch_size: int, *, both_strands: bool = False,
+                     jit_compile: bool = True):
+    """The model as a tf.function of fixed shape, traced (and XLA-compiled) once and cached.
+
+    codes uint8 [batch_size, seq_len] -> standardised predictions float32 [batch_size]; with
+    `both_strands`, (forward codes, reverse codes) -> their average, run as ONE batch of
+    2 x batch_size rows. The one-hot encoding (N -> zeros) happens inside, so only bytes
+    cross into TensorFlow. The fixed input signature is what keeps a padded last batch from
+    retracing; the cache lives as long as the model.
+    """
+    key = (int(batch_size), bool(both_strands), bool(jit_compile))
+    functions = _COMPILED.setdefault(model, {})
+    if key not in functions:
+        spec = tf.TensorSpec([batch_size, model_seq_len(model)], tf.uint8)
+
+        def outputs(codes):  # [rows, L] uint8 -> [rows] float32
+            one_hot = tf.one_hot(tf.cast(codes, tf.int32), depth=4, dtype=tf.float32)
+            return tf.cast(tf.reshape(model(one_hot, training=False), [-1]), tf.float32)
+
+        if both_strands:
+            def forward(codes, reverse_codes):
+                both = tf.reshape(outputs(tf.concat([codes, reverse_codes], 0)), [2, -1])
+                return (both[0] + both[1]) / 2.0
+            signature = [spec, spec]
+        else:
+            forward, signature = outputs, [spec]
+        functions[key] = tf.function(forward, input_signature=signature,
+                                     jit_compile=jit_compile)
+    return functions[key]
+
+
+def predict_codes(model: keras.Model, codes: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,
+                  *, reverse_codes: np.ndarray | None = None, jit_compile: bool = True,
+                  batch_shape: int | None = None) -> np.ndarray:
+    """Standardised predictions float32 [n] for codes uint8 [n, seq_len], in row order.
+
+    With `reverse_codes` (the reverse strands, same shape), the average of both strands,
+    each batch of the two computed in one call. Every batch runs at one fixed shape,
+    `batch_shape` (default: `padded_batch_size`), the last padded with N rows whose outputs
+    are dropped.
+    """
+    codes = np.asarray(codes, dtype=np.uint8)
+    num_rows = len(codes)
+    predictions = np.zeros(num_rows, dtype=np.float32)
+    if num_rows == 0:
+        return predictions
+    batch = batch_shape or padded_batch_size(num_rows, batch_size)
+    forward = compiled_forward(model, batch, both_strands=reverse_codes is not None,
+                               jit_compile=jit_compile)
+    strands = [codes] if reverse_codes is None else [codes, np.asarray(reverse_codes, np.uint8)]
+    for start in range(0, num_rows, batch):
+        rows = min(batch, num_rows - start)
+        inputs = [_padded(strand[start:start + rows], batch) for strand in strands]
+        predictions[start:start + rows] = forward(*inputs).numpy()[:rows]
+    return predictions
+
+
+def _padded(codes: np.ndarray, batch: int) -> np.ndarray:
+    """codes [rows <= batch, L] -> [batch, L], extra rows all N (code 4)."""
+    if len(codes) == batch:
+        return codes
+    return np.concatenate([codes, np.full((batch - len(codes), codes.shape[1]), 4, np.uint8)])
+
+
+def encode_strands(sequences: Sequence[str], seq_len: int, reverse_complement_average: bool):
+    """(forward codes, reverse-strand codes or None): uint8 [n, seq_len] each.
+
+    Raises InvalidSequenceError (with `.row`) for a letter outside ACGTN.
+    """
+    forward = encode(sequences, seq_len)
+    if not reverse_complement_average:
+        return forward, None
+    return forward, encode(reverse_complement_strings(sequences), seq_len)
 
 
 def predict_standardised(model: keras.Model, sequences: Sequence[str], *, seq_len=None,
                          batch_size: int = DEFAULT_BATCH_SIZE,
-                         reverse_complement_average: bool = False) -> np.ndarray:
+                         reverse_complement_average: bool = False,
+                         jit_compile: bool = True) -> np.ndarray:
     """Model outputs float32 [n] (standardised scale) for strings; optional strand average.
 
     Raises InvalidSequenceError (with `.row`) for a letter outside ACGTN.
     """
-    seq_len = seq_len or model_seq_len(model)
-    forward = predict_codes(model, encode(sequences, seq_len), batch_size)
-    if not reverse_complement_average:
-        return forward
-    reverse_codes = encode(reverse_complement_strings(sequences), seq_len)
-    return (forward + predict_codes(model, reverse_codes, batch_size)) / np.float32(2)
+    codes, reverse_codes = encode_strands(sequences, seq_len or model_seq_len(model),
+                                          reverse_complement_average)
+    return predict_codes(model, codes, batch_size, reverse_codes=reverse_codes,
+                         jit_compile=jit_compile)
 
 
 def predict_sequences(model: keras.Model, scaler: TargetScaler, sequences: Sequence[str], *,
                       seq_len=None, batch_size: int = DEFAULT_BATCH_SIZE,
-                      reverse_complement_average: bool = False) -> np.ndarray:
+                      reverse_complement_average: bool = False,
+                      jit_compile: bool = True) -> np.ndarray:
     """Expression float64 [n] on the training data's scale, one per sequence, in order."""
     standardised = predict_standardised(
         model, list(sequences), seq_len=seq_len, batch_size=batch_size,
-        reverse_complement_average=reverse_complement_average)
+        reverse_complement_average=reverse_complement_average, jit_compile=jit_compile)
     return scaler.inverse_transform(standardised)
 
 
@@ -153,68 +238,179 @@ def _located(path, line_numbers, error: InvalidSequenceError) -> DataFormatError
     return DataFormatError(path, int(line_numbers[error.row]), str(error))
 
 
+def _put_unless(stop: threading.Event, items: queue.Queue, item) -> bool:
+    """Put `item`, waiting for room; give up (False) once `stop` is set."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """Iterate `items` in a background thread, up to `depth` items ahead of the caller.
+
+    Reading and encoding (Python and NumPy) then overlap the model's compute (TensorFlow
+    releases the GIL); an exception in the thread is re-raised here, where it happened in
+    the sequence.
+    """
+    handoff, stop, done = queue.Queue(maxsize=depth), threading.Event(), object()
+
+    def produce():
+        try:
+            for item in items:
+                if not _put_unless(stop, handoff, (item, None)):
+                    return
+            _put_unless(stop, handoff, (done, None))
+        except BaseException as error:  # noqa: BLE001  (handed to the consumer)
+            _put_unless(stop, handoff, (done, error))
+
+    thread = threading.Thread(target=produce, name="dream-keras-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _BackgroundWriter:
+    """Runs write jobs one after another, in order, in a background thread; at most `depth`
+    wait, so memory stays bounded when the disk is slower than the model."""
+
+    def __init__(self, depth: int = 2):
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "dream-keras-writer")
+        self._pending = collections.deque()
+        self._depth = depth
+
+    def submit(self, job, *args) -> None:
+        self._pending.append(self._executor.submit(job, *args))
+        while len(self._pending) > self._depth:
+            self._pending.popleft().result()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, *_):
+        try:
+            while self._pending and error_type is None:
+                self._pending.popleft().result()
+        finally:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _pieces(chunks, piece_rows: int):
+    """Each chunk of the reader cut into pieces of at most piece_rows rows."""
+    for chunk in chunks:
+        for start in range(0, len(chunk.line_numbers), piece_rows):
+            yield chunk, slice(start, start + piece_rows)
+
+
 def predict_file(model, scaler, input_path, output_path, *, output_format: str = "tsv",
                  seq_len=None, batch_size: int = DEFAULT_BATCH_SIZE,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
-                 overwrite: bool = False) -> int:
+                 overwrite: bool = False, jit_compile: bool = True) -> int:
     """Predict every sequence of `input_path` (any supported format), chunk by chunk.
 
     Writes TSV `sequence<TAB>prediction` or, for 'dream_json', {"<row index>": value}
     (0-based rows, the challenge's submission format). Returns the number of rows.
+    Reading and encoding run ahead in one thread and writing behind in another, so the
+    model computes without waiting for either.
     """
     if output_format not in OUTPUT_FORMATS:
         raise ConfigurationError(f"output format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
     check_output_writable(output_path, overwrite)
+    seq_len = seq_len or model_seq_len(model)
+
+    def encoded(item):
+        chunk, rows = item
+        try:
+            return (chunk.sequences[rows], *encode_strands(
+                chunk.sequences[rows], seq_len, reverse_complement_average))
+        except InvalidSequenceError as error:
+            raise _located(input_path, chunk.line_numbers[rows], error) from None
+
+    pieces = map(encoded, _pieces(iter_sequence_chunks(input_path, chunk_rows),
+                                  PIECE_BATCHES * batch_size))
     rows = 0
-    with _atomic_output(output_path) as out:
-        out.write("sequence\tprediction\n" if output_format == "tsv" else "{")
-        for chunk in iter_sequence_chunks(input_path, chunk_rows):
-            try:
-                values = predict_sequences(
-                    model, scaler, chunk.sequences, seq_len=seq_len, batch_size=batch_size,
-                    reverse_complement_average=reverse_complement_average)
-            except InvalidSequenceError as error:
-                raise _located(input_path, chunk.line_numbers, error) from None
-            if output_format == "tsv":
-                out.writelines(f"{s}\t{v:.9g}\n" for s, v in zip(chunk.sequences, values))
-            elif len(values):
-                entries = ", ".join(f'"{rows + i}": {v:.9g}' for i, v in enumerate(values))
-                out.write(entries if rows == 0 else ", " + entries)
+    with _atomic_output(output_path) as out, _BackgroundWriter() as writer:
+        writer.submit(out.write, "sequence\tprediction\n" if output_format == "tsv" else "{")
+        batch_shape = None
+        for sequences, codes, reverse_codes in _read_ahead(pieces):
+            batch_shape = batch_shape or padded_batch_size(len(codes), batch_size)
+            values = scaler.inverse_transform(predict_codes(
+                model, codes, batch_size, reverse_codes=reverse_codes,
+                jit_compile=jit_compile, batch_shape=batch_shape))
+            writer.submit(_write_predictions, out, output_format, sequences, values, rows)
             rows += len(values)
-            logging.info("predicted %d sequences", rows)
+            logging.log_every_n_seconds(logging.INFO, "predicted %d sequences", 10, rows)
         if output_format == "dream_json":
-            out.write("}\n")
+            writer.submit(out.write, "}\n")
+    logging.info("predicted %d sequences", rows)
     return rows
+
+
+def _write_predictions(out, output_format: str, sequences, values, first_row: int) -> None:
+    if output_format == "tsv":
+        out.writelines(f"{s}\t{v:.9g}\n" for s, v in zip(sequences, values))
+    elif len(values):
+        entries = ", ".join(f'"{first_row + i}": {v:.9g}' for i, v in enumerate(values))
+        out.write(entries if first_row == 0 else ", " + entries)
 
 
 def predict_pairs_file(model, scaler, pairs_path, output_path, *, seq_len=None,
                        batch_size: int = DEFAULT_BATCH_SIZE,
                        chunk_rows: int = DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
-                       overwrite: bool = False) -> int:
+                       overwrite: bool = False, jit_compile: bool = True) -> int:
     """Variant effects for a CSV/TSV with `ref_sequence`, `alt_sequence` columns.
 
     Writes TSV ref_sequence, alt_sequence, ref_prediction, alt_prediction, effect
     (alt minus ref, training scale), rows in input order. Returns the number of pairs.
     """
     check_output_writable(output_path, overwrite)
+    seq_len = seq_len or model_seq_len(model)
+
+    def encoded(item):
+        chunk, rows = item
+        refs, alts = chunk.ref_sequences[rows], chunk.alt_sequences[rows]
+        try:
+            return (refs, alts, *encode_strands(refs + alts, seq_len,
+                                                reverse_complement_average))
+        except InvalidSequenceError as error:
+            line_numbers = chunk.line_numbers[rows]
+            raise _located(pairs_path, np.concatenate([line_numbers, line_numbers]),
+                           error) from None
+
+    pieces = map(encoded, _pieces(iter_pair_chunks(pairs_path, chunk_rows),
+                                  PIECE_BATCHES * batch_size // 2))
     rows = 0
-    with _atomic_output(output_path) as out:
-        out.write("ref_sequence\talt_sequence\tref_prediction\talt_prediction\teffect\n")
-        for chunk in iter_pair_chunks(pairs_path, chunk_rows):
-            try:
-                effects = variant_effects(
-                    model, scaler, chunk.ref_sequences, chunk.alt_sequences, seq_len=seq_len,
-                    batch_size=batch_size, reverse_complement_average=reverse_complement_average)
-            except InvalidSequenceError as error:
-                line_numbers = np.concatenate([chunk.line_numbers, chunk.line_numbers])
-                raise _located(pairs_path, line_numbers, error) from None
-            out.writelines(
-                f"{ref}\t{alt}\t{r:.9g}\t{a:.9g}\t{e:.9g}\n" for ref, alt, r, a, e in zip(
-                    chunk.ref_sequences, chunk.alt_sequences, effects["ref_prediction"],
-                    effects["alt_prediction"], effects["effect"]))
-            rows += len(chunk.ref_sequences)
-            logging.info("predicted %d pairs", rows)
+    with _atomic_output(output_path) as out, _BackgroundWriter() as writer:
+        writer.submit(out.write,
+                      "ref_sequence\talt_sequence\tref_prediction\talt_prediction\teffect\n")
+        batch_shape = None
+        for refs, alts, codes, reverse_codes in _read_ahead(pieces):
+            batch_shape = batch_shape or padded_batch_size(len(codes), batch_size)
+            both = scaler.inverse_transform(predict_codes(
+                model, codes, batch_size, reverse_codes=reverse_codes,
+                jit_compile=jit_compile, batch_shape=batch_shape))
+            writer.submit(_write_effects, out, refs, alts, both[:len(refs)], both[len(refs):])
+            rows += len(refs)
+            logging.log_every_n_seconds(logging.INFO, "predicted %d pairs", 10, rows)
+    logging.info("predicted %d pairs", rows)
     return rows
+
+
+def _write_effects(out, refs, alts, ref_values, alt_values) -> None:
+    out.writelines(f"{ref}\t{alt}\t{r:.9g}\t{a:.9g}\t{a - r:.9g}\n"
+                   for ref, alt, r, a in zip(refs, alts, ref_values, alt_values))
 
 
 # ---- export for serving -----------------------------------------------------------------
@@ -290,7 +486,8 @@ def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_
 def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=None,
                    export_dir=None, output_format: str = "tsv",
                    batch_size: int = DEFAULT_BATCH_SIZE, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                   reverse_complement_average: bool = False, overwrite: bool = False) -> str:
+                   reverse_complement_average: bool = False, overwrite: bool = False,
+                   jit_compile: bool = True) -> str:
     """What `predict.py` does: predict a file, a pair file, and/or export. Returns a summary.
 
     Output paths are checked before the model loads, so a refusal is immediate.
@@ -309,7 +506,8 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
         raise OutputExistsError(f"{export_dir}: export directory exists; pass --overwrite")
     model, scaler = load_run(model_path)
     options = dict(batch_size=batch_size, chunk_rows=chunk_rows, overwrite=overwrite,
-                   reverse_complement_average=reverse_complement_average)
+                   reverse_complement_average=reverse_complement_average,
+                   jit_compile=jit_compile)
     summary = []
     if input_path:
         rows = predict_file(model, scaler, input_path, output_path,
