@@ -2,7 +2,9 @@
 
 Errors (MSE, R²) are on the STANDARDISED scale: measured expression is standardised with
 the run's own target scaler, so the numbers compare with the training log and the
-original's report. Correlations do not depend on the scale. Outputs go to
+original's report. Correlations do not depend on the scale. With a fitted k-mer ridge
+baseline (`--baseline_train_data`), its metrics on the same rows are reported beside the
+model's (metrics.json / dream_score.json key "baseline"). Outputs go to
 `RUN/evaluation/<data file stem>/` (or `RUN/evaluation/dream_score/`) unless an output
 directory is given; a file there that this package did not write is never replaced.
 """
@@ -16,6 +18,7 @@ from absl import logging
 from matplotlib.figure import Figure
 
 from dream_keras import dream_score
+from dream_keras.baseline import KmerRidge, fit_kmer_ridge_file
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, load_run, model_path_of,
                                    predict_sequences, predict_standardised)
 from dream_keras.metrics import correlation_summary, pearson_r
@@ -50,16 +53,32 @@ _ROWS = (("n", "n", "{:d}"), ("mse", "MSE (standardised)", "{:.4f}"),
 
 
 def format_metrics_table(metrics: dict) -> str:
-    """Plain-text two-column table, for the terminal."""
-    return "\n".join(f"{label:<20}{fmt.format(metrics[key])}" for key, label, fmt in _ROWS)
+    """Plain-text table for the terminal: the model's column, and the baseline's if any."""
+    baseline = metrics.get("baseline")
+    lines = [f"{'':<20}{'model':>10}{'k-mer ridge':>14}"] if baseline else []
+    for key, label, fmt in _ROWS:
+        line = f"{label:<20}{fmt.format(metrics[key]):>10}"
+        lines.append(line + (f"{fmt.format(baseline[key]):>14}" if baseline else ""))
+    return "\n".join(lines)
 
 
 def metrics_markdown(metrics: dict, title: str) -> str:
-    """A Markdown table with a title line."""
-    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {label} | {fmt.format(metrics[key])} |" for key, label, fmt in _ROWS]
+    """A Markdown table with a title line (and a baseline column when there is one)."""
+    baseline = metrics.get("baseline")
+    if baseline:
+        lines = [f"# {title}", "", f"| metric | model | baseline: {baseline['k']}-mer ridge |",
+                 "|---|---|---|"]
+        lines += [f"| {label} | {fmt.format(metrics[key])} | {fmt.format(baseline[key])} |"
+                  for key, label, fmt in _ROWS]
+    else:
+        lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {label} | {fmt.format(metrics[key])} |" for key, label, fmt in _ROWS]
     lines += ["", "MSE and R² use targets standardised with the run's target scaler; "
               "R² = 1 - SSE/SST. Pearson r is over every row (not a batch average)."]
+    if baseline:
+        lines += [f"The baseline is a ridge regression on {baseline['k']}-mer counts fitted on "
+                  f"{baseline['train_rows']:,} rows of {baseline['train_data']} (k and penalty "
+                  "by leave-one-out cross-validation), scored on the same rows and scale."]
     return "\n".join(lines) + "\n"
 
 
@@ -170,9 +189,26 @@ def predict_labelled_file(model, scaler, data_path, *, batch_size=DEFAULT_BATCH_
             np.concatenate(measured).astype(np.float64))
 
 
+def baseline_record(baseline: KmerRidge, predicted, measured, train_data) -> dict:
+    """The baseline's metrics (same names as the model's) with what it is and was fit on."""
+    summary = baseline.summary()
+    return {**regression_metrics(predicted, measured), **summary,
+            "train_data": os.path.abspath(train_data) if train_data else None}
+
+
+def predict_baseline_file(baseline: KmerRidge, scaler, data_path, *,
+                          chunk_rows=DEFAULT_CHUNK_ROWS) -> np.ndarray:
+    """The baseline's predictions on a labelled file, standardised with the run's scaler."""
+    return np.concatenate([
+        scaler.transform(baseline.predict(chunk.sequences)).astype(np.float64)
+        for chunk in iter_chunks(data_path, with_expression=True, chunk_rows=chunk_rows)])
+
+
 def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_BATCH_SIZE,
-                  chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False):
-    """Metrics of a run on a labelled file, written as JSON, Markdown and two PNGs.
+                  chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
+                  baseline: KmerRidge | None = None, baseline_train_data=None):
+    """Metrics of a run on a labelled file, written as JSON, Markdown and two PNGs;
+    with `baseline` (fitted on `baseline_train_data`), its metrics under "baseline".
 
     Returns (metrics dict, output directory).
     """
@@ -189,6 +225,10 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
                    model=os.path.abspath(model_path_of(model_path)),
                    reverse_complement_average=bool(reverse_complement_average),
                    scaler={"mean": scaler.mean, "std": scaler.std})
+    if baseline is not None:
+        metrics["baseline"] = baseline_record(
+            baseline, predict_baseline_file(baseline, scaler, data_path, chunk_rows=chunk_rows),
+            measured, baseline_train_data)
     title = f"{os.path.basename(os.fspath(data_path))}"
     _write_json(os.path.join(output_dir, METRICS_JSON), metrics)
     with open(os.path.join(output_dir, METRICS_MD), "w") as handle:
@@ -200,13 +240,15 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
 
 
 def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
-                   batch_size=DEFAULT_BATCH_SIZE, reverse_complement_average=False):
+                   batch_size=DEFAULT_BATCH_SIZE, reverse_complement_average=False,
+                   baseline: KmerRidge | None = None, baseline_train_data=None):
     """The official challenge score of a run on the DREAM test layout.
 
     Predicts every labelled position whose sequence is known, scores it with
     `dream_score.score_predictions`, writes dream_score.json and the predictions as
-    dream_predictions.json ({"<pos>": value}, the submission format). Returns
-    (score dict, output directory).
+    dream_predictions.json ({"<pos>": value}, the submission format). With `baseline`, its
+    own score on the same positions is added under "baseline". Returns (score dict,
+    output directory).
     """
     output_dir = output_dir or default_output_dir(model_path, "dream_score")
     outputs = [DREAM_SCORE_JSON, DREAM_PREDICTIONS_JSON]
@@ -225,6 +267,13 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
                  labels=os.path.abspath(labels_path) if labels_path else "public_leaderboard",
                  model=os.path.abspath(model_path_of(model_path)),
                  reverse_complement_average=bool(reverse_complement_average))
+    if baseline is not None:
+        baseline_values = baseline.predict([test_set.sequences[p] for p in positions])
+        score["baseline"] = {
+            **dream_score.score_predictions(dict(zip(positions, baseline_values.tolist())),
+                                            test_set),
+            **baseline.summary(),
+            "train_data": os.path.abspath(baseline_train_data) if baseline_train_data else None}
     _write_json(os.path.join(output_dir, DREAM_SCORE_JSON), score)
     _write_json(os.path.join(output_dir, DREAM_PREDICTIONS_JSON),
                 {str(p): v for p, v in predictions.items()})
@@ -234,20 +283,35 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
 
 def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=None,
                    output_dir=None, batch_size=DEFAULT_BATCH_SIZE,
-                   chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False) -> str:
-    """What `evaluate.py` does; returns the text to print (tables and where files went)."""
+                   chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
+                   baseline_train_data=None) -> str:
+    """What `evaluate.py` does; returns the text to print (tables and where files went).
+
+    `baseline_train_data`: fit the k-mer ridge baseline on that labelled file first and
+    report it beside the model."""
     if bool(data_path) == bool(dream_dir):
         raise ConfigurationError("give exactly one of --data and --dream_dir")
     if dream_labels and not dream_dir:
         raise ConfigurationError("--dream_labels needs --dream_dir")
+    baseline = None
+    if baseline_train_data:
+        logging.info("fitting the k-mer ridge baseline on %s", baseline_train_data)
+        baseline = fit_kmer_ridge_file(baseline_train_data, chunk_rows=chunk_rows)
+        logging.info("baseline: %d-mer ridge, penalty factor %g", baseline.k, baseline.penalty)
+    with_baseline = {"baseline": baseline, "baseline_train_data": baseline_train_data}
     if data_path:
         metrics, where = evaluate_file(model_path, data_path, output_dir,
                                        batch_size=batch_size, chunk_rows=chunk_rows,
-                                       reverse_complement_average=reverse_complement_average)
+                                       reverse_complement_average=reverse_complement_average,
+                                       **with_baseline)
         return f"{format_metrics_table(metrics)}\nwrote {METRICS_JSON}, {METRICS_MD}, " \
                f"{SCATTER_PNG}, {RESIDUALS_PNG} to {where}"
     score, where = evaluate_dream(model_path, dream_dir, dream_labels, output_dir,
                                   batch_size=batch_size,
-                                  reverse_complement_average=reverse_complement_average)
-    return f"{dream_score.format_score_table(score)}\nwrote {DREAM_SCORE_JSON}, " \
-           f"{DREAM_PREDICTIONS_JSON} to {where}"
+                                  reverse_complement_average=reverse_complement_average,
+                                  **with_baseline)
+    text = dream_score.format_score_table(score)
+    if baseline is not None:
+        text += (f"\nbaseline ({baseline.k}-mer ridge on {baseline.train_rows:,} rows):\n"
+                 + dream_score.format_score_table(score["baseline"]))
+    return f"{text}\nwrote {DREAM_SCORE_JSON}, {DREAM_PREDICTIONS_JSON} to {where}"

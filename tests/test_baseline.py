@@ -1,0 +1,171 @@
+"""The k-mer ridge baseline: counts against hand counts, recovery of a planted effect, and
+its report next to the model in evaluate.py's outputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dream_keras.baseline import fit_kmer_ridge, kmer_counts, kmer_indices
+from dream_keras.data.sequences import encode
+from dream_keras.errors import ConfigurationError
+
+
+def _count(counts, row: int, kmer: str) -> float:
+    return counts[row, _index(kmer)]
+
+
+def test_kmer_counts_match_hand_counts_and_skip_n():
+    # "ACGTAC": 2-mers AC, CG, GT, TA, AC -> AC twice, CG, GT, TA once.
+    # "AANAA":  AA, AN, NA, AA -> AA twice (windows holding the N count nothing).
+    # "GA":     GA once; its N padding (to the longest row) counts nothing either.
+    counts = kmer_counts(["ACGTAC", "AANAA", "GA"], 2).toarray()
+    assert counts.shape == (3, 16)
+    assert _count(counts, 0, "AC") == 2
+    assert _count(counts, 0, "CG") == _count(counts, 0, "GT") == _count(counts, 0, "TA") == 1
+    assert counts[0].sum() == 5
+    assert _count(counts, 1, "AA") == 2 and counts[1].sum() == 2
+    assert _count(counts, 2, "GA") == 1 and counts[2].sum() == 1
+
+
+def test_kmer_counts_are_strand_specific():
+    # AAC and its reverse complement GTT are different columns: no strand merging.
+    counts = kmer_counts(["AACG", "CGTT"], 3).toarray()
+    assert _count(counts, 0, "AAC") == 1 and _count(counts, 0, "GTT") == 0
+    assert _count(counts, 1, "GTT") == 1 and _count(counts, 1, "AAC") == 0
+
+
+def test_kmer_indices_first_base_most_significant():
+    index = kmer_indices(encode(["TGCA"], seq_len=4), 3)
+    assert index.tolist() == [[3 * 16 + 2 * 4 + 1, 2 * 16 + 1 * 4 + 0]]
+
+
+def test_fitted_baseline_recovers_a_planted_kmer_effect():
+    rng = np.random.default_rng(0)
+    sequences = ["".join(rng.choice(list("ACGT"), 40)) for _ in range(1500)]
+    counts = kmer_counts(sequences, 3).toarray()
+    effect = {"GAT": 2.0, "CCA": -1.5, "TTT": 0.7}
+    truth = sum(weight * counts[:, _index(kmer)] for kmer, weight in effect.items())
+    targets = 5.0 + truth + rng.normal(0.0, 0.3, len(sequences))
+    baseline = fit_kmer_ridge(sequences, targets, ks=(2, 3, 4))
+    assert baseline.k == 3  # the true k wins the cross-validation
+    for kmer, weight in effect.items():
+        assert baseline.coef[_index(kmer)] == pytest.approx(weight, abs=0.1)
+    others = np.delete(baseline.coef, [_index(k) for k in effect])
+    assert np.abs(others).max() < 0.1
+    new = ["".join(rng.choice(list("ACGT"), 40)) for _ in range(300)]
+    new_counts = kmer_counts(new, 3).toarray()
+    expected = 5.0 + sum(w * new_counts[:, _index(k)] for k, w in effect.items())
+    assert np.corrcoef(baseline.predict(new), expected)[0, 1] > 0.98
+
+
+def test_leave_one_out_scores_match_refitting():
+    rng = np.random.default_rng(1)
+    sequences = ["".join(rng.choice(list("ACGT"), 12)) for _ in range(60)]
+    targets = rng.normal(size=60)
+    baseline = fit_kmer_ridge(sequences, targets, ks=(2,), penalties=(0.5,))
+    # Refit without each row, by plain NumPy, with the full fit's absolute penalty (the
+    # relative factor times the mean eigenvalue of the centred X'X = trace / columns).
+    counts = kmer_counts(sequences, 2).toarray()
+    centred = counts - counts.mean(axis=0)
+    absolute = 0.5 * np.trace(centred.T @ centred) / 16
+    errors = []
+    for i in range(len(sequences)):
+        keep = np.arange(len(sequences)) != i
+        x, y = counts[keep], targets[keep]
+        xc = x - x.mean(axis=0)
+        coef = np.linalg.solve(xc.T @ xc + absolute * np.eye(16), xc.T @ (y - y.mean()))
+        errors.append(targets[i] - (y.mean() + (counts[i] - x.mean(axis=0)) @ coef))
+    assert baseline.cv[0]["cv_mse"] == pytest.approx(np.mean(np.square(errors)), rel=1e-8)
+
+
+def test_too_few_rows_is_a_configuration_error():
+    with pytest.raises(ConfigurationError):
+        fit_kmer_ridge(["ACGT", "ACGA"], [1.0, 2.0])
+
+
+def _index(kmer: str) -> int:
+    index = 0
+    for letter in kmer:
+        index = index * 4 + "ACGT".index(letter)
+    return index
+
+
+# ---- beside the model in evaluate.py ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    from tests.saved_run import save_small_run
+
+    return save_small_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def split_real_rows(tmp_path_factory, real_train_file):
+    """(train file: 1,200 real rows, evaluation file: the next 300)."""
+    lines = real_train_file.read_text().splitlines()
+    directory = tmp_path_factory.mktemp("real")
+    train, held = directory / "train.txt", directory / "held.txt"
+    train.write_text("\n".join(lines[:1200]) + "\n")
+    held.write_text("\n".join(lines[1200:1500]) + "\n")
+    return train, held
+
+
+def test_evaluate_reports_the_baseline_beside_the_model(tmp_path, small_run, split_real_rows):
+    import json
+
+    from dream_keras.baseline import fit_kmer_ridge_file
+    from dream_keras.data.readers import read_expression_file
+    from dream_keras.evaluation import run_evaluation
+    from dream_keras.metrics import METRIC_NAMES
+    from tests.saved_run import SCALER_MEAN, SCALER_STD
+
+    train, held = split_real_rows
+    text = run_evaluation(small_run, data_path=held, output_dir=str(tmp_path / "e"),
+                          baseline_train_data=train)
+    written = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    baseline = written["baseline"]
+    assert set(METRIC_NAMES) <= set(baseline) and baseline["n"] == written["n"] == 300
+    # Independently: refit, predict, standardise with the run's scaler, correlate.
+    refit = fit_kmer_ridge_file(train)
+    assert baseline["k"] == refit.k and baseline["train_rows"] == 1200
+    sequences, measured = read_expression_file(held)[:2]
+    predicted = (refit.predict(sequences) - SCALER_MEAN) / SCALER_STD
+    standardised = (np.asarray(measured) - SCALER_MEAN) / SCALER_STD
+    assert baseline["pearson"] == pytest.approx(np.corrcoef(predicted, standardised)[0, 1],
+                                                abs=1e-6)
+    assert baseline["mse"] == pytest.approx(np.mean((predicted - standardised) ** 2), rel=1e-5)
+    assert baseline["pearson"] > 0.2  # k-mers carry signal in real promoters
+    markdown = (tmp_path / "e" / "metrics.md").read_text()
+    assert f"| metric | model | baseline: {refit.k}-mer ridge |" in markdown
+    assert "k-mer ridge" in text
+
+
+def test_dream_score_of_the_baseline_on_the_same_subsets(tmp_path, small_run, split_real_rows,
+                                                         dream_dir):
+    import json
+
+    from dream_keras.evaluation import run_evaluation
+
+    train, _ = split_real_rows
+    text = run_evaluation(small_run, dream_dir=dream_dir, output_dir=str(tmp_path / "d"),
+                          baseline_train_data=train)
+    written = json.loads((tmp_path / "d" / "dream_score.json").read_text())
+    model, baseline = written["subsets"], written["baseline"]["subsets"]
+    assert {name: s["n"] for name, s in model.items()} == \
+        {name: s["n"] for name, s in baseline.items()}
+    assert written["baseline"]["missing_subsets"] == written["missing_subsets"]
+    assert "baseline (" in text
+
+
+def test_dual_and_primal_forms_agree():
+    from dream_keras import baseline as module
+
+    rng = np.random.default_rng(2)
+    sequences = ["".join(rng.choice(list("ACGT"), 30)) for _ in range(40)]
+    counts = kmer_counts(sequences, 3)  # 40 rows < 64 columns
+    targets = rng.normal(size=40)
+    factors = np.array([0.01, 1.0])
+    primal = module._primal_leave_one_out(counts, targets, factors)
+    dual = module._dual_leave_one_out(counts, targets, factors)
+    assert np.allclose(primal[0], dual[0], rtol=1e-6)
+    assert np.allclose(primal[1], dual[1], atol=1e-8)
