@@ -1,9 +1,8 @@
-"""Keras callbacks of a training run: full-set validation Pearson, and resumable state.
+"""Keras callbacks of a training run: the epoch summary, and resumable, worker-shared
+state (history, early stopping, backups).
 
-The original logged a batch-averaged r squared under the name 'Pearson'. PearsonCallback
-predicts the WHOLE validation set at each epoch end and writes Pearson r, r squared and
-Spearman rho into the epoch logs (val_pearson, val_pearson_r2, val_spearman), so Keras'
-ModelCheckpoint and EarlyStopping can monitor them.
+val_pearson and val_pearson_r2 come from the compiled PearsonR metrics
+(dream_keras.streaming_metrics), on the same validation pass as val_loss.
 """
 from __future__ import annotations
 
@@ -15,39 +14,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from dream_keras.dataset import evaluation_dataset
-from dream_keras.metrics import correlation_summary
-
-
-class PearsonCallback(keras.callbacks.Callback):
-    """Adds val_pearson, val_pearson_r2 and val_spearman to each epoch's logs.
-
-    Predictions use a plain forward function on this process's devices rather than
-    `model.predict`, so the result is the same whether or not training is distributed
-    (under multi-worker every worker computes the same numbers).
-    """
-
-    def __init__(self, codes: np.ndarray, targets: np.ndarray, batch_size: int):
-        super().__init__()
-        self.targets = np.asarray(targets, dtype=np.float64)
-        self.dataset = evaluation_dataset(codes, batch_size=batch_size)
-        self._forward = None
-
-    def predict(self) -> np.ndarray:
-        if self._forward is None:
-            model = self.model
-            self._forward = tf.function(lambda x: model(x, training=False))
-        return np.concatenate([self._forward(x).numpy().reshape(-1) for x in self.dataset])
+class EpochSummary(keras.callbacks.Callback):
+    """One log line per epoch with the whole-validation-set numbers."""
 
     def on_epoch_end(self, epoch, logs=None):
-        summary = correlation_summary(self.predict(), self.targets)
-        if logs is not None:
-            logs["val_pearson"] = summary["pearson"]
-            logs["val_pearson_r2"] = summary["pearson_r2"]
-            logs["val_spearman"] = summary["spearman"]
-        logging.info("epoch %d: val_pearson %.4f  val_pearson_r2 %.4f  val_spearman %.4f "
-                     "(n=%d, whole validation set)", epoch + 1, summary["pearson"],
-                     summary["pearson_r2"], summary["spearman"], summary["n"])
+        logs = logs or {}
+        logging.info("epoch %d: val_loss %.4f  val_pearson %.4f  val_pearson_r2 %.4f "
+                     "(whole validation set)", epoch + 1, logs.get("val_loss", np.nan),
+                     logs.get("val_pearson", np.nan), logs.get("val_pearson_r2", np.nan))
 
 
 def read_history(path) -> list[dict]:
@@ -87,11 +61,18 @@ def best_epoch(history: list[dict], monitor: str = "val_pearson") -> dict | None
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping (mode max) that, on a resumed run, continues its patience count from
-    the epochs already in history instead of starting again from zero."""
+    the epochs already in history instead of starting again from zero.
 
-    def __init__(self, history: list[dict], **kwargs):
+    Under multi-worker training (`strategy` given) the chief's decision is the one every
+    worker follows: it is all-reduced after each epoch, so all workers stop on the same
+    epoch (a worker waiting for a collective that the others never join would hang).
+    """
+
+    def __init__(self, history: list[dict], strategy=None, chief: bool = True, **kwargs):
         super().__init__(mode="max", **kwargs)
         self._history = history
+        self._strategy = strategy
+        self._chief = chief
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -100,3 +81,31 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best = best[self.monitor]
             self.best_epoch = best["epoch"]
             self.wait = self._history[-1]["epoch"] - best["epoch"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self._strategy is not None:
+            self.model.stop_training = chief_decision(
+                self._strategy, bool(self.model.stop_training), self._chief)
+
+
+def chief_decision(strategy, decision: bool, chief: bool) -> bool:
+    """The chief's `decision`, known to every worker (a collective: call it on all)."""
+    vote = tf.constant(1.0 if chief and decision else 0.0)
+    total = strategy.run(
+        lambda: tf.distribute.get_replica_context().all_reduce("sum", vote))
+    return bool(strategy.experimental_local_results(total)[0].numpy() > 0)
+
+
+class ChiefBackupReader(keras.callbacks.BackupAndRestore):
+    """A non-chief worker's BackupAndRestore: restores weights and epoch from the chief's
+    backup (so every worker resumes at the same epoch) and never writes or deletes it."""
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, delete_checkpoint=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass

@@ -2,11 +2,23 @@
 
 Sequences stay uint8 codes in host memory (110 bytes per row); each batch is gathered and
 one-hot encoded on the fly, so the 4x-float one-hot tensor of the whole set (the
-original's 2.9 GB bool array) never exists. Batches are GLOBAL: under a tf.distribute
-strategy Keras splits each batch across the replicas, and under multi-worker training
-every worker reads the same shuffled stream and keeps its own share of batches.
+original's 2.9 GB bool array) never exists.
+
+Training order (see docs/multi_device.md): the endless stream is a sequence of passes;
+pass p is a permutation of the rows drawn from (seed, p) alone (stateless), cut into full
+GLOBAL batches, the last N mod batch_size rows of that pass left out (different rows each
+pass). Step s of the stream is therefore a pure function of (seed, s): a run resumed at
+step s (`start_step`) trains exactly the batches an uninterrupted run would.
+
+Replicas: every global batch is cut into `num_replicas` equal slices in order, replica r
+(over all workers) gets slice r, and each worker gathers only its own replicas' slices
+(`replica_batches`, for `strategy.distribute_datasets_from_function`). Evaluation batches
+are padded with weight-0 rows to whole global batches, so every replica gets the same
+number of rows and every real row counts exactly once.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -14,6 +26,8 @@ import tensorflow as tf
 from dream_keras.data.sequences import reverse_complement_right_aligned
 
 AUTOTUNE = tf.data.AUTOTUNE
+# splitmix64's increment (2^64 / golden ratio): the stateless hash behind shuffling and strands.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def one_hot_codes(codes: tf.Tensor, dtype=tf.float32) -> tf.Tensor:
@@ -22,80 +36,212 @@ def one_hot_codes(codes: tf.Tensor, dtype=tf.float32) -> tf.Tensor:
     return tf.one_hot(tf.cast(codes, tf.int32), depth=4, dtype=dtype)
 
 
-def _gather_rows(codes: np.ndarray, values: np.ndarray | None, seq_len: int,
-                 reverse_complement_seed: int | None = None):
-    """A tf function mapping a batch of row indices to (one-hot, target) or one-hot.
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    """A stateless 64-bit mix (splitmix64's finaliser), vectorised over uint64 values."""
+    z = np.asarray(values, dtype=np.uint64) + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
-    With `reverse_complement_seed`, each row is replaced by its reverse complement with
-    probability 0.5 (its target unchanged), drawn from (seed, the batch's first row index,
-    batch size): the same batch always gets the same flips, so runs stay reproducible.
+
+@functools.lru_cache(maxsize=64)
+def _pass_keys(seed: int, pass_index: int) -> tuple:
+    """Five 64-bit keys of a pass: four Feistel rounds and the strand draw."""
+    base = _splitmix64(np.array([seed % 2**64], dtype=np.uint64) * _GOLDEN
+                       + np.uint64(pass_index))
+    return tuple(_splitmix64(base + np.uint64(r))[0] | np.uint64(1) for r in range(5))
+
+
+def pass_rows(positions: np.ndarray, num_rows: int, seed: int, pass_index: int) -> np.ndarray:
+    """int64 rows at `positions` of pass `pass_index`'s row order (a permutation of
+    range(num_rows) drawn from (seed, pass) alone).
+
+    A 4-round Feistel network over the next power of two with cycle walking: a true
+    permutation, evaluated only at the positions asked for, so a pass costs nothing to
+    start (no per-epoch stall, no index array) and any step can be computed directly.
     """
+    bits = max(2, int(num_rows - 1).bit_length())
+    keys = _pass_keys(int(seed), int(pass_index))[:4]
 
-    def gather(indices):
-        index_array = indices.astype(np.int64)
+    def encrypt(x):
+        # An unbalanced Feistel network: the halves swap widths every round.
+        left_bits, right_bits = bits // 2, bits - bits // 2
+        left, right = x >> np.uint64(right_bits), x & np.uint64((1 << right_bits) - 1)
+        for key in keys:  # round function: multiply by an odd key, keep the top bits
+            mixed = ((right + key) * key) >> np.uint64(64 - left_bits)
+            left, right = right, left ^ mixed
+            left_bits, right_bits = right_bits, left_bits
+        return (left << np.uint64(right_bits)) | right
+
+    x = encrypt(np.asarray(positions, dtype=np.uint64))
+    outside = x >= num_rows
+    while outside.any():  # cycle walking: the domain is < 2x num_rows
+        x[outside] = encrypt(x[outside])
+        outside = x >= num_rows
+    return x.astype(np.int64)
+
+
+def strand_flips(seed: int, pass_index: int, rows: np.ndarray) -> np.ndarray:
+    """bool [len(rows)]: which rows are shown reverse-complemented in pass `pass_index`.
+
+    A hash of (seed, pass, row), so a row's strand does not depend on which batch or
+    replica it lands in: the same in any replica count, and independent between passes.
+    """
+    key = _pass_keys(int(seed), int(pass_index))[4]
+    return (_splitmix64(rows.astype(np.uint64) ^ key) >> np.uint64(63)).astype(bool)
+
+
+def _gather_rows(codes: np.ndarray, values: np.ndarray | None, seq_len: int, *,
+                 batch_size: int, shuffle_seed: int | None = None,
+                 reverse_complement_seed: int | None = None):
+    """A tf function mapping (step, first, count) to the one-hot rows (and targets, and
+    weights) at positions step * batch_size + [first, first + count) of the stream.
+
+    With `shuffle_seed`, positions run through each pass's permutation (`pass_rows`), a
+    pass being `batches_per_pass` steps; without, positions are rows in order and those
+    past the last row are padding (row 0, weight 0). With `reverse_complement_seed`, each
+    row is replaced by its reverse complement with probability 0.5 (target unchanged),
+    drawn by `strand_flips`: reproducible, and the same under any replica count.
+    """
+    num_rows = len(codes)
+    per_pass = batches_per_pass(num_rows, batch_size)
+
+    def gather(step, first, count):
+        step, first, count = int(step), int(first), int(count)
+        if shuffle_seed is None:
+            pass_index = 0
+            positions = step * batch_size + first + np.arange(count, dtype=np.int64)
+            weights = (positions < num_rows).astype(np.float32)
+            index_array = np.where(positions < num_rows, positions, 0)
+        else:
+            pass_index, batch_in_pass = divmod(step, per_pass)
+            positions = batch_in_pass * batch_size + first + np.arange(count, dtype=np.int64)
+            index_array = pass_rows(positions, num_rows, shuffle_seed, pass_index)
+            weights = np.ones(count, dtype=np.float32)
         batch_codes = codes[index_array]
-        if reverse_complement_seed is not None and len(index_array):
-            rng = np.random.default_rng(
-                [reverse_complement_seed, int(index_array[0]), len(index_array)])
-            flip = rng.random(len(index_array)) < 0.5
+        if reverse_complement_seed is not None and count:
+            flip = strand_flips(reverse_complement_seed, pass_index, index_array)
             batch_codes[flip] = reverse_complement_right_aligned(batch_codes[flip])
         if values is None:
-            return batch_codes
-        return batch_codes, values[index_array]
+            return batch_codes, weights
+        return batch_codes, values[index_array], weights
 
-    def to_tensors(indices):
+    def to_tensors(step, first, count):
+        outputs = tf.numpy_function(
+            gather, [step, first, count],
+            [tf.uint8, tf.float32] + ([] if values is None else [tf.float32]), stateful=False)
+        outputs[0].set_shape([None, seq_len])
+        for output in outputs[1:]:
+            output.set_shape([None])
+        x = one_hot_codes(outputs[0])
         if values is None:
-            batch_codes = tf.numpy_function(gather, [indices], tf.uint8, stateful=False)
-            batch_codes.set_shape([None, seq_len])
-            return one_hot_codes(batch_codes)
-        batch_codes, batch_values = tf.numpy_function(
-            gather, [indices], [tf.uint8, tf.float32], stateful=False)
-        batch_codes.set_shape([None, seq_len])
-        batch_values.set_shape([None])
-        return one_hot_codes(batch_codes), tf.expand_dims(batch_values, -1)
+            return x, outputs[1]
+        return x, tf.expand_dims(outputs[1], -1), outputs[2]
 
     return to_tensors
 
 
 def _finish(dataset: tf.data.Dataset, prefetch) -> tf.data.Dataset:
     options = tf.data.Options()
-    # Shard by batch for multi-worker training: the source is an index range, not files.
+    # Each worker builds only its own share (see _slices); never re-shard it.
     options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
+        tf.data.experimental.AutoShardPolicy.OFF)
     options.deterministic = True
     return dataset.with_options(options).prefetch(prefetch)
 
 
+def batches_per_pass(num_rows: int, batch_size: int) -> int:
+    """Full global batches in one pass over `num_rows` rows (the remainder is left out)."""
+    return num_rows // batch_size
+
+
+def check_replica_batch(batch_size: int, num_replicas: int) -> None:
+    """ValueError unless the global batch splits into equal, non-empty replica slices."""
+    if batch_size < num_replicas or batch_size % num_replicas:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of the {num_replicas} "
+                         "replicas, so every replica gets the same number of rows")
+
+
+def _slices(steps: tf.data.Dataset, batch_size: int, input_context) -> tf.data.Dataset:
+    """(step, first, count) of what this input pipeline gathers for each global step: the
+    whole batch, or with a tf.distribute.InputContext this worker's replicas' equal slices
+    in replica order (replica r of R gets rows [r, r + 1) * batch_size / R)."""
+    if input_context is None:
+        return steps.map(lambda step: (step, tf.constant(0, tf.int64),
+                                       tf.constant(batch_size, tf.int64)))
+    replicas = input_context.num_replicas_in_sync
+    check_replica_batch(batch_size, replicas)
+    local = replicas // input_context.num_input_pipelines
+    first_replica = input_context.input_pipeline_id * local
+    per_replica = batch_size // replicas
+    firsts = tf.range(first_replica, first_replica + local, dtype=tf.int64) * per_replica
+    return steps.flat_map(lambda step: tf.data.Dataset.from_tensor_slices(
+        (tf.fill([local], step), firsts, tf.fill([local], tf.constant(per_replica, tf.int64)))))
+
+
 def training_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
                      repeat: bool = False, reverse_complement_augment: bool = False,
+                     start_step: int = 0, input_context=None,
                      parallel_calls=AUTOTUNE, prefetch=AUTOTUNE) -> tf.data.Dataset:
-    """Shuffled (x [batch, seq_len, 4] float32, y [batch, 1] float32) batches.
+    """Shuffled (x [batch, seq_len, 4] float32, y [batch, 1] float32) full batches.
 
     codes: uint8 [N, seq_len] of the training rows; targets: float32 [N] (standardised).
-    The order is reshuffled every epoch from `seed`, so runs are reproducible. Each epoch
-    covers every row exactly once (the last batch may be smaller); `repeat=True` makes
-    the stream endless, for a fixed steps_per_epoch. `reverse_complement_augment` shows each
-    row on a random strand (see `_gather_rows`).
+    Every batch is a full `batch_size`: a pass is N // batch_size batches, the N mod
+    batch_size rows left out of a pass being different rows each pass. One pass without
+    `repeat`, an endless stream with it (for a fixed steps_per_epoch); `start_step` starts
+    at that global step (a resumed run). `reverse_complement_augment` shows each row on a
+    random strand (see `strand_flips`). With a `tf.distribute.InputContext` (from
+    `distribute_datasets_from_function`) the dataset yields this worker's per-replica
+    slices of the same global batches.
     """
     codes, targets = _checked(codes, targets)
-    dataset = tf.data.Dataset.range(len(codes)).shuffle(
-        len(codes), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    gather = _gather_rows(codes, targets, codes.shape[1],
+    per_pass = batches_per_pass(len(codes), batch_size)
+    if per_pass < 1:
+        raise ValueError(f"{len(codes)} training rows cannot fill one batch of {batch_size}; "
+                         "lower --batch_size")
+    end = 2**62 if repeat else (start_step // per_pass + 1) * per_pass
+    steps = tf.data.Dataset.range(start_step, end)
+    gather = _gather_rows(codes, targets, codes.shape[1], batch_size=batch_size,
+                          shuffle_seed=seed,
                           reverse_complement_seed=seed if reverse_complement_augment else None)
-    dataset = dataset.batch(batch_size).map(gather, num_parallel_calls=parallel_calls)
-    return _finish(dataset, prefetch)
+    batches = _slices(steps, batch_size, input_context).map(
+        gather, num_parallel_calls=parallel_calls)
+    return _finish(batches.map(lambda x, y, weight: (x, y)), prefetch)
 
 
 def evaluation_dataset(codes: np.ndarray, targets: np.ndarray | None = None, *,
                        batch_size: int, parallel_calls=AUTOTUNE,
                        prefetch=AUTOTUNE) -> tf.data.Dataset:
-    """Batches in row order: (x, y) with targets, x alone without (for prediction)."""
+    """Batches in row order: (x, y) with targets, x alone without (for prediction); the
+    last batch holds the remaining rows (one device; see weighted_evaluation_dataset)."""
     codes, targets = _checked(codes, targets)
-    dataset = tf.data.Dataset.range(len(codes)).batch(batch_size).map(
-        _gather_rows(codes, targets, codes.shape[1]), num_parallel_calls=parallel_calls)
-    return _finish(dataset, prefetch)
+    num_rows = len(codes)
+    gather = _gather_rows(codes, targets, codes.shape[1], batch_size=batch_size)
+    steps = tf.data.Dataset.range(-(-num_rows // batch_size))
+    slices = steps.map(lambda step: (step, tf.constant(0, tf.int64),
+                                     tf.minimum(tf.constant(batch_size, tf.int64), num_rows - step * batch_size)))
+    drop_weight = (lambda x, y, weight: (x, y)) if targets is not None else (
+        lambda x, weight: x)
+    return _finish(slices.map(gather, num_parallel_calls=parallel_calls).map(drop_weight),
+                   prefetch)
+
+
+def weighted_evaluation_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int,
+                                input_context=None, parallel_calls=AUTOTUNE,
+                                prefetch=AUTOTUNE) -> tf.data.Dataset:
+    """(x, y, weight [batch]) in row order, padded to whole global batches.
+
+    Padding rows repeat row 0 with weight 0, so a loss or metric weighted by `weight` sees
+    every real row exactly once, and every replica gets batch_size / replicas rows of every
+    batch (none empty, none ragged) under any row count.
+    """
+    codes, targets = _checked(codes, targets)
+    if len(codes) == 0:
+        raise ValueError("the evaluation set is empty")
+    steps = tf.data.Dataset.range(-(-len(codes) // batch_size))
+    gather = _gather_rows(codes, targets, codes.shape[1], batch_size=batch_size)
+    return _finish(_slices(steps, batch_size, input_context).map(
+        gather, num_parallel_calls=parallel_calls), prefetch)
 
 
 def _checked(codes, targets):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+import keras
 import tensorflow as tf
 
 from dream_keras.training_config import ConfigurationError
@@ -70,3 +71,145 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     return resolver.task_type in ("chief", None) or (
         resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+# ---------------------------------------------------------------------------------------
+# Replicated steps with XLA inside each replica.
+#
+# Keras compiles its whole train step, `strategy.run` included, as one XLA program, and
+# XLA cannot span replicas ("Trying to access resource .../replica_1 ... from device
+# CPU:0"). Here each replica's forward and backward pass is one XLA program of its own
+# (a pure function of the weight VALUES, so it touches no mirrored variable), while the
+# cross-replica gradient sum, the optimizer update and the BatchNorm statistics update
+# stay outside XLA in the replica context, where tf.distribute does them.
+
+XLA_PER_REPLICA = "per_replica"
+XLA_WHOLE_STEP = "whole_step"
+XLA_OFF = "off"
+
+
+def replicated(strategy: tf.distribute.Strategy) -> bool:
+    """True for the strategies whose steps run through `install_replica_steps`."""
+    return isinstance(strategy, (tf.distribute.MirroredStrategy,
+                                 tf.distribute.MultiWorkerMirroredStrategy))
+
+
+def xla_mode(strategy, jit_compile: bool, synchronized_batchnorm: bool) -> tuple[str, str]:
+    """(mode, reason): how a run with these settings uses XLA."""
+    if not jit_compile:
+        return XLA_OFF, "--nojit_compile"
+    if not replicated(strategy):
+        return XLA_WHOLE_STEP, "one replica: Keras compiles the whole train step"
+    if synchronized_batchnorm and strategy.num_replicas_in_sync > 1:
+        return XLA_OFF, ("synchronised BatchNorm all-reduces its batch statistics inside "
+                         "the forward pass, which a per-replica XLA program cannot do; "
+                         "--nobatchnorm_sync compiles each replica with XLA")
+    return XLA_PER_REPLICA, "each replica's forward and backward pass is one XLA program"
+
+
+def _mean_squared_error(y, y_pred, weight):
+    """(weighted mean of (y - y_pred)^2 over the rows, sum of weights) in float32."""
+    squared = tf.reshape(tf.square(tf.cast(y, tf.float32) - tf.cast(y_pred, tf.float32)),
+                         [-1])
+    weight = tf.reshape(tf.cast(weight, tf.float32), [-1])
+    total = tf.reduce_sum(weight)
+    return tf.math.divide_no_nan(tf.reduce_sum(squared * weight), total), total
+
+
+def _unpack(data):
+    x, y, *rest = data
+    weight = rest[0] if rest else tf.ones(tf.shape(y)[:1], tf.float32)
+    return x, y, weight
+
+
+class ReplicaSteps:
+    """train_step / test_step / predict_step for a model under a replicated strategy.
+
+    The loss is the MSE of the replica's rows plus the weight penalties, divided by the
+    replica count before the gradient, so the summed gradient equals one device's on the
+    whole global batch. BatchNorm moving statistics are averaged over replicas after each
+    step, so every replica (and worker) holds the same model.
+    """
+
+    def __init__(self, model, *, jit_gradients: bool, jit_forward: bool):
+        self.model = model
+        # Without XLA they stay plain Python inside the replica function: a nested
+        # tf.function cannot hold synchronised BatchNorm's all-reduce (merge_call).
+        self.gradients = (tf.function(self._gradients, jit_compile=True) if jit_gradients
+                          else self._gradients)
+        self.forward = (tf.function(self._forward, jit_compile=True) if jit_forward
+                        else self._forward)
+
+    def install(self, *, train: bool) -> None:
+        """Replace the model's test and predict steps, and its train step with `train`.
+        Instance attributes: the model stays a plain functional keras.Model (its saved
+        file knows nothing of this)."""
+        if train:
+            self.model.train_step = self.train_step
+        self.model.test_step = self.test_step
+        self.model.predict_step = self.predict_step
+
+    def _state_mapping(self, trainable, non_trainable):
+        model = self.model
+        return (list(zip(model.trainable_variables, trainable))
+                + list(zip(model.non_trainable_variables, non_trainable)))
+
+    def _gradients(self, trainable, non_trainable, x, y, weight, loss_scale):
+        model = self.model
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            tape.watch(trainable)
+            with keras.StatelessScope(
+                    state_mapping=self._state_mapping(trainable, non_trainable)) as scope:
+                y_pred = model(x, training=True)
+                penalty = tf.add_n([tf.cast(p, tf.float32) for p in model.losses] or [0.0])
+            mse, _ = _mean_squared_error(y, y_pred, weight)
+            loss = mse + penalty
+            scaled = loss * loss_scale / replicas
+        gradients = tape.gradient(scaled, trainable)
+        new_state = [scope.get_current_value(v) for v in model.non_trainable_variables]
+        return loss, gradients, new_state, y_pred
+
+    def _forward(self, trainable, non_trainable, x):
+        model = self.model
+        with keras.StatelessScope(state_mapping=self._state_mapping(trainable,
+                                                                    non_trainable)):
+            y_pred = model(x, training=False)
+            penalty = tf.add_n([tf.cast(p, tf.float32) for p in model.losses] or [0.0])
+        return y_pred, penalty
+
+    def _values(self):
+        model = self.model
+        return ([tf.convert_to_tensor(v) for v in model.trainable_variables],
+                [tf.convert_to_tensor(v) for v in model.non_trainable_variables])
+
+    def train_step(self, data):
+        model = self.model
+        x, y, weight = _unpack(data)
+        trainable, non_trainable = self._values()
+        loss_scale = tf.cast(model.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+        loss, gradients, new_state, y_pred = self.gradients(
+            trainable, non_trainable, x, y, weight, loss_scale)
+        context = tf.distribute.get_replica_context()
+        for variable, value in zip(model.non_trainable_variables, new_state):
+            if variable.dtype in ("float32", "float16", "bfloat16", "float64"):
+                value = context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
+            variable.assign(value)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return self._update_metrics(loss, y, y_pred, weight)
+
+    def test_step(self, data):
+        x, y, weight = _unpack(data)
+        y_pred, penalty = self.forward(*self._values(), x)
+        mse, _ = _mean_squared_error(y, y_pred, weight)
+        return self._update_metrics(mse + penalty, y, y_pred, weight)
+
+    def predict_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        return self.forward(*self._values(), x)[0]
+
+    def _update_metrics(self, loss, y, y_pred, weight):
+        # The loss tracker is the one Keras' own steps update (a Mean weighted by rows):
+        # val_loss is the mean over real rows, padding (weight 0) left out.
+        self.model._loss_tracker.update_state(loss, sample_weight=tf.reduce_sum(weight))
+        return self.model.compute_metrics(None, y, y_pred, sample_weight=weight)

@@ -46,10 +46,13 @@ class MultiScaleConv(keras.layers.Layer):
     Each branch is Conv1D(filters, k, 'same') -> BatchNorm -> activation -> Conv1D(out, 1)
     -> BatchNorm -> activation; kernels carry an L2 penalty. Widths 15..30 bp let the
     branches see motifs and motif pairs at several scales before attention mixes them.
+    `batchnorm_sync`: under a tf.distribute strategy, batch statistics over the whole
+    global batch (all replicas) instead of each replica's share.
     """
 
     def __init__(self, filters=192, out_filters=96, kernel_sizes=(15, 20, 25, 30),
-                 activation="swish", kernel_initializer="he_normal", l2_weight=1e-3, **kwargs):
+                 activation="swish", kernel_initializer="he_normal", l2_weight=1e-3,
+                 batchnorm_sync=False, **kwargs):
         super().__init__(**kwargs)
         if not kernel_sizes:
             raise ValueError("kernel_sizes must name at least one convolution width")
@@ -59,6 +62,7 @@ class MultiScaleConv(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.l2_weight = float(l2_weight)
+        self.batchnorm_sync = bool(batchnorm_sync)
 
     def _conv(self, filters, kernel_size, name):
         return keras.layers.Conv1D(
@@ -67,7 +71,8 @@ class MultiScaleConv(keras.layers.Layer):
             kernel_regularizer=keras.regularizers.L2(self.l2_weight) if self.l2_weight else None)
 
     def _norm(self, name):
-        return keras.layers.BatchNormalization(name=name, dtype=self.dtype_policy)
+        return keras.layers.BatchNormalization(name=name, dtype=self.dtype_policy,
+                                               synchronized=self.batchnorm_sync)
 
     def build(self, input_shape):
         wide_shape = tuple(input_shape[:-1]) + (self.filters,)
@@ -105,6 +110,7 @@ class MultiScaleConv(keras.layers.Layer):
             "activation": keras.activations.serialize(self.activation),
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "l2_weight": self.l2_weight,
+            "batchnorm_sync": self.batchnorm_sync,
         }
 
 

@@ -15,9 +15,12 @@ METRIC_NAMES = {
     "n": "number of rows (or pairs) scored",
     "mse": "mean squared error (standardised targets); history.csv: loss / val_loss",
     "r2": "coefficient of determination 1 - SSE/SST",
-    "pearson": "Pearson r over the whole set (history.csv: val_pearson)",
+    "pearson": "Pearson r over the whole set (history.csv: val_pearson; pearson = the "
+               "epoch's training rows, in training mode)",
     "pearson_r2": "Pearson r squared (history.csv: val_pearson_r2; the DREAM Pearson score)",
-    "spearman": "Spearman rho over the whole set (history.csv: val_spearman)",
+    "spearman": "Spearman rho over the whole set (metrics.json, dream_score.json; not in "
+                "history.csv: ranks need every prediction, which training's streaming "
+                "metric does not keep)",
 }
 
 

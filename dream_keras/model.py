@@ -12,6 +12,7 @@ import inspect
 import keras
 
 from dream_keras import optimizers  # noqa: F401  (registers TF2RMSprop for compiled loads)
+from dream_keras import streaming_metrics  # noqa: F401  (registers PearsonR, likewise)
 from dream_keras.layers import MultiScaleConv, TransformerBlock
 
 MODEL_NAME = "dream_madlab"
@@ -38,6 +39,7 @@ def build_model(
     lstm_activation: str = "swish",
     l2_weight: float = 1e-3,
     freeze_transformer: bool = False,
+    batchnorm_sync: bool = True,
     dtype=None,
 ) -> keras.Model:
     """The expression model: one-hot [B, seq_len, 4] -> standardised expression [B, 1].
@@ -56,7 +58,8 @@ def build_model(
     x = MultiScaleConv(filters=conv_filters, out_filters=conv_out_filters,
                        kernel_sizes=conv_kernel_sizes, activation=conv_activation,
                        kernel_initializer="he_normal", l2_weight=l2_weight,
-                       name="multi_scale_conv", dtype=dtype)(sequence)
+                       batchnorm_sync=batchnorm_sync, name="multi_scale_conv",
+                       dtype=dtype)(sequence)
     for index in range(num_transformer_blocks):
         x = TransformerBlock(num_heads=num_heads, key_size=key_size, value_size=value_size,
                              attention_dropout=attention_dropout,
@@ -122,6 +125,11 @@ MODEL_ARGUMENT_HELP = {
     "freeze_transformer": "The notebook's bug, for comparison only: attention and feed-forward "
                           "weights frozen at their initialisation (attention adds exactly 0), "
                           "as the original effectively trained.",
+    "batchnorm_sync": "BatchNorm statistics over the whole global batch when training on "
+                      "several replicas (results independent of the replica count); "
+                      "--nobatchnorm_sync keeps per-replica statistics, as the original's 8 "
+                      "TPU cores did (128 rows each), and lets XLA compile each replica's "
+                      "step (see docs/multi_device.md).",
 }
 
 

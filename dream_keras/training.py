@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 
@@ -18,14 +17,17 @@ import tensorflow as tf
 from absl import logging
 
 from dream_keras import run_directory as rundir
-from dream_keras.callbacks import (PearsonCallback, ResumableEarlyStopping, best_epoch,
-                                   read_history, truncate_history)
-from dream_keras.dataset import evaluation_dataset, training_dataset
-from dream_keras.distribute import is_chief, make_strategy, split_cpu
+from dream_keras.callbacks import (ChiefBackupReader, EpochSummary, ResumableEarlyStopping,
+                                   best_epoch, read_history, truncate_history)
+from dream_keras.dataset import (check_replica_batch, training_dataset,
+                                 weighted_evaluation_dataset)
+from dream_keras.distribute import (XLA_OFF, XLA_WHOLE_STEP, ReplicaSteps, is_chief,
+                                    make_strategy, replicated, split_cpu, xla_mode)
 from dream_keras.data.training_data import ensure_train_file, load_training_rows
 from dream_keras.errors import ConfigurationError
 from dream_keras.model import MODEL_DEFAULTS, build_model
 from dream_keras.optimizers import make_optimizer
+from dream_keras.streaming_metrics import pearson_metrics
 from dream_keras.training_config import TrainingConfig
 from dream_keras.version import __version__
 
@@ -45,14 +47,6 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _backup_dir(output_dir: str, strategy) -> str:
-    if is_chief(strategy):
-        return os.path.join(output_dir, rundir.BACKUP_DIR)
-    # Other workers back up privately; only the chief writes the run's files.
-    worker = strategy.cluster_resolver.task_id
-    return os.path.join(output_dir, f"{rundir.BACKUP_DIR}-worker{worker}")
-
-
 def _resumed_epoch(backup_dir: str) -> int:
     path = os.path.join(backup_dir, "training_metadata.json")
     if not os.path.isfile(path):
@@ -61,18 +55,35 @@ def _resumed_epoch(backup_dir: str) -> int:
         return int(json.load(handle).get("epoch", 0))
 
 
-def _callbacks(config, rows, strategy, resumed_epoch) -> list:
+def _history_so_far(path: str, resumed_epoch: int, chief: bool) -> list[dict]:
+    """The epochs a resumed run keeps; only the chief rewrites history.csv."""
+    if not resumed_epoch:
+        return []
+    if chief:
+        return truncate_history(path, resumed_epoch)
+    return [row for row in read_history(path) if row["epoch"] < resumed_epoch]
+
+
+def _callbacks(config, strategy, resumed_epoch) -> list:
     out = config.output_dir
+    chief = is_chief(strategy)
     history_path = os.path.join(out, rundir.HISTORY_FILE)
-    history = truncate_history(history_path, resumed_epoch) if resumed_epoch else []
+    history = _history_so_far(history_path, resumed_epoch, chief)
     prior_best = best_epoch(history)
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     callbacks = [
-        PearsonCallback(rows.validation_codes, rows.validation_targets, config.batch_size),
+        EpochSummary(),
         keras.callbacks.TerminateOnNaN(),
-        ResumableEarlyStopping(history, monitor="val_pearson",
+        ResumableEarlyStopping(history, strategy=strategy if multi_worker else None,
+                               chief=chief, monitor="val_pearson",
                                patience=config.early_stopping_patience),
     ]
-    if is_chief(strategy):
+    backup = os.path.join(out, rundir.BACKUP_DIR)
+    if not chief:
+        # Restores from the chief's backup (every worker resumes at the same epoch) and
+        # writes nothing: only the chief writes the run's files.
+        return callbacks + [ChiefBackupReader(backup)]
+    if chief:
         callbacks += [
             keras.callbacks.ModelCheckpoint(
                 os.path.join(out, rundir.MODEL_FILE), monitor="val_pearson", mode="max",
@@ -82,8 +93,7 @@ def _callbacks(config, rows, strategy, resumed_epoch) -> list:
             keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
         ]
     # Last, so an epoch is backed up only after everything above has recorded it.
-    callbacks.append(keras.callbacks.BackupAndRestore(_backup_dir(out, strategy),
-                                                      double_checkpoint=True))
+    callbacks.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))
     return callbacks
 
 
@@ -92,6 +102,10 @@ def train(config: TrainingConfig) -> dict:
     split_cpu(config.cpu_devices)
     strategy = make_strategy(config.strategy)  # first: multi-worker needs a fresh runtime
     chief = is_chief(strategy)
+    try:
+        check_replica_batch(config.batch_size, strategy.num_replicas_in_sync)
+    except ValueError as error:
+        raise ConfigurationError(f"--batch_size: {error}") from None
     ensure_train_file(config)  # a missing file stops the run before it touches output_dir
     identity = config.run_identity()
     resuming = (rundir.claim_output_dir(config.output_dir, identity, config.overwrite)
@@ -99,8 +113,57 @@ def train(config: TrainingConfig) -> dict:
     _seed_everything(config.seed)
     model_config = {**MODEL_DEFAULTS, **config.model}
     rows = load_training_rows(config, model_config["seq_len"])
-    policy = DTYPE_POLICIES[config.mixed_precision]
+    if len(rows.train_codes) < config.batch_size:
+        raise ConfigurationError(f"{len(rows.train_codes)} training rows cannot fill one "
+                                 f"batch of --batch_size={config.batch_size}")
     steps_per_epoch = config.resolved_steps_per_epoch(len(rows.train_codes))
+    model, xla, xla_reason = compiled_model(config, strategy)
+    record = {
+        "status": "running", "identity": identity, "flags": config.to_json(),
+        "command": sys.argv, "versions": _versions(), "seed": config.seed,
+        "data": rows.summary, "num_replicas_in_sync": strategy.num_replicas_in_sync,
+        "parameters": model.count_params(), "steps_per_epoch": steps_per_epoch,
+        "xla": {"train_step": xla, "reason": xla_reason},
+    }
+    if chief:
+        rows.scaler.save(os.path.join(config.output_dir, rundir.SCALER_FILE))
+        rundir.write_run_record(config.output_dir, record)
+    # Every worker resumes from the chief's backup, so all start at the same epoch.
+    backup = os.path.join(config.output_dir, rundir.BACKUP_DIR)
+    resumed_epoch = _resumed_epoch(backup) if resuming else 0
+    if resumed_epoch:
+        logging.info("resuming %s at epoch %d", config.output_dir, resumed_epoch + 1)
+    train_batches, validation_batches = datasets(config, rows, strategy,
+                                                 resumed_epoch * steps_per_epoch)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Private Keras internals, imported only on this path (behind a version check).
+        from dream_keras import multi_worker_fixes
+
+        multi_worker_fixes.reduce_scalar_logs_without_axis()
+        multi_worker_fixes.build_from_local_batch(
+            model, _train_dataset(config, rows, 0, None).take(1), strategy)
+    started = time.time()
+    model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
+              steps_per_epoch=steps_per_epoch,
+              callbacks=_callbacks(config, strategy, resumed_epoch),
+              shuffle=False,  # the dataset shuffles itself, seeded
+              verbose=2 if not sys.stdout.isatty() else "auto")
+    record["train_seconds_this_process"] = round(time.time() - started, 1)
+    if chief:
+        record.update(_outcome(config, model))
+        rundir.write_run_record(config.output_dir, record)
+    return record
+
+
+def compiled_model(config: TrainingConfig, strategy) -> tuple[keras.Model, str, str]:
+    """(model, XLA mode, reason): the model compiled in the strategy's scope, with the
+    replicated steps where they apply (see distribute.ReplicaSteps). Logs once when
+    --jit_compile cannot be honoured for the train step."""
+    model_config = {**MODEL_DEFAULTS, **config.model}
+    policy = DTYPE_POLICIES[config.mixed_precision]
+    xla, xla_reason = xla_mode(strategy, config.jit_compile, model_config["batchnorm_sync"])
+    if config.jit_compile and xla == XLA_OFF:
+        logging.warning("XLA is off for the train step: %s", xla_reason)
     with strategy.scope():
         try:
             model = build_model(**model_config, dtype=policy)
@@ -108,49 +171,47 @@ def train(config: TrainingConfig) -> dict:
             raise ConfigurationError(f"model settings: {error}") from None
         optimizer = make_optimizer(config.optimizer, config.learning_rate, config.clipnorm,
                                    loss_scaling=policy == "mixed_float16")
-        model.compile(optimizer=optimizer, loss="mse",
-                      jit_compile=config.jit_compile,
+        # Keras compiles the whole step with XLA only on one replica; replicated steps
+        # compile each replica's part themselves.
+        model.compile(optimizer=optimizer, loss="mse", weighted_metrics=pearson_metrics(),
+                      jit_compile=xla == XLA_WHOLE_STEP,
                       steps_per_execution=config.steps_per_execution)
-    record = {
-        "status": "running", "identity": identity, "flags": config.to_json(),
-        "command": sys.argv, "versions": _versions(), "seed": config.seed,
-        "data": rows.summary, "num_replicas_in_sync": strategy.num_replicas_in_sync,
-        "parameters": model.count_params(), "steps_per_epoch": steps_per_epoch,
-    }
-    if chief:
-        rows.scaler.save(os.path.join(config.output_dir, rundir.SCALER_FILE))
-        rundir.write_run_record(config.output_dir, record)
-    resumed_epoch = _resumed_epoch(_backup_dir(config.output_dir, strategy)) if resuming else 0
-    if resumed_epoch:
-        logging.info("resuming %s at epoch %d", config.output_dir, resumed_epoch + 1)
+    # Validation (and prediction) never update BatchNorm statistics, so their forward
+    # pass compiles per replica even when the train step cannot.
+    steps = ReplicaSteps(model, jit_gradients=xla != XLA_OFF,
+                         jit_forward=config.jit_compile and xla != XLA_WHOLE_STEP)
+    steps.install(train=replicated(strategy))
+    return model, xla, xla_reason
+
+
+def _train_dataset(config, rows, start_step: int, input_context):
     parallel = tf.data.AUTOTUNE if config.data_parallel_calls < 0 else config.data_parallel_calls
     prefetch = tf.data.AUTOTUNE if config.prefetch_batches < 0 else config.prefetch_batches
-    train_batches = training_dataset(
+    return training_dataset(
         rows.train_codes, rows.train_targets, batch_size=config.batch_size, seed=config.seed,
         repeat=True, reverse_complement_augment=config.augment_reverse_complement,
-        parallel_calls=parallel, prefetch=prefetch)
-    validation_batches = evaluation_dataset(rows.validation_codes, rows.validation_targets,
-                                            batch_size=config.batch_size,
-                                            parallel_calls=parallel, prefetch=prefetch)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        # Private Keras internals, imported only on this path (behind a version check).
-        from dream_keras import multi_worker_fixes
+        start_step=start_step, input_context=input_context, parallel_calls=parallel,
+        prefetch=prefetch)
 
-        multi_worker_fixes.reduce_scalar_logs_without_axis()
-        multi_worker_fixes.build_from_local_batch(model, train_batches, strategy)
-    started = time.time()
-    model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
-              steps_per_epoch=steps_per_epoch,
-              callbacks=_callbacks(config, rows, strategy, resumed_epoch),
-              shuffle=False,  # the dataset shuffles itself, seeded
-              verbose=2 if not sys.stdout.isatty() else "auto")
-    record["train_seconds_this_process"] = round(time.time() - started, 1)
-    if chief:
-        record.update(_outcome(config, model))
-        rundir.write_run_record(config.output_dir, record)
-    else:
-        shutil.rmtree(_backup_dir(config.output_dir, strategy), ignore_errors=True)
-    return record
+
+def datasets(config: TrainingConfig, rows, strategy, start_step: int = 0):
+    """(training, validation) batches from global step `start_step`; under a replicated
+    strategy each worker builds only its own replicas' slices of every global batch."""
+    parallel = tf.data.AUTOTUNE if config.data_parallel_calls < 0 else config.data_parallel_calls
+    prefetch = tf.data.AUTOTUNE if config.prefetch_batches < 0 else config.prefetch_batches
+
+    def train_fn(input_context=None):
+        return _train_dataset(config, rows, start_step, input_context)
+
+    def validation_fn(input_context=None):
+        return weighted_evaluation_dataset(
+            rows.validation_codes, rows.validation_targets, batch_size=config.batch_size,
+            input_context=input_context, parallel_calls=parallel, prefetch=prefetch)
+
+    if not replicated(strategy):
+        return train_fn(), validation_fn()
+    return (strategy.distribute_datasets_from_function(train_fn),
+            strategy.distribute_datasets_from_function(validation_fn))
 
 
 def _outcome(config: TrainingConfig, model: keras.Model) -> dict:

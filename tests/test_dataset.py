@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dream_keras.dataset import evaluation_dataset, training_dataset
+from dream_keras.dataset import (evaluation_dataset, pass_rows, training_dataset,
+                                 weighted_evaluation_dataset)
 from dream_keras.data.sequences import encode, one_hot
 
 
@@ -28,16 +29,100 @@ def test_training_batches_shapes_dtypes_and_one_hot(rows):
         np.testing.assert_array_equal(one_x, one_hot(codes[source]))
 
 
-def test_every_row_once_per_epoch_and_reshuffled(rows):
+def _targets_of(dataset):
+    return [y.numpy()[:, 0] for _, y in dataset]
+
+
+def test_each_pass_is_full_batches_of_distinct_rows_reshuffled(rows):
+    codes, targets = rows  # 103 rows, batch 10: 10 full batches a pass, 3 rows left out
+    stream = _targets_of(training_dataset(codes, targets, batch_size=10, seed=5,
+                                          repeat=True).take(30))
+    assert {len(batch) for batch in stream} == {10}
+    passes = [np.concatenate(stream[i:i + 10]) for i in (0, 10, 20)]
+    for seen in passes:
+        assert len(set(seen)) == 100 and set(seen) <= set(targets)
+    assert (passes[0] != passes[1]).any()
+    # Different rows wait for a later pass each time: 3 passes leave out different rows.
+    left_out = [set(targets) - set(seen) for seen in passes]
+    assert left_out[0] != left_out[1] or left_out[1] != left_out[2]
+    again = _targets_of(training_dataset(codes, targets, batch_size=10, seed=5,
+                                         repeat=True).take(30))
+    np.testing.assert_array_equal(np.concatenate(again), np.concatenate(stream))
+    other_seed = _targets_of(training_dataset(codes, targets, batch_size=10, seed=6).take(10))
+    assert (np.concatenate(other_seed) != passes[0]).any()
+
+
+def test_a_stream_started_at_step_k_is_the_uninterrupted_stream_from_k(rows):
     codes, targets = rows
-    dataset = training_dataset(codes, targets, batch_size=10, seed=5)
-    epochs = [np.concatenate([y.numpy()[:, 0] for _, y in dataset]) for _ in range(2)]
-    for seen in epochs:
-        np.testing.assert_array_equal(np.sort(seen), np.sort(targets))
-    assert (epochs[0] != epochs[1]).any()
-    repeated = [np.concatenate([y.numpy()[:, 0] for _, y in training_dataset(
-        codes, targets, batch_size=10, seed=5)]) for _ in range(1)]
-    np.testing.assert_array_equal(repeated[0], epochs[0])  # same seed, same order
+    whole = _targets_of(training_dataset(codes, targets, batch_size=10, seed=2, repeat=True,
+                                         reverse_complement_augment=True).take(25))
+    for start in (1, 10, 13):
+        resumed = training_dataset(codes, targets, batch_size=10, seed=2, repeat=True,
+                                   reverse_complement_augment=True, start_step=start)
+        resumed_x = [x.numpy() for x, _ in resumed.take(25 - start)]
+        np.testing.assert_array_equal(np.concatenate(_targets_of(resumed.take(25 - start))),
+                                      np.concatenate(whole[start:]))
+        first = next(iter(training_dataset(codes, targets, batch_size=10, seed=2,
+                                           repeat=True, reverse_complement_augment=True)
+                          .skip(start).take(1)))[0].numpy()
+        np.testing.assert_array_equal(resumed_x[0], first)  # the same strands too
+
+
+def test_pass_rows_is_a_permutation_of_every_size():
+    for num_rows in (1, 2, 3, 7, 64, 103, 4097, 100_003):
+        for pass_index in (0, 1):
+            order = pass_rows(np.arange(num_rows), num_rows, seed=9, pass_index=pass_index)
+            np.testing.assert_array_equal(np.sort(order), np.arange(num_rows))
+    a, b = (pass_rows(np.arange(1000), 1000, seed=9, pass_index=p) for p in (0, 1))
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.1 and abs(np.corrcoef(np.arange(1000), a)[0, 1]) < 0.1
+
+
+def test_each_worker_gathers_only_its_replicas_slices(rows):
+    codes, targets = rows
+    whole = _targets_of(training_dataset(codes, targets, batch_size=12, seed=4).take(3))
+    for workers, replicas in ((1, 3), (2, 4), (3, 3)):
+        shares = []
+        for worker in range(workers):
+            context = tf.distribute.InputContext(num_input_pipelines=workers,
+                                                 input_pipeline_id=worker,
+                                                 num_replicas_in_sync=replicas)
+            shares.append(_targets_of(training_dataset(codes, targets, batch_size=12,
+                                                       seed=4, input_context=context)
+                                      .take(3 * replicas // workers)))
+        local = replicas // workers
+        for step, batch in enumerate(whole):
+            slices = [shares[w][step * local + r] for w in range(workers) for r in range(local)]
+            assert {len(s) for s in slices} == {12 // replicas}
+            np.testing.assert_array_equal(np.concatenate(slices), batch)
+
+
+def test_batch_not_divisible_by_replicas_is_refused(rows):
+    codes, targets = rows
+    context = tf.distribute.InputContext(num_replicas_in_sync=3)
+    with pytest.raises(ValueError, match="multiple of the 3 replicas"):
+        training_dataset(codes, targets, batch_size=10, seed=0, input_context=context)
+
+
+def test_weighted_evaluation_covers_every_row_once_under_any_replica_count(rows):
+    codes, targets = rows  # 103 rows: divisible by neither the batch nor the replicas
+    for replicas, batch in ((1, 8), (2, 8), (3, 12), (4, 8)):
+        seen, weights, sizes = [], [], set()
+        for worker in range(2 if replicas % 2 == 0 else 1):
+            pipelines = 2 if replicas % 2 == 0 else 1
+            context = tf.distribute.InputContext(num_input_pipelines=pipelines,
+                                                 input_pipeline_id=worker,
+                                                 num_replicas_in_sync=replicas)
+            for x, y, weight in weighted_evaluation_dataset(codes, targets, batch_size=batch,
+                                                            input_context=context):
+                sizes.add(len(weight))
+                assert x.shape[0] == len(weight) == y.shape[0]
+                seen.append(y.numpy()[:, 0])
+                weights.append(weight.numpy())
+        seen, weights = np.concatenate(seen), np.concatenate(weights)
+        assert sizes == {batch // replicas}  # no replica empty or ragged
+        np.testing.assert_array_equal(np.sort(seen[weights == 1]), np.sort(targets))
+        assert set(np.unique(weights)) == {0.0, 1.0}
+        assert (weights == 0).sum() == -(-103 // batch) * batch - 103
 
 
 def test_repeat_is_endless(rows):
@@ -60,14 +145,19 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from dream_keras.dataset import training_dataset
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-codes = np.random.default_rng(0).integers(0, 5, size=(40, 12)).astype(np.uint8)
-dataset = training_dataset(codes, np.arange(40, dtype=np.float32), batch_size=8, seed=0)
-seen = []
-for x, y in strategy.experimental_distribute_dataset(dataset):
+codes = np.random.default_rng(0).integers(0, 5, size=(43, 12)).astype(np.uint8)
+targets = np.arange(43, dtype=np.float32)
+whole = [y.numpy()[:, 0] for _, y in training_dataset(codes, targets, batch_size=8, seed=0)]
+dataset = strategy.distribute_datasets_from_function(lambda context: training_dataset(
+    codes, targets, batch_size=8, seed=0, input_context=context))
+steps = 0
+for (x, y), batch in zip(dataset, whole):
     parts = strategy.experimental_local_results(y)
     assert [tuple(p.shape) for p in parts] == [(4, 1), (4, 1)], parts
-    seen += [v for p in parts for v in p.numpy()[:, 0]]
-assert sorted(seen) == list(range(40)), seen
+    assert [p.device.endswith(f"CPU:{i}") for i, p in enumerate(parts)] == [True, True]
+    assert list(np.concatenate([p.numpy()[:, 0] for p in parts])) == list(batch)
+    steps += 1
+assert steps == 5, steps
 print("ok")
 """
 
