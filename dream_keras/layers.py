@@ -175,6 +175,21 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         x = ops.reshape(x, (-1, x.shape[1], self.num_heads, size))
         return ops.transpose(x, (0, 2, 1, 3))
 
+    def _relative_logits(self, queries, r):
+        """Position logits [B, H, T, T]: queries [B, H, T, K] (r_r_bias added) against r
+        [2T-1, H, K], the projection for each distance; entry (i, j) uses distance j - i.
+
+        r is the same for every sequence, so it is gathered once per batch into a [T, T, H, K]
+        query-by-key table and contracted with the queries directly: the same products as
+        Transformer-XL's [B, H, T, 2T-1] logits followed by the relative shift, without the
+        T-1 unused distances per query or moving that tensor through pad/reshape/slice
+        (~20 % of the attention's time on CPU; benchmarks/step_breakdown_bench.py).
+        einsum, not a batched matmul against a broadcast r: the gradient of a batched matmul
+        whose batch dimension broadcasts segfaults with oneDNN on CPU in graph mode.
+        """
+        r_pairs = ops.take(r, self.distance_index, axis=0)  # [T, T, H, K]
+        return ops.einsum("bhik,ijhk->bhij", queries, r_pairs)
+
     def call(self, inputs, training=None):
         q = self._split_heads(ops.matmul(inputs, self.q_kernel), self.key_size)
         k = self._split_heads(ops.matmul(inputs, self.k_kernel), self.key_size)
@@ -187,15 +202,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         features = self.positional_dropout_layer(features, training=training)
         r = ops.reshape(ops.matmul(features, self.r_k_kernel),
                         (-1, self.num_heads, self.key_size))  # [2T-1, H, K]
-        # r is the same for every sequence, so gather it once per batch into a [T, T, H, K]
-        # query-by-key table (r_pairs[i, j] = r of distance j - i) and contract with q
-        # directly: the same products as Transformer-XL's [B, H, T, 2T-1] logits followed by
-        # the relative shift, without computing the T-1 unused distances per query or moving
-        # that tensor through pad/reshape/slice (~20 % of the attention's time on CPU).
-        # einsum, not a batched matmul against a broadcast r: the gradient of a batched
-        # matmul whose batch dimension broadcasts segfaults with oneDNN on CPU in graph mode.
-        r_pairs = ops.take(r, self.distance_index, axis=0)  # [T, T, H, K]
-        relative_logits = ops.einsum("bhik,ijhk->bhij", q + self.r_r_bias, r_pairs)
+        relative_logits = self._relative_logits(q + self.r_r_bias, r)
 
         # Softmax in float32: float16 logits of a sharp attention map would overflow in exp.
         logits = ops.cast(content_logits + relative_logits, "float32")

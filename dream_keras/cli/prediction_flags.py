@@ -25,7 +25,8 @@ def define_prediction_flags(*, chunk_rows_help: str,
             "model", None, "The trained model: RUN/model.keras (or the run directory RUN); "
             "RUN/target_scaler.json must sit beside it."),
         batch_size=flags.DEFINE_integer(
-            "batch_size", DEFAULT_BATCH_SIZE, "Sequences per prediction batch.",
+            "batch_size", DEFAULT_BATCH_SIZE, "Sequences per prediction batch: the compiled "
+            "model's fixed batch shape (the last batch is padded); see docs/scoring.md.",
             lower_bound=1),
         chunk_rows=flags.DEFINE_integer("chunk_rows", DEFAULT_CHUNK_ROWS, chunk_rows_help,
                                         lower_bound=1),
