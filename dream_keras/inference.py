@@ -112,10 +112,13 @@ def compiled_forward(model: keras.Model, batch_size: int, *, both_strands: bool 
     functions = _COMPILED.setdefault(model, {})
     if key not in functions:
         spec = tf.TensorSpec([batch_size, model_seq_len(model)], tf.uint8)
+        # A weak reference: the cached function must not keep its cache key (the model)
+        # alive, or the cache would hold every model a process ever scored.
+        model_ref = weakref.ref(model)
 
         def outputs(codes):  # [rows, L] uint8 -> [rows] float32
             one_hot = tf.one_hot(tf.cast(codes, tf.int32), depth=4, dtype=tf.float32)
-            return tf.cast(tf.reshape(model(one_hot, training=False), [-1]), tf.float32)
+            return tf.cast(tf.reshape(model_ref()(one_hot, training=False), [-1]), tf.float32)
 
         if both_strands:
             def forward(codes, reverse_codes):

@@ -97,6 +97,22 @@ def test_compiled_forward_is_traced_once_and_padding_changes_nothing(run, sequen
                                standardised, atol=1e-5)
 
 
+def test_the_compiled_forward_cache_does_not_keep_models_alive():
+    import gc
+    import weakref
+
+    import dream_keras
+    from tests.saved_run import SMALL_MODEL
+
+    model = dream_keras.build_model(**SMALL_MODEL)
+    predict_codes(model, np.full((3, 110), 4, np.uint8))
+    assert len(inference._COMPILED[model]) == 1
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
+
+
 def test_strand_average_is_one_call_over_both_strands(run, sequences):
     model, _ = run
     codes, reverse_codes = encode_strands(sequences, 110, True)
