@@ -16,6 +16,7 @@ import os
 import platform
 
 import _common  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+import fit_bench
 import pipeline_bench
 import predict_bench
 import prepare_bench
@@ -71,10 +72,15 @@ def main():
                              "bench` to a few minutes on 2 cores).")
     parser.add_argument("--train_steps", type=int, default=2,
                         help="Timed train steps per setting (fastest kept).")
-    parser.add_argument("--pipeline_rows", type=int, default=200_000,
-                        help="Rows of the cache the pipeline benchmark reads.")
-    parser.add_argument("--pipeline_batches", type=int, default=200,
+    parser.add_argument("--pipeline_rows", type=int, default=5_000_000,
+                        help="Rows of the code array the pipeline benchmark reads (the "
+                             "targets are stated at 5M, the DREAM training set's size).")
+    parser.add_argument("--pipeline_batches", type=int, default=300,
                         help="Batches timed per pipeline setting.")
+    parser.add_argument("--fit_batch_sizes", default="256,1024,4096",
+                        help="Global batches of the end-to-end fit benchmark.")
+    parser.add_argument("--fit_steps", type=int, default=2,
+                        help="Steps per timed fit epoch.")
     parser.add_argument("--predict_rows", type=int, default=20_000,
                         help="Sequences predict_file reads (the 71,103 figure is scaled "
                              "from the rate).")
@@ -92,8 +98,11 @@ def main():
     train_rate = next(f.value for f in train_figures
                       if f.key == "train_float32_sequences_per_second")
     print("== pipeline", flush=True)
-    figures += pipeline_bench.run(args.pipeline_rows, args.pipeline_batches, args.bench_dir,
-                                  train_rate, args.train_batch_size)
+    figures += pipeline_bench.run(args.pipeline_rows, args.pipeline_batches, train_rate,
+                                  args.train_batch_size)
+    print("== fit (one device, 2 logical replicas)", flush=True)
+    figures += fit_bench.run([int(b) for b in args.fit_batch_sizes.split(",")],
+                             args.fit_steps)
     print("== predict", flush=True)
     figures += predict_bench.run(args.predict_rows, args.bench_dir)
     settings = {key: value for key, value in vars(args).items() if key != "bench_dir"}

@@ -226,19 +226,29 @@ def evaluation_dataset(codes: np.ndarray, targets: np.ndarray | None = None, *,
                    prefetch)
 
 
+def evaluation_steps(num_rows: int, batch_size: int) -> int:
+    """Global batches of one weighted evaluation pass (the last one padded)."""
+    return -(-num_rows // batch_size)
+
+
 def weighted_evaluation_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int,
-                                input_context=None, parallel_calls=AUTOTUNE,
+                                input_context=None, repeat: bool = False,
+                                parallel_calls=AUTOTUNE,
                                 prefetch=AUTOTUNE) -> tf.data.Dataset:
     """(x, y, weight [batch]) in row order, padded to whole global batches.
 
     Padding rows repeat row 0 with weight 0, so a loss or metric weighted by `weight` sees
     every real row exactly once, and every replica gets batch_size / replicas rows of every
-    batch (none empty, none ragged) under any row count.
+    batch (none empty, none ragged) under any row count. `repeat`: the same pass again
+    and again (read `evaluation_steps` batches per evaluation: a distributed dataset has
+    no length Keras could stop at).
     """
     codes, targets = _checked(codes, targets)
     if len(codes) == 0:
         raise ValueError("the evaluation set is empty")
-    steps = tf.data.Dataset.range(-(-len(codes) // batch_size))
+    steps = tf.data.Dataset.range(evaluation_steps(len(codes), batch_size))
+    if repeat:
+        steps = steps.repeat()
     gather = _gather_rows(codes, targets, codes.shape[1], batch_size=batch_size)
     return _finish(_slices(steps, batch_size, input_context).map(
         gather, num_parallel_calls=parallel_calls), prefetch)

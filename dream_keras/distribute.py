@@ -1,4 +1,6 @@
-"""Choosing the tf.distribute strategy, and splitting the CPU into logical devices."""
+"""Choosing the tf.distribute strategy, splitting the CPU into logical devices, and the
+replicated train / test / predict steps that compile each replica with XLA
+(docs/multi_device.md)."""
 from __future__ import annotations
 
 import json
@@ -135,10 +137,14 @@ class ReplicaSteps:
         self.model = model
         # Without XLA they stay plain Python inside the replica function: a nested
         # tf.function cannot hold synchronised BatchNorm's all-reduce (merge_call).
-        self.gradients = (tf.function(self._gradients, jit_compile=True) if jit_gradients
-                          else self._gradients)
-        self.forward = (tf.function(self._forward, jit_compile=True) if jit_forward
-                        else self._forward)
+        # Never autograph-converted: they have no tensor-dependent Python control flow
+        # (and under the multi-worker strategy autograph once resolved `forward` to the
+        # converted `_gradients`).
+        plain = tf.autograph.experimental.do_not_convert
+        self.gradients = (tf.function(self._gradients, jit_compile=True, autograph=False)
+                          if jit_gradients else plain(self._gradients))
+        self.forward = (tf.function(self._forward, jit_compile=True, autograph=False)
+                        if jit_forward else plain(self._forward))
 
     def install(self, *, train: bool) -> None:
         """Replace the model's test and predict steps, and its train step with `train`.

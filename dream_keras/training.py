@@ -1,7 +1,9 @@
 """A training run: strategy, model and optimizer in its scope, callbacks, fit, run.json.
 
 Killed at any moment, the same command resumes from the last epoch backup
-(BackupAndRestore), continuing history.csv and the best-model and early-stopping state.
+(BackupAndRestore), continuing history.csv and the best-model and early-stopping state,
+and the data stream at the step where that epoch ended. Several replicas and workers:
+docs/multi_device.md (XLA per replica, full replica-split batches, chief-only files).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from absl import logging
 from dream_keras import run_directory as rundir
 from dream_keras.callbacks import (ChiefBackupReader, EpochSummary, ResumableEarlyStopping,
                                    best_epoch, read_history, truncate_history)
-from dream_keras.dataset import (check_replica_batch, training_dataset,
+from dream_keras.dataset import (check_replica_batch, evaluation_steps, training_dataset,
                                  weighted_evaluation_dataset)
 from dream_keras.distribute import (XLA_OFF, XLA_WHOLE_STEP, ReplicaSteps, is_chief,
                                     make_strategy, replicated, split_cpu, xla_mode)
@@ -83,15 +85,14 @@ def _callbacks(config, strategy, resumed_epoch) -> list:
         # Restores from the chief's backup (every worker resumes at the same epoch) and
         # writes nothing: only the chief writes the run's files.
         return callbacks + [ChiefBackupReader(backup)]
-    if chief:
-        callbacks += [
-            keras.callbacks.ModelCheckpoint(
-                os.path.join(out, rundir.MODEL_FILE), monitor="val_pearson", mode="max",
-                save_best_only=True,
-                initial_value_threshold=prior_best["val_pearson"] if prior_best else None),
-            keras.callbacks.CSVLogger(history_path, append=resumed_epoch > 0),
-            keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
-        ]
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(out, rundir.MODEL_FILE), monitor="val_pearson", mode="max",
+            save_best_only=True,
+            initial_value_threshold=prior_best["val_pearson"] if prior_best else None),
+        keras.callbacks.CSVLogger(history_path, append=resumed_epoch > 0),
+        keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
+    ]
     # Last, so an epoch is backed up only after everything above has recorded it.
     callbacks.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))
     return callbacks
@@ -133,8 +134,8 @@ def train(config: TrainingConfig) -> dict:
     resumed_epoch = _resumed_epoch(backup) if resuming else 0
     if resumed_epoch:
         logging.info("resuming %s at epoch %d", config.output_dir, resumed_epoch + 1)
-    train_batches, validation_batches = datasets(config, rows, strategy,
-                                                 resumed_epoch * steps_per_epoch)
+    train_batches, validation_batches, validation_steps = datasets(
+        config, rows, strategy, resumed_epoch * steps_per_epoch)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Private Keras internals, imported only on this path (behind a version check).
         from dream_keras import multi_worker_fixes
@@ -144,7 +145,7 @@ def train(config: TrainingConfig) -> dict:
             model, _train_dataset(config, rows, 0, None).take(1), strategy)
     started = time.time()
     model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
-              steps_per_epoch=steps_per_epoch,
+              steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
               callbacks=_callbacks(config, strategy, resumed_epoch),
               shuffle=False,  # the dataset shuffles itself, seeded
               verbose=2 if not sys.stdout.isatty() else "auto")
@@ -152,6 +153,8 @@ def train(config: TrainingConfig) -> dict:
     if chief:
         record.update(_outcome(config, model))
         rundir.write_run_record(config.output_dir, record)
+    else:
+        record["status"] = "worker finished (the chief wrote the run's files)"
     return record
 
 
@@ -195,8 +198,9 @@ def _train_dataset(config, rows, start_step: int, input_context):
 
 
 def datasets(config: TrainingConfig, rows, strategy, start_step: int = 0):
-    """(training, validation) batches from global step `start_step`; under a replicated
-    strategy each worker builds only its own replicas' slices of every global batch."""
+    """(training, validation batches, validation steps) from global step `start_step`;
+    under a replicated strategy each worker builds only its own replicas' slices of every
+    global batch. Validation repeats its one pass; an evaluation reads validation_steps."""
     parallel = tf.data.AUTOTUNE if config.data_parallel_calls < 0 else config.data_parallel_calls
     prefetch = tf.data.AUTOTUNE if config.prefetch_batches < 0 else config.prefetch_batches
 
@@ -206,12 +210,14 @@ def datasets(config: TrainingConfig, rows, strategy, start_step: int = 0):
     def validation_fn(input_context=None):
         return weighted_evaluation_dataset(
             rows.validation_codes, rows.validation_targets, batch_size=config.batch_size,
-            input_context=input_context, parallel_calls=parallel, prefetch=prefetch)
+            input_context=input_context, repeat=True, parallel_calls=parallel,
+            prefetch=prefetch)
 
+    validation_steps = evaluation_steps(len(rows.validation_codes), config.batch_size)
     if not replicated(strategy):
-        return train_fn(), validation_fn()
+        return train_fn(), validation_fn(), validation_steps
     return (strategy.distribute_datasets_from_function(train_fn),
-            strategy.distribute_datasets_from_function(validation_fn))
+            strategy.distribute_datasets_from_function(validation_fn), validation_steps)
 
 
 def _outcome(config: TrainingConfig, model: keras.Model) -> dict:

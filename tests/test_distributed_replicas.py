@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from dream_keras.data import synthetic
-from dream_keras.data.cache import prepare_cache
+from tests.test_training import synthetic_cache
 
 # A narrow model (one 5 bp branch, one 8-wide transformer block, the BiLSTM(4) head): the
 # same layers and code paths as the faithful one at a fraction of the compile time.
@@ -54,10 +53,7 @@ print("RESULTS " + json.dumps(results, default=str))
 
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    synthetic.write_dream_file(folder / "rows.txt", 335, seed=11)
-    prepare_cache(folder / "rows.txt", folder / "rows.h5")
-    return folder / "rows.h5"
+    return synthetic_cache(tmp_path_factory, 335)  # 67 validation rows: a prime
 
 
 def _train_runs(tmp_path, cache, devices: int, runs: dict) -> dict:

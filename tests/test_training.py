@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,12 +23,39 @@ SMALL_RUN = ["--epochs=2", "--passes_per_epoch=1", "--batch_size=32", "--optimiz
              "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2"]
 
 
-@pytest.fixture(scope="module")
-def small_cache(tmp_path_factory):
+def synthetic_cache(tmp_path_factory, rows: int):
+    """A prepared cache of `rows` synthetic rows (seed 11)."""
     folder = tmp_path_factory.mktemp("data")
-    synthetic.write_dream_file(folder / "rows.txt", 320, seed=11)
+    synthetic.write_dream_file(folder / "rows.txt", rows, seed=11)
     prepare_cache(folder / "rows.txt", folder / "rows.h5")
     return folder / "rows.h5"
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory):
+    return synthetic_cache(tmp_path_factory, 320)
+
+
+def kill_after_backup(processes, metadata, timeout=300) -> int:
+    """SIGKILL `processes` once the backup at `metadata` records epoch >= 1 (or one of
+    them exits, or `timeout` s pass); returns the backed-up epoch."""
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and all(p.poll() is None for p in processes):
+            try:
+                if json.loads(metadata.read_text())["epoch"] >= 1:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        for process in processes:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    return json.loads(metadata.read_text())["epoch"]
 
 
 def run_train(*args, timeout=300, env=None, check=True):
@@ -90,36 +116,12 @@ def test_same_seed_same_history(tmp_path, small_cache, uninterrupted_run):
     assert history(tmp_path / "again") == history(uninterrupted_run)
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_killed_run_resumes_where_it_stopped(tmp_path, small_cache, uninterrupted_run):
     args = [sys.executable, str(REPO / "train.py"), f"--train_data={small_cache}",
             f"--output_dir={tmp_path / 'run'}", *SMALL_RUN, "--epochs=3"]
     metadata = tmp_path / "run" / "backup" / "training_metadata.json"
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and process.poll() is None:
-            try:
-                if json.loads(metadata.read_text())["epoch"] >= 1:
-                    break
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    backed_up = json.loads(metadata.read_text())["epoch"]
+    backed_up = kill_after_backup([process], metadata)
     assert 1 <= backed_up < 3
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "running"
     resumed = run_train(*args[2:])

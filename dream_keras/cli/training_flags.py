@@ -46,7 +46,8 @@ def _define_training_flags():
                       "--output_dir that is not a resumable run of this configuration.")
     flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Number of epochs.", lower_bound=1)
     flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "GLOBAL batch size, split "
-                         "across replicas.", lower_bound=1)
+                         "equally across replicas (so a multiple of their number); every "
+                         "training batch is full.", lower_bound=1)
     flags.DEFINE_enum("optimizer", _DEFAULTS.optimizer, list(OPTIMIZERS),
                       "rmsprop_tf2: RMSprop as the original's TF 2.x computed it (epsilon "
                       "after the square root); rmsprop: Keras 3's RMSprop (epsilon inside "
@@ -73,7 +74,8 @@ def _define_device_flags():
                       ["auto", "mirrored", "multi_worker", "one_device"],
                       "auto: MirroredStrategy over all GPUs when there are 2+, else the "
                       "default device; multi_worker: MultiWorkerMirroredStrategy from "
-                      "TF_CONFIG.")
+                      "TF_CONFIG. Replicated steps compile each replica with XLA "
+                      "(docs/multi_device.md).")
     flags.DEFINE_integer("cpu_devices", _DEFAULTS.cpu_devices, "Split the CPU into this "
                          "many logical devices (test replica code paths without GPUs); "
                          "0 leaves the CPU as it is.", lower_bound=0)
