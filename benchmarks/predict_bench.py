@@ -69,16 +69,17 @@ def bare_forward_sequences_per_second(model, batch_size: int, batches: int = 8,
     return batches * batch_size / (clock() - started)
 
 
-def forward_and_matmul_rates(model, batch_size: int, rounds: int = 3) -> tuple[float, float]:
+def forward_and_matmul_rates(model, batch_size: int, rounds: int = 3,
+                             clock=time.perf_counter) -> tuple[float, float]:
     """(forward seq/s, matmul FLOP/s): each the best of `rounds` measurements taken
     alternately, so both see the same machine state (it is shared and its load swings)."""
     from train_bench import matmul_flops_per_second
 
-
     forward, matmul = 0.0, 0.0
     for _ in range(rounds):
-        matmul = max(matmul, matmul_flops_per_second(repeats=2))
-        forward = max(forward, bare_forward_sequences_per_second(model, batch_size, 4))
+        matmul = max(matmul, matmul_flops_per_second(repeats=2, clock=clock))
+        forward = max(forward, bare_forward_sequences_per_second(model, batch_size, 4,
+                                                                 clock=clock))
     return forward, matmul
 
 
