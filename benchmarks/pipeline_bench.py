@@ -32,8 +32,11 @@ def synthetic_codes(rows: int, seq_len: int = 110):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    return (rng.integers(0, 5, (rows, seq_len), dtype=np.uint8),
-            rng.standard_normal(rows).astype(np.float32))
+    codes = np.empty((rows, seq_len), dtype=np.uint8)
+    for start in range(0, rows, 100_000):  # in chunks: no transient larger than the array
+        codes[start:start + 100_000] = rng.integers(0, 5, codes[start:start + 100_000].shape,
+                                                    dtype=np.uint8)
+    return codes, rng.standard_normal(rows, dtype=np.float32)
 
 
 def _dataset(codes, targets, parallel_calls: int, prefetch: int, start_step: int = 0):
@@ -79,12 +82,21 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _current_rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+
+
 def run(rows: int, batches: int, train_rate: float | None, train_batch_size: int) -> list:
     import tensorflow as tf  # noqa: F401  (loaded before the baseline memory reading)
 
     figures = []
     codes, targets = synthetic_codes(rows)
-    baseline = _peak_rss_bytes()  # interpreter + TF + the code array
+    baseline = _current_rss_bytes()  # interpreter + TF + the code array
+    figures.append(report(Figure("pipeline_rss_before_mib", baseline / 2**20, "MiB",
+                                 "resident memory before the pipeline: interpreter, TF and "
+                                 f"the code array (its peak so far "
+                                 f"{_peak_rss_bytes() / 2**20:.0f} MiB)")))
     rates = {}
     for parallel_calls, prefetch in SETTINGS:
         name = setting_name(parallel_calls, prefetch)

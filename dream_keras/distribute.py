@@ -196,10 +196,16 @@ class ReplicaSteps:
         loss_scale = tf.cast(model.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
         loss, gradients, new_state, y_pred = self.gradients(
             trainable, non_trainable, x, y, weight, loss_scale)
-        context = tf.distribute.get_replica_context()
+        # BatchNorm moving statistics: the replicas' mean, in one batched all-reduce (any
+        # integer state, e.g. a seed generator's, is the same on every replica anyway).
+        floats = [i for i, v in enumerate(model.non_trainable_variables)
+                  if v.dtype in ("float16", "bfloat16", "float32", "float64")]
+        if floats:
+            averaged = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.MEAN, [new_state[i] for i in floats])
+            for i, value in zip(floats, averaged):
+                new_state[i] = value
         for variable, value in zip(model.non_trainable_variables, new_state):
-            if variable.dtype in ("float32", "float16", "bfloat16", "float64"):
-                value = context.all_reduce(tf.distribute.ReduceOp.MEAN, value)
             variable.assign(value)
         model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return self._update_metrics(loss, y, y_pred, weight)
