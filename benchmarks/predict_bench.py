@@ -89,13 +89,15 @@ def _count_rows(path: str) -> int:
     return sum(len(chunk.sequences) for chunk in iter_sequence_chunks(path))
 
 
-def _timed_prediction(model_path, input_path, output_path, batch_size, **options) -> float:
+def _timed_prediction(model_path, input_path, output_path, batch_size, **options
+                      ) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of one run_prediction."""
     from dream_keras.inference import run_prediction
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     run_prediction(model_path, input_path=input_path, output_path=output_path,
                    batch_size=batch_size, overwrite=True, **options)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def _cli_seconds(model_path, input_path, output_path, batch_size) -> float:
@@ -167,10 +169,13 @@ def run(rows: int, bench_dir: str, *, input_path: str | None = None, batch_size=
     scale = CHALLENGE_TEST_ROWS / rows
 
     bare_before = bare_forward_sequences_per_second(model, batch_size)
-    seconds = _timed_prediction(model_path, input_path, output_path, batch_size)
+    cpu_bare = bare_forward_sequences_per_second(model, batch_size, clock=time.process_time)
+    seconds, cpu_seconds = _timed_prediction(model_path, input_path, output_path, batch_size)
     bare_after = bare_forward_sequences_per_second(model, batch_size)
-    rc_seconds = _timed_prediction(model_path, input_path, output_path, batch_size,
-                                   reverse_complement_average=True)
+    cpu_bare = max(cpu_bare, bare_forward_sequences_per_second(model, batch_size,
+                                                               clock=time.process_time))
+    rc_seconds, rc_cpu_seconds = _timed_prediction(
+        model_path, input_path, output_path, batch_size, reverse_complement_average=True)
     bare = (bare_before + bare_after) / 2
     file_rate = rows / seconds
     # Strand averaging's compute cost, bare: one both-strand call against one plain call
@@ -195,12 +200,20 @@ def run(rows: int, bench_dir: str, *, input_path: str | None = None, batch_size=
         "predict_file_fraction_of_bare_xla", file_rate / bare, "",
         "predict.py path seq/s / bare XLA forward seq/s (1 = no overhead)", ">= 0.9")))
     figures.append(report(Figure(
+        "predict_file_cpu_fraction_of_bare_xla", rows / cpu_seconds / cpu_bare, "",
+        "the same ratio per CPU-second of this process, all threads (robust to other jobs; "
+        "on 2 saturated cores every CPU-second of reading and writing is one the model "
+        "does not get)", ">= 0.9")))
+    figures.append(report(Figure(
         "predict_challenge_test_seconds", seconds * scale, "s",
         f"run_prediction on {CHALLENGE_TEST_ROWS:,} sequences"
         + ("" if rows == CHALLENGE_TEST_ROWS else f" (scaled from {rows:,} rows)"), "<= 35")))
     figures.append(report(Figure(
         "predict_reverse_complement_cost", rc_seconds / seconds, "x",
         "run_prediction time with --reverse_complement_average / without", "<= 2")))
+    figures.append(report(Figure(
+        "predict_reverse_complement_cpu_cost", rc_cpu_seconds / cpu_seconds, "x",
+        "the same in CPU seconds of this process (robust to other jobs)", "<= 2")))
     figures.append(report(Figure(
         "predict_reverse_complement_bare_cost", plain_rate / both_rate, "x",
         "bare forward seq/s plain / with both strands in one call (2 = exactly twice the "
@@ -224,16 +237,23 @@ def run(rows: int, bench_dir: str, *, input_path: str | None = None, batch_size=
             f"`python predict.py` wall time on {rows:,} rows, fresh process (imports, "
             "load, compile, predict, write)")))
     if batch_sweep:
-        for size in SWEEP_BATCHES:
+        # Per CPU-second, best of two alternated rounds: wall time on a shared machine
+        # swings more between batch sizes than the sizes differ.
+        sweep = {size: 0.0 for size in SWEEP_BATCHES}
+        for size in list(SWEEP_BATCHES) * 2:
+            sweep[size] = max(sweep[size], bare_forward_sequences_per_second(
+                model, size, max(2, 2048 // size), clock=time.process_time))
+        reference = batch_size if batch_size in sweep else DEFAULT_BATCH_SIZE
+        for size, rate in sweep.items():
             figures.append(report(Figure(
-                f"predict_bare_xla_batch{size}_sequences_per_second",
-                bare_forward_sequences_per_second(model, size), "seq/s",
-                f"bare XLA forward at batch {size}")))
+                f"predict_bare_xla_batch{size}_sequences_per_cpu_second", rate, "seq/CPU-s",
+                f"bare XLA forward at batch {size}, sequences per CPU-second "
+                f"({rate / sweep[reference]:.2f}x batch {reference})")))
     if bfloat16:
         figures += _bfloat16_figures(model_path, input_path, rows, batch_size)
     keras.backend.clear_session()
     report_ratio(f"predict.py's path keeps {file_rate / bare:.2f} of the bare XLA forward's "
-                 f"speed; {CHALLENGE_TEST_ROWS:,} sequences take {seconds * scale:.0f} s; "
+                 f"speed ({rows / cpu_seconds / cpu_bare:.2f} per CPU-second); {CHALLENGE_TEST_ROWS:,} sequences take {seconds * scale:.0f} s; "
                  f"strand averaging costs {rc_seconds / seconds:.2f}x; forward at "
                  f"{forward_fraction:.2f} of the matmul ({cpu_fraction:.2f} per CPU-second)")
     return figures

@@ -150,24 +150,38 @@ def _seconds_per_step(model, batch_size: int, steps: int, clock=time.perf_counte
 
 def run(batch_size: int, steps: int) -> list:
     from dream_keras import flops
+    from train_bench import matmul_flops_per_second
 
     figures = attention_figures(batch_size, steps)
     seconds, flop_counts = {}, {}
     # CPU seconds of this process (both cores' time): shares of a step stay comparable
     # when other jobs slow the shared machine down between one part and the next.
-    for name, model in _parts().items():
+    models, part_forward = _parts(), {}
+    for name, model in models.items():
         seconds[name] = _seconds_per_step(model, batch_size, steps, clock=time.process_time)
         flop_counts[name] = flops.training_flops_per_sample(model)
         figures.append(report(Figure(f"step_{name}_cpu_ms", 1000 * seconds[name], "ms",
                                      f"XLA train step of the {name} alone, batch {batch_size},"
                                      " CPU time of both cores")))
         forward_seconds = _forward_seconds(model, batch_size, steps, clock=time.process_time)
+        part_forward[name] = forward_seconds
         figures.append(report(Figure(
             f"forward_{name}_cpu_ms", 1000 * forward_seconds, "ms",
             f"XLA forward of the {name} alone, batch {batch_size}, CPU time "
             f"({flops.forward_flops_per_sample(model) / 1e6:.1f} MFLOP/sample: "
             f"{flops.forward_flops_per_sample(model) * batch_size / forward_seconds / 1e9:.0f}"
             " GFLOP per CPU-second)")))
+    # The whole model against a matmul, both per CPU-second of this process, same run.
+    peak = matmul_flops_per_second(clock=time.process_time)
+    whole = part_forward["whole_model"]
+    for label, flop, secs in (
+            ("forward", flops.forward_flops_per_sample(models["whole_model"]), whole),
+            ("train_step", flop_counts["whole_model"], seconds["whole_model"])):
+        figures.append(report(Figure(
+            f"whole_model_{label}_flops_per_cpu_second_fraction_of_matmul",
+            flop * batch_size / secs / peak, "",
+            f"whole model {label} FLOP per CPU-second / float32 4096^2 matmul's "
+            f"({peak / 1e9:.0f} GFLOP per CPU-second), batch {batch_size}")))
     parts = [n for n in seconds if n != "whole_model"]
     total_time, total_flops = sum(seconds[n] for n in parts), sum(flop_counts[n] for n in parts)
     for name in parts:
