@@ -12,7 +12,9 @@ included. The BiLSTM share is the step time of the BiLSTM head alone over the wh
 model's (one device, XLA; see step_breakdown_bench.py).
 
 Logical CPU replicas share the same 2 cores, so on CPU they show the replication overhead,
-not a speed-up. GPU figures: unmeasured (no GPU lent).
+not a speed-up. Memory: batch 4096 of the faithful model needs well over 10 GB of host
+memory on CPU (XLA keeps every activation for the backward pass); pass
+--batch_sizes=256,1024 on a small machine. GPU figures: unmeasured (no GPU lent).
 """
 from __future__ import annotations
 
@@ -83,14 +85,13 @@ def _measure(args) -> None:
     from dream_keras.distribute import split_cpu
 
     split_cpu(args.cpu_devices)
-    results = {}
-    for batch_size in args.batch_sizes:
+    for batch_size in args.batch_sizes:  # one line per batch: partial results survive
         rate, xla = _fit_rows_per_second(args.strategy, batch_size, args.steps,
                                          args.batchnorm_sync)
-        results[batch_size] = {"rows_per_second": rate, "xla": xla}
+        result = {"batch_size": batch_size, "rows_per_second": rate, "xla": xla}
         if args.lstm_share:
-            results[batch_size]["lstm_share"] = _lstm_share(batch_size, args.steps)
-    print("FIT " + json.dumps(results), flush=True)
+            result["lstm_share"] = _lstm_share(batch_size, args.steps)
+        print("FIT " + json.dumps(result), flush=True)
 
 
 def run(batch_sizes: list[int], steps: int) -> list:
@@ -103,10 +104,10 @@ def run(batch_sizes: list[int], steps: int) -> list:
         if name == "one_device":
             command.append("--lstm_share")
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        results = json.loads(next(line for line in output.splitlines()
-                                  if line.startswith("FIT "))[4:])
-        for batch_size in batch_sizes:
-            result = results[str(batch_size)]
+        results = [json.loads(line[4:]) for line in output.splitlines()
+                   if line.startswith("FIT ")]
+        for result in results:
+            batch_size = result["batch_size"]
             rates[name, batch_size] = result["rows_per_second"]
             figures.append(report(Figure(
                 f"fit_{name}_batch{batch_size}_rows_per_second", result["rows_per_second"],

@@ -105,7 +105,7 @@ def xla_mode(strategy, jit_compile: bool, synchronized_batchnorm: bool) -> tuple
     if synchronized_batchnorm and strategy.num_replicas_in_sync > 1:
         return XLA_OFF, ("synchronised BatchNorm all-reduces its batch statistics inside "
                          "the forward pass, which a per-replica XLA program cannot do; "
-                         "--nobatchnorm_sync compiles each replica with XLA")
+                         "without --batchnorm_sync each replica compiles with XLA")
     return XLA_PER_REPLICA, "each replica's forward and backward pass is one XLA program"
 
 

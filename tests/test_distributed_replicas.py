@@ -77,10 +77,11 @@ def _history(tmp_path, name) -> dict:
 def test_one_and_two_replicas_give_the_same_history_and_two_compile_per_replica(
         tmp_path, small_cache):
     results, log = _train_runs(tmp_path, small_cache, 2, {
-        "one": {"batch_size": 32, "strategy": "one_device"},
-        "two_synchronised": {"batch_size": 32, "strategy": "mirrored"},
-        "two_xla": {"batch_size": 32, "strategy": "mirrored",
-                    "model": {"batchnorm_sync": False}},
+        "one": {"batch_size": 32, "strategy": "one_device",
+                "model": {"batchnorm_sync": True}},
+        "two_synchronised": {"batch_size": 32, "strategy": "mirrored",
+                             "model": {"batchnorm_sync": True}},
+        "two_xla": {"batch_size": 32, "strategy": "mirrored"},  # the default: per replica
     })
     xla = {name: result["record"]["xla"]["train_step"] for name, result in results.items()}
     assert xla == {"one": "whole_step", "two_synchronised": "off", "two_xla": "per_replica"}
@@ -120,8 +121,7 @@ def test_one_and_two_replicas_give_the_same_history_and_two_compile_per_replica(
 
 def test_three_replicas_train_with_xla_per_replica(tmp_path, small_cache):
     results, _ = _train_runs(tmp_path, small_cache, 3, {
-        "three_xla": {"batch_size": 30, "strategy": "mirrored",
-                      "model": {"batchnorm_sync": False}},
+        "three_xla": {"batch_size": 30, "strategy": "mirrored"},
     })
     result = results["three_xla"]
     assert result["record"]["xla"]["train_step"] == "per_replica"
