@@ -3,8 +3,10 @@
 Why a fraction: sequences/s on a shared CPU swings with other users' jobs, but the ratio of
 the model's FLOP/s to a large float32 matmul's, both measured in this process minutes
 apart, says how well the model uses the hardware whatever machine runs it. Also measured:
-XLA (jit_compile) on vs off, and the faithful swish LSTM vs a tanh LSTM (on a GPU, tanh is
-what would let Keras pick the cuDNN kernel; on CPU both run the generic loop).
+XLA (jit_compile) on vs off, and the faithful swish LSTM vs a tanh LSTM. On a GPU, a tanh
+LSTM is cuDNN-eligible, and Keras then marks the model as not XLA-compilable and silently
+turns XLA off for the WHOLE model: cuDNN and XLA never run together. On CPU both
+activations run the generic loop.
 FLOPs are counted by dream_keras.flops (convention in its docstring: training = 3 x
 forward, multiply-add = 2).
 
