@@ -50,7 +50,7 @@ def test_training_imports_private_keras_code_only_for_multi_worker():
 
 
 def test_no_file_refers_to_paths_outside_the_checkout():
-    """A user clones only the repository: nothing may name ../shared or /work/..."""
+    """A user clones only the repository: no file may name the design folder beside it."""
     outside = re.compile(r"\.\./shared|/work/|/shared/(data|reference|design)")
     checked = [p for pattern in ("dream_keras/**/*.py", "tests/**/*.py", "flags/*",
                                  "benchmarks/*.py", "*.py", "Makefile", "setup.cfg", ".ci/*")
