@@ -13,6 +13,7 @@ from keras import ops
 from dream_keras.layers import PACKAGE
 
 OPTIMIZERS = ("rmsprop_tf2", "rmsprop", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -44,9 +45,39 @@ class TF2RMSprop(keras.optimizers.RMSprop):
             self.assign_sub(variable, increment)
 
 
-def make_optimizer(name: str, learning_rate: float, clipnorm: float = 0.0,
+def learning_rate_schedule(learning_rate: float, schedule: str = "constant",
+                           total_steps: int = 0, warmup_steps: int = 0):
+    """The learning rate of step t as Keras takes it (a float, or a serialisable schedule).
+
+    constant: `learning_rate` throughout, after a linear warm-up from 0 over
+    `warmup_steps` when > 0. cosine: linear warm-up from 0 to `learning_rate` over
+    `warmup_steps`, then cosine decay to 0 at `total_steps` (keras.optimizers.schedules
+    .CosineDecay). Schedules read the optimizer's step counter, which a resumed run
+    restores, so a resumed run continues the same curve.
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of "
+                         f"{', '.join(LR_SCHEDULES)}")
+    if warmup_steps < 0 or total_steps < 0:
+        raise ValueError(f"steps must be >= 0, got total {total_steps}, warm-up {warmup_steps}")
+    if schedule == "constant" and not warmup_steps:
+        return learning_rate
+    if schedule == "cosine" and total_steps <= warmup_steps:
+        raise ValueError(f"a cosine schedule needs more steps ({total_steps}) than its "
+                         f"warm-up ({warmup_steps})")
+    # A constant after warm-up is a cosine whose decay never starts (decay_steps huge,
+    # alpha 1: CosineDecay then returns warmup_target for every step after the warm-up).
+    decay_steps = total_steps - warmup_steps if schedule == "cosine" else 1
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0, decay_steps=decay_steps,
+        alpha=0.0 if schedule == "cosine" else 1.0,
+        warmup_target=learning_rate, warmup_steps=warmup_steps)
+
+
+def make_optimizer(name: str, learning_rate, clipnorm: float = 0.0,
                    loss_scaling: bool = False) -> keras.optimizers.Optimizer:
-    """The named optimizer (see OPTIMIZERS); `loss_scaling` wraps it for float16 training."""
+    """The named optimizer (see OPTIMIZERS) at `learning_rate` (a float or a schedule from
+    `learning_rate_schedule`); `loss_scaling` wraps it for float16 training."""
     options = {"learning_rate": learning_rate}
     if clipnorm > 0:
         options["clipnorm"] = clipnorm

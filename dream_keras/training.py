@@ -28,7 +28,7 @@ from dream_keras.distribute import (XLA_OFF, XLA_WHOLE_STEP, ReplicaSteps, is_ch
 from dream_keras.data.training_data import ensure_train_file, load_training_rows
 from dream_keras.errors import ConfigurationError
 from dream_keras.model import MODEL_DEFAULTS, build_model
-from dream_keras.optimizers import make_optimizer
+from dream_keras.optimizers import learning_rate_schedule, make_optimizer
 from dream_keras.streaming_metrics import pearson_metrics
 from dream_keras.training_config import TrainingConfig
 from dream_keras.version import __version__
@@ -118,7 +118,7 @@ def train(config: TrainingConfig) -> dict:
         raise ConfigurationError(f"{len(rows.train_codes)} training rows cannot fill one "
                                  f"batch of --batch_size={config.batch_size}")
     steps_per_epoch = config.resolved_steps_per_epoch(len(rows.train_codes))
-    model, xla, xla_reason = compiled_model(config, strategy)
+    model, xla, xla_reason = compiled_model(config, strategy, steps_per_epoch)
     record = {
         "status": "running", "identity": identity, "flags": config.to_json(),
         "command": sys.argv, "versions": _versions(), "seed": config.seed,
@@ -158,10 +158,12 @@ def train(config: TrainingConfig) -> dict:
     return record
 
 
-def compiled_model(config: TrainingConfig, strategy) -> tuple[keras.Model, str, str]:
+def compiled_model(config: TrainingConfig, strategy,
+                   steps_per_epoch: int = 1) -> tuple[keras.Model, str, str]:
     """(model, XLA mode, reason): the model compiled in the strategy's scope, with the
     replicated steps where they apply (see distribute.ReplicaSteps). Logs once when
-    --jit_compile cannot be honoured for the train step."""
+    --jit_compile cannot be honoured for the train step. `steps_per_epoch` sets the length
+    of the learning-rate schedule (--lr_schedule, --lr_warmup_epochs)."""
     model_config = {**MODEL_DEFAULTS, **config.model}
     policy = DTYPE_POLICIES[config.mixed_precision]
     xla, xla_reason = xla_mode(strategy, config.jit_compile, model_config["batchnorm_sync"])
@@ -172,7 +174,13 @@ def compiled_model(config: TrainingConfig, strategy) -> tuple[keras.Model, str, 
             model = build_model(**model_config, dtype=policy)
         except ValueError as error:
             raise ConfigurationError(f"model settings: {error}") from None
-        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.clipnorm,
+        total_steps, warmup_steps = config.learning_rate_steps(steps_per_epoch)
+        try:
+            learning_rate = learning_rate_schedule(config.learning_rate, config.lr_schedule,
+                                                   total_steps, warmup_steps)
+        except ValueError as error:
+            raise ConfigurationError(f"--lr_schedule: {error}") from None
+        optimizer = make_optimizer(config.optimizer, learning_rate, config.clipnorm,
                                    loss_scaling=policy == "mixed_float16")
         # Keras compiles the whole step with XLA only on one replica; replicated steps
         # compile each replica's part themselves.

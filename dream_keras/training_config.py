@@ -32,6 +32,8 @@ class TrainingConfig:
     optimizer: str = "rmsprop_tf2"
     learning_rate: float = 1e-4
     clipnorm: float = 0.0
+    lr_schedule: str = "constant"
+    lr_warmup_epochs: float = 0.0
     passes_per_epoch: float = 8.0
     steps_per_epoch: int = 0
     early_stopping_patience: int = 20
@@ -63,6 +65,12 @@ class TrainingConfig:
         if self.steps_per_epoch > 0:
             return self.steps_per_epoch
         return max(1, math.floor(self.passes_per_epoch * train_rows / self.batch_size))
+
+    def learning_rate_steps(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(total, warm-up) optimizer steps of the learning-rate schedule: the whole run
+        (--epochs, even when early stopping ends it sooner) and --lr_warmup_epochs of it."""
+        return (self.epochs * steps_per_epoch,
+                int(round(self.lr_warmup_epochs * steps_per_epoch)))
 
     def run_identity(self) -> dict:
         """What must match for a run directory to be resumed by this configuration."""

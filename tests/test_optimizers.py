@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from dream_keras.optimizers import TF2RMSprop, make_optimizer
+from dream_keras.optimizers import TF2RMSprop, learning_rate_schedule, make_optimizer
 
 
 def _steps(optimizer, start, gradients):
@@ -57,3 +57,39 @@ def test_serialises_with_the_model_config():
     restored = keras.optimizers.deserialize(config)
     assert isinstance(restored, TF2RMSprop)
     assert float(restored.learning_rate) == pytest.approx(3e-4)
+
+
+def _rates(schedule, steps):
+    return np.array([float(schedule(step)) for step in steps])
+
+
+def test_constant_schedule_without_warmup_is_the_plain_rate():
+    assert learning_rate_schedule(3e-4) == 3e-4
+    assert learning_rate_schedule(3e-4, "constant", total_steps=100) == 3e-4
+
+
+def test_warmup_then_constant():
+    schedule = learning_rate_schedule(1e-3, "constant", total_steps=100, warmup_steps=10)
+    np.testing.assert_allclose(_rates(schedule, [0, 5, 10, 50, 100, 10_000]),
+                               [0, 5e-4, 1e-3, 1e-3, 1e-3, 1e-3], rtol=1e-6, atol=1e-12)
+
+
+def test_warmup_then_cosine_to_zero_at_the_last_step():
+    schedule = learning_rate_schedule(1e-3, "cosine", total_steps=110, warmup_steps=10)
+    steps = np.array([0, 5, 10, 35, 60, 85, 110, 200])
+    decay = 0.5 * (1 + np.cos(np.pi * np.clip(steps - 10, 0, 100) / 100)) * 1e-3
+    expected = np.where(steps < 10, steps / 10 * 1e-3, decay)
+    np.testing.assert_allclose(_rates(schedule, steps), expected, rtol=1e-5, atol=1e-9)
+
+
+def test_schedule_errors_and_round_trip_inside_an_optimizer():
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        learning_rate_schedule(1e-3, "step")
+    with pytest.raises(ValueError, match="more steps"):
+        learning_rate_schedule(1e-3, "cosine", total_steps=10, warmup_steps=10)
+    schedule = learning_rate_schedule(1e-3, "cosine", total_steps=50, warmup_steps=5)
+    restored = keras.optimizers.deserialize(
+        keras.optimizers.serialize(make_optimizer("rmsprop", schedule, clipnorm=1.0)))
+    for step in (0, 3, 30):  # the optimizer's rate follows its step counter
+        restored.iterations.assign(step)
+        assert float(restored.learning_rate) == pytest.approx(float(schedule(step)), rel=1e-6)

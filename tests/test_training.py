@@ -19,7 +19,10 @@ from dream_keras.data import synthetic
 from dream_keras.data.cache import prepare_cache
 from tests.conftest import REPO
 
+# A warm-up and cosine schedule, so that the kill-and-resume test also shows a resumed
+# run continuing the same learning-rate curve.
 SMALL_RUN = ["--epochs=2", "--passes_per_epoch=1", "--batch_size=32", "--optimizer=adam", "--learning_rate=1e-3",
+             "--lr_schedule=cosine", "--lr_warmup_epochs=0.5",
              "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2"]
 
 
@@ -130,7 +133,8 @@ def test_killed_run_resumes_where_it_stopped(tmp_path, small_cache, uninterrupte
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "completed" and record["epochs_completed"] == 3
     # The resumed epochs trained exactly the uninterrupted run's batches (the stream
-    # restarts at step epoch * steps_per_epoch), from the same weights and optimizer state.
+    # restarts at step epoch * steps_per_epoch), from the same weights and optimizer state,
+    # at the same points of the learning-rate schedule.
     assert history(tmp_path / "run") == history(uninterrupted_run)
 
 

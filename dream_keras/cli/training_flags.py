@@ -10,7 +10,7 @@ from absl import flags
 
 from dream_keras.model import MODEL_ARGUMENT_HELP, MODEL_DEFAULTS
 from dream_keras.training_config import TrainingConfig
-from dream_keras.optimizers import OPTIMIZERS
+from dream_keras.optimizers import LR_SCHEDULES, OPTIMIZERS
 
 _DEFAULTS = TrainingConfig(train_data="", output_dir="")
 
@@ -54,6 +54,13 @@ def _define_training_flags():
                       "the root); adam.")
     flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Learning rate.",
                        lower_bound=0.0)
+    flags.DEFINE_enum("lr_schedule", _DEFAULTS.lr_schedule, list(LR_SCHEDULES),
+                      "constant: --learning_rate throughout (the original); cosine: "
+                      "cosine decay from --learning_rate to 0 at the end of --epochs "
+                      "(after any warm-up).")
+    flags.DEFINE_float("lr_warmup_epochs", _DEFAULTS.lr_warmup_epochs, "Linear warm-up "
+                       "of the learning rate from 0 over this many epochs (fractions "
+                       "allowed; 0: none).", lower_bound=0.0)
     flags.DEFINE_float("clipnorm", _DEFAULTS.clipnorm, "Clip each gradient to this norm; "
                        "0 disables (the original did not clip).", lower_bound=0.0)
     flags.DEFINE_float("passes_per_epoch", _DEFAULTS.passes_per_epoch, "Length of an "
