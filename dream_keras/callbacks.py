@@ -14,14 +14,29 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+# An epoch-mean training loss above this (standardised targets: a sane loss is ~1 plus
+# the L2 term) means some batches diverged, as the unbounded swish LSTM can in training
+# mode (docs/small_data.md): seen at 4e12 and 1e18 with the quickstart's flags, seed 1.
+DIVERGED_TRAINING_LOSS = 1e3
+
+
 class EpochSummary(keras.callbacks.Callback):
-    """One log line per epoch with the whole-validation-set numbers."""
+    """One log line per epoch with the whole-validation-set numbers, and a warning when
+    the epoch's training loss shows diverged batches (its training columns are then
+    meaningless, while the validation ones, in inference mode, may still be sound)."""
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         logging.info("epoch %d: val_loss %.4f  val_pearson %.4f  val_pearson_r2 %.4f "
                      "(whole validation set)", epoch + 1, logs.get("val_loss", np.nan),
                      logs.get("val_pearson", np.nan), logs.get("val_pearson_r2", np.nan))
+        loss = logs.get("loss", np.nan)
+        if np.isfinite(loss) and loss > DIVERGED_TRAINING_LOSS:
+            logging.warning(
+                "epoch %d: mean training loss %.3g: some training batches diverged (the "
+                "swish LSTM is unbounded under batch statistics); this epoch's training "
+                "loss and pearson are meaningless, judge it by val_loss and val_pearson",
+                epoch + 1, loss)
 
 
 def read_history(path) -> list[dict]:

@@ -1,0 +1,26 @@
+"""The epoch summary's warning for diverged training batches (docs/small_data.md)."""
+import logging
+
+from dream_keras.callbacks import DIVERGED_TRAINING_LOSS, EpochSummary
+
+
+def _warnings(caplog, logs):
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        EpochSummary().on_epoch_end(2, logs)
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_diverged_training_loss_is_flagged_with_its_epoch(caplog):
+    # The quickstart's flags with --seed=1 logged epoch-mean training losses of 1e18.
+    messages = _warnings(caplog, {"loss": 1.0063e18, "val_loss": 2.25, "val_pearson": 0.31})
+    assert len(messages) == 1
+    assert "epoch 3: mean training loss 1.01e+18" in messages[0]
+    assert "judge it by val_loss and val_pearson" in messages[0]
+
+
+def test_sane_or_missing_losses_are_not_flagged(caplog):
+    assert _warnings(caplog, {"loss": 2.8, "val_pearson": 0.4}) == []
+    assert _warnings(caplog, {"loss": DIVERGED_TRAINING_LOSS}) == []
+    assert _warnings(caplog, {"val_pearson": 0.4}) == []
+    assert _warnings(caplog, {"loss": float("nan")}) == []  # TerminateOnNaN's case
