@@ -65,8 +65,8 @@ def learning_rate_schedule(learning_rate: float, schedule: str = "constant",
     if schedule == "cosine" and total_steps <= warmup_steps:
         raise ValueError(f"a cosine schedule needs more steps ({total_steps}) than its "
                          f"warm-up ({warmup_steps})")
-    # A constant after warm-up is a cosine whose decay never starts (decay_steps huge,
-    # alpha 1: CosineDecay then returns warmup_target for every step after the warm-up).
+    # A constant after warm-up is a cosine decaying to alpha 1 x its target, i.e. to the
+    # target itself: CosineDecay then returns warmup_target at every later step.
     decay_steps = total_steps - warmup_steps if schedule == "cosine" else 1
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0, decay_steps=decay_steps,

@@ -93,6 +93,7 @@ def test_base_flags_is_the_seeds_schedule_and_settings():
     assert float(base["layer_norm_epsilon"]) == 1e-3 and base["batch_size"] == "1024"
     assert base["epochs"] == "10" and float(base["passes_per_epoch"]) == 8
     assert "nofreeze_transformer" in base
+    assert base["lr_schedule"] == "constant" and float(base["lr_warmup_epochs"]) == 0
     config = TrainingConfig(train_data="", output_dir="", batch_size=1024,
                             passes_per_epoch=float(base["passes_per_epoch"]))
     # The notebook: N_train / 128 = 4,703,150 / 128 -> 36,743 steps of 1,024 per 'epoch'.
@@ -104,6 +105,7 @@ def test_base_flags_is_the_seeds_schedule_and_settings():
     # The flag defaults are the seed's recipe too.
     defaults = TrainingConfig(train_data="", output_dir="")
     assert (defaults.optimizer, defaults.passes_per_epoch) == ("rmsprop_tf2", 8.0)
+    assert (defaults.lr_schedule, defaults.lr_warmup_epochs) == ("constant", 0.0)
 
 
 def test_base_flags_parse_and_a_missing_file_says_where_to_get_it(tmp_path):
