@@ -55,7 +55,7 @@ def _fit_rows_per_second(strategy_name: str, batch_size: int, steps: int,
         train_targets=rng.standard_normal(train_rows).astype(np.float32),
         validation_codes=rng.integers(0, 5, (batch_size, 110), dtype=np.uint8),
         validation_targets=rng.standard_normal(batch_size).astype(np.float32))
-    model, xla, _ = compiled_model(config, strategy)
+    model, xla, _ = compiled_model(config, strategy, steps)
     train_batches, validation_batches, validation_steps = datasets(config, rows, strategy)
     seconds = []
 

@@ -159,7 +159,7 @@ def train(config: TrainingConfig) -> dict:
 
 
 def compiled_model(config: TrainingConfig, strategy,
-                   steps_per_epoch: int = 1) -> tuple[keras.Model, str, str]:
+                   steps_per_epoch: int) -> tuple[keras.Model, str, str]:
     """(model, XLA mode, reason): the model compiled in the strategy's scope, with the
     replicated steps where they apply (see distribute.ReplicaSteps). Logs once when
     --jit_compile cannot be honoured for the train step. `steps_per_epoch` sets the length
