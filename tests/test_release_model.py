@@ -1,0 +1,38 @@
+"""A model saved by release 0.1.0's training path (tests/data/release_0_1_model.keras,
+see tests/data/README.md) still loads, compiled, as a plain functional model in a fresh
+process and predicts what that release predicted."""
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+_SCRIPT = """
+import json
+import keras, numpy as np
+import dream_keras.model  # registers the package's layers and optimizer
+data = "{data}"
+model = keras.models.load_model(data + "/release_0_1_model.keras")  # compiled load
+stored = np.load(data + "/release_0_1_model_outputs.npz")
+outputs = keras.ops.convert_to_numpy(model(stored["inputs"], training=False))
+same_keras = str(stored["keras"]) == keras.__version__
+if same_keras:
+    np.testing.assert_array_equal(outputs, stored["outputs"])
+else:  # another Keras/TF release may round differently
+    np.testing.assert_allclose(outputs, stored["outputs"], rtol=1e-5, atol=1e-6)
+print("RESULT " + json.dumps({{
+    "class": type(model).__name__, "optimizer": type(model.optimizer).__name__,
+    "iterations": int(model.optimizer.iterations.numpy()), "same_keras": same_keras}}))
+"""
+
+
+def test_release_0_1_model_loads_and_predicts_as_it_did():
+    script = _SCRIPT.format(data=REPO / "tests" / "data")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    loaded = json.loads(line[len("RESULT "):])
+    # Plain functional model; the optimizer state (5 steps of one epoch) came back with it.
+    assert loaded["class"] == "Functional"
+    assert loaded["optimizer"] == "TF2RMSprop" and loaded["iterations"] == 5
