@@ -8,6 +8,7 @@ to lr * g / 1e-7. `TF2RMSprop` is the faithful update (`--optimizer=rmsprop_tf2`
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from dream_keras.layers import PACKAGE
@@ -17,32 +18,71 @@ LR_SCHEDULES = ("constant", "cosine")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class TF2RMSprop(keras.optimizers.RMSprop):
+class TF2RMSprop(keras.optimizers.Optimizer):
     """RMSprop with epsilon added after the square root, as TF 2.x:
 
         v   <- rho * v + (1 - rho) * g^2            (centered: minus the mean gradient^2)
         var <- var - lr * g / (sqrt(v) + epsilon)   (with momentum: through the momentum)
+
+    Built on the public optimizer API only (`build`, `add_variable_from_reference`,
+    `update_step`); its arguments, config and variables (velocity, then momentum, then
+    average_gradient, one per model variable) are keras.optimizers.RMSprop's, so a saved
+    model's optimizer state loads either way.
     """
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, name="rmsprop", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.rho = rho
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.centered = centered
+        # Created inside the strategy's scope (as Keras requires of optimizers): under
+        # MirroredStrategy update_step receives each replica's copy of a variable.
+        self.strategy = tf.distribute.get_strategy()
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.velocities = [self.add_variable_from_reference(v, "velocity")
+                           for v in variables]
+        self.momentums = ([self.add_variable_from_reference(v, "momentum")
+                           for v in variables] if self.momentum > 0 else [])
+        self.average_gradients = ([self.add_variable_from_reference(v, "average_gradient")
+                                   for v in variables] if self.centered else [])
+        # update_step is handed the backend variable, or under a tf.distribute strategy
+        # one replica's copy of it: index every local copy.
+        self.slot_index = {}
+        for index, variable in enumerate(variables):
+            value = variable.value if isinstance(variable, keras.Variable) else variable
+            for local in self.strategy.experimental_local_results(value):
+                self.slot_index[local.ref()] = index
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
-        index = self._get_variable_index(variable)
-        velocity = self._velocities[index]
+        value = variable.value if isinstance(variable, keras.Variable) else variable
+        index = self.slot_index[value.ref()]
+        velocity = self.velocities[index]
         rho = self.rho
         self.assign(velocity, rho * velocity + (1 - rho) * ops.square(gradient))
         mean_square = velocity
         if self.centered:
-            average_grad = self._average_gradients[index]
+            average_grad = self.average_gradients[index]
             self.assign(average_grad, rho * average_grad + (1 - rho) * gradient)
             mean_square = velocity - ops.square(average_grad)
         increment = lr * gradient / (ops.sqrt(mean_square) + self.epsilon)
         if self.momentum > 0:
-            momentum = self._momentums[index]
+            momentum = self.momentums[index]
             self.assign(momentum, self.momentum * momentum + increment)
             self.assign_sub(variable, momentum)
         else:
             self.assign_sub(variable, increment)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
 
 
 def learning_rate_schedule(learning_rate: float, schedule: str = "constant",
