@@ -1,5 +1,5 @@
 """Choosing the tf.distribute strategy, splitting the CPU into logical devices, and the
-replicated train / test / predict steps that compile each replica with XLA
+trainer whose train / test / predict steps compile each replica with XLA
 (docs/multi_device.md)."""
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ XLA_OFF = "off"
 
 
 def replicated(strategy: tf.distribute.Strategy) -> bool:
-    """True for the strategies whose steps run through `install_replica_steps`."""
+    """True for the strategies whose runs fit through a `ReplicaTrainer`."""
     return isinstance(strategy, (tf.distribute.MirroredStrategy,
                                  tf.distribute.MultiWorkerMirroredStrategy))
 
@@ -124,104 +124,124 @@ def _unpack(data):
     return x, y, weight
 
 
-class ReplicaSteps:
-    """train_step / test_step / predict_step for a model under a replicated strategy.
+class ReplicaTrainer(keras.Model):
+    """Fits a plain functional `network` under a replicated strategy, through Keras' own
+    `fit` / `evaluate` / `predict` with `train_step` / `test_step` / `predict_step`
+    overridden (the documented way to customise them).
 
     The loss is the MSE of the replica's rows plus the weight penalties, divided by the
     replica count before the gradient, so the summed gradient equals one device's on the
     whole global batch. BatchNorm moving statistics are averaged over replicas after each
-    step, so every replica (and worker) holds the same model.
+    step, so every replica (and worker) holds the same model. `loss` is the mean over
+    real rows (a weighted evaluation batch's padding, weight 0, left out), as `metrics`.
+
+    The trainer owns no weights and is never saved itself: `save` writes `network`, which
+    `training.compiled_model` compiles with the trainer's optimizer, so model.keras is the
+    same plain functional model that a one-device run saves.
     """
 
-    def __init__(self, model, *, jit_gradients: bool, jit_forward: bool):
-        self.model = model
+    def __init__(self, network: keras.Model, metrics, *, jit_gradients: bool,
+                 jit_forward: bool):
+        super().__init__(name=f"{network.name}_trainer")
+        self.network = network
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.row_metrics = list(metrics)
         # Without XLA they stay plain Python inside the replica function: a nested
         # tf.function cannot hold synchronised BatchNorm's all-reduce (merge_call).
         # Never autograph-converted: they have no tensor-dependent Python control flow
         # (and under the multi-worker strategy autograph once resolved `forward` to the
-        # converted `_gradients`).
+        # converted `gradients`).
         plain = tf.autograph.experimental.do_not_convert
-        self.gradients = (tf.function(self._gradients, jit_compile=True, autograph=False)
-                          if jit_gradients else plain(self._gradients))
-        self.forward = (tf.function(self._forward, jit_compile=True, autograph=False)
-                        if jit_forward else plain(self._forward))
+        self.replica_gradients = (
+            tf.function(self.gradients, jit_compile=True, autograph=False)
+            if jit_gradients else plain(self.gradients))
+        self.replica_forward = (tf.function(self.forward, jit_compile=True, autograph=False)
+                                if jit_forward else plain(self.forward))
+        self.built = True  # the network is built; the trainer adds no weights
 
-    def install(self, *, train: bool) -> None:
-        """Replace the model's test and predict steps, and its train step with `train`.
-        Instance attributes: the model stays a plain functional keras.Model (its saved
-        file knows nothing of this)."""
-        if train:
-            self.model.train_step = self.train_step
-        self.model.test_step = self.test_step
-        self.model.predict_step = self.predict_step
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)
 
-    def _state_mapping(self, trainable, non_trainable):
-        model = self.model
-        return (list(zip(model.trainable_variables, trainable))
-                + list(zip(model.non_trainable_variables, non_trainable)))
+    @property
+    def metrics(self):
+        return [self.loss_tracker, *self.row_metrics]
 
-    def _gradients(self, trainable, non_trainable, x, y, weight, loss_scale):
-        model = self.model
+    def save(self, filepath, *args, **kwargs):
+        """Saves the plain network (see the class docstring), never the trainer."""
+        return self.network.save(filepath, *args, **kwargs)
+
+    def state_mapping(self, trainable, non_trainable):
+        network = self.network
+        return (list(zip(network.trainable_variables, trainable))
+                + list(zip(network.non_trainable_variables, non_trainable)))
+
+    def gradients(self, trainable, non_trainable, x, y, weight, loss_scale):
+        """(loss, gradients, new non-trainable values, predictions): a pure function of
+        the weight values, so that XLA can compile it inside one replica."""
+        network = self.network
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             tape.watch(trainable)
             with keras.StatelessScope(
-                    state_mapping=self._state_mapping(trainable, non_trainable)) as scope:
-                y_pred = model(x, training=True)
-                penalty = tf.add_n([tf.cast(p, tf.float32) for p in model.losses] or [0.0])
+                    state_mapping=self.state_mapping(trainable, non_trainable)) as scope:
+                y_pred = network(x, training=True)
+                penalty = tf.add_n([tf.cast(p, tf.float32) for p in network.losses]
+                                   or [0.0])
             mse, _ = _mean_squared_error(y, y_pred, weight)
             loss = mse + penalty
             scaled = loss * loss_scale / replicas
         gradients = tape.gradient(scaled, trainable)
-        new_state = [scope.get_current_value(v) for v in model.non_trainable_variables]
+        new_state = [scope.get_current_value(v) for v in network.non_trainable_variables]
         return loss, gradients, new_state, y_pred
 
-    def _forward(self, trainable, non_trainable, x):
-        model = self.model
-        with keras.StatelessScope(state_mapping=self._state_mapping(trainable,
-                                                                    non_trainable)):
-            y_pred = model(x, training=False)
-            penalty = tf.add_n([tf.cast(p, tf.float32) for p in model.losses] or [0.0])
+    def forward(self, trainable, non_trainable, x):
+        """(inference-mode predictions, weight penalty) from the weight values."""
+        network = self.network
+        with keras.StatelessScope(state_mapping=self.state_mapping(trainable,
+                                                                   non_trainable)):
+            y_pred = network(x, training=False)
+            penalty = tf.add_n([tf.cast(p, tf.float32) for p in network.losses] or [0.0])
         return y_pred, penalty
 
-    def _values(self):
-        model = self.model
-        return ([tf.convert_to_tensor(v) for v in model.trainable_variables],
-                [tf.convert_to_tensor(v) for v in model.non_trainable_variables])
+    def weight_values(self):
+        network = self.network
+        return ([tf.convert_to_tensor(v) for v in network.trainable_variables],
+                [tf.convert_to_tensor(v) for v in network.non_trainable_variables])
 
     def train_step(self, data):
-        model = self.model
+        network = self.network
         x, y, weight = _unpack(data)
-        trainable, non_trainable = self._values()
-        loss_scale = tf.cast(model.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
-        loss, gradients, new_state, y_pred = self.gradients(
+        trainable, non_trainable = self.weight_values()
+        loss_scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+        loss, gradients, new_state, y_pred = self.replica_gradients(
             trainable, non_trainable, x, y, weight, loss_scale)
         # BatchNorm moving statistics: the replicas' mean, in one batched all-reduce (any
         # integer state, e.g. a seed generator's, is the same on every replica anyway).
-        floats = [i for i, v in enumerate(model.non_trainable_variables)
+        floats = [i for i, v in enumerate(network.non_trainable_variables)
                   if v.dtype in ("float16", "bfloat16", "float32", "float64")]
         if floats:
             averaged = tf.distribute.get_replica_context().all_reduce(
                 tf.distribute.ReduceOp.MEAN, [new_state[i] for i in floats])
             for i, value in zip(floats, averaged):
                 new_state[i] = value
-        for variable, value in zip(model.non_trainable_variables, new_state):
+        for variable, value in zip(network.non_trainable_variables, new_state):
             variable.assign(value)
-        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return self._update_metrics(loss, y, y_pred, weight)
+        self.optimizer.apply_gradients(zip(gradients, network.trainable_variables))
+        return self.update_metrics(loss, y, y_pred, weight)
 
     def test_step(self, data):
         x, y, weight = _unpack(data)
-        y_pred, penalty = self.forward(*self._values(), x)
+        y_pred, penalty = self.replica_forward(*self.weight_values(), x)
         mse, _ = _mean_squared_error(y, y_pred, weight)
-        return self._update_metrics(mse + penalty, y, y_pred, weight)
+        return self.update_metrics(mse + penalty, y, y_pred, weight)
 
     def predict_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
-        return self.forward(*self._values(), x)[0]
+        return self.replica_forward(*self.weight_values(), x)[0]
 
-    def _update_metrics(self, loss, y, y_pred, weight):
-        # The loss tracker is the one Keras' own steps update (a Mean weighted by rows):
-        # val_loss is the mean over real rows, padding (weight 0) left out.
-        self.model._loss_tracker.update_state(loss, sample_weight=tf.reduce_sum(weight))
-        return self.model.compute_metrics(None, y, y_pred, sample_weight=weight)
+    def update_metrics(self, loss, y, y_pred, weight):
+        # The loss is a Mean weighted by real rows: val_loss is the mean over real rows.
+        self.loss_tracker.update_state(loss, sample_weight=tf.reduce_sum(weight))
+        for metric in self.row_metrics:
+            metric.update_state(y, y_pred, sample_weight=weight)
+        return {metric.name: metric.result() for metric in self.metrics}

@@ -21,9 +21,9 @@ from absl import logging
 from dream_keras import run_directory as rundir
 from dream_keras.callbacks import (ChiefBackupReader, EpochSummary, ResumableEarlyStopping,
                                    best_epoch, read_history, truncate_history)
-from dream_keras.dataset import (check_replica_batch, evaluation_steps, training_dataset,
-                                 weighted_evaluation_dataset)
-from dream_keras.distribute import (XLA_OFF, XLA_WHOLE_STEP, ReplicaSteps, is_chief,
+from dream_keras.dataset import (check_replica_batch, evaluation_dataset, evaluation_steps,
+                                 training_dataset, weighted_evaluation_dataset)
+from dream_keras.distribute import (XLA_OFF, XLA_WHOLE_STEP, ReplicaTrainer, is_chief,
                                     make_strategy, replicated, split_cpu, xla_mode)
 from dream_keras.data.training_data import ensure_train_file, load_training_rows
 from dream_keras.errors import ConfigurationError
@@ -160,8 +160,11 @@ def train(config: TrainingConfig) -> dict:
 
 def compiled_model(config: TrainingConfig, strategy,
                    steps_per_epoch: int) -> tuple[keras.Model, str, str]:
-    """(model, XLA mode, reason): the model compiled in the strategy's scope, with the
-    replicated steps where they apply (see distribute.ReplicaSteps). Logs once when
+    """(model, XLA mode, reason): what to `fit`, compiled in the strategy's scope.
+
+    One replica: the functional model itself, compiled as plain Keras (XLA over the whole
+    step). A replicated strategy: a distribute.ReplicaTrainer around it, whose steps
+    compile each replica with XLA and which saves the plain model. Logs once when
     --jit_compile cannot be honoured for the train step. `steps_per_epoch` sets the length
     of the learning-rate schedule (--lr_schedule, --lr_warmup_epochs)."""
     model_config = {**MODEL_DEFAULTS, **config.model}
@@ -182,17 +185,19 @@ def compiled_model(config: TrainingConfig, strategy,
             raise ConfigurationError(f"--lr_schedule: {error}") from None
         optimizer = make_optimizer(config.optimizer, learning_rate, config.clipnorm,
                                    loss_scaling=policy == "mixed_float16")
-        # Keras compiles the whole step with XLA only on one replica; replicated steps
-        # compile each replica's part themselves.
+        # What model.keras records (loss, metrics, optimizer and its state) either way.
         model.compile(optimizer=optimizer, loss="mse", weighted_metrics=pearson_metrics(),
                       jit_compile=xla == XLA_WHOLE_STEP,
                       steps_per_execution=config.steps_per_execution)
-    # Validation (and prediction) never update BatchNorm statistics, so their forward
-    # pass compiles per replica even when the train step cannot.
-    steps = ReplicaSteps(model, jit_gradients=xla != XLA_OFF,
-                         jit_forward=config.jit_compile and xla != XLA_WHOLE_STEP)
-    steps.install(train=replicated(strategy))
-    return model, xla, xla_reason
+        if not replicated(strategy):
+            return model, xla, xla_reason
+        # Validation (and prediction) never update BatchNorm statistics, so their forward
+        # pass compiles per replica even when the train step cannot.
+        trainer = ReplicaTrainer(model, pearson_metrics(), jit_gradients=xla != XLA_OFF,
+                                 jit_forward=config.jit_compile)
+        trainer.compile(optimizer=optimizer, jit_compile=False,
+                        steps_per_execution=config.steps_per_execution)
+    return trainer, xla, xla_reason
 
 
 def _train_dataset(config, rows, start_step: int, input_context):
@@ -223,7 +228,12 @@ def datasets(config: TrainingConfig, rows, strategy, start_step: int = 0):
 
     validation_steps = evaluation_steps(len(rows.validation_codes), config.batch_size)
     if not replicated(strategy):
-        return train_fn(), validation_fn(), validation_steps
+        # Keras' own test step weights each batch's loss by its row count, so one device
+        # reads the rows unpadded (last batch short): val_loss is the mean over real rows.
+        validation = evaluation_dataset(
+            rows.validation_codes, rows.validation_targets, batch_size=config.batch_size,
+            parallel_calls=parallel, prefetch=prefetch).repeat()
+        return train_fn(), validation, validation_steps
     return (strategy.distribute_datasets_from_function(train_fn),
             strategy.distribute_datasets_from_function(validation_fn), validation_steps)
 

@@ -7,7 +7,9 @@ training_flags.define_flags()
 
 
 def train_from_flags() -> str:
-    from dream_keras.training import train  # TensorFlow is imported only once flags parse
+    # Importing the flags above already loaded TensorFlow and Keras (training_flags reads
+    # MODEL_DEFAULTS from model.py); training.py itself is imported once they parse.
+    from dream_keras.training import train
 
     record = train(training_flags.config_from_flags())
     best = record.get("best_metrics") or {}
