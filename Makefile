@@ -23,7 +23,7 @@ install:
 	$(PY) -m pip install -e '.[dev]'
 
 test:
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # Trains, then evaluates on the held-out rows beside the built-in k-mer ridge baseline
 # fitted on the same training file (about a minute of CPU more).

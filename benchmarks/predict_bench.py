@@ -1,7 +1,7 @@
 """Benchmark scoring through predict.py's path against the bare XLA forward pass.
 
 Why: users score the challenge's 71,103 test sequences (and millions of variants) with
-`predict.py`. This times exactly what predict.py runs (inference.run_prediction: load the
+`predict.py`. This times exactly what predict.py runs (cli.commands.run_prediction: load the
 run, compile, read, encode, predict, inverse-scale, write the TSV) and, in the same
 process, the bare forward pass: the same compiled function called back to back on uint8
 batches already in memory, measured before and after the file run (their mean is the
@@ -92,7 +92,7 @@ def _count_rows(path: str) -> int:
 def _timed_prediction(model_path, input_path, output_path, batch_size, **options
                       ) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process, all threads) of one run_prediction."""
-    from dream_keras.inference import run_prediction
+    from dream_keras.cli.commands import run_prediction
 
     started, cpu_started = time.perf_counter(), time.process_time()
     run_prediction(model_path, input_path=input_path, output_path=output_path,
@@ -201,7 +201,7 @@ def run(rows: int, bench_dir: str, *, input_path: str | None = None, batch_size=
         f"{bare_before:,.0f} before and {bare_after:,.0f} after the file run)")))
     figures.append(report(Figure(
         "predict_file_sequences_per_second", file_rate, "seq/s",
-        f"inference.run_prediction (predict.py's path: load, compile, read, predict, "
+        f"cli.commands.run_prediction (predict.py's path: load, compile, read, predict, "
         f"write TSV), {rows:,} rows, batch {batch_size}")))
     figures.append(report(Figure(
         "predict_file_fraction_of_bare_xla", file_rate / bare, "",

@@ -176,7 +176,7 @@ def load_dream_test_set(dream_dir, labels_path=None) -> DreamTestSet:
     """
     subsets_dir = os.path.join(dream_dir, "test_subsets")
     if not os.path.isdir(subsets_dir):
-        raise MissingDataError(f"{subsets_dir}: no test_subsets directory in --dream_dir")
+        raise MissingDataError(f"{subsets_dir}: no test_subsets directory in `dream_dir`")
     sequences, csv_singles, csv_pairs = {}, {}, {}
     for name, (csv_stem, _) in SUBSET_FILES.items():
         path = os.path.join(subsets_dir, csv_stem + ".csv")
@@ -243,7 +243,7 @@ def _read_leaderboard(directory):
                 _add_label(labels, int(pos), value, path)
     if not found:
         raise MissingDataError(f"{directory}: no *_exp_indices.json labels; pass "
-                                "--dream_labels=FILE (a JSON {\"<pos>\": value})")
+                                "`labels_path` (a JSON {\"<pos>\": value})")
     return labels, singles, pairs
 
 

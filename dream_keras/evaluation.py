@@ -3,8 +3,7 @@
 Errors (MSE, R²) are on the STANDARDISED scale: measured expression is standardised with
 the run's own target scaler, so the numbers compare with the training log and the
 original's report. Correlations do not depend on the scale. With a fitted k-mer ridge
-baseline (`--baseline_train_data`), its metrics on the same rows are reported beside the
-model's (metrics.json / dream_score.json key "baseline"). Outputs go to
+baseline, its metrics on the same rows are reported beside the model's (metrics.json / dream_score.json key "baseline"). Outputs go to
 `RUN/evaluation/<data file stem>/` (or `RUN/evaluation/dream_score/`) unless an output
 directory is given; a file there that this package did not write is never replaced.
 """
@@ -18,13 +17,13 @@ from absl import logging
 from matplotlib.figure import Figure
 
 from dream_keras import dream_score
-from dream_keras.baseline import KmerRidge, fit_kmer_ridge_file
+from dream_keras.baseline import KmerRidge
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, load_run, model_path_of,
                                    predict_sequences, predict_standardised)
 from dream_keras.metrics import correlation_summary, pearson_r
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
 from dream_keras.data.sequences import InvalidSequenceError
-from dream_keras.errors import ConfigurationError, OutputExistsError
+from dream_keras.errors import OutputExistsError
 
 METRICS_JSON, METRICS_MD = "metrics.json", "metrics.md"
 SCATTER_PNG, RESIDUALS_PNG = "predicted_vs_measured.png", "residuals.png"
@@ -143,7 +142,7 @@ def check_output_files(output_dir, filenames) -> None:
                if os.path.lexists(os.path.join(output_dir, name)) and name not in ours]
     if foreign:
         raise OutputExistsError(f"{os.path.join(output_dir, foreign[0])}: exists and was not "
-                              "written by evaluate.py; choose another --output_dir or move it")
+                              "written by an evaluation; choose another `output_dir` or move it")
 
 
 def record_output_files(output_dir, filenames) -> None:
@@ -279,39 +278,3 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
                 {str(p): v for p, v in predictions.items()})
     record_output_files(output_dir, outputs)
     return score, output_dir
-
-
-def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=None,
-                   output_dir=None, batch_size=DEFAULT_BATCH_SIZE,
-                   chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
-                   baseline_train_data=None) -> str:
-    """What `evaluate.py` does; returns the text to print (tables and where files went).
-
-    `baseline_train_data`: fit the k-mer ridge baseline on that labelled file first and
-    report it beside the model."""
-    if bool(data_path) == bool(dream_dir):
-        raise ConfigurationError("give exactly one of --data and --dream_dir")
-    if dream_labels and not dream_dir:
-        raise ConfigurationError("--dream_labels needs --dream_dir")
-    baseline = None
-    if baseline_train_data:
-        logging.info("fitting the k-mer ridge baseline on %s", baseline_train_data)
-        baseline = fit_kmer_ridge_file(baseline_train_data, chunk_rows=chunk_rows)
-        logging.info("baseline: %d-mer ridge, penalty factor %g", baseline.k, baseline.penalty)
-    with_baseline = {"baseline": baseline, "baseline_train_data": baseline_train_data}
-    if data_path:
-        metrics, where = evaluate_file(model_path, data_path, output_dir,
-                                       batch_size=batch_size, chunk_rows=chunk_rows,
-                                       reverse_complement_average=reverse_complement_average,
-                                       **with_baseline)
-        return f"{format_metrics_table(metrics)}\nwrote {METRICS_JSON}, {METRICS_MD}, " \
-               f"{SCATTER_PNG}, {RESIDUALS_PNG} to {where}"
-    score, where = evaluate_dream(model_path, dream_dir, dream_labels, output_dir,
-                                  batch_size=batch_size,
-                                  reverse_complement_average=reverse_complement_average,
-                                  **with_baseline)
-    text = dream_score.format_score_table(score)
-    if baseline is not None:
-        text += (f"\nbaseline ({baseline.k}-mer ridge on {baseline.train_rows:,} rows):\n"
-                 + dream_score.format_score_table(score["baseline"]))
-    return f"{text}\nwrote {DREAM_SCORE_JSON}, {DREAM_PREDICTIONS_JSON} to {where}"

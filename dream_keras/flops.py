@@ -114,9 +114,3 @@ def forward_flops_per_sample(model: keras.Model) -> int:
 def training_flops_per_sample(model: keras.Model) -> int:
     """FLOPs of one sample in a training step: forward + backward = 3 x forward."""
     return TRAINING_MULTIPLIER * forward_flops_per_sample(model)
-
-
-def flops_by_layer(model: keras.Model) -> dict:
-    """{layer name: forward FLOPs per sample} for the layers that have matrix products."""
-    return {layer.name: count for layer in model.layers
-            if (count := layer_flops_per_sample(layer))}

@@ -24,7 +24,8 @@ METRIC_NAMES = {
 }
 
 
-def _paired_finite(predicted, measured) -> tuple[np.ndarray, np.ndarray]:
+def _paired(predicted, measured) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides as float64 [n]; a ValueError when their sizes differ."""
     predicted = np.asarray(predicted, dtype=np.float64).reshape(-1)
     measured = np.asarray(measured, dtype=np.float64).reshape(-1)
     if predicted.shape != measured.shape:
@@ -32,18 +33,28 @@ def _paired_finite(predicted, measured) -> tuple[np.ndarray, np.ndarray]:
     return predicted, measured
 
 
+def _undefined(predicted: np.ndarray, measured: np.ndarray) -> bool:
+    """True when no correlation exists: n < 2, a constant side, or a non-finite value
+    (a diverged model's NaN must read as NaN, not as a number SciPy made up)."""
+    return (predicted.size < 2 or not (np.isfinite(predicted).all() and
+                                       np.isfinite(measured).all())
+            or np.ptp(predicted) == 0 or np.ptp(measured) == 0)
+
+
 def pearson_r(predicted, measured) -> float:
-    """Pearson correlation over all rows; NaN when either side is constant or n < 2."""
-    predicted, measured = _paired_finite(predicted, measured)
-    if predicted.size < 2 or np.ptp(predicted) == 0 or np.ptp(measured) == 0:
+    """Pearson correlation over all rows; NaN when either side is constant, holds a
+    non-finite value, or n < 2."""
+    predicted, measured = _paired(predicted, measured)
+    if _undefined(predicted, measured):
         return float("nan")
     return float(stats.pearsonr(predicted, measured)[0])
 
 
 def spearman_rho(predicted, measured) -> float:
-    """Spearman rank correlation over all rows (ties get average ranks)."""
-    predicted, measured = _paired_finite(predicted, measured)
-    if predicted.size < 2 or np.ptp(predicted) == 0 or np.ptp(measured) == 0:
+    """Spearman rank correlation over all rows (ties get average ranks); NaN in the same
+    cases as pearson_r (SciPy would rank an infinity as the largest value)."""
+    predicted, measured = _paired(predicted, measured)
+    if _undefined(predicted, measured):
         return float("nan")
     return float(stats.spearmanr(predicted, measured)[0])
 

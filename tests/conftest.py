@@ -1,4 +1,9 @@
-"""Shared test fixtures: the real DREAM samples sliced into tests/data (see its README)."""
+"""Shared test fixtures and settings: the real DREAM samples sliced into tests/data (see its
+README), the one small model of the suite, a saved small run, a small prepared cache.
+
+Fixtures live here and only here (pytest hands them to every test file); plain helper
+functions live in tests/saved_run.py, tests/run_helpers.py and tests/layer_test_utils.py.
+"""
 import os
 import pathlib
 
@@ -11,6 +16,18 @@ TEST_DATA = REPO / "tests" / "data"
 DREAM_DIR = TEST_DATA / "dream2022"
 REAL_TRAIN_ROWS = 3000  # the first 3,000 rows of de_boer_demo_train.txt
 
+# THE small model of the suite: the faithful model's layers and code paths (one 5 bp conv
+# branch, one 8-wide transformer block, the BiLSTM head) at a fraction of its compile time.
+# Tests about the faithful model itself (sizes, the original's numbers) build it in full.
+SMALL_MODEL = {"conv_kernel_sizes": (5,), "conv_filters": 16, "conv_out_filters": 8,
+               "key_size": 8, "value_size": 8, "num_transformer_blocks": 1}
+
+
+def small_model_flags() -> list:
+    """SMALL_MODEL as train.py flags."""
+    return [f"--{name}={','.join(map(str, value)) if isinstance(value, tuple) else value}"
+            for name, value in SMALL_MODEL.items()]
+
 
 @pytest.fixture(scope="session")
 def dream_dir() -> pathlib.Path:
@@ -20,3 +37,19 @@ def dream_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def real_train_file() -> pathlib.Path:
     return DREAM_DIR / "train_sample" / "de_boer_demo_train.head3000.txt"
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> pathlib.Path:
+    """RUN/model.keras of a saved small run (untrained; see tests/saved_run.py)."""
+    from tests.saved_run import save_small_run
+
+    return save_small_run(tmp_path_factory.mktemp("small_run"))
+
+
+@pytest.fixture(scope="session")
+def small_cache(tmp_path_factory) -> pathlib.Path:
+    """A prepared HDF5 cache of 320 synthetic rows (seed 11)."""
+    from tests.run_helpers import synthetic_cache
+
+    return synthetic_cache(tmp_path_factory, 320)

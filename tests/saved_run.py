@@ -1,17 +1,19 @@
 """A small trained-run directory for the evaluation/inference tests: build, save, reuse.
 
-`build_model` with narrow layers keeps the tests fast; the input/output contract
-(one-hot [None, 110, 4] -> standardised expression [None, 1]) is the full model's.
+The suite's small model (tests/conftest.py SMALL_MODEL) keeps the tests fast; the
+input/output contract (one-hot [None, 110, 4] -> standardised expression [None, 1]) is the
+full model's. Tests get the saved run from the `small_run` fixture (conftest.py).
 """
 import pathlib
 
 import numpy as np
 
+from tests.conftest import SMALL_MODEL
+
 # tanh LSTM: an untrained swish LSTM outputs tens of standard deviations (values ~ -180 on
 # the training scale), where float32 cannot resolve the 1e-5 agreement asked of every
 # prediction path; tanh keeps outputs on a trained model's scale.
-SMALL_MODEL = dict(conv_filters=16, conv_out_filters=8, key_size=8, value_size=8,
-                   conv_kernel_sizes=(3, 5), num_transformer_blocks=1, lstm_activation="tanh")
+SAVED_RUN_MODEL = dict(SMALL_MODEL, lstm_activation="tanh")
 SCALER_MEAN, SCALER_STD = 11.0, 2.5
 
 
@@ -23,7 +25,7 @@ def save_small_run(directory: pathlib.Path) -> pathlib.Path:
     from dream_keras.data.splits import TargetScaler
 
     directory.mkdir(parents=True, exist_ok=True)
-    model = dream_keras.build_model(**SMALL_MODEL)
+    model = dream_keras.build_model(**SAVED_RUN_MODEL)
     model.save(directory / "model.keras")
     TargetScaler(SCALER_MEAN, SCALER_STD).save(directory / "target_scaler.json")
     (directory / "run.json").write_text(json.dumps({"flags": {"seq_len": 110}}))

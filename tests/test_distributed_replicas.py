@@ -10,12 +10,8 @@ import sys
 
 import pytest
 
-from tests.test_training import synthetic_cache
-
-# A narrow model (one 5 bp branch, one 8-wide transformer block, the BiLSTM(4) head): the
-# same layers and code paths as the faithful one at a fraction of the compile time.
-SMALL_MODEL = {"conv_kernel_sizes": (5,), "conv_filters": 16, "conv_out_filters": 8,
-               "key_size": 8, "value_size": 8, "num_transformer_blocks": 1}
+from tests.conftest import SMALL_MODEL
+from tests.run_helpers import synthetic_cache
 
 _SCRIPT = """
 import json, sys
@@ -26,7 +22,7 @@ split_cpu({devices})
 import keras
 import dream_keras.model  # registers the package's layers for keras.models.load_model
 from dream_keras.data.training_data import load_training_rows
-from dream_keras.dataset import evaluation_dataset
+from dream_keras.data.sequences import one_hot
 from dream_keras.training import train
 from dream_keras.training_config import TrainingConfig
 
@@ -41,8 +37,9 @@ for name, settings in {runs}.items():
     saved = keras.models.load_model(f"{out}/{{name}}/model.keras")  # compiled load
     assert type(saved).__name__ == "Functional", type(saved)  # a plain functional model
     rows = load_training_rows(config, 110)
-    predicted = np.concatenate([saved(x, training=False).numpy()[:, 0] for x in
-                                evaluation_dataset(rows.validation_codes, batch_size=50)])
+    codes = rows.validation_codes
+    predicted = np.concatenate([saved(one_hot(codes[i:i + 50]), training=False).numpy()[:, 0]
+                                for i in range(0, len(codes), 50)])
     results[name] = {{"record": record,
                      "scipy_pearson": float(stats.pearsonr(predicted,
                                                            rows.validation_targets)[0]),

@@ -6,14 +6,12 @@ import socket
 import subprocess
 import sys
 
-from tests.conftest import REPO
-from tests.test_training import history, kill_after_backup, small_cache  # noqa: F401
+from tests.conftest import REPO, small_model_flags
+from tests.run_helpers import history, kill_after_backup
 
-SMALL_MODEL_FLAGS = ["--conv_kernel_sizes=5", "--conv_filters=16", "--conv_out_filters=8",
-                     "--key_size=8", "--value_size=8", "--num_transformer_blocks=1"]
 RUN = ["--passes_per_epoch=1", "--batch_size=32", "--optimizer=adam",
        "--singleton_keep_prob=1", "--validation_fraction=0.2", "--strategy=multi_worker",
-       "--steps_per_epoch=3", *SMALL_MODEL_FLAGS]
+       "--steps_per_epoch=3", *small_model_flags()]
 
 
 def _free_ports(count):

@@ -144,7 +144,7 @@ def test_loader_errors_name_the_file(tmp_path):
         load_dream_test_set(tmp_path)
     (tmp_path / "test_subsets" / "high_exp_seqs.csv").write_text(
         "tag,sequence,pos,exp\na,ACGT,5,\n")
-    with pytest.raises(FileNotFoundError, match="--dream_labels"):
+    with pytest.raises(FileNotFoundError, match="`labels_path`"):
         load_dream_test_set(tmp_path)
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps([1, 2]))

@@ -7,16 +7,11 @@ import numpy as np
 import pytest
 
 from dream_keras.dream_score import load_dream_test_set, score_predictions
+from dream_keras.cli.commands import run_evaluation
 from dream_keras.evaluation import (MANIFEST, evaluate_dream, evaluate_file,
                                     format_metrics_table, metrics_markdown,
-                                    plot_predicted_vs_measured, regression_metrics,
-                                    run_evaluation)
-from tests.saved_run import SCALER_MEAN, SCALER_STD, reference_predictions, save_small_run
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return save_small_run(tmp_path_factory.mktemp("run"))
+                                    plot_predicted_vs_measured, regression_metrics)
+from tests.saved_run import SCALER_MEAN, SCALER_STD, reference_predictions
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +36,12 @@ def test_regression_metrics_hand_computed():
     assert "| R² (standardised) | 0.8857 |" in metrics_markdown(metrics, "t")
 
 
-def test_evaluate_file_numbers_files_and_default_directory(model_path, labelled_file):
-    metrics, output_dir = evaluate_file(model_path, labelled_file, chunk_rows=128)
-    assert output_dir == str(model_path.parent / "evaluation" / "sample")
+def test_evaluate_file_numbers_files_and_default_directory(small_run, labelled_file):
+    metrics, output_dir = evaluate_file(small_run, labelled_file, chunk_rows=128)
+    assert output_dir == str(small_run.parent / "evaluation" / "sample")
     rows = [line.split("\t") for line in labelled_file.read_text().splitlines()]
     sequences, expression = [r[0] for r in rows], np.array([float(r[1]) for r in rows])
-    predicted = (reference_predictions(model_path, sequences) - SCALER_MEAN) / SCALER_STD
+    predicted = (reference_predictions(small_run, sequences) - SCALER_MEAN) / SCALER_STD
     measured = (expression - SCALER_MEAN) / SCALER_STD
     assert metrics["n"] == 300
     assert metrics["mse"] == pytest.approx(np.mean((measured - predicted) ** 2), rel=1e-5)
@@ -54,21 +49,21 @@ def test_evaluate_file_numbers_files_and_default_directory(model_path, labelled_
     assert metrics["r2"] == pytest.approx(1 - np.sum((measured - predicted) ** 2) / sst, abs=1e-6)
     assert metrics["pearson"] == pytest.approx(np.corrcoef(predicted, measured)[0, 1],
                                                  abs=1e-5)
-    written = json.loads((model_path.parent / "evaluation" / "sample" / "metrics.json")
+    written = json.loads((small_run.parent / "evaluation" / "sample" / "metrics.json")
                          .read_text())
     assert written["mse"] == pytest.approx(metrics["mse"]) and written["n"] == 300
-    markdown = (model_path.parent / "evaluation" / "sample" / "metrics.md").read_text()
+    markdown = (small_run.parent / "evaluation" / "sample" / "metrics.md").read_text()
     assert f"| MSE (standardised) | {metrics['mse']:.4f} |" in markdown
     for name, shape in [("predicted_vs_measured.png", (600, 660)), ("residuals.png", (540, 1200))]:
-        image = matplotlib.image.imread(model_path.parent / "evaluation" / "sample" / name)
+        image = matplotlib.image.imread(small_run.parent / "evaluation" / "sample" / name)
         assert image.shape[:2] == shape and image.std() > 0.01
     # Our own previous outputs may be replaced; a user's file never is.
-    evaluate_file(model_path, labelled_file, chunk_rows=1000)
-    other = model_path.parent / "other"
+    evaluate_file(small_run, labelled_file, chunk_rows=1000)
+    other = small_run.parent / "other"
     other.mkdir()
     (other / "metrics.md").write_text("my notes")
     with pytest.raises(FileExistsError, match="metrics.md: exists and was not written"):
-        evaluate_file(model_path, labelled_file, output_dir=str(other))
+        evaluate_file(small_run, labelled_file, output_dir=str(other))
     assert (other / "metrics.md").read_text() == "my notes"
     assert not (other / MANIFEST).exists()
 
@@ -81,8 +76,8 @@ def test_density_plot_for_many_points(tmp_path):
     assert image.shape[:2] == (600, 660) and image.std() > 0.01
 
 
-def test_evaluate_dream_scores_the_predictions_it_writes(tmp_path, model_path, dream_dir):
-    score, output_dir = evaluate_dream(model_path, dream_dir, output_dir=str(tmp_path / "d"),
+def test_evaluate_dream_scores_the_predictions_it_writes(tmp_path, small_run, dream_dir):
+    score, output_dir = evaluate_dream(small_run, dream_dir, output_dir=str(tmp_path / "d"),
                                        batch_size=512)
     predictions = {int(p): v for p, v in
                    json.loads((tmp_path / "d" / "dream_predictions.json").read_text()).items()}
@@ -95,8 +90,8 @@ def test_evaluate_dream_scores_the_predictions_it_writes(tmp_path, model_path, d
     assert 0.0 <= score["pearson_score"] < 3.4 / 4.65
 
 
-def test_run_evaluation_needs_exactly_one_source(model_path, labelled_file, dream_dir):
+def test_run_evaluation_needs_exactly_one_source(small_run, labelled_file, dream_dir):
     with pytest.raises(ValueError, match="exactly one"):
-        run_evaluation(model_path, data_path=labelled_file, dream_dir=dream_dir)
+        run_evaluation(small_run, data_path=labelled_file, dream_dir=dream_dir)
     with pytest.raises(ValueError, match="exactly one"):
-        run_evaluation(model_path)
+        run_evaluation(small_run)

@@ -1,4 +1,4 @@
-"""Inference: loading a run, predicting strings and files, strand averaging, pairs, export."""
+"""Prediction: loading a run, predicting strings and files, strand averaging, pairs, export."""
 import gzip
 import json
 import os
@@ -9,26 +9,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dream_keras import inference
-from dream_keras.inference import (compiled_forward, encode_strands, export_serving, load_run,
-                                   padded_batch_size, predict_codes, predict_file,
-                                   predict_pairs_file, predict_sequences,
-                                   reverse_complement_strings, serving_function, variant_effects)
+from dream_keras import prediction_files
+from dream_keras.data.sequences import encode_strands
+from dream_keras.export import export_serving, serving_function
+from dream_keras.inference import (compiled_forward, load_run, padded_batch_size, predict_codes,
+                                   predict_sequences, variant_effects)
+from dream_keras.prediction_files import predict_file, predict_pairs_file
 from dream_keras.data.readers import DataFormatError
 from dream_keras.data.readers import FASTA, TABLE, TEXT, detect_input_format
 from dream_keras.data.sequences import InvalidSequenceError
-from tests.saved_run import (SCALER_MEAN, SCALER_STD, random_sequences, reference_predictions,
-                       save_small_run)
+from tests.saved_run import SCALER_MEAN, SCALER_STD, random_sequences, reference_predictions
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return save_small_run(tmp_path_factory.mktemp("run"))
-
-
-@pytest.fixture(scope="module")
-def run(model_path):
-    return load_run(model_path)
+def run(small_run):
+    return load_run(small_run)
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +32,21 @@ def sequences():
 
 
 @pytest.fixture(scope="module")
-def expected(model_path, sequences):
-    return reference_predictions(model_path, sequences)
+def expected(small_run, sequences):
+    return reference_predictions(small_run, sequences)
 
 
-def test_load_run_returns_model_and_scaler_from_file_or_directory(model_path, run):
+def test_load_run_returns_model_and_scaler_from_file_or_directory(small_run, run):
     model, scaler = run
     assert model.input_shape == (None, 110, 4) and model.output_shape == (None, 1)
     assert (scaler.mean, scaler.std) == (SCALER_MEAN, SCALER_STD)
-    assert load_run(model_path.parent)[1] == scaler
+    assert load_run(small_run.parent)[1] == scaler
 
 
-def test_load_run_errors_are_clear(tmp_path, model_path):
+def test_load_run_errors_are_clear(tmp_path, small_run):
     with pytest.raises(FileNotFoundError, match=r"model.keras: model not found"):
         load_run(tmp_path / "model.keras")
-    (tmp_path / "model.keras").write_bytes(model_path.read_bytes())
+    (tmp_path / "model.keras").write_bytes(small_run.read_bytes())
     with pytest.raises(FileNotFoundError, match="target_scaler.json: target scaler not found"):
         load_run(tmp_path / "model.keras")
     (tmp_path / "target_scaler.json").write_text('{"mean": 0, "std": 1}')
@@ -68,9 +63,16 @@ def test_predict_sequences_matches_an_independent_computation(run, sequences, ex
                                expected[::-1], atol=1e-5)
 
 
+def reverse_windows(sequences):
+    """The reverse strand of each sequence's window (its last 110 bases), as strings."""
+    complement = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+    return [s[-110:].translate(complement)[::-1] for s in sequences]
+
+
 def test_reverse_complement_average_is_the_mean_of_both_strands(run, sequences, expected):
-    assert reverse_complement_strings(["AACGTn", "ggcA"]) == ["nACGTT", "Tgcc"]
-    reverse = predict_sequences(*run, reverse_complement_strings(sequences))
+    assert reverse_windows(["AACGTn", "ggcA", "C" * 5 + "A" * 110]) == [
+        "nACGTT", "Tgcc", "T" * 110]
+    reverse = predict_sequences(*run, reverse_windows(sequences))
     averaged = predict_sequences(*run, sequences, reverse_complement_average=True)
     np.testing.assert_allclose(averaged, (expected + reverse) / 2, atol=1e-5)
     assert np.abs(averaged - expected).max() > 1e-3
@@ -102,11 +104,11 @@ def test_the_compiled_forward_cache_does_not_keep_models_alive():
     import weakref
 
     import dream_keras
-    from tests.saved_run import SMALL_MODEL
+    from tests.conftest import SMALL_MODEL
 
     model = dream_keras.build_model(**SMALL_MODEL)
     predict_codes(model, np.full((3, 110), 4, np.uint8))
-    assert len(inference._COMPILED[model]) == 1
+    assert compiled_forward(model, 8) is compiled_forward(model, 8)  # cached
     alive = weakref.ref(model)
     del model
     gc.collect()
@@ -121,16 +123,24 @@ def test_strand_average_is_one_call_over_both_strands(run, sequences):
     np.testing.assert_allclose(averaged, separate, atol=1e-6)
     both = compiled_forward(model, 32, both_strands=True)
     assert both.experimental_get_tracing_count() == 1
-    (concrete,) = both._list_all_concrete_functions()
-    assert [tuple(spec.shape) for spec in concrete.structured_input_signature[0]] == [
-        (32, 110), (32, 110)]
+    assert [tuple(spec.shape) for spec in both.input_signature] == [(32, 110), (32, 110)]
+
+
+def test_compiled_forward_on_one_hot_equals_on_codes(run, sequences):
+    from dream_keras.data.sequences import one_hot
+
+    model, _ = run
+    codes = encode_strands(sequences[:8], 110)[0]
+    on_codes = compiled_forward(model, 8)(codes).numpy()
+    on_one_hot = compiled_forward(model, 8, one_hot_input=True)(one_hot(codes)).numpy()
+    np.testing.assert_allclose(on_one_hot, on_codes, atol=1e-6)
 
 
 def test_predict_file_in_many_pieces_keeps_order(tmp_path, run, sequences, expected,
                                                  monkeypatch):
     # One batch per piece: 43 rows pass reader -> model -> writer threads in 11 hand-offs,
     # across three chunks, with the strand average on.
-    monkeypatch.setattr(inference, "PIECE_BATCHES", 1)
+    monkeypatch.setattr(prediction_files, "PIECE_BATCHES", 1)
     path = write_inputs(tmp_path, sequences)["text"]
     output = tmp_path / "out.tsv"
     assert predict_file(*run, path, output, batch_size=4, chunk_rows=20,
@@ -196,7 +206,7 @@ def test_dream_json_output_and_overwrite_refusal(tmp_path, run, sequences, expec
     mapping = json.loads(output.read_text())
     assert list(mapping) == [str(i) for i in range(len(sequences))]
     np.testing.assert_allclose(list(mapping.values()), expected, atol=1e-5)
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="`overwrite=True`"):
         predict_file(*run, path, output)
     predict_file(*run, path, output, overwrite=True)
     assert output.read_text().startswith("sequence\tprediction\n")

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from dream_keras.inference import load_run, predict_sequences, variant_effects
-from tests.saved_run import random_sequences, save_small_run
+from tests.saved_run import random_sequences
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,19 +38,14 @@ def assert_one_line_error(result, *fragments):
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return save_small_run(tmp_path_factory.mktemp("run"))
-
-
-@pytest.fixture(scope="module")
 def sequences():
     return random_sequences(25, seed=11)
 
 
-def test_predict_fasta_with_strand_average_and_export(tmp_path, model_path, sequences):
+def test_predict_fasta_with_strand_average_and_export(tmp_path, small_run, sequences):
     fasta = tmp_path / "in.fa"
     fasta.write_text("".join(f">seq{i}\n{s}\n" for i, s in enumerate(sequences)))
-    result = run_script("predict.py", f"--model={model_path}", f"--input={fasta}",
+    result = run_script("predict.py", f"--model={small_run}", f"--input={fasta}",
                         "--output=out.tsv", "--reverse_complement_average", "--chunk_rows=7",
                         "--batch_size=4", "--export=served", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -59,7 +54,7 @@ def test_predict_fasta_with_strand_average_and_export(tmp_path, model_path, sequ
     assert lines[0] == "sequence\tprediction"
     assert [line.split("\t")[0] for line in lines[1:]] == sequences
     from_cli = np.array([float(line.split("\t")[1]) for line in lines[1:]])
-    model, scaler = load_run(model_path)
+    model, scaler = load_run(small_run)
     from_api = predict_sequences(model, scaler, sequences, reverse_complement_average=True)
     np.testing.assert_allclose(from_cli, from_api, atol=1e-5)
     served = tf.saved_model.load(str(tmp_path / "served"))
@@ -67,20 +62,20 @@ def test_predict_fasta_with_strand_average_and_export(tmp_path, model_path, sequ
                                from_api, atol=1e-5)
 
 
-def test_predict_pairs_gives_effects(tmp_path, model_path, sequences):
+def test_predict_pairs_gives_effects(tmp_path, small_run, sequences):
     (tmp_path / "pairs.tsv").write_text("ref_sequence\talt_sequence\n" + "".join(
         f"{sequences[i]}\t{sequences[i + 10]}\n" for i in range(10)))
-    result = run_script("predict.py", f"--model={model_path}", "--pairs=pairs.tsv",
+    result = run_script("predict.py", f"--model={small_run}", "--pairs=pairs.tsv",
                         "--output=effects.tsv", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("\t") for line in (tmp_path / "effects.tsv").read_text().splitlines()[1:]]
-    effects = variant_effects(*load_run(model_path), sequences[:10], sequences[10:20])
+    effects = variant_effects(*load_run(small_run), sequences[:10], sequences[10:20])
     np.testing.assert_allclose([float(r[4]) for r in rows], effects["effect"], atol=1e-5)
     np.testing.assert_allclose([float(r[2]) for r in rows], effects["ref_prediction"], atol=1e-5)
 
 
 @pytest.fixture(scope="module")
-def error_runs(tmp_path_factory, model_path):
+def error_runs(tmp_path_factory, small_run):
     """The three failing runs, started together (each spends ~5 s importing TensorFlow)."""
     directory = tmp_path_factory.mktemp("errors")
     (directory / "good.txt").write_text("ACGT\n")
@@ -88,8 +83,8 @@ def error_runs(tmp_path_factory, model_path):
     (directory / "binary.bin").write_bytes(b"\x80\x81\xfe\xff" * 100)
     cases = {
         "missing_model": ["--model=nowhere/model.keras", "--input=good.txt", "--output=a.tsv"],
-        "bad_letters": [f"--model={model_path}", "--input=bad_letters.txt", "--output=b.tsv"],
-        "unreadable": [f"--model={model_path}", "--input=binary.bin", "--output=c.tsv"],
+        "bad_letters": [f"--model={small_run}", "--input=bad_letters.txt", "--output=b.tsv"],
+        "unreadable": [f"--model={small_run}", "--input=binary.bin", "--output=c.tsv"],
     }
     started = {name: start_script("predict.py", *args, cwd=directory)
                for name, args in cases.items()}
@@ -115,10 +110,10 @@ def test_unreadable_input_is_one_line_error(error_runs):
     assert not (directory / "c.tsv").exists()
 
 
-def test_evaluate_prints_the_table_and_writes_metrics(tmp_path, model_path, real_train_file):
+def test_evaluate_prints_the_table_and_writes_metrics(tmp_path, small_run, real_train_file):
     data = tmp_path / "labelled.txt"
     data.write_text("\n".join(real_train_file.read_text().splitlines()[:200]) + "\n")
-    result = run_script("evaluate.py", f"--model={model_path}", f"--data={data}",
+    result = run_script("evaluate.py", f"--model={small_run}", f"--data={data}",
                         "--output_dir=eval", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -127,5 +122,21 @@ def test_evaluate_prints_the_table_and_writes_metrics(tmp_path, model_path, real
     pearson_rows = [line.split() for line in result.stdout.splitlines()
                     if line.startswith("Pearson r ")]
     assert pearson_rows and pearson_rows[0][2] == f"{metrics['pearson']:.4f}"
-    usage = run_script("evaluate.py", f"--model={model_path}", cwd=tmp_path)
+    usage = run_script("evaluate.py", f"--model={small_run}", cwd=tmp_path)
     assert usage.returncode != 0 and "exactly one of --data and --dream_dir" in usage.stderr
+
+
+def test_library_errors_name_parameters_and_the_cli_names_flags(tmp_path, small_run):
+    from dream_keras.cli.commands import prediction_problem, run_prediction
+    from dream_keras.cli.runner import flag_spelling
+
+    (tmp_path / "taken.tsv").write_text("mine\n")
+    with pytest.raises(FileExistsError) as caught:
+        run_prediction(small_run, input_path="x.txt", output_path=tmp_path / "taken.tsv")
+    assert "pass `overwrite=True` to replace it" in str(caught.value)
+    assert "pass --overwrite to replace it" in flag_spelling(str(caught.value))
+    assert (tmp_path / "taken.tsv").read_text() == "mine\n"
+    assert flag_spelling("`output_format='tsv'`, `labels_path`, `other`") == (
+        "--format=tsv, --dream_labels, `other`")
+    assert prediction_problem(input_path="a", pairs_path=None, output_path=None,
+                              export_dir=None) == "--output is required with --input or --pairs"

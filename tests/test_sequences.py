@@ -54,17 +54,22 @@ def test_one_hot_channels_and_n_is_zero():
     assert onehot.dtype == np.float32
 
 
-def test_reverse_complement_codes_and_one_hot_agree():
-    codes = seq.encode(["AACGTN", "GATTACA"], seq_len=7)
-    rc = seq.reverse_complement(codes)
-    assert seq.decode(rc) == ["NACGTTN", "TGTAATC"]
-    np.testing.assert_array_equal(seq.reverse_complement_one_hot(seq.one_hot(codes)),
-                                  seq.one_hot(rc))
-    np.testing.assert_array_equal(seq.reverse_complement(rc), codes)
+def test_reverse_strand_is_the_reverse_complement_of_the_window_aligned_right():
+    codes = seq.encode(["AACGTC", "GATTACA", "ACNGT"], seq_len=7)
+    reverse = seq.reverse_complement_right_aligned(codes)
+    # Padding stays on the left; an inner N stays where the reverse complement puts it.
+    np.testing.assert_array_equal(reverse, seq.encode(["GACGTT", "TGTAATC", "ACNGT"], 7))
+    np.testing.assert_array_equal(seq.reverse_complement_right_aligned(reverse), codes)
 
 
-def test_decode_round_trip():
-    assert seq.decode(seq.encode(["ACGTN", "ac"], seq_len=5)) == ["ACGTN", "NNNAC"]
+def test_encode_strands_uses_the_one_window_rule():
+    long = "ACGGTCA" * 20  # 140 bp: the window is the last 110
+    forward, reverse = seq.encode_strands([long, "ACG"], 110, both_strands=True)
+    np.testing.assert_array_equal(forward, seq.encode([long, "ACG"], 110))
+    complement = str.maketrans("ACGT", "TGCA")
+    np.testing.assert_array_equal(
+        reverse, seq.encode([long[-110:].translate(complement)[::-1], "CGT"], 110))
+    assert seq.encode_strands(["ACG"], 110)[1] is None
 
 
 def test_single_string_is_refused():

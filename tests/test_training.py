@@ -4,61 +4,25 @@ Runs are tiny (a few hundred synthetic rows, batch 32-64) and most skip XLA to s
 compile time; the model tests cover the XLA train step. Replicas and workers:
 tests/test_distributed_*.py.
 """
-import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from dream_keras.data import synthetic
-from dream_keras.data.cache import prepare_cache
-from tests.conftest import REPO
+from tests.conftest import REPO, small_model_flags
+# Also importable from here for other test modules' convenience (they should import them
+# from tests.run_helpers).
+from tests.run_helpers import history, kill_after_backup, synthetic_cache  # noqa: F401
 
 # A warm-up and cosine schedule, so that the kill-and-resume test also shows a resumed
 # run continuing the same learning-rate curve.
 SMALL_RUN = ["--epochs=2", "--passes_per_epoch=1", "--batch_size=32", "--optimizer=adam", "--learning_rate=1e-3",
              "--lr_schedule=cosine", "--lr_warmup_epochs=0.5",
-             "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2"]
-
-
-def synthetic_cache(tmp_path_factory, rows: int):
-    """A prepared cache of `rows` synthetic rows (seed 11)."""
-    folder = tmp_path_factory.mktemp("data")
-    synthetic.write_dream_file(folder / "rows.txt", rows, seed=11)
-    prepare_cache(folder / "rows.txt", folder / "rows.h5")
-    return folder / "rows.h5"
-
-
-@pytest.fixture(scope="module")
-def small_cache(tmp_path_factory):
-    return synthetic_cache(tmp_path_factory, 320)
-
-
-def kill_after_backup(processes, metadata, timeout=300) -> int:
-    """SIGKILL `processes` once the backup at `metadata` records epoch >= 1 (or one of
-    them exits, or `timeout` s pass); returns the backed-up epoch."""
-    try:
-        deadline = time.time() + timeout
-        while time.time() < deadline and all(p.poll() is None for p in processes):
-            try:
-                if json.loads(metadata.read_text())["epoch"] >= 1:
-                    break
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.05)
-        for process in processes:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    return json.loads(metadata.read_text())["epoch"]
+             "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2",
+             *small_model_flags()]
 
 
 def run_train(*args, timeout=300, env=None, check=True):
@@ -68,11 +32,6 @@ def run_train(*args, timeout=300, env=None, check=True):
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
-
-
-def history(run_dir):
-    with open(run_dir / "history.csv") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_quickstart_path_writes_every_output(tmp_path):
@@ -161,15 +120,3 @@ def test_foreign_output_dir_is_refused_and_kept(tmp_path, small_cache):
     assert result.returncode == 1 and "is not empty" in result.stderr
     assert "--overwrite" in result.stderr
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
-
-
-def test_quickstart_settings_learn_without_collapsing(tmp_path):
-    """flags/quickstart.flags as shipped, on fewer rows and steps. A collapsed model
-    predicts a constant (val_pearson ~0 or NaN); a too-high learning rate did exactly that
-    here (RMSprop 1e-3 and Adam 1e-3: prediction std < 0.001 within 200 steps)."""
-    run_train(f"--flagfile={REPO / 'flags' / 'quickstart.flags'}",
-              f"--train_data={tmp_path / 'synthetic.txt'}", f"--output_dir={tmp_path / 'run'}",
-              "--synthetic_rows=6000", "--epochs=1", "--steps_per_epoch=400", timeout=900)
-    record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record["status"] == "completed"
-    assert record["best_metrics"]["val_pearson"] > 0.2

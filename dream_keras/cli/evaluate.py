@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from dream_keras.cli import runner
+from dream_keras.cli import commands, runner
 from dream_keras.cli.prediction_flags import define_prediction_flags
 
 _SHARED = define_prediction_flags(
@@ -33,14 +33,14 @@ _BASELINE_TRAIN_DATA = flags.DEFINE_string(
     "row of this labelled file (normally the run's --train_data) and report its metrics "
     "beside the model's. About a minute of CPU for 40,000 rows.")
 flags.register_multi_flags_validator(
-    ["data", "dream_dir"], lambda values: bool(values["data"]) != bool(values["dream_dir"]),
-    message="give exactly one of --data and --dream_dir")
+    ["data", "dream_dir", "dream_labels"],
+    lambda values: runner.no_problem(commands.evaluation_problem(
+        data_path=values["data"], dream_dir=values["dream_dir"],
+        dream_labels=values["dream_labels"])))
 
 
 def evaluate_from_flags():
-    from dream_keras.evaluation import run_evaluation
-
-    return run_evaluation(
+    return commands.run_evaluation(
         _SHARED.model.value, data_path=_DATA.value, dream_dir=_DREAM_DIR.value,
         dream_labels=_DREAM_LABELS.value, output_dir=_OUTPUT_DIR.value,
         batch_size=_SHARED.batch_size.value, chunk_rows=_SHARED.chunk_rows.value,

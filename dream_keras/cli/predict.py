@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from dream_keras.cli import runner
+from dream_keras.cli import commands, runner
 from dream_keras.cli.prediction_flags import define_prediction_flags
 
 _SHARED = define_prediction_flags(
@@ -32,23 +32,14 @@ _JIT_COMPILE = flags.DEFINE_bool("jit_compile", True, "Run the model XLA-compile
                                  "docs/scoring.md); --nojit_compile runs it as plain "
                                  "TensorFlow graph ops.")
 flags.register_multi_flags_validator(
-    ["input", "pairs", "export"],
-    lambda values: bool(values["input"] or values["pairs"] or values["export"]),
-    message="nothing to do: give --input, --pairs or --export")
-flags.register_multi_flags_validator(
-    ["input", "pairs"], lambda values: not (values["input"] and values["pairs"]),
-    message="give --input or --pairs, not both")
-flags.register_multi_flags_validator(
-    ["input", "pairs", "output"],
-    lambda values: bool(values["output"]) or not (values["input"] or values["pairs"]),
-    message="--output is required with --input or --pairs")
-
+    ["input", "pairs", "output", "export", "format"],
+    lambda values: runner.no_problem(commands.prediction_problem(
+        input_path=values["input"], pairs_path=values["pairs"], output_path=values["output"],
+        export_dir=values["export"], output_format=values["format"])))
 
 
 def predict_from_flags():
-    from dream_keras.inference import run_prediction
-
-    return run_prediction(
+    return commands.run_prediction(
         _SHARED.model.value, input_path=_INPUT.value, pairs_path=_PAIRS.value,
         output_path=_OUTPUT.value, export_dir=_EXPORT.value, output_format=_FORMAT.value,
         batch_size=_SHARED.batch_size.value, chunk_rows=_SHARED.chunk_rows.value,

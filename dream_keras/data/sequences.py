@@ -1,7 +1,13 @@
-"""DNA encoding: letters -> integer codes -> one-hot, fixed length, reverse complement.
+"""DNA encoding, the package's one owner of it: letters -> codes -> one-hot, the window
+rule for sequences of any length, and the reverse strand.
 
 Codes: A=0, C=1, G=2, T=3, N=4 (lower case accepted). One-hot channels are A, C, G, T and
-N is the all-zero vector, exactly as the original model's input. Everything here is
+N is the all-zero vector, exactly as the original model's input. The window rule: a
+sequence longer than seq_len keeps its LAST seq_len bases, a shorter one is left-padded
+with N (`encode`); its reverse strand is the reverse complement of that window
+(`reverse_complement_right_aligned`). TensorFlow mirrors of these, for the compiled
+forward and the exported SavedModel, live in dream_keras/sequence_ops.py and are tested
+equal to these. Everything here is
 vectorised over a whole batch of sequences (no per-letter Python loop) and imports only
 NumPy, so data preparation starts fast.
 """
@@ -148,31 +154,26 @@ def one_hot(codes: np.ndarray, dtype=np.float32) -> np.ndarray:
     return np.take(table, codes, axis=0)
 
 
-def decode(codes: np.ndarray) -> list[str]:
-    """Strings from codes [n, seq_len] (padding comes back as N)."""
-    letters = np.frombuffer(b"ACGTN", dtype=np.uint8)[np.asarray(codes)]
-    return [row.tobytes().decode("ascii") for row in letters]
-
-
-def reverse_complement(codes: np.ndarray) -> np.ndarray:
-    """Reverse complement of encoded sequences [..., seq_len]; N stays N.
-
-    Left padding becomes right padding, as the original's reverse strand would have it.
-    """
+def _reverse_complement(codes: np.ndarray) -> np.ndarray:
+    """Codes [..., seq_len] complemented and reversed; N stays N (padding moves right)."""
     return _COMPLEMENT_CODE[np.asarray(codes)][..., ::-1]
 
 
 def reverse_complement_right_aligned(codes: np.ndarray) -> np.ndarray:
-    """Reverse complement of right-aligned codes [n, seq_len], aligned right again.
+    """The other strand of encoded rows [n, seq_len], encoded by the same window rule.
 
-    The left N padding of a short sequence would end up on the right after reversal; it is
-    moved back to the left, so a sequence's other strand is encoded like every input (as
-    `encode` would encode the reverse-complemented string). Ns inside a sequence stay where
-    the reverse complement puts them; leading Ns count as padding. Used for
-    reverse-complement augmentation.
+    THE reverse-strand rule of the package (training augmentation, strand-averaged
+    prediction, variant effects and the exported SavedModel all call this or its tested
+    TensorFlow mirror, `dream_keras.sequence_ops.reverse_complement_right_aligned`): the
+    window comes first, then the complement. `encode` keeps a sequence's last seq_len
+    bases; the reverse strand is the reverse complement of exactly those bases, aligned
+    right again (its left N padding moved back to the left). Both strands therefore show
+    the model the same bases, and a 135-bp sequence's reverse strand is the complement of
+    its last 110 bases (not its first 110). Leading Ns cannot be told from padding in
+    codes and count as padding. See docs/data.md, "Encoding".
     """
     codes = np.asarray(codes)
-    flipped = reverse_complement(codes)
+    flipped = _reverse_complement(codes)
     seq_len = codes.shape[-1]
     is_padding = np.cumprod(codes == N_CODE, axis=-1, dtype=np.int8)  # the leading Ns
     padding = is_padding.sum(axis=-1, keepdims=True)
@@ -180,7 +181,13 @@ def reverse_complement_right_aligned(codes: np.ndarray) -> np.ndarray:
     return np.take_along_axis(flipped, columns, axis=-1)
 
 
-def reverse_complement_one_hot(one_hot_batch: np.ndarray) -> np.ndarray:
-    """Reverse complement of one-hot [..., seq_len, 4]: with channels A, C, G, T the
-    complement is the channel axis reversed, so N (all zeros) stays N."""
-    return np.asarray(one_hot_batch)[..., ::-1, ::-1]
+def encode_strands(sequences: Sequence[str], seq_len: int = DEFAULT_SEQ_LEN,
+                   both_strands: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(forward codes, reverse-strand codes or None): uint8 [n, seq_len] each.
+
+    The forward strand is `encode`; the reverse strand is `reverse_complement_right_aligned`
+    of it, so prediction sees the window training augmentation sees. Raises
+    InvalidSequenceError (with `.row`) for a letter outside ACGTN.
+    """
+    forward = encode(sequences, seq_len)
+    return forward, (reverse_complement_right_aligned(forward) if both_strands else None)

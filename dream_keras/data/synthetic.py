@@ -399,7 +399,7 @@ def write_dream_file(path, num_rows: int, seed: int, chunk_rows: int = DEFAULT_C
         raise ValueError(f"num_rows must be non-negative, got {num_rows}")
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
-        raise OutputExistsError(f"{path} exists (pass overwrite=True / --overwrite to replace it)")
+        raise OutputExistsError(f"{path} exists (pass `overwrite=True` to replace it)")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # Write beside the target and rename at the end: an interrupted run leaves no
     # half-written file that a later run would refuse to overwrite or a reader would trust.

@@ -1,0 +1,123 @@
+"""What predict.py and evaluate.py do, given their settings: checks, then library calls.
+
+The command lines' cross-flag rules live here, once (`prediction_problem`,
+`evaluation_problem`): the absl flag validators of cli/predict.py and cli/evaluate.py and
+the `run_*` functions below all call them. Library errors name parameters in backticks
+(`overwrite=True`); cli/runner.py shows them as the flags that set those parameters.
+"""
+from __future__ import annotations
+
+from absl import logging
+
+from dream_keras.data.readers import DEFAULT_CHUNK_ROWS
+from dream_keras.errors import ConfigurationError
+from dream_keras.inference import DEFAULT_BATCH_SIZE
+
+
+def prediction_problem(*, input_path, pairs_path, output_path, export_dir,
+                       output_format="tsv") -> str | None:
+    """Why this predict.py request cannot run (a message naming flags), or None."""
+    if input_path and pairs_path:
+        return "give --input or --pairs, not both"
+    if not (input_path or pairs_path or export_dir):
+        return "nothing to do: give --input, --pairs or --export"
+    if (input_path or pairs_path) and not output_path:
+        return "--output is required with --input or --pairs"
+    if pairs_path and output_format != "tsv":
+        return "--pairs writes TSV only (--format=tsv)"
+    return None
+
+
+def evaluation_problem(*, data_path, dream_dir, dream_labels=None) -> str | None:
+    """Why this evaluate.py request cannot run (a message naming flags), or None."""
+    if bool(data_path) == bool(dream_dir):
+        return "give exactly one of --data and --dream_dir"
+    if dream_labels and not dream_dir:
+        return "--dream_labels needs --dream_dir"
+    return None
+
+
+def _refuse(problem: str | None) -> None:
+    if problem:
+        raise ConfigurationError(problem)
+
+
+def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=None,
+                   export_dir=None, output_format: str = "tsv",
+                   batch_size: int = DEFAULT_BATCH_SIZE, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                   reverse_complement_average: bool = False, overwrite: bool = False,
+                   jit_compile: bool = True) -> str:
+    """What `predict.py` does: predict a file, a pair file, and/or export. Returns a summary.
+
+    Output paths are checked before the model loads, so a refusal is immediate.
+    """
+    from dream_keras.export import check_export_dir, export_serving
+    from dream_keras.inference import load_run
+    from dream_keras.prediction_files import (check_output_writable, predict_file,
+                                              predict_pairs_file)
+
+    _refuse(prediction_problem(input_path=input_path, pairs_path=pairs_path,
+                               output_path=output_path, export_dir=export_dir,
+                               output_format=output_format))
+    if output_path:
+        check_output_writable(output_path, overwrite)
+    if export_dir:
+        check_export_dir(export_dir, overwrite)
+    model, scaler = load_run(model_path)
+    options = dict(batch_size=batch_size, chunk_rows=chunk_rows, overwrite=overwrite,
+                   reverse_complement_average=reverse_complement_average,
+                   jit_compile=jit_compile)
+    summary = []
+    if input_path:
+        rows = predict_file(model, scaler, input_path, output_path,
+                            output_format=output_format, **options)
+        summary.append(f"wrote {rows} predictions to {output_path}")
+    if pairs_path:
+        rows = predict_pairs_file(model, scaler, pairs_path, output_path, **options)
+        summary.append(f"wrote {rows} variant effects to {output_path}")
+    if export_dir:
+        export_serving(model, scaler, export_dir, overwrite=overwrite,
+                       reverse_complement_average=reverse_complement_average)
+        summary.append(f"exported a SavedModel (signature 'serving_default': sequences "
+                       f"tf.string [None] -> expression float32 [None]) to {export_dir}")
+    return "\n".join(summary)
+
+
+def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=None,
+                   output_dir=None, batch_size=DEFAULT_BATCH_SIZE,
+                   chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
+                   baseline_train_data=None) -> str:
+    """What `evaluate.py` does; returns the text to print (tables and where files went).
+
+    `baseline_train_data`: fit the k-mer ridge baseline on that labelled file first and
+    report it beside the model."""
+    from dream_keras import dream_score
+    from dream_keras.baseline import fit_kmer_ridge_file
+    from dream_keras.evaluation import (DREAM_PREDICTIONS_JSON, DREAM_SCORE_JSON, METRICS_JSON,
+                                        METRICS_MD, RESIDUALS_PNG, SCATTER_PNG, evaluate_dream,
+                                        evaluate_file, format_metrics_table)
+
+    _refuse(evaluation_problem(data_path=data_path, dream_dir=dream_dir,
+                               dream_labels=dream_labels))
+    baseline = None
+    if baseline_train_data:
+        logging.info("fitting the k-mer ridge baseline on %s", baseline_train_data)
+        baseline = fit_kmer_ridge_file(baseline_train_data, chunk_rows=chunk_rows)
+        logging.info("baseline: %d-mer ridge, penalty factor %g", baseline.k, baseline.penalty)
+    with_baseline = {"baseline": baseline, "baseline_train_data": baseline_train_data}
+    if data_path:
+        metrics, where = evaluate_file(model_path, data_path, output_dir,
+                                       batch_size=batch_size, chunk_rows=chunk_rows,
+                                       reverse_complement_average=reverse_complement_average,
+                                       **with_baseline)
+        return f"{format_metrics_table(metrics)}\nwrote {METRICS_JSON}, {METRICS_MD}, " \
+               f"{SCATTER_PNG}, {RESIDUALS_PNG} to {where}"
+    score, where = evaluate_dream(model_path, dream_dir, dream_labels, output_dir,
+                                  batch_size=batch_size,
+                                  reverse_complement_average=reverse_complement_average,
+                                  **with_baseline)
+    text = dream_score.format_score_table(score)
+    if baseline is not None:
+        text += (f"\nbaseline ({baseline.k}-mer ridge on {baseline.train_rows:,} rows):\n"
+                 + dream_score.format_score_table(score["baseline"]))
+    return f"{text}\nwrote {DREAM_SCORE_JSON}, {DREAM_PREDICTIONS_JSON} to {where}"

@@ -1,0 +1,67 @@
+"""Export a trained run for serving: a TF SavedModel from sequence strings to expression.
+
+The encoding runs in TensorFlow ops (dream_keras.sequence_ops, tested equal to the NumPy
+rules of data/sequences.py), so a SavedModel user needs no Python of ours; the optional
+strand average uses the package's one window rule, like the Python API.
+"""
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from dream_keras import sequence_ops
+from dream_keras.data.splits import TargetScaler
+from dream_keras.errors import OutputExistsError
+from dream_keras.inference import model_seq_len
+
+
+def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
+                     reverse_complement_average: bool = False):
+    """A TF function: sequences tf.string [batch] -> {'expression': float32 [batch]}.
+
+    Encoding: `encode`'s window rule (last seq_len bases, left-padded with N), any case.
+    Unlike the Python API, letters outside ACGTN are not an error here: a server should
+    answer, and they read as N.
+    """
+    seq_len = seq_len or model_seq_len(model)
+    mean, std = tf.constant(scaler.mean, tf.float64), tf.constant(scaler.std, tf.float64)
+
+    def predict(codes):
+        output = model(sequence_ops.one_hot(codes), training=False)
+        return tf.cast(tf.reshape(output, [-1]), tf.float64)
+
+    def serve(sequences):
+        codes = sequence_ops.encode_strings(sequences, seq_len)
+        standardised = predict(codes)
+        if reverse_complement_average:
+            reverse = sequence_ops.reverse_complement_right_aligned(codes)
+            standardised = (standardised + predict(reverse)) / 2.0
+        return {"expression": tf.cast(standardised * std + mean, tf.float32)}
+
+    return serve
+
+
+def check_export_dir(export_dir, overwrite: bool) -> None:
+    """Refuse early (before loading a model) to replace an existing export directory."""
+    if os.path.lexists(export_dir) and not overwrite:
+        raise OutputExistsError(f"{export_dir}: export directory exists; pass "
+                                "`overwrite=True` to replace it")
+
+
+def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_len=None,
+                   reverse_complement_average: bool = False, overwrite: bool = False) -> None:
+    """Write a TF SavedModel whose `serve` endpoint (also 'serving_default') maps a batch of
+    sequence strings tf.string [None] to training-scale expression float32 [None]."""
+    check_export_dir(export_dir, overwrite)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serve",
+        fn=serving_function(model, scaler, seq_len=seq_len,
+                            reverse_complement_average=reverse_complement_average),
+        input_signature=[tf.TensorSpec([None], tf.string, name="sequences")])
+    archive.write_out(os.fspath(export_dir), verbose=False)
+    logging.info("exported a SavedModel to %s", export_dir)

@@ -1,0 +1,255 @@
+"""Predict files: read sequences or variant pairs in chunks, predict, write TSV or JSON.
+
+One path (`_predict_table`) serves both inputs: a layout says how a chunk's rows become
+sequences to score and how their predictions become output text. Reading and encoding
+run ahead in one thread and writing behind in another, so the model computes without
+waiting for either; the output appears (atomically) only when every row is written.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import os
+import queue
+import threading
+from typing import Callable, Iterator
+
+import numpy as np
+from absl import logging
+
+from dream_keras.data.readers import (DEFAULT_CHUNK_ROWS, DataFormatError, iter_pair_chunks,
+                                      iter_sequence_chunks)
+from dream_keras.data.sequences import InvalidSequenceError, encode_strands
+from dream_keras.errors import ConfigurationError, OutputExistsError
+from dream_keras.inference import (DEFAULT_BATCH_SIZE, model_seq_len, padded_batch_size,
+                                   predict_codes)
+
+# Rows handed from the reader to the model and on to the writer at a time, in batches.
+PIECE_BATCHES = 16
+OUTPUT_FORMATS = ("tsv", "dream_json")
+PAIR_COLUMNS = ("ref_sequence", "alt_sequence", "ref_prediction", "alt_prediction", "effect")
+
+
+def check_output_writable(path, overwrite: bool) -> None:
+    """Refuse early (before loading a model) to replace an existing output."""
+    if os.path.lexists(path) and not overwrite:
+        raise OutputExistsError(f"{path}: output exists; pass `overwrite=True` to replace it")
+    if os.path.isdir(path):
+        raise OutputExistsError(f"{path}: output is a directory")
+
+
+@contextlib.contextmanager
+def _atomic_output(path):
+    """Write to a temporary file beside `path`, moved into place only on success."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.partial-{os.getpid()}")
+    try:
+        with open(temporary, "w", newline="\n") as handle:
+            yield handle
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _put_unless(stop: threading.Event, items: queue.Queue, item) -> bool:
+    """Put `item`, waiting for room; give up (False) once `stop` is set."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """Iterate `items` in a background thread, up to `depth` items ahead of the caller.
+
+    Reading and encoding (Python and NumPy) then overlap the model's compute (TensorFlow
+    releases the GIL); an exception in the thread is re-raised here, where it happened in
+    the sequence.
+    """
+    handoff, stop, done = queue.Queue(maxsize=depth), threading.Event(), object()
+
+    def produce():
+        try:
+            for item in items:
+                if not _put_unless(stop, handoff, (item, None)):
+                    return
+            _put_unless(stop, handoff, (done, None))
+        except BaseException as error:  # noqa: BLE001  (handed to the consumer)
+            _put_unless(stop, handoff, (done, error))
+
+    thread = threading.Thread(target=produce, name="dream-keras-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _BackgroundWriter:
+    """Runs write jobs one after another, in order, in a background thread; at most `depth`
+    wait, so memory stays bounded when the disk is slower than the model."""
+
+    def __init__(self, depth: int = 2):
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "dream-keras-writer")
+        self._pending = collections.deque()
+        self._depth = depth
+
+    def submit(self, job, *args) -> None:
+        self._pending.append(self._executor.submit(job, *args))
+        while len(self._pending) > self._depth:
+            self._pending.popleft().result()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, *_):
+        try:
+            while self._pending and error_type is None:
+                self._pending.popleft().result()
+        finally:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _pieces(chunks, piece_rows: int):
+    """Each chunk of the reader cut into pieces of at most piece_rows rows."""
+    for chunk in chunks:
+        for start in range(0, len(chunk.line_numbers), piece_rows):
+            yield chunk, slice(start, start + piece_rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """How one kind of input file is predicted and written."""
+    read_chunks: Callable          # (path, chunk_rows) -> chunks with .line_numbers
+    sequences_per_row: int         # 1, or 2 for a pair (ref then alt)
+    piece_sequences: Callable      # (chunk, rows slice) -> sequences to score, in order
+    header: str
+    format_rows: Callable          # (sequences, values, first row) -> output text
+    footer: str
+    noun: str
+
+
+def _tsv_rows(sequences, values, first_row: int) -> str:
+    return "".join(f"{s}\t{v:.9g}\n" for s, v in zip(sequences, values))
+
+
+def _dream_json_rows(sequences, values, first_row: int) -> str:
+    """The entries of {"<row index>": value} for one piece (0-based rows), comma-led after
+    the first piece; json.dumps writes them (allow_nan=False: JSON has no NaN)."""
+    if not len(values):
+        return ""
+    try:
+        entries = json.dumps({str(first_row + i): float(v) for i, v in enumerate(values)},
+                             allow_nan=False)[1:-1]
+    except ValueError:
+        bad = first_row + int(np.flatnonzero(~np.isfinite(values))[0])
+        raise ConfigurationError(f"the prediction for row {bad} is not finite; JSON cannot "
+                                 "hold it (write `output_format='tsv'`)") from None
+    return entries if first_row == 0 else ", " + entries
+
+
+def _effect_rows(sequences, values, first_row: int) -> str:
+    half = len(values) // 2
+    return "".join(f"{ref}\t{alt}\t{r:.9g}\t{a:.9g}\t{a - r:.9g}\n" for ref, alt, r, a in
+                   zip(sequences[:half], sequences[half:], values[:half], values[half:]))
+
+
+def _write_rows(out, layout: _Layout, sequences, values, first_row: int) -> None:
+    """Format and write one piece (in the writer thread, off the model's path)."""
+    out.write(layout.format_rows(sequences, values, first_row))
+
+
+def _sequence_layout(output_format: str) -> _Layout:
+    json_output = output_format == "dream_json"
+    return _Layout(iter_sequence_chunks, 1, lambda chunk, rows: chunk.sequences[rows],
+                   "{" if json_output else "sequence\tprediction\n",
+                   _dream_json_rows if json_output else _tsv_rows,
+                   "}\n" if json_output else "", "sequences")
+
+
+_PAIR_LAYOUT = _Layout(
+    iter_pair_chunks, 2,
+    lambda chunk, rows: list(chunk.ref_sequences[rows]) + list(chunk.alt_sequences[rows]),
+    "\t".join(PAIR_COLUMNS) + "\n", _effect_rows, "", "pairs")
+
+
+def predict_file(model, scaler, input_path, output_path, *, output_format: str = "tsv",
+                 seq_len=None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
+                 overwrite: bool = False, jit_compile: bool = True) -> int:
+    """Predict every sequence of `input_path` (any supported format), chunk by chunk.
+
+    Writes TSV `sequence<TAB>prediction` or, for 'dream_json', {"<row index>": value}
+    (0-based rows, the challenge's submission format). Returns the number of rows.
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise ConfigurationError(f"`output_format` must be one of {OUTPUT_FORMATS}, "
+                                 f"got {output_format!r}")
+    return _predict_table(_sequence_layout(output_format), model, scaler, input_path,
+                          output_path, seq_len=seq_len, batch_size=batch_size,
+                          chunk_rows=chunk_rows, both_strands=reverse_complement_average,
+                          overwrite=overwrite, jit_compile=jit_compile)
+
+
+def predict_pairs_file(model, scaler, pairs_path, output_path, *, seq_len=None,
+                       batch_size: int = DEFAULT_BATCH_SIZE,
+                       chunk_rows: int = DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
+                       overwrite: bool = False, jit_compile: bool = True) -> int:
+    """Variant effects for a CSV/TSV with `ref_sequence`, `alt_sequence` columns.
+
+    Writes TSV ref_sequence, alt_sequence, ref_prediction, alt_prediction, effect
+    (alt minus ref, training scale), rows in input order. Returns the number of pairs.
+    """
+    return _predict_table(_PAIR_LAYOUT, model, scaler, pairs_path, output_path,
+                          seq_len=seq_len, batch_size=batch_size, chunk_rows=chunk_rows,
+                          both_strands=reverse_complement_average, overwrite=overwrite,
+                          jit_compile=jit_compile)
+
+
+def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, seq_len,
+                   batch_size, chunk_rows, both_strands, overwrite, jit_compile) -> int:
+    """The one file-prediction path: read -> encode (thread) -> predict -> write (thread)."""
+    check_output_writable(output_path, overwrite)
+    seq_len = seq_len or model_seq_len(model)
+
+    def encoded(item):
+        chunk, rows = item
+        sequences = layout.piece_sequences(chunk, rows)
+        try:
+            return (sequences, *encode_strands(sequences, seq_len, both_strands))
+        except InvalidSequenceError as error:
+            lines = np.tile(chunk.line_numbers[rows], layout.sequences_per_row)
+            raise DataFormatError(input_path, int(lines[error.row]), str(error)) from None
+
+    pieces = map(encoded, _pieces(layout.read_chunks(input_path, chunk_rows),
+                                  PIECE_BATCHES * batch_size // layout.sequences_per_row))
+    rows = 0
+    with _atomic_output(output_path) as out, _BackgroundWriter() as writer:
+        writer.submit(out.write, layout.header)
+        batch_shape = None
+        for sequences, codes, reverse_codes in _read_ahead(pieces):
+            batch_shape = batch_shape or padded_batch_size(len(codes), batch_size)
+            values = scaler.inverse_transform(predict_codes(
+                model, codes, batch_size, reverse_codes=reverse_codes,
+                jit_compile=jit_compile, batch_shape=batch_shape))
+            writer.submit(_write_rows, out, layout, sequences, values, rows)
+            rows += len(values) // layout.sequences_per_row
+            logging.log_every_n_seconds(logging.INFO, "predicted %d %s", 10, rows, layout.noun)
+        writer.submit(out.write, layout.footer)
+    logging.info("predicted %d %s", rows, layout.noun)
+    return rows

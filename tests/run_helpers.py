@@ -1,0 +1,43 @@
+"""Helpers for tests that run training: a synthetic cache, history.csv, killing a run."""
+import csv
+import json
+import signal
+import time
+
+from dream_keras.data import synthetic
+from dream_keras.data.cache import prepare_cache
+
+
+def synthetic_cache(tmp_path_factory, rows: int):
+    """A prepared cache of `rows` synthetic rows (seed 11)."""
+    folder = tmp_path_factory.mktemp("data")
+    synthetic.write_dream_file(folder / "rows.txt", rows, seed=11)
+    prepare_cache(folder / "rows.txt", folder / "rows.h5")
+    return folder / "rows.h5"
+
+
+def history(run_dir):
+    with open(run_dir / "history.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def kill_after_backup(processes, metadata, timeout=300) -> int:
+    """SIGKILL `processes` once the backup at `metadata` records epoch >= 1 (or one of
+    them exits, or `timeout` s pass); returns the backed-up epoch."""
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and all(p.poll() is None for p in processes):
+            try:
+                if json.loads(metadata.read_text())["epoch"] >= 1:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        for process in processes:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    return json.loads(metadata.read_text())["epoch"]
