@@ -117,76 +117,12 @@ def test_killed_anywhere_resumes_to_the_same_history(tmp_path, small_cache,  # n
         np.testing.assert_array_equal(saved[name], wanted[name], err_msg=name)
 
 
-def test_damaged_newest_backup_falls_back_to_the_one_before(tmp_path, small_cache,  # noqa: F811
-                                                           reference):
-    run_dir = tmp_path / "run"
-    _killed({"at": "epoch_end", "epoch": 1}, small_cache, run_dir)
-    backup = run_dir / "backup"
-    assert sorted(os.listdir(backup)) == [
-        "epoch-000001.json", "epoch-000001.weights.h5", "epoch-000002.json",
-        "epoch-000002.weights.h5"]  # the last two
-    (backup / "epoch-000002.json").write_text('{"epoch": 2, "format_ver')  # cut short
-    result = run_train(*_flags(small_cache, run_dir))
-    assert "backup of epoch 2" in result.stderr and "unusable" in result.stderr
-    assert f"resuming {run_dir} at epoch 2" in result.stderr
-    assert history(run_dir) == history(reference)
-
-
-def test_one_owner_per_run_directory(tmp_path, small_cache, reference):  # noqa: F811
-    run_dir = tmp_path / "run"
-    markers = [tmp_path / f"paused{i}" for i in range(2)]
-    release = tmp_path / "release"
-    # Started at the same moment: one owns the directory, the other is refused at once.
-    processes = [_driver({"at": "pause", "epoch": 0, "marker": str(marker),
-                          "release": str(release)}, small_cache, run_dir)
-                 for marker in markers]
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not any(m.exists() for m in markers):
-            assert sum(p.poll() is None for p in processes) >= 1
-            time.sleep(0.1)
-        owner = next(i for i, m in enumerate(markers) if m.exists())
-        refused = processes[1 - owner]
-        _, err = refused.communicate(timeout=300)
-        assert refused.returncode == 1
-        line = err.strip().splitlines()[-1]
-        assert line == (f"error: {run_dir} is in use by another training run (pid "
-                        f"{processes[owner].pid}); wait for it to end or choose another "
-                        "--output_dir")
-        before = _snapshot(run_dir, skip=("tensorboard",))
-        # Started later, while the owner trains: refused the same way, nothing touched.
-        late = run_train(*_flags(small_cache, run_dir), check=False)
-        assert late.returncode == 1
-        assert late.stderr.strip().splitlines()[-1] == line
-        assert _snapshot(run_dir, skip=("tensorboard",)) == before
-        release.touch()
-        out, err = processes[owner].communicate(timeout=300)
-        assert processes[owner].returncode == 0, err[-3000:]
-    finally:
-        release.touch()
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    assert history(run_dir) == history(reference)
-    record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "completed" and record["epochs_completed"] == 3
-    assert ".dream_keras.lock" not in os.listdir(run_dir)  # removed by its owner
-
-
-def test_resume_refuses_other_data_and_changes_nothing(tmp_path, small_cache,  # noqa: F811
-                                                       tmp_path_factory):
-    from dream_keras.errors import RunDirectoryError
+def _config(data, run_dir):
+    """train.py's configuration for _flags(data, run_dir), for in-process runs."""
     from dream_keras.model import MODEL_DEFAULTS
-    from dream_keras.training import train
     from dream_keras.training_config import TrainingConfig
-    from tests.test_training import synthetic_cache
 
-    data = tmp_path / "train.h5"
-    shutil.copy(small_cache, data)
-    run_dir = tmp_path / "run"
-    _killed({"at": "epoch_end", "epoch": 0}, data, run_dir)
-    before = _snapshot(run_dir)
-    config = TrainingConfig(
+    return TrainingConfig(
         train_data=str(data), output_dir=str(run_dir), epochs=3, steps_per_epoch=2,
         batch_size=32, optimizer="adam", learning_rate=1e-3, jit_compile=False,
         singleton_keep_prob=1.0, validation_fraction=0.2,
@@ -194,10 +130,61 @@ def test_resume_refuses_other_data_and_changes_nothing(tmp_path, small_cache,  #
                "conv_out_filters": 8, "key_size": 8, "value_size": 8,
                "num_transformer_blocks": 1})  # SMALL_MODEL_FLAGS
 
-    shutil.copy(synthetic_cache(tmp_path_factory, 330), data)  # other rows, same path
-    with pytest.raises(RunDirectoryError) as refused:
-        train(config)
-    message = str(refused.value)
+
+def _wait_for_owner(processes, markers) -> int:
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        for index, marker in enumerate(markers):
+            if marker.exists():
+                return index
+        assert any(p.poll() is None for p in processes), "both runs ended"
+        time.sleep(0.1)
+    raise AssertionError("no run reached the end of its first epoch")
+
+
+def test_one_owner_and_resume_only_on_the_same_data(tmp_path, small_cache,  # noqa: F811
+                                                    tmp_path_factory, reference):
+    from dream_keras.errors import RunDirectoryError
+    from dream_keras.training import train
+    from tests.test_training import synthetic_cache
+
+    data = tmp_path / "train.h5"
+    shutil.copy(small_cache, data)
+    run_dir = tmp_path / "run"
+    markers = [tmp_path / f"paused{i}" for i in range(2)]
+    release = tmp_path / "release"
+    # Two runs started at the same moment: one owns the directory (and pauses after its
+    # first epoch), the other is refused at once in one line naming the owner.
+    processes = [_driver({"at": "pause", "epoch": 0, "marker": str(marker),
+                          "release": str(release)}, data, run_dir) for marker in markers]
+    try:
+        owner = processes[_wait_for_owner(processes, markers)]
+        refused = processes[1 - processes.index(owner)]
+        _, err = refused.communicate(timeout=300)
+        assert refused.returncode == 1
+        line = (f"{run_dir} is in use by another training run (pid {owner.pid}); wait "
+                "for it to end or choose another --output_dir")
+        assert err.strip().splitlines()[-1] == f"error: {line}"
+        # A run started later (this process) is refused the same way and touches nothing.
+        before = _snapshot(run_dir, skip=("tensorboard",))
+        with pytest.raises(RunDirectoryError) as late:
+            train(_config(data, run_dir))
+        assert str(late.value) == line
+        assert _snapshot(run_dir, skip=("tensorboard",)) == before
+        owner.kill()  # the owner dies after epoch 1: the kernel drops its lock
+        owner.wait(timeout=60)
+    finally:
+        release.touch()
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+
+    # Resumed on other data (same path), it refuses before changing anything.
+    before = _snapshot(run_dir)
+    shutil.copy(synthetic_cache(tmp_path_factory, 330), data)
+    with pytest.raises(RunDirectoryError) as refused_data:
+        train(_config(data, run_dir))
+    message = str(refused_data.value)
     assert message.startswith(f"{run_dir}: cannot resume: the training data {data} "
                               "changed (sha256 ")
     assert message.endswith("since the run started; to start afresh pass --overwrite "
@@ -206,21 +193,29 @@ def test_resume_refuses_other_data_and_changes_nothing(tmp_path, small_cache,  #
     assert _snapshot(run_dir) == before
 
     shutil.copy(small_cache, data)
-    scaler = json.loads((run_dir / "target_scaler.json").read_text())
-    (run_dir / "target_scaler.json").write_text(json.dumps({**scaler, "std": 1.0}))
+    scaler_path = run_dir / "target_scaler.json"
+    scaler_text = scaler_path.read_text()
+    scaler_path.write_text(json.dumps({**json.loads(scaler_text), "std": 1.0}))
     before = _snapshot(run_dir)
     with pytest.raises(RunDirectoryError, match="cannot resume: target_scaler.json "
                                                 "changed"):
-        train(config)
+        train(_config(data, run_dir))
     assert _snapshot(run_dir) == before
+    scaler_path.write_text(scaler_text)
 
-    # A run.json from a version that split the rows otherwise.
-    (run_dir / "target_scaler.json").write_text(json.dumps(scaler, indent=2) + "\n")
-    record = json.loads((run_dir / "run.json").read_text())
-    record["data"]["split_sha256"] = "0" * 64
-    (run_dir / "run.json").write_text(json.dumps(record))
+    # A run.json written by a version that split the rows otherwise.
+    record_text = (run_dir / "run.json").read_text()
+    record = json.loads(record_text)
+    (run_dir / "run.json").write_text(json.dumps(
+        {**record, "data": {**record["data"], "split_sha256": "0" * 64}}))
     before = _snapshot(run_dir)
     with pytest.raises(RunDirectoryError, match="cannot resume: the training/validation "
                                                 "split changed"):
-        train(config)
+        train(_config(data, run_dir))
     assert _snapshot(run_dir) == before
+    (run_dir / "run.json").write_text(record_text)
+
+    # On its own data it resumes after the owner's epoch and ends as if never stopped.
+    assert train(_config(data, run_dir))["status"] == "completed"
+    assert history(run_dir) == history(reference)
+    assert ".dream_keras.lock" not in os.listdir(run_dir)  # removed by its last owner
