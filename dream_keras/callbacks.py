@@ -1,18 +1,24 @@
 """Keras callbacks of a training run: the epoch summary, and resumable, worker-shared
-state (history, early stopping, backups).
+state (history, best model, early stopping, backups).
 
+Every file they write is replaced whole (atomic_files), so a run killed at any moment
+resumes from its last committed epoch (backups) to the same history.
 val_pearson and val_pearson_r2 come from the compiled PearsonR metrics
 (dream_keras.streaming_metrics), on the same validation pass as val_loss.
 """
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from dream_keras import atomic_files, backups
 
 # An epoch-mean training loss above this (standardised targets: a sane loss is ~1 plus
 # the L2 term) means some batches diverged, as the unbounded swish LSTM can in training
@@ -55,17 +61,25 @@ def _float(text):
         return float("nan")
 
 
-def truncate_history(path, first_epoch_to_drop: int) -> list[dict]:
-    """Drop CSV rows of epochs that a resumed run will train again; return the kept rows."""
-    if not os.path.isfile(path):
-        return []
-    with open(path, newline="") as handle:
-        lines = handle.read().splitlines(keepends=True)
-    kept = lines[:1] + [line for line in lines[1:]
-                        if int(line.split(",", 1)[0]) < first_epoch_to_drop]
-    with open(path, "w", newline="") as handle:
-        handle.writelines(kept)
-    return read_history(path)
+def write_history(path, rows: list[dict]) -> None:
+    """Replace history.csv with `rows` (CSVLogger's layout: epoch, then sorted columns);
+    no rows: no file."""
+    if not rows:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    columns = ["epoch", *sorted(key for key in rows[0] if key != "epoch")]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_files.write_text(path, text.getvalue())
+
+
+def save_model(model, path) -> None:
+    """model.save to a temporary file renamed into place: a kill never leaves half a model."""
+    with atomic_files.replacing(path) as temporary:
+        model.save(temporary)
 
 
 def best_epoch(history: list[dict], monitor: str = "val_pearson") -> dict | None:
@@ -112,15 +126,57 @@ def chief_decision(strategy, decision: bool, chief: bool) -> bool:
     return bool(strategy.experimental_local_results(total)[0].numpy() > 0)
 
 
-class ChiefBackupReader(keras.callbacks.BackupAndRestore):
-    """A non-chief worker's BackupAndRestore: restores weights and epoch from the chief's
-    backup (so every worker resumes at the same epoch) and never writes or deletes it."""
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Saves the model (whole, atomically) whenever `monitor` beats every earlier epoch's,
+    the epochs of `history` (a resumed run's) included. NaN never counts as better."""
 
-    def __init__(self, backup_dir):
-        super().__init__(backup_dir, delete_checkpoint=False)
+    def __init__(self, path, history: list[dict], monitor: str = "val_pearson"):
+        super().__init__()
+        self.path, self.monitor = path, monitor
+        best = best_epoch(history, monitor)
+        self.best = best[monitor] if best else -math.inf
 
     def on_epoch_end(self, epoch, logs=None):
-        pass
+        current = (logs or {}).get(self.monitor)
+        if current is None or not np.isfinite(current) or not current > self.best:
+            return
+        self.best = float(current)
+        save_model(self.model, self.path)
 
-    def on_train_batch_end(self, batch, logs=None):
-        pass
+
+class EpochBackup(keras.callbacks.Callback):
+    """Resumes from `resume_from` (a verified backups.Backup, or None) when training
+    begins; with `history_path` (the chief's copy) also commits a backup after every
+    epoch and then rewrites history.csv from the committed rows.
+
+    The backup (weights, optimizer state, epoch, history rows, stopped) is one commit, so
+    a kill anywhere leaves a state the run resumes from: history.csv is rewritten from the
+    backup it resumes, never cut short or left with an epoch the weights do not include.
+    Put it LAST, so an epoch is committed only after every other callback recorded it.
+    A worker's copy (no `history_path`) restores the chief's backup and writes nothing.
+    """
+
+    def __init__(self, backup_dir, resume_from: backups.Backup | None,
+                 history_path=None):
+        super().__init__()
+        self.backup_dir, self.resume_from, self.history_path = (
+            backup_dir, resume_from, history_path)
+        self.history = list(resume_from.history) if resume_from else []
+
+    def on_train_begin(self, logs=None):
+        if self.resume_from is not None:
+            optimizer = self.model.optimizer
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(self.model.trainable_variables)  # variables to load into
+            self.model.load_weights(self.resume_from.weights_path)
+        if self.history_path is not None:
+            write_history(self.history_path, self.history)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.history_path is None:
+            return
+        row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}}
+        self.history.append(row)
+        backups.commit(self.backup_dir, epoch + 1, self.model.save_weights, self.history,
+                       stopped=bool(self.model.stop_training))
+        write_history(self.history_path, self.history)

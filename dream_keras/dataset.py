@@ -209,6 +209,23 @@ def training_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int,
     return _finish(batches.map(lambda x, y, weight: (x, y)), prefetch)
 
 
+def evaluation_dataset(codes: np.ndarray, targets: np.ndarray | None = None, *,
+                       batch_size: int, parallel_calls=AUTOTUNE,
+                       prefetch=AUTOTUNE) -> tf.data.Dataset:
+    """Batches in row order: (x, y) with targets, x alone without (for prediction); the
+    last batch holds the remaining rows (one device; see weighted_evaluation_dataset)."""
+    codes, targets = _checked(codes, targets)
+    num_rows = len(codes)
+    gather = _gather_rows(codes, targets, codes.shape[1], batch_size=batch_size)
+    steps = tf.data.Dataset.range(-(-num_rows // batch_size))
+    slices = steps.map(lambda step: (step, tf.constant(0, tf.int64),
+                                     tf.minimum(tf.constant(batch_size, tf.int64), num_rows - step * batch_size)))
+    drop_weight = (lambda x, y, weight: (x, y)) if targets is not None else (
+        lambda x, weight: x)
+    return _finish(slices.map(gather, num_parallel_calls=parallel_calls).map(drop_weight),
+                   prefetch)
+
+
 def evaluation_steps(num_rows: int, batch_size: int) -> int:
     """Global batches of one weighted evaluation pass (the last one padded)."""
     return -(-num_rows // batch_size)

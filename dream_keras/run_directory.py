@@ -1,16 +1,23 @@
-"""The run directory: what a training run writes, and when a directory may be reused.
+"""The run directory: what a training run writes, who may write it, and when it may be
+reused.
 
-A directory is resumed only by the same configuration (run.json's identity), refused when
-it holds anything else unless --overwrite, and --overwrite removes only files this package
-writes, never anything else a user put there.
+One process owns a directory at a time (`locked`: an OS lock the kernel drops when the
+owner dies). A directory is resumed only by the same configuration (run.json's identity)
+on the same data (`check_same_data`), refused when it holds anything else unless
+--overwrite, and --overwrite removes only files this package writes, never anything else
+a user put there. Every file is replaced whole (atomic_files), never written in place.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import time
 
-from dream_keras.errors import RunDirectoryError  # noqa: F401  (raised here)
+from dream_keras import atomic_files, backups
+from dream_keras.errors import RunDirectoryError
 
 MODEL_FILE = "model.keras"
 SCALER_FILE = "target_scaler.json"
@@ -19,6 +26,79 @@ RUN_FILE = "run.json"
 TENSORBOARD_DIR = "tensorboard"
 BACKUP_DIR = "backup"
 RUN_OUTPUTS = (MODEL_FILE, SCALER_FILE, HISTORY_FILE, RUN_FILE, TENSORBOARD_DIR, BACKUP_DIR)
+# Held (flock) by the process that owns the directory; holds its pid. Removed when the
+# owner ends; a killed owner leaves the file but no lock, so it is never stale.
+LOCK_FILE = ".dream_keras.lock"
+_START_AFRESH = "to start afresh pass --overwrite (replaces this run's outputs) or choose " \
+                "a new --output_dir"
+
+
+@contextlib.contextmanager
+def locked(output_dir):
+    """Own `output_dir` (created if needed) for the duration of the block, or raise
+    RunDirectoryError naming the owner's pid when another process owns it."""
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as error:
+        raise RunDirectoryError(f"{output_dir}: cannot create the run directory "
+                                f"({error.strerror})") from None
+    path = os.path.join(output_dir, LOCK_FILE)
+    descriptor = _acquire(path, output_dir)
+    try:
+        yield
+    finally:
+        # Removed while still held: a process that opened it meanwhile sees, once it gets
+        # the lock, that the name no longer leads to its file, and starts over (_acquire).
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        os.close(descriptor)
+
+
+def _acquire(path, output_dir) -> int:
+    while True:
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise RunDirectoryError(f"{output_dir}: cannot write to the run directory "
+                                    f"({error.strerror})") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _owner_pid(descriptor)
+            os.close(descriptor)
+            raise RunDirectoryError(
+                f"{output_dir} is in use by another training run (pid {owner}); wait for "
+                "it to end or choose another --output_dir") from None
+        except OSError as error:
+            os.close(descriptor)
+            raise RunDirectoryError(f"{output_dir}: cannot lock the run directory "
+                                    f"({error.strerror}); put it on a file system with "
+                                    "file locks") from None
+        try:
+            current = os.path.samestat(os.fstat(descriptor), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(descriptor)  # the previous owner removed it as we opened it
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, f"{os.getpid()}\n".encode())
+    return descriptor
+
+
+def _owner_pid(descriptor, wait_seconds: float = 2.0) -> str:
+    # The owner writes its pid just after locking: allow it that moment.
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        text = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+        if text or time.monotonic() > deadline:
+            return text or "unknown"
+        time.sleep(0.05)
+
+
+def _ours_to_ignore(name: str) -> bool:
+    """The lock, and temporary files of killed writers: not content of a run."""
+    return name == LOCK_FILE or atomic_files.is_partial(name)
 
 
 def read_run_record(output_dir) -> dict | None:
@@ -34,11 +114,8 @@ def read_run_record(output_dir) -> dict | None:
 
 def write_run_record(output_dir, record: dict) -> None:
     """Write run.json atomically, so a kill never leaves it half-written."""
-    path = os.path.join(output_dir, RUN_FILE)
-    with open(f"{path}.tmp", "w") as handle:
-        json.dump(record, handle, indent=2, sort_keys=True, default=str)
-        handle.write("\n")
-    os.replace(f"{path}.tmp", path)
+    atomic_files.write_text(os.path.join(output_dir, RUN_FILE),
+                            json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
@@ -48,7 +125,7 @@ def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
     the same configuration (unless overwrite), or for a run that already finished.
     """
     os.makedirs(output_dir, exist_ok=True)
-    if not os.listdir(output_dir):
+    if not [name for name in os.listdir(output_dir) if not _ours_to_ignore(name)]:
         return False
     record = read_run_record(output_dir)
     same_run = record is not None and record.get("identity") == identity
@@ -69,7 +146,84 @@ def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
             shutil.rmtree(path)
         elif os.path.exists(path):
             os.remove(path)
+    atomic_files.remove_stale_partials(output_dir)
     return False
+
+
+def check_same_data(output_dir, data: dict, scaler) -> None:
+    """Refuse to resume on data other than the data the run started on.
+
+    `data` is this start's run.json "data" record, `scaler` its TargetScaler; both are
+    compared with what the run recorded (run.json, target_scaler.json) before anything in
+    the directory changes. Raises RunDirectoryError saying what changed."""
+    started = (read_run_record(output_dir) or {}).get("data") or {}
+    change = _data_change(started, data) or _scaler_change(output_dir, scaler)
+    if change:
+        raise RunDirectoryError(f"{output_dir}: cannot resume: {change} since the run "
+                                f"started; {_START_AFRESH}")
+
+
+def _data_change(started: dict, now: dict) -> str | None:
+    def differs(key):
+        return key in started and key in now and started[key] != now[key]
+
+    if differs("source_sha256"):
+        return (f"the training data {now.get('train_data')} changed (sha256 "
+                f"{str(started['source_sha256'])[:12]}... then, "
+                f"{str(now['source_sha256'])[:12]}... now)")
+    for key, what in (("rows_in_cache", "rows in the training data"),
+                      ("skipped_rows", "bad rows skipped"),
+                      ("rows_after_singleton_filter", "rows after the singleton filter")):
+        if differs(key):
+            return f"the number of {what} changed ({started[key]} then, {now[key]} now)"
+    if any(differs(key) for key in ("train_rows", "validation_rows", "split_sha256")):
+        return (f"the training/validation split changed ({started.get('train_rows')}/"
+                f"{started.get('validation_rows')} rows then, {now.get('train_rows')}/"
+                f"{now.get('validation_rows')} now, or other rows)")
+    if differs("target_mean") or differs("target_std"):
+        return (f"the target scaler changed (mean {started.get('target_mean')}, std "
+                f"{started.get('target_std')} then; mean {now.get('target_mean')}, std "
+                f"{now.get('target_std')} now)")
+    return None
+
+
+def _scaler_change(output_dir, scaler) -> str | None:
+    path = os.path.join(output_dir, SCALER_FILE)
+    if not os.path.exists(path):
+        return None  # killed before it was written: written once this check passes
+    try:
+        with open(path) as handle:
+            saved = json.load(handle)
+        same = saved.get("mean") == scaler.mean and saved.get("std") == scaler.std
+    except (OSError, ValueError, AttributeError) as error:
+        return f"{SCALER_FILE} became unreadable ({error})"
+    if not same:
+        return (f"{SCALER_FILE} changed (mean {saved.get('mean')}, std {saved.get('std')}; "
+                f"the training rows give mean {scaler.mean}, std {scaler.std})")
+    return None
+
+
+def resume_point(output_dir) -> backups.Backup | None:
+    """The verified backup a resumed run continues from; None: start at epoch 0."""
+    backup_dir = os.path.join(output_dir, BACKUP_DIR)
+    if backups.has_legacy_backup(backup_dir):
+        raise RunDirectoryError(
+            f"{output_dir} holds a backup written by an earlier dream_keras "
+            f"({', '.join(backups.LEGACY_FILES)}), which this version does not resume; "
+            f"{_START_AFRESH}")
+    return backups.latest(backup_dir)
+
+
+def clear_partials(output_dir) -> None:
+    """Remove the temporary files a killed owner left (call only while owning the
+    directory, once it is known to be kept)."""
+    for directory in (output_dir, os.path.join(output_dir, BACKUP_DIR)):
+        atomic_files.remove_stale_partials(directory)
+
+
+def remove_backups(output_dir) -> None:
+    """Once run.json records the outcome, the backups are no longer needed."""
+    shutil.rmtree(os.path.join(output_dir, BACKUP_DIR), ignore_errors=True)
 
 
 def _differences(record, identity) -> str:

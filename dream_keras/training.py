@@ -1,13 +1,15 @@
 """A training run: strategy, model and optimizer in its scope, callbacks, fit, run.json.
 
-Killed at any moment, the same command resumes from the last epoch backup
-(BackupAndRestore), continuing history.csv and the best-model and early-stopping state,
-and the data stream at the step where that epoch ended. Several replicas and workers:
-docs/multi_device.md (XLA per replica, full replica-split batches, chief-only files).
+One process owns the run directory (run_directory.locked). Killed at any moment, the same
+command resumes from the last committed epoch backup (callbacks.EpochBackup), continuing
+history.csv and the best-model and early-stopping state, and the data stream at the step
+where that epoch ended, once it has checked that the data is the data the run started on.
+Several replicas and workers: docs/multi_device.md (XLA per replica, full replica-split
+batches, chief-only files).
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import platform
 import sys
@@ -19,8 +21,9 @@ import tensorflow as tf
 from absl import logging
 
 from dream_keras import run_directory as rundir
-from dream_keras.callbacks import (ChiefBackupReader, EpochSummary, ResumableEarlyStopping,
-                                   best_epoch, read_history, truncate_history)
+from dream_keras.callbacks import (BestModelCheckpoint, EpochBackup, EpochSummary,
+                                   ResumableEarlyStopping, best_epoch, read_history,
+                                   save_model)
 from dream_keras.dataset import (check_replica_batch, evaluation_dataset, evaluation_steps,
                                  training_dataset, weighted_evaluation_dataset)
 from dream_keras.distribute import (XLA_OFF, XLA_WHOLE_STEP, ReplicaTrainer, is_chief,
@@ -49,29 +52,10 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _resumed_epoch(backup_dir: str) -> int:
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.isfile(path):
-        return 0
-    with open(path) as handle:
-        return int(json.load(handle).get("epoch", 0))
-
-
-def _history_so_far(path: str, resumed_epoch: int, chief: bool) -> list[dict]:
-    """The epochs a resumed run keeps; only the chief rewrites history.csv."""
-    if not resumed_epoch:
-        return []
-    if chief:
-        return truncate_history(path, resumed_epoch)
-    return [row for row in read_history(path) if row["epoch"] < resumed_epoch]
-
-
-def _callbacks(config, strategy, resumed_epoch) -> list:
+def _callbacks(config, strategy, resume) -> list:
     out = config.output_dir
     chief = is_chief(strategy)
-    history_path = os.path.join(out, rundir.HISTORY_FILE)
-    history = _history_so_far(history_path, resumed_epoch, chief)
-    prior_best = best_epoch(history)
+    history = resume.history if resume else []  # the epochs a resumed run keeps
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     callbacks = [
         EpochSummary(),
@@ -84,17 +68,13 @@ def _callbacks(config, strategy, resumed_epoch) -> list:
     if not chief:
         # Restores from the chief's backup (every worker resumes at the same epoch) and
         # writes nothing: only the chief writes the run's files.
-        return callbacks + [ChiefBackupReader(backup)]
+        return callbacks + [EpochBackup(backup, resume)]
     callbacks += [
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(out, rundir.MODEL_FILE), monitor="val_pearson", mode="max",
-            save_best_only=True,
-            initial_value_threshold=prior_best["val_pearson"] if prior_best else None),
-        keras.callbacks.CSVLogger(history_path, append=resumed_epoch > 0),
+        BestModelCheckpoint(os.path.join(out, rundir.MODEL_FILE), history),
         keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
     ]
-    # Last, so an epoch is backed up only after everything above has recorded it.
-    callbacks.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))
+    # Last, so an epoch is committed only after everything above has recorded it.
+    callbacks.append(EpochBackup(backup, resume, os.path.join(out, rundir.HISTORY_FILE)))
     return callbacks
 
 
@@ -108,6 +88,12 @@ def train(config: TrainingConfig) -> dict:
     except ValueError as error:
         raise ConfigurationError(f"--batch_size: {error}") from None
     ensure_train_file(config)  # a missing file stops the run before it touches output_dir
+    # Owned before anything in it is read or written; workers never write it.
+    with rundir.locked(config.output_dir) if chief else contextlib.nullcontext():
+        return _train_owning_output_dir(config, strategy, chief)
+
+
+def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool) -> dict:
     identity = config.run_identity()
     resuming = (rundir.claim_output_dir(config.output_dir, identity, config.overwrite)
                 if chief else True)
@@ -117,6 +103,10 @@ def train(config: TrainingConfig) -> dict:
     if len(rows.train_codes) < config.batch_size:
         raise ConfigurationError(f"{len(rows.train_codes)} training rows cannot fill one "
                                  f"batch of --batch_size={config.batch_size}")
+    if resuming and not config.overwrite:  # before anything in output_dir changes
+        rundir.check_same_data(config.output_dir, rows.summary, rows.scaler)
+    # Every worker resumes from the chief's (verified) backup: all start at one epoch.
+    resume = rundir.resume_point(config.output_dir) if resuming else None
     steps_per_epoch = config.resolved_steps_per_epoch(len(rows.train_codes))
     model, xla, xla_reason = compiled_model(config, strategy, steps_per_epoch)
     record = {
@@ -127,11 +117,11 @@ def train(config: TrainingConfig) -> dict:
         "xla": {"train_step": xla, "reason": xla_reason},
     }
     if chief:
-        rows.scaler.save(os.path.join(config.output_dir, rundir.SCALER_FILE))
+        rundir.clear_partials(config.output_dir)
+        # run.json first: a run killed before the scaler is written is still resumable.
         rundir.write_run_record(config.output_dir, record)
-    # Every worker resumes from the chief's backup, so all start at the same epoch.
-    backup = os.path.join(config.output_dir, rundir.BACKUP_DIR)
-    resumed_epoch = _resumed_epoch(backup) if resuming else 0
+        rows.scaler.save(os.path.join(config.output_dir, rundir.SCALER_FILE))
+    resumed_epoch = resume.epoch if resume else 0
     if resumed_epoch:
         logging.info("resuming %s at epoch %d", config.output_dir, resumed_epoch + 1)
     train_batches, validation_batches, validation_steps = datasets(
@@ -144,15 +134,19 @@ def train(config: TrainingConfig) -> dict:
         multi_worker_fixes.build_from_local_batch(
             model, _train_dataset(config, rows, 0, None).take(1), strategy)
     started = time.time()
-    model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
+    # A backup taken after training stopped (early stopping, NaN) trains no more epochs.
+    epochs = resumed_epoch if resume and resume.stopped else config.epochs
+    model.fit(train_batches, validation_data=validation_batches, epochs=epochs,
+              initial_epoch=resumed_epoch,
               steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-              callbacks=_callbacks(config, strategy, resumed_epoch),
+              callbacks=_callbacks(config, strategy, resume),
               shuffle=False,  # the dataset shuffles itself, seeded
               verbose=2 if not sys.stdout.isatty() else "auto")
     record["train_seconds_this_process"] = round(time.time() - started, 1)
     if chief:
         record.update(_outcome(config, model))
         rundir.write_run_record(config.output_dir, record)
+        rundir.remove_backups(config.output_dir)  # only once run.json has the outcome
     else:
         record["status"] = "worker finished (the chief wrote the run's files)"
     return record
@@ -249,7 +243,7 @@ def _outcome(config: TrainingConfig, model: keras.Model) -> dict:
                "epochs_completed": len(history)}
     if best is None:
         logging.warning("no epoch had a finite val_pearson; model.keras is the last model")
-        model.save(os.path.join(config.output_dir, rundir.MODEL_FILE))
+        save_model(model, os.path.join(config.output_dir, rundir.MODEL_FILE))
         outcome.update(best_epoch=None, best_metrics=None)
     else:
         outcome.update(best_epoch=best["epoch"] + 1,

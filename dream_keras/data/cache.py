@@ -12,12 +12,17 @@ training time, so one cache serves every recipe.
 
 Preparation streams the source in chunks of `chunk_rows` rows, so peak memory is bounded by
 the chunk size (about 1 KB per row of working memory: 200k rows ~ 200 MB), not the file.
+It writes `<cache>.partial-<host>-<pid>` and renames it at the end, so a cache that exists
+is complete; a killed preparation's partial file is removed by the next one.
+`inspect_cache` tells a current cache from a missing, stale, damaged or foreign one.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
+import re
+import socket
 import sys
 import threading
 import time
@@ -33,6 +38,10 @@ from dream_keras.version import __version__
 
 FORMAT_VERSION = 1
 _H5_CHUNK_ROWS = 8192
+_DATASETS = ("sequences", "expression", "singleton")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# What inspect_cache finds at a cache path.
+CURRENT, MISSING, STALE, DAMAGED, FOREIGN = "current", "missing", "stale", "damaged", "foreign"
 
 
 @dataclasses.dataclass
@@ -102,8 +111,9 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
     checksum = {}
     hasher = threading.Thread(target=lambda: checksum.update(sha=file_sha256(input_path)))
     hasher.start()
+    _remove_dead_partials(output_path)
     # Per-process name: concurrent workers preparing the same cache never collide.
-    partial_path = f"{output_path}.partial-{os.getpid()}"
+    partial_path = f"{output_path}.partial-{_HOST}-{os.getpid()}"
     skipped = []
     progress = _ProgressLine(f"prepare {os.path.basename(input_path)}", show_progress)
     try:
@@ -138,6 +148,36 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
     return attrs
 
 
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _remove_dead_partials(output_path) -> None:
+    """Remove partial files of `output_path` left by killed preparations on this host
+    (a live process's, or another host's, are left alone)."""
+    directory, name = os.path.split(os.path.abspath(output_path))
+    pattern = re.compile(re.escape(name) + r"\.partial-(?:(.+)-)?(\d+)$")
+    for entry in os.listdir(directory) if os.path.isdir(directory) else ():
+        match = pattern.match(entry)
+        if not match or match.group(1) not in (None, _HOST) or _alive(int(match.group(2))):
+            continue
+        logging.warning("removing %s, left by a killed cache preparation",
+                        os.path.join(directory, entry))
+        try:
+            os.remove(os.path.join(directory, entry))
+        except FileNotFoundError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
 def _create_datasets(h5, seq_len):
     def resizable(name, dtype, shape):
         return h5.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape),
@@ -166,14 +206,68 @@ def load_cache(path) -> ExpressionCache:
         raise DataFormatError(path, None, "no such file")
     try:
         with h5py.File(path, "r") as h5:
-            for name in ("sequences", "expression", "singleton"):
+            for name in _DATASETS:
                 if name not in h5:
                     raise DataFormatError(path, None, f"not a dream_keras cache: dataset "
                                                       f"{name!r} is missing")
             return ExpressionCache(h5["sequences"][...], h5["expression"][...],
                                    h5["singleton"][...], _plain(h5.attrs))
     except OSError as error:
-        raise DataFormatError(path, None, f"not a readable HDF5 file ({error})") from None
+        raise DataFormatError(path, None, _unreadable(path, error)) from None
+
+
+def _unreadable(path, error) -> str:
+    if _has_hdf5_signature(path):
+        return f"damaged HDF5 file, truncated or corrupt ({error})"
+    return f"not an HDF5 file ({error})"
+
+
+def _has_hdf5_signature(path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def inspect_cache(cache_path, source_path, seq_len: int) -> tuple[str, str]:
+    """(state, why) of the file at `cache_path` as the cache of `source_path`:
+
+    CURRENT  a complete cache prepared from exactly this source (size, sha256) and seq_len
+    MISSING  no file
+    STALE    a readable dream_keras cache of another source, seq_len or format
+    DAMAGED  empty, or HDF5 that cannot be read (truncated, corrupt), or a dream_keras
+             cache whose datasets do not match its row count
+    FOREIGN  a readable HDF5 file that is not a dream_keras cache, or not HDF5 at all
+    """
+    if not os.path.exists(cache_path):
+        return MISSING, "no file"
+    if not os.path.isfile(cache_path):
+        return FOREIGN, "not a regular file"
+    if os.path.getsize(cache_path) == 0:
+        return DAMAGED, "empty file"
+    try:
+        with h5py.File(cache_path, "r") as h5:
+            attrs = _plain(h5.attrs)
+            if "format_version" not in attrs:
+                return FOREIGN, "an HDF5 file that is not a dream_keras cache"
+            lengths = {name: h5[name].shape[0] if name in h5 else None
+                       for name in _DATASETS}
+    except OSError as error:
+        if not _has_hdf5_signature(cache_path):
+            return FOREIGN, "not an HDF5 file"
+        return DAMAGED, f"truncated or corrupt HDF5 ({error})"
+    if attrs.get("format_version") != FORMAT_VERSION:
+        return STALE, f"cache format {attrs.get('format_version')}, not {FORMAT_VERSION}"
+    if set(lengths.values()) != {attrs.get("num_rows")}:
+        return DAMAGED, (f"datasets {lengths} do not match its {attrs.get('num_rows')} "
+                         "rows")
+    if attrs.get("seq_len") != seq_len:
+        return STALE, f"sequences of length {attrs.get('seq_len')}, not {seq_len}"
+    if (attrs.get("source_size") != os.path.getsize(source_path)
+            or attrs.get("source_sha256") != file_sha256(source_path)):
+        return STALE, f"prepared from another version of {os.path.basename(source_path)}"
+    return CURRENT, "prepared from this source"
 
 
 def read_cache_attrs(path) -> dict:
@@ -187,14 +281,5 @@ def _plain(attrs) -> dict:
 
 
 def cache_is_current(cache_path, source_path, seq_len: int) -> bool:
-    """True when `cache_path` was prepared from exactly this source (size and sha256)."""
-    if not os.path.isfile(cache_path):
-        return False
-    try:
-        attrs = read_cache_attrs(cache_path)
-    except OSError:
-        return False
-    return (attrs.get("format_version") == FORMAT_VERSION
-            and attrs.get("seq_len") == seq_len
-            and attrs.get("source_size") == os.path.getsize(source_path)
-            and attrs.get("source_sha256") == file_sha256(source_path))
+    """True when `cache_path` is a complete cache prepared from exactly this source."""
+    return inspect_cache(cache_path, source_path, seq_len)[0] == CURRENT

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from dream_keras import atomic_files
 from dream_keras.errors import ConfigurationError, DataFormatError, MissingDataError
 
 # Independent random streams for the two decisions, so changing one never moves the other.
@@ -73,9 +74,9 @@ class TargetScaler:
         return np.asarray(standardised, dtype=np.float64) * self.std + self.mean
 
     def save(self, path) -> None:
-        with open(path, "w") as handle:
-            json.dump({"mean": self.mean, "std": self.std}, handle, indent=2)
-            handle.write("\n")
+        """Written whole or not at all (a temporary file renamed into place)."""
+        atomic_files.write_text(path, json.dumps({"mean": self.mean, "std": self.std},
+                                                 indent=2) + "\n")
 
     @classmethod
     def load(cls, path) -> "TargetScaler":

@@ -1,17 +1,25 @@
 """From --train_data to the rows a run trains on: locate or make the file, cache it,
-filter singletons, split, standardise."""
+filter singletons, split, standardise.
+
+A cache that is not a current cache of the source is rebuilt from it, with a notice:
+stale (another source or seq_len), damaged (truncated, corrupt, killed) or, at the
+default cache path, foreign. At a --cache_path the user chose, a file that is not a
+dream_keras cache is never replaced (it may be theirs)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
-import h5py
 import numpy as np
 from absl import logging
 
-from dream_keras.data.cache import cache_is_current, load_cache, prepare_cache
+from dream_keras.data import cache as cache_files
+from dream_keras.data.cache import load_cache, prepare_cache
+from dream_keras.data.duplicates import conflicting_duplicates
 from dream_keras.data.splits import TargetScaler, singleton_keep_mask, split_train_validation
-from dream_keras.errors import ConfigurationError, MissingDataError, OutputExistsError
+from dream_keras.errors import (ConfigurationError, DataFormatError, MissingDataError,
+                                OutputExistsError)
 from dream_keras.training_config import TrainingConfig
 
 ZENODO_RECORD = "https://zenodo.org/records/10633252"
@@ -47,29 +55,69 @@ def ensure_train_file(config: TrainingConfig) -> None:
         "package without it: make quickstart.")
 
 
+def _is_cache_file(config: TrainingConfig) -> bool:
+    return config.train_data.endswith((".h5", ".hdf5"))
+
+
 def resolve_cache(config: TrainingConfig, seq_len: int) -> str:
     """Path of an up-to-date HDF5 cache for --train_data, preparing it when needed."""
-    if config.train_data.endswith((".h5", ".hdf5")):
+    if _is_cache_file(config):
         return config.train_data
     cache_path = config.cache_path or f"{config.train_data}.seq{seq_len}.h5"
-    if cache_is_current(cache_path, config.train_data, seq_len):
+    if os.path.exists(cache_path) and os.path.samefile(cache_path, config.train_data):
+        raise ConfigurationError(f"--cache_path {cache_path} is the training file itself; "
+                                 "choose another path for the cache")
+    state, why = cache_files.inspect_cache(cache_path, config.train_data, seq_len)
+    if state == cache_files.CURRENT:
         logging.info("reusing cache %s (source unchanged)", cache_path)
         return cache_path
-    if os.path.exists(cache_path) and not _is_our_cache(cache_path):
-        raise OutputExistsError(f"{cache_path} exists and is not a dream_keras cache; "
-                              "pass --cache_path to put the cache elsewhere")
-    logging.info("preparing cache %s from %s", cache_path, config.train_data)
+    if state == cache_files.FOREIGN and config.cache_path:
+        raise OutputExistsError(f"{cache_path} exists and is not a dream_keras cache "
+                                f"({why}); it is left as it is: pass another --cache_path")
+    if state == cache_files.MISSING:
+        logging.info("preparing cache %s from %s", cache_path, config.train_data)
+    else:
+        _rebuild_notice(cache_path, config.train_data, state, why)
     prepare_cache(config.train_data, cache_path, seq_len=seq_len,
                   skip_bad_rows=config.skip_bad_rows, overwrite=True)
     return cache_path
 
 
-def _is_our_cache(path) -> bool:
+def _rebuild_notice(cache_path, source, state, why) -> None:
+    log = logging.info if state == cache_files.STALE else logging.warning
+    log("cache %s is %s (%s); rebuilding it from %s", cache_path, state, why, source)
+
+
+def _load_cache(config: TrainingConfig, seq_len: int):
+    """The cache's rows; a cache of ours that fails to read (its data damaged past what
+    inspect_cache reads) is rebuilt once from the source."""
+    cache_path = resolve_cache(config, seq_len)
     try:
-        with h5py.File(path, "r") as h5:
-            return "format_version" in h5.attrs
-    except OSError:
-        return False
+        return cache_path, load_cache(cache_path)
+    except DataFormatError as error:
+        if _is_cache_file(config):
+            raise
+        _rebuild_notice(cache_path, config.train_data, cache_files.DAMAGED, error.reason)
+    prepare_cache(config.train_data, cache_path, seq_len=seq_len,
+                  skip_bad_rows=config.skip_bad_rows, overwrite=True)
+    return cache_path, load_cache(cache_path)
+
+
+def _warn_conflicting_duplicates(path, cache) -> None:
+    found = conflicting_duplicates(cache.codes, cache.expression)
+    if found:
+        logging.warning(
+            "%s: %d sequences occur more than once with different expression values "
+            "(%d rows; compared as encoded to %d bases); training keeps every row",
+            path, found.sequences, found.rows, cache.seq_len)
+
+
+def _split_sha256(train: np.ndarray, validation: np.ndarray) -> str:
+    """Which rows train and which validate: resuming needs the same split."""
+    digest = hashlib.sha256(np.asarray(train, dtype="<i8").tobytes())
+    digest.update(b"|")
+    digest.update(np.asarray(validation, dtype="<i8").tobytes())
+    return digest.hexdigest()
 
 
 def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
@@ -78,8 +126,7 @@ def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
         raise ConfigurationError("validation_fraction must be > 0: the best model is "
                                  "chosen by val_pearson")
     ensure_train_file(config)
-    cache_path = resolve_cache(config, seq_len)
-    cache = load_cache(cache_path)
+    cache_path, cache = _load_cache(config, seq_len)
     if cache.seq_len != seq_len:
         raise ConfigurationError(f"{cache_path} holds sequences of length {cache.seq_len} "
                                  f"but the model expects seq_len={seq_len}")
@@ -90,6 +137,7 @@ def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
         raise ConfigurationError(f"{cache_path}: too few rows to train ({len(train)} "
                                  f"train, {len(validation)} validation after filtering and "
                                  "splitting)")
+    _warn_conflicting_duplicates(config.train_data, cache)
     scaler = TargetScaler.fit(cache.expression[train])  # training rows only
     summary = {
         "train_data": os.path.abspath(config.train_data),
@@ -98,6 +146,7 @@ def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
         "rows_in_cache": len(cache), "skipped_rows": cache.attrs.get("skipped_rows", 0),
         "rows_after_singleton_filter": int(len(kept)),
         "train_rows": int(len(train)), "validation_rows": int(len(validation)),
+        "split_sha256": _split_sha256(train, validation),
         "target_mean": scaler.mean, "target_std": scaler.std,
     }
     logging.info("rows: %d in cache, %d after singleton filter, %d train, %d validation",

@@ -1,0 +1,176 @@
+"""A cache that is not a current cache of its source is rebuilt from it with a notice
+(damaged, truncated, stale, or foreign at the default path), never silently used; a
+killed preparation leaves nothing that a later one trips on; training warns about
+sequences repeated with conflicting values."""
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from dream_keras.data import cache as cache_files
+from dream_keras.data.cache import inspect_cache, load_cache, prepare_cache
+from dream_keras.data.duplicates import conflicting_duplicates
+from dream_keras.data.training_data import load_training_rows, resolve_cache
+from dream_keras.errors import DataFormatError, OutputExistsError
+from dream_keras.training_config import TrainingConfig
+from tests.conftest import REAL_TRAIN_ROWS
+
+
+@pytest.fixture
+def source(tmp_path, real_train_file):
+    path = tmp_path / "train.txt"
+    shutil.copy(real_train_file, path)
+    return path
+
+
+def _config(source, cache_path=None):
+    return TrainingConfig(train_data=str(source), output_dir="unused", cache_path=cache_path)
+
+
+def _resolve(config, caplog, rows=REAL_TRAIN_ROWS):
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="absl"):
+        path = resolve_cache(config, 110)
+    assert len(load_cache(path)) == rows
+    assert inspect_cache(path, config.train_data, 110)[0] == cache_files.CURRENT
+    return path, caplog.text
+
+
+def test_truncated_cache_is_rebuilt_with_a_notice(source, caplog):
+    path, _ = _resolve(_config(source), caplog)
+    whole = open(path, "rb").read()
+    with open(path, "wb") as handle:
+        handle.write(whole[:len(whole) // 2])
+    state, why = inspect_cache(path, source, 110)
+    assert state == cache_files.DAMAGED and "truncated" in why
+    with pytest.raises(DataFormatError, match="damaged HDF5 file, truncated or corrupt"):
+        load_cache(path)  # not "not a dream_keras cache"
+    _, log = _resolve(_config(source), caplog)
+    assert f"cache {path} is damaged (truncated or corrupt HDF5" in log
+    assert f"rebuilding it from {source}" in log
+
+
+def test_cache_with_fewer_rows_than_it_records_is_rebuilt(source, caplog):
+    path, _ = _resolve(_config(source), caplog)
+    with h5py.File(path, "r+") as h5:
+        h5["expression"].resize(10, axis=0)
+    assert inspect_cache(path, source, 110)[0] == cache_files.DAMAGED
+    _, log = _resolve(_config(source), caplog)
+    assert "is damaged (datasets" in log
+
+
+def test_stale_cache_is_rebuilt(source, caplog):
+    path, _ = _resolve(_config(source), caplog)
+    with open(source, "a") as handle:
+        handle.write("\nACGTACGT\t3.5")
+    _, log = _resolve(_config(source), caplog, rows=REAL_TRAIN_ROWS + 1)
+    assert "is stale (prepared from another version of train.txt)" in log
+
+
+@pytest.mark.parametrize("content", [b"", b"not a cache at all", "h5"])
+def test_anything_at_the_default_path_is_replaced_by_a_cache(source, caplog, content):
+    path = f"{source}.seq110.h5"
+    if content == "h5":
+        with h5py.File(path, "w") as h5:
+            h5["x"] = [1]
+    else:
+        open(path, "wb").write(content)
+    assert _resolve(_config(source), caplog)[0] == path
+
+
+def test_a_foreign_file_at_a_chosen_cache_path_is_left_alone(source, tmp_path, caplog):
+    for name, write in (("theirs.h5", lambda p: h5py.File(p, "w").close()),
+                        ("notes.h5", lambda p: open(p, "w").write("my notes"))):
+        write(tmp_path / name)
+        before = (tmp_path / name).read_bytes()
+        with pytest.raises(OutputExistsError, match=f"{tmp_path / name} exists and is not "
+                                                    "a dream_keras cache"):
+            resolve_cache(_config(source, str(tmp_path / name)), 110)
+        assert (tmp_path / name).read_bytes() == before
+    # ... but a damaged cache there (HDF5, unreadable) or an empty file is rebuilt.
+    path, _ = _resolve(_config(source, str(tmp_path / "mine.h5")), caplog)
+    whole = open(path, "rb").read()
+    open(path, "wb").write(whole[:4000])
+    assert "is damaged" in _resolve(_config(source, path), caplog)[1]
+    open(path, "wb").close()
+    assert "is damaged (empty file)" in _resolve(_config(source, path), caplog)[1]
+
+
+def test_cache_path_equal_to_the_training_file_is_refused(source):
+    with pytest.raises(ValueError, match="is the training file itself"):
+        resolve_cache(_config(source, str(source)), 110)
+
+
+def test_a_killed_preparation_leaves_nothing_in_the_way(source, tmp_path, caplog):
+    output = tmp_path / "killed.h5"
+    # Killed (SIGKILL) after its first chunk: the partial file stays, no cache appears.
+    script = textwrap.dedent(f"""
+        import os, signal
+        from dream_keras.data import cache
+        real_append = cache._append
+        def append_then_die(*args):
+            real_append(*args)
+            os.kill(os.getpid(), signal.SIGKILL)
+        cache._append = append_then_die
+        cache.prepare_cache({str(source)!r}, {str(output)!r}, chunk_rows=500)
+        """)
+    killed = subprocess.run([sys.executable, "-c", script], timeout=120)
+    assert killed.returncode == -9
+    partials = [name for name in os.listdir(tmp_path) if name.startswith("killed.h5.partial-")]
+    assert len(partials) == 1 and not output.exists()
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        prepare_cache(source, output)
+    assert "left by a killed cache preparation" in caplog.text
+    assert not (tmp_path / partials[0]).exists()
+    assert len(load_cache(output)) == REAL_TRAIN_ROWS
+
+
+def test_a_live_preparations_partial_file_is_left_alone(source, tmp_path):
+    live = tmp_path / f"out.h5.partial-{cache_files._HOST}-{os.getppid()}"  # alive
+    other_host = tmp_path / "out.h5.partial-elsewhere-1"
+    live.write_bytes(b"being written")
+    other_host.write_bytes(b"being written elsewhere")
+    prepare_cache(source, tmp_path / "out.h5")
+    assert live.read_bytes() == b"being written"
+    assert other_host.exists()
+
+
+def _brute_force(codes, values):
+    seen = {}
+    for row, value in zip(map(bytes, codes), values):
+        seen.setdefault(row, []).append(value)
+    groups = [v for v in seen.values() if len(set(v)) > 1]
+    return len(groups), sum(map(len, groups))
+
+
+def test_conflicting_duplicates_match_a_brute_force_count():
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 2, size=(3000, 9)).astype(np.uint8)  # many repeats
+    values = rng.integers(0, 3, size=3000).astype(np.float32)
+    found = conflicting_duplicates(codes, values)
+    assert (found.sequences, found.rows) == _brute_force(codes, values)
+    assert found.sequences > 10
+    same = conflicting_duplicates(codes, np.zeros(3000, np.float32))
+    assert not same and (same.sequences, same.rows) == (0, 0)  # repeats, equal values
+
+
+def test_training_warns_about_conflicting_duplicates(tmp_path, real_train_file, caplog):
+    lines = real_train_file.read_text().splitlines()
+    sequence = lines[0].split("\t")[0]
+    extra = [f"{sequence}\t99.5", f"{lines[1].split(chr(9))[0]}\t{lines[1].split(chr(9))[1]}"]
+    source = tmp_path / "dups.txt"
+    source.write_text("\n".join(lines + extra) + "\n")
+    config = TrainingConfig(train_data=str(source), output_dir="unused",
+                            validation_fraction=0.1)
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        load_training_rows(config, 110)
+    # Row 1 repeated with another value (2 rows); row 2 repeated with its own value: fine.
+    assert (f"{source}: 1 sequences occur more than once with different expression "
+            "values (2 rows; compared as encoded to 110 bases); training keeps every row"
+            ) in caplog.text

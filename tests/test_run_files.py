@@ -1,0 +1,187 @@
+"""The run directory's files without training: atomic writes, verified backups with
+fallback, the directory lock, and the data-identity check of a resumed run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dream_keras import atomic_files, backups
+from dream_keras import run_directory as rundir
+from dream_keras.callbacks import read_history, write_history
+from dream_keras.data.splits import TargetScaler
+from dream_keras.errors import RunDirectoryError
+
+
+def test_replacing_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "run.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_files.replacing(target) as temporary:
+            assert os.path.dirname(temporary) == str(tmp_path)
+            with open(temporary, "w") as handle:
+                handle.write("half of the new")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["run.json"]
+    atomic_files.write_text(target, "new")
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["run.json"]
+
+
+def test_partial_names_keep_the_ending_and_are_cleared(tmp_path):
+    assert atomic_files.partial_path(tmp_path / "model.keras").endswith(".model.keras")
+    (tmp_path / ".partial-99.history.csv").write_text("epoch,lo")
+    (tmp_path / "history.csv").write_text("epoch\n")
+    assert atomic_files.remove_stale_partials(tmp_path) == [".partial-99.history.csv"]
+    assert os.listdir(tmp_path) == ["history.csv"]
+
+
+def _rows(count):
+    return [{"epoch": e, "loss": 1.0 / (e + 1), "val_pearson": 0.1 * e} for e in range(count)]
+
+
+def _commit(backup_dir, epoch, stopped=False):
+    backups.commit(backup_dir, epoch, lambda path: open(path, "wb").write(
+        f"weights of epoch {epoch}".encode()), _rows(epoch), stopped=stopped)
+
+
+def test_backups_keep_the_last_two_and_resume_the_newest(tmp_path):
+    for epoch in (1, 2, 3):
+        _commit(tmp_path, epoch, stopped=epoch == 3)
+    assert sorted(os.listdir(tmp_path)) == [
+        "epoch-000002.json", "epoch-000002.weights.h5", "epoch-000003.json",
+        "epoch-000003.weights.h5"]
+    latest = backups.latest(tmp_path)
+    assert (latest.epoch, latest.stopped, latest.history) == (3, True, _rows(3))
+    assert open(latest.weights_path, "rb").read() == b"weights of epoch 3"
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "missing weights", "cut record",
+                                    "short history"])
+def test_a_damaged_newest_backup_falls_back_to_the_one_before(tmp_path, damage, caplog):
+    _commit(tmp_path, 1)
+    _commit(tmp_path, 2)
+    weights, record = tmp_path / "epoch-000002.weights.h5", tmp_path / "epoch-000002.json"
+    if damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:5])
+    elif damage == "missing weights":
+        weights.unlink()
+    elif damage == "cut record":
+        record.write_text(record.read_text()[:40])
+    else:
+        fields = json.loads(record.read_text())
+        record.write_text(json.dumps({**fields, "history": fields["history"][:1]}))
+    with caplog.at_level("WARNING", logger="absl"):
+        latest = backups.latest(tmp_path)
+    assert latest.epoch == 1 and latest.history == _rows(1)
+    assert "backup of epoch 2" in caplog.text and "unusable" in caplog.text
+
+
+def test_no_usable_backup_means_a_fresh_start(tmp_path):
+    assert backups.latest(tmp_path / "absent") is None
+    _commit(tmp_path, 1)
+    (tmp_path / "epoch-000001.weights.h5").write_bytes(b"")
+    assert backups.latest(tmp_path) is None
+
+
+def test_a_keras_backup_of_an_earlier_version_is_refused(tmp_path):
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 1}')
+    with pytest.raises(RunDirectoryError, match="earlier dream_keras.*--overwrite"):
+        rundir.resume_point(tmp_path)
+
+
+def test_history_is_rewritten_whole(tmp_path):
+    path = tmp_path / "history.csv"
+    write_history(path, _rows(2))
+    assert path.read_text().splitlines()[0] == "epoch,loss,val_pearson"
+    assert read_history(path) == _rows(2)
+    write_history(path, [])  # a run resumed at epoch 0 keeps no rows
+    assert not path.exists()
+
+
+def test_lock_refuses_a_second_owner_naming_the_first(tmp_path):
+    run_dir = tmp_path / "new" / "run"
+    with rundir.locked(run_dir):  # creates the directory
+        lock = run_dir / rundir.LOCK_FILE
+        assert lock.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(RunDirectoryError) as refused:
+            with rundir.locked(run_dir):
+                pass
+        assert str(refused.value) == (
+            f"{run_dir} is in use by another training run (pid {os.getpid()}); wait for "
+            "it to end or choose another --output_dir")
+        assert lock.exists()  # the refused one took nothing away
+    assert os.listdir(run_dir) == []  # the owner removes its lock file
+
+
+def test_a_killed_owner_leaves_no_stale_lock(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from dream_keras import run_directory
+        with run_directory.locked({str(tmp_path)!r}):
+            print("locked", flush=True)
+            time.sleep(600)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirectoryError, match=f"pid {holder.pid}\\)"):
+            with rundir.locked(tmp_path):
+                pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert (tmp_path / rundir.LOCK_FILE).read_text() == f"{holder.pid}\n"  # left behind
+    with rundir.locked(tmp_path):  # ... but not locked
+        assert (tmp_path / rundir.LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
+def test_claim_ignores_the_lock_and_killed_writers_files(tmp_path):
+    (tmp_path / rundir.LOCK_FILE).write_text("123\n")
+    (tmp_path / ".partial-123.run.json").write_text("{")
+    assert rundir.claim_output_dir(tmp_path, {"seed": 0}, overwrite=False) is False
+
+
+DATA = {"train_data": "/d/train.txt", "source_sha256": "a" * 64, "rows_in_cache": 300,
+        "skipped_rows": 0, "rows_after_singleton_filter": 300, "train_rows": 240,
+        "validation_rows": 60, "split_sha256": "b" * 64, "target_mean": 11.0,
+        "target_std": 2.5}
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"source_sha256": "c" * 64}, "the training data /d/train.txt changed (sha256 "
+                                  "aaaaaaaaaaaa... then, cccccccccccc... now)"),
+    ({"rows_in_cache": 301}, "the number of rows in the training data changed (300 "
+                             "then, 301 now)"),
+    ({"train_rows": 239, "validation_rows": 61}, "the training/validation split changed "
+                                                 "(240/60 rows then, 239/61 now"),
+    ({"split_sha256": "d" * 64}, "the training/validation split changed"),
+    ({"target_std": 2.0}, "the target scaler changed (mean 11.0, std 2.5 then; mean "
+                          "11.0, std 2.0 now)"),
+])
+def test_resuming_on_changed_data_says_what_changed(tmp_path, change, says):
+    rundir.write_run_record(tmp_path, {"data": DATA})
+    TargetScaler(11.0, 2.5).save(tmp_path / rundir.SCALER_FILE)
+    rundir.check_same_data(tmp_path, DATA, TargetScaler(11.0, 2.5))  # unchanged: passes
+    now = {**DATA, **change}
+    with pytest.raises(RunDirectoryError) as refused:
+        rundir.check_same_data(tmp_path, now, TargetScaler(now["target_mean"],
+                                                           now["target_std"]))
+    assert f"{tmp_path}: cannot resume: {says}" in str(refused.value)
+    assert str(refused.value).endswith("since the run started; to start afresh pass "
+                                       "--overwrite (replaces this run's outputs) or "
+                                       "choose a new --output_dir")
+
+
+def test_a_scaler_file_that_differs_from_the_data_is_refused(tmp_path):
+    rundir.write_run_record(tmp_path, {"data": DATA})
+    rundir.check_same_data(tmp_path, DATA, TargetScaler(11.0, 2.5))  # not written yet
+    (tmp_path / rundir.SCALER_FILE).write_text('{"mean": 11.0, "std": 3.0}')
+    with pytest.raises(RunDirectoryError, match="target_scaler.json changed \\(mean 11.0, "
+                                                "std 3.0; the training rows give mean "
+                                                "11.0, std 2.5\\)"):
+        rundir.check_same_data(tmp_path, DATA, TargetScaler(11.0, 2.5))
