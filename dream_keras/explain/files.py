@@ -1,0 +1,184 @@
+"""Explain every sequence of a file: HDF5 arrays, a tidy TSV and logos, streamed in pieces.
+
+The reader is predict.py's (any input format it accepts), so memory holds one piece of
+sequences (and their mutants or path points) at a time, whatever the file's size.
+Outputs go into one directory, written under temporary names and moved into place only
+when complete; an existing non-empty directory is refused unless `overwrite`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import h5py
+import numpy as np
+from absl import logging
+
+from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_sequence_chunks
+from dream_keras.data.sequences import InvalidSequenceError
+from dream_keras.errors import OutputExistsError
+from dream_keras.explain import core, logos
+from dream_keras.explain.model_access import DEFAULT_BATCH_SIZE, encode_strands, model_seq_len
+
+H5_FILE, TSV_FILE, LOGO_DIR = "attributions.h5", "attributions.tsv", "logos"
+# Sequences explained at a time: ISM turns 64 into ~21,000 mutant rows (~83 full batches
+# of 256, so the one padded batch costs ~1 %), a few MB of codes.
+PIECE_SEQUENCES = 64
+WINDOW_NOTE = ("arrays cover the window the model sees: the LAST seq_len bases of each "
+               "sequence, left-padded with N (codes 4); values on the training data's scale")
+TSV_COLUMNS = ("row", "position", "sequence_position", "base", "ism_A", "ism_C", "ism_G",
+               "ism_T", "ism_position", "gradient_x_input", "integrated_gradients")
+
+
+def check_output_dir(output_dir, overwrite: bool) -> None:
+    """Refuse early (before loading a model) to mix outputs into a non-empty directory."""
+    if os.path.isfile(output_dir):
+        raise OutputExistsError(f"{output_dir}: is a file, not an output directory")
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise OutputExistsError(f"{output_dir}: output directory is not empty; pass "
+                                "--overwrite to replace its explain outputs")
+
+
+def _pieces(input_path, chunk_rows: int, piece_rows: int):
+    for chunk in iter_sequence_chunks(input_path, chunk_rows):
+        for start in range(0, len(chunk.sequences), piece_rows):
+            yield chunk.sequences[start:start + piece_rows], \
+                chunk.line_numbers[start:start + piece_rows]
+
+
+class _H5Writer:
+    """Appends each piece's arrays to resizable datasets (row axis first)."""
+
+    def __init__(self, path, attributes: dict):
+        self.file = h5py.File(path, "w")
+        self.file.attrs.update(attributes)
+
+    def append(self, arrays: dict) -> None:
+        for name, values in arrays.items():
+            values = np.asarray(values)
+            if values.dtype.kind == "U" or values.dtype == object:
+                values = values.astype(object)
+                dtype = h5py.string_dtype()
+            else:
+                dtype = values.dtype
+            if name not in self.file:
+                self.file.create_dataset(name, shape=(0,) + values.shape[1:],
+                                         maxshape=(None,) + values.shape[1:], dtype=dtype,
+                                         chunks=(max(1, min(256, len(values))),) + values.shape[1:],
+                                         compression="gzip", compression_opts=1)
+            dataset = self.file[name]
+            start = dataset.shape[0]
+            dataset.resize(start + len(values), axis=0)
+            dataset[start:] = values
+
+    def close(self) -> None:
+        if self.file.id.valid:
+            self.file.close()
+
+
+def tidy_rows(arrays: dict, first_row: int) -> list:
+    """TSV lines, one per (sequence, position holding a base) of the window."""
+    codes = arrays["codes"]
+    seq_len = codes.shape[1]
+    lines = []
+    rows, positions = np.nonzero(codes < 5)
+    offsets = arrays["length"][rows] - seq_len  # string index = position + length - L
+    ism = arrays.get("ism")
+    ism_position = arrays.get("ism_position")
+    gxi = arrays["gradient_x_input"].sum(-1) if "gradient_x_input" in arrays else None
+    ig = arrays["integrated_gradients"].sum(-1) if "integrated_gradients" in arrays else None
+    for row, position, offset in zip(rows.tolist(), positions.tolist(), offsets.tolist()):
+        string_position = position + offset
+        if string_position < 0:
+            continue  # padding
+        fields = [str(first_row + row), str(position + 1), str(string_position + 1),
+                  "ACGTN"[codes[row, position]]]
+        fields += ([f"{v:.6g}" for v in ism[row, position]] + [f"{ism_position[row, position]:.6g}"]
+                   if ism is not None else [""] * 5)
+        fields.append(f"{gxi[row, position]:.6g}" if gxi is not None else "")
+        fields.append(f"{ig[row, position]:.6g}" if ig is not None else "")
+        lines.append("\t".join(fields) + "\n")
+    return lines
+
+
+def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
+                 logo_rows=(), reverse_complement_average: bool = False,
+                 steps: int = 50, baseline: str = "uniform",
+                 batch_size: int = DEFAULT_BATCH_SIZE, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 piece_sequences: int = PIECE_SEQUENCES, write_tsv: bool = True,
+                 overwrite: bool = False, jit_compile: bool = True, logo_dpi: int = logos.DPI,
+                 ) -> dict:
+    """Explain every sequence of `input_path`; returns {'rows', 'h5', 'tsv', 'logos'}.
+
+    `logo_rows`: 0-based input rows to draw ('all' for every row).
+    """
+    methods = core.check_methods(methods)
+    check_output_dir(output_dir, overwrite)
+    os.makedirs(output_dir, exist_ok=True)
+    if overwrite:
+        shutil.rmtree(os.path.join(output_dir, LOGO_DIR), ignore_errors=True)
+    seq_len = model_seq_len(model)
+    h5_path, tsv_path = (os.path.join(output_dir, name) for name in (H5_FILE, TSV_FILE))
+    partial = {path: path + f".partial-{os.getpid()}" for path in (h5_path, tsv_path)}
+    wanted = None if logo_rows == "all" else set(int(row) for row in logo_rows)
+    drawn, rows = [], 0
+    writer = _H5Writer(partial[h5_path], {
+        "methods": ",".join(methods), "seq_len": seq_len, "scaler_mean": scaler.mean,
+        "scaler_std": scaler.std, "reverse_complement_average": reverse_complement_average,
+        "integrated_gradients_steps": steps, "integrated_gradients_baseline": baseline,
+        "input": os.path.abspath(input_path), "note": WINDOW_NOTE})
+    tsv = open(partial[tsv_path], "w", newline="\n") if write_tsv else None
+    try:
+        if tsv:
+            tsv.write("\t".join(TSV_COLUMNS) + "\n")
+        for sequences, line_numbers in _pieces(input_path, chunk_rows, piece_sequences):
+            try:
+                codes, reverse_codes = encode_strands(sequences, seq_len,
+                                                      reverse_complement_average)
+            except InvalidSequenceError as error:
+                raise DataFormatError(input_path, int(line_numbers[error.row]),
+                                      str(error)) from None
+            lengths = np.fromiter(map(len, sequences), np.int64, len(sequences))
+            arrays = core.explain_encoded(model, scaler, codes, reverse_codes, lengths,
+                                          methods=methods, steps=steps, baseline=baseline,
+                                          batch_size=batch_size, jit_compile=jit_compile)
+            writer.append({"sequence": np.array(sequences, dtype=object),
+                           "line": np.asarray(line_numbers, np.int64), **arrays})
+            if tsv:
+                tsv.writelines(tidy_rows(arrays, rows))
+            for index, sequence in enumerate(sequences):
+                if wanted is None or rows + index in wanted:
+                    drawn.append(_draw(output_dir, rows + index, sequence, arrays, index,
+                                       seq_len, logo_dpi))
+            rows += len(sequences)
+            logging.log_every_n_seconds(logging.INFO, "explained %d sequences", 10, rows)
+        writer.close()
+        if tsv:
+            tsv.close()
+        for path, temporary in partial.items():
+            if os.path.exists(temporary):
+                os.replace(temporary, path)
+    finally:
+        writer.close()
+        if tsv and not tsv.closed:
+            tsv.close()
+        for temporary in partial.values():
+            if os.path.exists(temporary):
+                os.remove(temporary)
+    missing = sorted(set(wanted or ()) - set(range(rows)))
+    if missing:
+        logging.warning("no logo for rows %s: the input has %d rows", missing[:10], rows)
+    return {"rows": rows, "h5": h5_path, "tsv": tsv_path if write_tsv else None,
+            "logos": drawn}
+
+
+def _draw(output_dir, row: int, sequence: str, arrays: dict, index: int, seq_len: int,
+          dpi: int) -> str:
+    directory = os.path.join(output_dir, LOGO_DIR)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"row{row}.png")
+    logos.draw_logo(path, logos.position_scores(arrays, index), arrays["codes"][index],
+                    title=f"row {row}: predicted expression {arrays['prediction'][index]:.3f}",
+                    flanks=logos.flank_spans(sequence, seq_len), dpi=dpi)
+    return path
+

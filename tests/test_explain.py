@@ -1,0 +1,210 @@
+"""dream-explain: ISM against predict.py --pairs, gradients against an eager tape,
+integrated-gradients completeness, the strand mapping, and the files it writes."""
+import csv
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dream_keras.data.sequences import encode, one_hot
+from dream_keras.inference import load_run, predict_sequences  # the scoring API ISM must match
+from tests.saved_run import SCALER_STD, random_sequences, save_small_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+L = 110
+COMPLEMENT = str.maketrans("ACGT", "TGCA")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = save_small_run(tmp_path_factory.mktemp("explain_run"))
+    model, scaler = load_run(path)
+    return path, model, scaler
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    """One shorter, one exactly as long as and one longer than the model's window."""
+    return [random_sequences(1, seed, min_len=n, max_len=n)[0]
+            for seed, n in ((1, 95), (2, 110), (3, 125))]
+
+
+def every_mutation(sequence):
+    """[(window position, base code, mutant string)] for each base the model sees."""
+    mutations = []
+    for j in range(max(0, len(sequence) - L), len(sequence)):
+        for code, base in enumerate("ACGT"):
+            if base != sequence[j]:
+                mutations.append((j + L - len(sequence), code,
+                                  sequence[:j] + base + sequence[j + 1:]))
+    return mutations
+
+
+def test_every_ism_entry_is_the_variant_effect_predict_pairs_reports(tmp_path, run, sequences):
+    from dream_keras.explain import explain_run
+
+    path, _, _ = run
+    arrays = explain_run(path, sequences, methods=("ism",))
+    pairs = tmp_path / "pairs.tsv"
+    expected = []
+    with open(pairs, "w") as handle:
+        handle.write("ref_sequence\talt_sequence\n")
+        for row, sequence in enumerate(sequences):
+            for position, code, mutant in every_mutation(sequence):
+                handle.write(f"{sequence}\t{mutant}\n")
+                expected.append((row, position, code))
+    result = subprocess.run([sys.executable, os.path.join(REPO, "predict.py"), f"--model={path}",
+                             f"--pairs={pairs}", f"--output={tmp_path / 'effects.tsv'}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(tmp_path / "effects.tsv") as handle:
+        effects = [float(line["effect"]) for line in csv.DictReader(handle, delimiter="\t")]
+    assert len(effects) == len(expected) == 3 * (95 + 110 + 110)
+    ism = arrays["ism"]
+    got = np.array([ism[row, position, code] for row, position, code in expected])
+    np.testing.assert_allclose(got, effects, atol=1e-5, rtol=0)
+    assert np.isnan(ism[0, :L - 95]).all() and not np.isnan(ism[0, L - 95:]).any()
+    observed = encode(sequences, L)
+    rows, positions = np.nonzero(observed < 4)
+    assert (ism[rows, positions, observed[rows, positions]] == 0).all()
+    np.testing.assert_allclose(arrays["ism_position"][1], ism[1].sum(-1) / 3, rtol=1e-6)
+
+
+def test_strand_averaged_ism_matches_strand_averaged_predictions(run, sequences):
+    from dream_keras.explain import explain_sequences
+
+    _, model, scaler = run
+    arrays = explain_sequences(model, scaler, sequences, methods=("ism",),
+                               reverse_complement_average=True)
+    for row, sequence in enumerate(sequences):
+        mutations = every_mutation(sequence)[::7]
+        values = predict_sequences(model, scaler, [sequence] + [m for _, _, m in mutations],
+                                   reverse_complement_average=True)
+        got = [arrays["ism"][row, position, code] for position, code, _ in mutations]
+        np.testing.assert_allclose(got, values[1:] - values[0], atol=1e-5, rtol=0)
+
+
+def test_gradient_x_input_is_the_eager_gradient_times_the_one_hot(run, sequences):
+    from dream_keras.explain import explain_sequences
+
+    _, model, scaler = run
+    arrays = explain_sequences(model, scaler, sequences, methods=("gradient_x_input",))
+    inputs = tf.constant(one_hot(encode(sequences, L)))
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        total = tf.reduce_sum(model(inputs, training=False))
+    gradient = tape.gradient(total, inputs).numpy() * SCALER_STD
+    np.testing.assert_allclose(arrays["gradient"], gradient, atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(arrays["gradient_x_input"], gradient * inputs.numpy(),
+                               atol=1e-4, rtol=1e-3)
+
+
+def test_strand_average_maps_the_reverse_strand_base_for_base(run, sequences):
+    """Both strands = the mean of the forward string's and the reverse-complement string's
+    own attributions, the latter read at the partner base (string indices, not strands.py)."""
+    from dream_keras.explain import explain_sequences
+
+    _, model, scaler = run
+    short = sequences[:2]  # <= L: every base is in both windows
+    reverse = [s.translate(COMPLEMENT)[::-1] for s in short]
+    options = dict(methods=("gradient_x_input",))
+    both = explain_sequences(model, scaler, short, reverse_complement_average=True, **options)
+    forward = explain_sequences(model, scaler, short, **options)["gradient_x_input"]
+    other = explain_sequences(model, scaler, reverse, **options)["gradient_x_input"]
+    for row, sequence in enumerate(short):
+        n = len(sequence)
+        for j in range(n):
+            p, q = j + L - n, (n - 1 - j) + L - n
+            np.testing.assert_allclose(both["gradient_x_input"][row, p],
+                                       (forward[row, p] + other[row, q, ::-1]) / 2, atol=1e-5)
+
+
+def test_integrated_gradients_are_complete_at_the_default_steps(run, sequences):
+    from dream_keras.explain import explain_sequences
+
+    _, model, scaler = run
+    for strands in (False, True):
+        arrays = explain_sequences(model, scaler, sequences[:2], methods=("integrated_gradients",),
+                                   reverse_complement_average=strands)
+        difference = arrays["prediction"] - arrays["baseline_prediction"]
+        total = arrays["integrated_gradients"].sum(axis=(1, 2))
+        assert np.all(np.abs(total - difference) <= 0.01 * np.abs(difference)), (total, difference)
+    baseline = predict_sequences(model, scaler, ["N" * L])[0]
+    zeros = explain_sequences(model, scaler, sequences[1:2], methods=("integrated_gradients",),
+                              baseline="zeros")
+    np.testing.assert_allclose(zeros["baseline_prediction"], baseline, atol=1e-5)
+
+
+def test_explain_py_writes_aligned_arrays_tsv_and_readable_logos(tmp_path, run, dream_dir):
+    import matplotlib.image
+
+    from dream_keras.explain import logos
+
+    path, model, scaler = run
+    source = dream_dir / "test_subsets" / "high_exp_seqs.csv"
+    with open(source) as handle:
+        lines = handle.readlines()[:4]
+    (tmp_path / "in.csv").write_text("".join(lines))
+    sequences = [line.split(",")[2] for line in lines[1:]]
+    out = tmp_path / "explained"
+    command = [sys.executable, os.path.join(REPO, "explain.py"), f"--model={path}",
+               f"--input={tmp_path / 'in.csv'}", f"--output_dir={out}", "--logos=2",
+               "--methods=ism", "--methods=integrated_gradients", "--ig_steps=8"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with h5py.File(out / "attributions.h5") as arrays:
+        assert [s.decode() for s in arrays["sequence"][:]] == sequences
+        assert list(arrays["line"][:]) == [2, 3, 4]
+        assert arrays["ism"].shape == (3, L, 4) and arrays["integrated_gradients"].shape == (3, L, 4)
+        assert "gradient" not in arrays and arrays.attrs["integrated_gradients_steps"] == 8
+        np.testing.assert_allclose(arrays["prediction"][:],
+                                   predict_sequences(model, scaler, sequences), atol=1e-5)
+        ism = arrays["ism"][:]
+    with open(out / "attributions.tsv") as handle:
+        table = list(csv.DictReader(handle, delimiter="\t"))
+    assert len(table) == 3 * L
+    assert table[L + 4]["row"] == "1" and table[L + 4]["base"] == sequences[1][4]
+    assert float(table[L + 4]["ism_G"]) == pytest.approx(float(ism[1, 4, 2]), abs=1e-5)
+    assert sorted(os.listdir(out / "logos")) == ["row2.png"]
+    image = matplotlib.image.imread(out / "logos" / "row2.png")
+    assert image.shape[:2] == (round(2 * logos.PANEL_INCHES * logos.DPI),
+                               round(logos.WIDTH_INCHES * logos.DPI))
+    assert image[..., :3].std() > 0.05  # something is drawn
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "not empty" in again.stderr
+    assert os.path.getsize(out / "attributions.h5") > 0
+
+
+def test_flanks_are_found_where_the_sequence_holds_them():
+    from dream_keras.data.synthetic import FLANK_3PRIME, FLANK_5PRIME
+    from dream_keras.explain.logos import flank_spans
+
+    middle = "A" * 80
+    assert flank_spans(FLANK_5PRIME + middle + FLANK_3PRIME, L) == [(97, 109), (0, 16)]
+    assert flank_spans(FLANK_5PRIME + middle[:60] + FLANK_3PRIME, L) == [(97, 109), (20, 36)]
+    assert flank_spans("C" * 30 + FLANK_5PRIME + middle + FLANK_3PRIME, L) == [(97, 109)]
+    assert flank_spans(middle, L) == []
+
+
+def test_modisco_inputs_are_one_hot_and_centred_hypothetical_scores(tmp_path, run, sequences):
+    from dream_keras.explain import explain_sequences, motifs
+
+    _, model, scaler = run
+    arrays = explain_sequences(model, scaler, sequences, methods=("ism",))
+    with h5py.File(tmp_path / "a.h5", "w") as handle:
+        for name, values in arrays.items():
+            handle[name] = values
+    ohe_path, hypothetical_path = motifs.write_modisco_inputs(tmp_path / "a.h5", tmp_path / "m")
+    ohe = np.load(ohe_path)["arr_0"]
+    hypothetical = np.load(hypothetical_path)["arr_0"]
+    assert ohe.shape == hypothetical.shape == (3, 4, L)
+    np.testing.assert_array_equal(ohe.transpose(0, 2, 1), one_hot(encode(sequences, L)))
+    np.testing.assert_allclose(hypothetical.sum(axis=1), 0.0, atol=1e-5)
+    # At the observed base the centred ISM is minus the substitutions' sum over four.
+    observed = (hypothetical * ohe).sum(axis=1)[1]
+    np.testing.assert_allclose(observed, -arrays["ism"][1].sum(-1) / 4, atol=1e-5)
