@@ -140,7 +140,8 @@ def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
             f"{output_dir} is not empty and is not a resumable run of this configuration"
             f"{_differences(record, identity)}; choose another --output_dir or pass "
             "--overwrite to replace its run outputs")
-    for name in RUN_OUTPUTS:
+    # run.json first: a kill part-way leaves no record that would resume what remains.
+    for name in (RUN_FILE, *(name for name in RUN_OUTPUTS if name != RUN_FILE)):
         path = os.path.join(output_dir, name)
         if os.path.isdir(path):
             shutil.rmtree(path)

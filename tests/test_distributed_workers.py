@@ -70,7 +70,7 @@ def test_early_stopping_stops_both_workers_on_the_same_epoch(tmp_path, small_cac
 
 def test_killed_workers_both_resume_from_the_chiefs_backup(tmp_path, small_cache):  # noqa: F811
     extra = ["--learning_rate=1e-3", "--epochs=3"]
-    metadata = tmp_path / "run" / "backup" / "training_metadata.json"
+    metadata = tmp_path / "run" / "backup" / "epoch-000001.json"  # epoch 1 committed
     backed_up = kill_after_backup(_start_workers(tmp_path / "run", small_cache, extra),
                                   metadata)
     assert 1 <= backed_up < 3

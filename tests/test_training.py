@@ -81,7 +81,7 @@ def test_same_seed_same_history(tmp_path, small_cache, uninterrupted_run):
 def test_killed_run_resumes_where_it_stopped(tmp_path, small_cache, uninterrupted_run):
     args = [sys.executable, str(REPO / "train.py"), f"--train_data={small_cache}",
             f"--output_dir={tmp_path / 'run'}", *SMALL_RUN, "--epochs=3"]
-    metadata = tmp_path / "run" / "backup" / "training_metadata.json"
+    metadata = tmp_path / "run" / "backup" / "epoch-000001.json"  # epoch 1 committed
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backed_up = kill_after_backup([process], metadata)
     assert 1 <= backed_up < 3

@@ -42,6 +42,8 @@ _DATASETS = ("sequences", "expression", "singleton")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # What inspect_cache finds at a cache path.
 CURRENT, MISSING, STALE, DAMAGED, FOREIGN = "current", "missing", "stale", "damaged", "foreign"
+# In partial file names: a pid is only meaningful on its own host.
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
 
 
 @dataclasses.dataclass
@@ -146,9 +148,6 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
         logging.warning("skipped %d bad rows of %s; first: %s", len(skipped), input_path,
                         skipped[0])
     return attrs
-
-
-_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
 
 
 def _remove_dead_partials(output_path) -> None:
