@@ -132,7 +132,11 @@ def test_integrated_gradients_are_complete_at_the_default_steps(run, sequences):
                                    reverse_complement_average=strands, baseline=baseline)
         difference = arrays["prediction"] - arrays["baseline_prediction"]
         total = arrays["integrated_gradients"].sum(axis=(1, 2))
-        assert np.all(np.abs(total - difference) <= 0.01 * np.abs(difference)), (total, difference)
+        # 1 %, with a floor of 1e-3 (0.04 % of the scaler's std) for a near-zero difference:
+        # the untrained model's all-N output can be within 0.01 of a sequence's.
+        assert np.all(np.abs(total - difference) <= 0.01 * np.abs(difference) + 1e-3), \
+            (baseline, strands, total, difference)
+        assert np.abs(difference).max() > 0.1  # at least one sequence tests the 1 % itself
     all_n = predict_sequences(model, scaler, ["N" * L])[0]
     default = explain_sequences(model, scaler, sequences[1:2], methods=("integrated_gradients",))
     np.testing.assert_allclose(default["baseline_prediction"], all_n, atol=1e-5)
