@@ -16,6 +16,7 @@ import os
 import platform
 
 import _common  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+import explain_bench
 import fit_bench
 import pipeline_bench
 import predict_bench
@@ -85,6 +86,10 @@ def main():
     parser.add_argument("--predict_rows", type=int, default=20_000,
                         help="Sequences predict_file reads (the 71,103 figure is scaled "
                              "from the rate).")
+    parser.add_argument("--explain_sequences", type=int, default=1000,
+                        help="Sequences explained by in-silico mutagenesis (full model).")
+    parser.add_argument("--explain_memory_rows", default="256,2048",
+                        help="The two file sizes whose explain peak RSS is compared.")
     parser.add_argument("--bench_dir", default=DEFAULT_BENCH_DIR,
                         help="Where synthetic files, caches and outputs are kept.")
     args = parser.parse_args()
@@ -106,6 +111,9 @@ def main():
                              args.fit_steps)
     print("== predict", flush=True)
     figures += predict_bench.run(args.predict_rows, args.bench_dir)
+    print("== explain", flush=True)
+    small, large = (int(rows) for rows in args.explain_memory_rows.split(","))
+    figures += explain_bench.run(args.explain_sequences, small, large, args.bench_dir)
     settings = {key: value for key, value in vars(args).items() if key != "bench_dir"}
     write_results(figures, settings, os.path.join(HERE, "results.json"),
                   os.path.join(HERE, "results.md"))

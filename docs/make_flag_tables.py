@@ -17,6 +17,7 @@ COMMANDS = [  # (console script, repository script, module)
     ("dream-predict", "predict.py", "dream_keras.cli.predict"),
     ("dream-prepare", None, "dream_keras.cli.prepare"),
     ("dream-synthetic", None, "dream_keras.cli.synthetic"),
+    ("dream-explain", "explain.py", "dream_keras.cli.explain"),
 ]
 
 HEADER = """# Flags of every command

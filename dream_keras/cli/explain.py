@@ -26,11 +26,12 @@ _METHODS = flags.DEFINE_multi_enum(
     "Attribution methods: ism (every single-base substitution, exact, 3 x seq_len + 1 "
     "forward rows per sequence), gradient_x_input (one gradient), integrated_gradients "
     "(ig_steps + 1 gradients).")
-_IG_STEPS = flags.DEFINE_integer("ig_steps", 50, "Integrated gradients: path points "
+_IG_STEPS = flags.DEFINE_integer("ig_steps", 100, "Integrated gradients: path points "
                                  "minus one (trapezoid rule).", lower_bound=1)
-_IG_BASELINE = flags.DEFINE_enum("ig_baseline", "uniform", ["uniform", "zeros"],
-                                 "Integrated gradients' reference input: uniform (0.25 per "
-                                 "base where the sequence has a base) or zeros (all N).")
+_IG_BASELINE = flags.DEFINE_enum("ig_baseline", "zeros", ["zeros", "uniform"],
+                                 "Integrated gradients' reference input: zeros (all N) or "
+                                 "uniform (0.25 per base where the sequence has a base; "
+                                 "nearly singular on trained runs: see docs/explain.md).")
 _LOGOS = flags.DEFINE_list("logos", [], "0-based input rows to draw as sequence-logo PNGs "
                            "(logos/row<i>.png), or 'all'.")
 _TSV = flags.DEFINE_bool("tsv", True, "Also write the tidy attributions.tsv (one line per "

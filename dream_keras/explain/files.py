@@ -17,7 +17,7 @@ from absl import logging
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_sequence_chunks
 from dream_keras.data.sequences import InvalidSequenceError
 from dream_keras.errors import OutputExistsError
-from dream_keras.explain import core, logos
+from dream_keras.explain import core, gradients, logos
 from dream_keras.explain.model_access import DEFAULT_BATCH_SIZE, encode_strands, model_seq_len
 
 H5_FILE, TSV_FILE, LOGO_DIR = "attributions.h5", "attributions.tsv", "logos"
@@ -103,7 +103,8 @@ def tidy_rows(arrays: dict, first_row: int) -> list:
 
 def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
                  logo_rows=(), reverse_complement_average: bool = False,
-                 steps: int = 50, baseline: str = "uniform",
+                 steps: int = gradients.DEFAULT_STEPS,
+                 baseline: str = gradients.DEFAULT_BASELINE,
                  batch_size: int = DEFAULT_BATCH_SIZE, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  piece_sequences: int = PIECE_SEQUENCES, write_tsv: bool = True,
                  overwrite: bool = False, jit_compile: bool = True, logo_dpi: int = logos.DPI,
