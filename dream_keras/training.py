@@ -29,6 +29,8 @@ from dream_keras.data.training_data import ensure_train_file, load_training_rows
 from dream_keras.errors import ConfigurationError
 from dream_keras.model import MODEL_DEFAULTS, build_model
 from dream_keras.optimizers import learning_rate_schedule, make_optimizer
+from dream_keras.phases import (FINETUNE_UNAUGMENTED, PRETRAIN, PhaseCSVLogger, PhaseInputs,
+                                PhaseLearningRate, plan_phases)
 from dream_keras.streaming_metrics import pearson_metrics
 from dream_keras.training_config import TrainingConfig
 from dream_keras.version import __version__
@@ -66,36 +68,44 @@ def _history_so_far(path: str, resumed_epoch: int, chief: bool) -> list[dict]:
     return [row for row in read_history(path) if row["epoch"] < resumed_epoch]
 
 
-def _callbacks(config, strategy, resumed_epoch) -> list:
+def _callbacks(config, strategy, resumed_epoch, phases=None, phase=None) -> list:
+    """The callbacks of one phase's fit (of the whole run when it has one phase): early
+    stopping and the backup's removal only in the last phase (see phases.py)."""
     out = config.output_dir
     chief = is_chief(strategy)
     history_path = os.path.join(out, rundir.HISTORY_FILE)
     history = _history_so_far(history_path, resumed_epoch, chief)
-    prior_best = best_epoch(history)
+    prior_best = best_epoch(history)  # over every phase so far
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    callbacks = [
-        EpochSummary(),
-        keras.callbacks.TerminateOnNaN(),
-        ResumableEarlyStopping(history, strategy=strategy if multi_worker else None,
-                               chief=chief, monitor="val_pearson",
-                               patience=config.early_stopping_patience),
-    ]
+    in_phases = phases is not None and len(phases) > 1
+    last = not in_phases or phase is phases[-1]
+    callbacks = [EpochSummary(), keras.callbacks.TerminateOnNaN()]
+    if last:
+        phase_history = [row for row in history
+                         if not in_phases or row["epoch"] >= phase.first_epoch]
+        callbacks.append(ResumableEarlyStopping(
+            phase_history, strategy=strategy if multi_worker else None, chief=chief,
+            monitor="val_pearson", patience=config.early_stopping_patience))
     backup = os.path.join(out, rundir.BACKUP_DIR)
+    rate = [PhaseLearningRate(phase.learning_rate)] if in_phases else []
     if not chief:
         # Restores from the chief's backup (every worker resumes at the same epoch) and
         # writes nothing: only the chief writes the run's files.
-        return callbacks + [ChiefBackupReader(backup)]
+        return callbacks + [ChiefBackupReader(backup)] + rate
     callbacks += [
         keras.callbacks.ModelCheckpoint(
             os.path.join(out, rundir.MODEL_FILE), monitor="val_pearson", mode="max",
             save_best_only=True,
             initial_value_threshold=prior_best["val_pearson"] if prior_best else None),
-        keras.callbacks.CSVLogger(history_path, append=resumed_epoch > 0),
+        (PhaseCSVLogger(history_path, phase.name, append=resumed_epoch > 0) if in_phases
+         else keras.callbacks.CSVLogger(history_path, append=resumed_epoch > 0)),
         keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
     ]
-    # Last, so an epoch is backed up only after everything above has recorded it.
-    callbacks.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))
-    return callbacks
+    # Last, so an epoch is backed up only after everything above has recorded it; kept
+    # between phases (the next phase resumes from it).
+    callbacks.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True,
+                                                      delete_checkpoint=last))
+    return callbacks + rate  # the phase's rate is set after the backup's restore
 
 
 def train(config: TrainingConfig) -> dict:
@@ -118,6 +128,7 @@ def train(config: TrainingConfig) -> dict:
         raise ConfigurationError(f"{len(rows.train_codes)} training rows cannot fill one "
                                  f"batch of --batch_size={config.batch_size}")
     steps_per_epoch = config.resolved_steps_per_epoch(len(rows.train_codes))
+    phases = plan_phases(config, steps_per_epoch)
     model, xla, xla_reason = compiled_model(config, strategy, steps_per_epoch)
     record = {
         "status": "running", "identity": identity, "flags": config.to_json(),
@@ -125,6 +136,7 @@ def train(config: TrainingConfig) -> dict:
         "data": rows.summary, "num_replicas_in_sync": strategy.num_replicas_in_sync,
         "parameters": model.count_params(), "steps_per_epoch": steps_per_epoch,
         "xla": {"train_step": xla, "reason": xla_reason},
+        "phases": [phase.summary() for phase in phases],
     }
     if chief:
         rows.scaler.save(os.path.join(config.output_dir, rundir.SCALER_FILE))
@@ -134,8 +146,10 @@ def train(config: TrainingConfig) -> dict:
     resumed_epoch = _resumed_epoch(backup) if resuming else 0
     if resumed_epoch:
         logging.info("resuming %s at epoch %d", config.output_dir, resumed_epoch + 1)
-    train_batches, validation_batches, validation_steps = datasets(
-        config, rows, strategy, resumed_epoch * steps_per_epoch)
+    inputs = PhaseInputs(config, rows, phases, resumed_epoch)
+    if chief and inputs.summary():
+        record.update(inputs.summary())
+        rundir.write_run_record(config.output_dir, record)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Private Keras internals, imported only on this path (behind a version check).
         from dream_keras import multi_worker_fixes
@@ -144,11 +158,24 @@ def train(config: TrainingConfig) -> dict:
         multi_worker_fixes.build_from_local_batch(
             model, _train_dataset(config, rows, 0, None).take(1), strategy)
     started = time.time()
-    model.fit(train_batches, validation_data=validation_batches, epochs=config.epochs,
-              steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-              callbacks=_callbacks(config, strategy, resumed_epoch),
-              shuffle=False,  # the dataset shuffles itself, seeded
-              verbose=2 if not sys.stdout.isatty() else "auto")
+    for phase in phases:
+        if phase.end_epoch <= resumed_epoch:
+            continue  # finished before the resumed epoch
+        start_epoch = max(resumed_epoch, phase.first_epoch)
+        if len(phases) > 1:
+            logging.info("phase %s: epochs %d-%d", phase.name, start_epoch + 1,
+                         phase.end_epoch)
+        train_batches, validation_batches, validation_steps = datasets(
+            config, rows, strategy, (start_epoch - phase.first_epoch) * phase.steps_per_epoch,
+            phase=phase, inputs=inputs)
+        model.fit(train_batches, validation_data=validation_batches,
+                  initial_epoch=phase.first_epoch, epochs=phase.end_epoch,
+                  steps_per_epoch=phase.steps_per_epoch, validation_steps=validation_steps,
+                  callbacks=_callbacks(config, strategy, start_epoch, phases, phase),
+                  shuffle=False,  # the dataset shuffles itself, seeded
+                  verbose=2 if not sys.stdout.isatty() else "auto")
+        if not all(np.isfinite(w).all() for w in model.get_weights()):
+            break  # TerminateOnNaN: _outcome reports it
     record["train_seconds_this_process"] = round(time.time() - started, 1)
     if chief:
         record.update(_outcome(config, model))
@@ -195,25 +222,32 @@ def compiled_model(config: TrainingConfig, strategy,
     return model, xla, xla_reason
 
 
-def _train_dataset(config, rows, start_step: int, input_context):
+def _train_dataset(config, rows, start_step: int, input_context, phase=None, inputs=None):
     parallel = tf.data.AUTOTUNE if config.data_parallel_calls < 0 else config.data_parallel_calls
     prefetch = tf.data.AUTOTUNE if config.prefetch_batches < 0 else config.prefetch_batches
+    if phase is not None and phase.name == PRETRAIN:
+        return inputs.teacher_dataset(phase, start_step, input_context, parallel, prefetch)
+    augment = None
+    if inputs is not None and phase.name != FINETUNE_UNAUGMENTED:
+        augment = inputs.augment_fn()
     return training_dataset(
         rows.train_codes, rows.train_targets, batch_size=config.batch_size, seed=config.seed,
         repeat=True, reverse_complement_augment=config.augment_reverse_complement,
         start_step=start_step, input_context=input_context, parallel_calls=parallel,
-        prefetch=prefetch)
+        prefetch=prefetch, augment=augment)
 
 
-def datasets(config: TrainingConfig, rows, strategy, start_step: int = 0):
-    """(training, validation batches, validation steps) from global step `start_step`;
-    under a replicated strategy each worker builds only its own replicas' slices of every
-    global batch. Validation repeats its one pass; an evaluation reads validation_steps."""
+def datasets(config: TrainingConfig, rows, strategy, start_step: int = 0, phase=None,
+             inputs=None):
+    """(training, validation batches, validation steps) from global step `start_step` (of
+    `phase`'s stream; phases.py); under a replicated strategy each worker builds only its
+    own replicas' slices of every global batch. Validation repeats its one pass; an
+    evaluation reads validation_steps."""
     parallel = tf.data.AUTOTUNE if config.data_parallel_calls < 0 else config.data_parallel_calls
     prefetch = tf.data.AUTOTUNE if config.prefetch_batches < 0 else config.prefetch_batches
 
     def train_fn(input_context=None):
-        return _train_dataset(config, rows, start_step, input_context)
+        return _train_dataset(config, rows, start_step, input_context, phase, inputs)
 
     def validation_fn(input_context=None):
         return weighted_evaluation_dataset(
