@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from dream_keras.baseline import KmerRidge, fit_kmer_ridge, kmer_indices
+from dream_keras.baseline import DEFAULT_KS, KmerRidge, fit_kmer_ridge, kmer_indices
 from dream_keras.data.sequences import decode
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError
@@ -57,9 +57,11 @@ class RidgeTeacher:
     ridge: KmerRidge
 
     @classmethod
-    def fit(cls, train_codes: np.ndarray, train_targets: np.ndarray) -> "RidgeTeacher":
-        """Fitted on the training rows' codes and (standardised) targets."""
-        return cls(fit_kmer_ridge(decode(train_codes), train_targets))
+    def fit(cls, train_codes: np.ndarray, train_targets: np.ndarray,
+            ks=DEFAULT_KS) -> "RidgeTeacher":
+        """Fitted on the training rows as the model sees them (their last seq_len bases)
+        and their standardised targets; k and penalty chosen as the baseline's."""
+        return cls(fit_kmer_ridge(decode(train_codes), train_targets, ks=ks))
 
     @property
     def _weights(self) -> np.ndarray:
