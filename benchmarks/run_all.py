@@ -16,6 +16,7 @@ import os
 import platform
 
 import _common  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+import distill_bench
 import fit_bench
 import pipeline_bench
 import predict_bench
@@ -85,6 +86,9 @@ def main():
     parser.add_argument("--predict_rows", type=int, default=20_000,
                         help="Sequences predict_file reads (the 71,103 figure is scaled "
                              "from the rate).")
+    parser.add_argument("--distill_steps", type=int, default=40,
+                        help="Steps per timed epoch of the distillation benchmark (batch 64, "
+                             "the small-data recipe's).")
     parser.add_argument("--bench_dir", default=DEFAULT_BENCH_DIR,
                         help="Where synthetic files, caches and outputs are kept.")
     args = parser.parse_args()
@@ -104,6 +108,8 @@ def main():
     print("== fit (one device, 2 logical replicas)", flush=True)
     figures += fit_bench.run([int(b) for b in args.fit_batch_sizes.split(",")],
                              args.fit_steps)
+    print("== distillation (pre-training vs cached-row steps)", flush=True)
+    figures += distill_bench.run(6000, 64, args.distill_steps, 3, args.bench_dir)
     print("== predict", flush=True)
     figures += predict_bench.run(args.predict_rows, args.bench_dir)
     settings = {key: value for key, value in vars(args).items() if key != "bench_dir"}
