@@ -15,7 +15,7 @@ from tests.conftest import REPO
 from tests.test_distributed_workers import SMALL_MODEL_FLAGS
 from tests.test_training import history, kill_after_backup, run_train
 
-LEARNED = 0.2  # validation r the learning run must reach (it measured MEASURED_LEARN)
+LEARNED = 0.2  # validation r the learning run must reach (measured: 0.146, 0.166, 0.226, 0.230)
 
 # Every phase, tiny: the small test model, 450 training rows, a few steps per epoch.
 PHASED_RUN = ["--teacher=ridge", "--pretrain_epochs=2", "--pretrain_steps_per_epoch=6",
@@ -29,6 +29,8 @@ PHASED_RUN = ["--teacher=ridge", "--pretrain_epochs=2", "--pretrain_steps_per_ep
 # Distillation that must learn: the faithful model, the small-data recipe's optimizer.
 LEARNING_RUN = ["--teacher=ridge", "--pretrain_epochs=2", "--pretrain_steps_per_epoch=30",
                 "--pretrain_learning_rate=3e-4", "--epochs=1", "--steps_per_epoch=15",
+                "--augment_mutation_rate=0.05", "--augment_insertion_max=5",
+                "--final_unaugmented_epochs=1",
                 "--learning_rate=1e-4", "--batch_size=64", "--optimizer=rmsprop",
                 "--clipnorm=1", "--nojit_compile", "--singleton_keep_prob=1",
                 "--validation_fraction=0.2"]
@@ -78,7 +80,7 @@ def test_phases_are_recorded(phased_run):
 
 def test_short_distillation_on_real_rows_learns(tmp_path, real_train_file):
     """3,000 real rows (2,400 training): 60 pre-training steps on ridge labels, then 15
-    fine-tuning steps. An untrained model scores r ~ 0; the teacher's labels must lift
+    augmented and 15 plain fine-tuning steps. An untrained model scores r ~ 0; the teacher's labels must lift
     validation r well above it, and the run must end above its first epoch."""
     run_train(f"--train_data={real_train_file}", f"--cache_path={tmp_path / 'rows.h5'}",
               f"--output_dir={tmp_path / 'run'}", *LEARNING_RUN, timeout=900)
