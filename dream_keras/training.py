@@ -138,6 +138,8 @@ def train(config: TrainingConfig) -> dict:
         "xla": {"train_step": xla, "reason": xla_reason},
         "phases": [phase.summary() for phase in phases],
     }
+    # A run resumed after pre-training fits no teacher again: keep the first one's record.
+    prior = rundir.read_run_record(config.output_dir) if resuming and chief else None
     if chief:
         rows.scaler.save(os.path.join(config.output_dir, rundir.SCALER_FILE))
         rundir.write_run_record(config.output_dir, record)
@@ -147,6 +149,8 @@ def train(config: TrainingConfig) -> dict:
     if resumed_epoch:
         logging.info("resuming %s at epoch %d", config.output_dir, resumed_epoch + 1)
     inputs = PhaseInputs(config, rows, phases, resumed_epoch)
+    if prior and "teachers" in prior:
+        record["teachers"] = prior["teachers"]
     if chief and inputs.summary():
         record.update(inputs.summary())
         rundir.write_run_record(config.output_dir, record)
