@@ -78,6 +78,8 @@ def test_phases_are_recorded(phased_run):
     assert record["status"] == "completed" and not (phased_run / "backup").exists()
 
 
+# About a minute of CPU; 12 minutes of wall time on the 2 shared cores under a load of ~19.
+@pytest.mark.timeout(1800)
 def test_short_distillation_on_real_rows_learns(tmp_path, real_train_file):
     """3,000 real rows (2,400 training): 60 pre-training steps on ridge labels, then 15
     augmented and 15 plain fine-tuning steps. An untrained model scores r ~ 0; the teacher's labels must lift
