@@ -16,6 +16,7 @@ import os
 import platform
 
 import _common  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+import distill_bench
 import explain_bench
 import fit_bench
 import pipeline_bench
@@ -90,6 +91,9 @@ def main():
                         help="Sequences explained by in-silico mutagenesis (full model).")
     parser.add_argument("--explain_memory_rows", default="256,2048",
                         help="The two file sizes whose explain peak RSS is compared.")
+    parser.add_argument("--distill_steps", type=int, default=40,
+                        help="Steps per timed epoch of the distillation benchmark (batch 64, "
+                             "the small-data recipe's).")
     parser.add_argument("--bench_dir", default=DEFAULT_BENCH_DIR,
                         help="Where synthetic files, caches and outputs are kept.")
     args = parser.parse_args()
@@ -109,6 +113,8 @@ def main():
     print("== fit (one device, 2 logical replicas)", flush=True)
     figures += fit_bench.run([int(b) for b in args.fit_batch_sizes.split(",")],
                              args.fit_steps)
+    print("== distillation (pre-training vs cached-row steps)", flush=True)
+    figures += distill_bench.run(6000, 64, args.distill_steps, 3, args.bench_dir)
     print("== predict", flush=True)
     figures += predict_bench.run(args.predict_rows, args.bench_dir)
     print("== explain", flush=True)

@@ -24,6 +24,8 @@ from dream_keras import atomic_files, backups
 # the L2 term) means some batches diverged, as the unbounded swish LSTM can in training
 # mode (docs/small_data.md): seen at 4e12 and 1e18 with the quickstart's flags, seed 1.
 DIVERGED_TRAINING_LOSS = 1e3
+# history.csv columns that hold text: the phase of a run trained in phases (phases.py).
+TEXT_COLUMNS = ("phase",)
 
 
 class EpochSummary(keras.callbacks.Callback):
@@ -51,7 +53,8 @@ def read_history(path) -> list[dict]:
         return []
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [{k: (int(v) if k == "epoch" else _float(v)) for k, v in row.items()} for row in rows]
+    return [{k: (int(v) if k == "epoch" else v if k in TEXT_COLUMNS else _float(v))
+             for k, v in row.items()} for row in rows]
 
 
 def _float(text):
@@ -154,6 +157,8 @@ class EpochBackup(keras.callbacks.Callback):
     backup it resumes, never cut short or left with an epoch the weights do not include.
     Put it LAST, so an epoch is committed only after every other callback recorded it.
     A worker's copy (no `history_path`) restores the chief's backup and writes nothing.
+    One instance serves every `fit` of a run trained in phases: it restores only at the
+    first, and `row_labels` (e.g. the phase) are added to the rows it records.
     """
 
     def __init__(self, backup_dir, resume_from: backups.Backup | None,
@@ -162,6 +167,7 @@ class EpochBackup(keras.callbacks.Callback):
         self.backup_dir, self.resume_from, self.history_path = (
             backup_dir, resume_from, history_path)
         self.history = list(resume_from.history) if resume_from else []
+        self.row_labels = {}
 
     def on_train_begin(self, logs=None):
         if self.resume_from is not None:
@@ -169,13 +175,15 @@ class EpochBackup(keras.callbacks.Callback):
             if optimizer is not None and not optimizer.built:
                 optimizer.build(self.model.trainable_variables)  # variables to load into
             self.model.load_weights(self.resume_from.weights_path)
+            self.resume_from = None  # a later phase's fit continues from memory
         if self.history_path is not None:
             write_history(self.history_path, self.history)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.history_path is None:
             return
-        row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}}
+        row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()},
+               **self.row_labels}
         self.history.append(row)
         backups.commit(self.backup_dir, epoch + 1, self.model.save_weights, self.history,
                        stopped=bool(self.model.stop_training))

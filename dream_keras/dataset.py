@@ -91,7 +91,7 @@ def strand_flips(seed: int, pass_index: int, rows: np.ndarray) -> np.ndarray:
 
 def _gather_rows(codes: np.ndarray, values: np.ndarray | None, seq_len: int, *,
                  batch_size: int, shuffle_seed: int | None = None,
-                 reverse_complement_seed: int | None = None):
+                 reverse_complement_seed: int | None = None, augment=None):
     """A tf function mapping (step, first, count) to the one-hot rows (and targets, and
     weights) at positions step * batch_size + [first, first + count) of the stream.
 
@@ -100,6 +100,8 @@ def _gather_rows(codes: np.ndarray, values: np.ndarray | None, seq_len: int, *,
     past the last row are padding (row 0, weight 0). With `reverse_complement_seed`, each
     row is replaced by its reverse complement with probability 0.5 (target unchanged),
     drawn by `strand_flips`: reproducible, and the same under any replica count.
+    `augment(codes, step, first)` returns augmented codes (row i stays row i), before any
+    reverse complement.
     """
     num_rows = len(codes)
     per_pass = batches_per_pass(num_rows, batch_size)
@@ -117,6 +119,8 @@ def _gather_rows(codes: np.ndarray, values: np.ndarray | None, seq_len: int, *,
             index_array = pass_rows(positions, num_rows, shuffle_seed, pass_index)
             weights = np.ones(count, dtype=np.float32)
         batch_codes = codes[index_array]
+        if augment is not None and count:
+            batch_codes = augment(batch_codes, step, first)
         if reverse_complement_seed is not None and count:
             flip = strand_flips(reverse_complement_seed, pass_index, index_array)
             batch_codes[flip] = reverse_complement_right_aligned(batch_codes[flip])
@@ -182,7 +186,8 @@ def _slices(steps: tf.data.Dataset, batch_size: int, input_context) -> tf.data.D
 def training_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int,
                      repeat: bool = False, reverse_complement_augment: bool = False,
                      start_step: int = 0, input_context=None,
-                     parallel_calls=AUTOTUNE, prefetch=AUTOTUNE) -> tf.data.Dataset:
+                     parallel_calls=AUTOTUNE, prefetch=AUTOTUNE,
+                     augment=None) -> tf.data.Dataset:
     """Shuffled (x [batch, seq_len, 4] float32, y [batch, 1] float32) full batches.
 
     codes: uint8 [N, seq_len] of the training rows; targets: float32 [N] (standardised).
@@ -192,7 +197,8 @@ def training_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int,
     at that global step (a resumed run). `reverse_complement_augment` shows each row on a
     random strand (see `strand_flips`). With a `tf.distribute.InputContext` (from
     `distribute_datasets_from_function`) the dataset yields this worker's per-replica
-    slices of the same global batches.
+    slices of the same global batches. `augment(codes, step, first)`: augmented codes of
+    the slice starting at row `first` of global batch `step` (see data/augment.py).
     """
     codes, targets = _checked(codes, targets)
     per_pass = batches_per_pass(len(codes), batch_size)
@@ -203,10 +209,47 @@ def training_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int,
     steps = tf.data.Dataset.range(start_step, end)
     gather = _gather_rows(codes, targets, codes.shape[1], batch_size=batch_size,
                           shuffle_seed=seed,
-                          reverse_complement_seed=seed if reverse_complement_augment else None)
+                          reverse_complement_seed=seed if reverse_complement_augment else None,
+                          augment=augment)
     batches = _slices(steps, batch_size, input_context).map(
         gather, num_parallel_calls=parallel_calls)
     return _finish(batches.map(lambda x, y, weight: (x, y)), prefetch)
+
+
+def generated_dataset(generate, label, *, batch_size: int, seq_len: int,
+                      start_step: int = 0, input_context=None, model_teacher=None,
+                      teacher_count: int = 1, parallel_calls=AUTOTUNE,
+                      prefetch=AUTOTUNE) -> tf.data.Dataset:
+    """Endless (x, y [batch, 1]) batches of generated sequences and teacher labels.
+
+    `generate(step)`: uint8 codes [batch_size, seq_len] of global batch `step`, a pure
+    function of the step (so a run resumed at `start_step` sees the same batches);
+    `label(codes)`: float32 [n] NumPy labels (the ridge teacher), or None. With
+    `model_teacher` (teachers.ModelTeacher) its summed outputs are added in the graph; y is
+    the sum over teachers divided by `teacher_count`. Replica slices as training_dataset.
+    """
+    def gather(step, first, count):
+        batch = generate(int(step))[int(first):int(first) + int(count)]
+        labels = label(batch) if label is not None else np.zeros(len(batch), np.float32)
+        return one_hot(batch), labels.astype(np.float32)
+
+    def to_tensors(step, first, count):
+        x, y = tf.numpy_function(gather, [step, first, count], [tf.float32, tf.float32],
+                                 stateful=False)
+        x.set_shape([None, seq_len, 4])
+        y.set_shape([None])
+        return x, tf.expand_dims(y, -1)
+
+    def with_models(x, y):
+        return x, (y + model_teacher.label_sum(x)) / teacher_count
+
+    batches = _slices(tf.data.Dataset.range(start_step, 2**62), batch_size,
+                      input_context).map(to_tensors, num_parallel_calls=parallel_calls)
+    if model_teacher is not None:
+        batches = batches.map(with_models)
+    elif teacher_count != 1:
+        batches = batches.map(lambda x, y: (x, y / teacher_count))
+    return _finish(batches, prefetch)
 
 
 def evaluation_dataset(codes: np.ndarray, targets: np.ndarray | None = None, *,

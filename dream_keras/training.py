@@ -32,6 +32,8 @@ from dream_keras.data.training_data import ensure_train_file, load_training_rows
 from dream_keras.errors import ConfigurationError
 from dream_keras.model import MODEL_DEFAULTS, build_model
 from dream_keras.optimizers import learning_rate_schedule, make_optimizer
+from dream_keras.phases import (FINETUNE_UNAUGMENTED, PRETRAIN, PhaseInputs,
+                                PhaseLearningRate, plan_phases)
 from dream_keras.streaming_metrics import pearson_metrics
 from dream_keras.training_config import TrainingConfig
 from dream_keras.version import __version__
@@ -52,30 +54,45 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _callbacks(config, strategy, resume) -> list:
-    out = config.output_dir
-    chief = is_chief(strategy)
-    history = resume.history if resume else []  # the epochs a resumed run keeps
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    callbacks = [
-        EpochSummary(),
-        keras.callbacks.TerminateOnNaN(),
-        ResumableEarlyStopping(history, strategy=strategy if multi_worker else None,
-                               chief=chief, monitor="val_pearson",
-                               patience=config.early_stopping_patience),
-    ]
-    backup = os.path.join(out, rundir.BACKUP_DIR)
-    if not chief:
-        # Restores from the chief's backup (every worker resumes at the same epoch) and
-        # writes nothing: only the chief writes the run's files.
-        return callbacks + [EpochBackup(backup, resume)]
-    callbacks += [
-        BestModelCheckpoint(os.path.join(out, rundir.MODEL_FILE), history),
-        keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
-    ]
-    # Last, so an epoch is committed only after everything above has recorded it.
-    callbacks.append(EpochBackup(backup, resume, os.path.join(out, rundir.HISTORY_FILE)))
-    return callbacks
+class _RunCallbacks:
+    """The callbacks of a run, built once and shared by every phase's `fit` (phases.py):
+    the best model and the backup see all phases; early stopping acts only in the last,
+    its patience counted from that phase's first epoch; each phase sets its own learning
+    rate after the backup's restore and labels its history rows."""
+
+    def __init__(self, config, strategy, resume):
+        out = config.output_dir
+        self.config, self.strategy = config, strategy
+        self.chief = is_chief(strategy)
+        history = resume.history if resume else []  # the epochs a resumed run keeps
+        backup = os.path.join(out, rundir.BACKUP_DIR)
+        # Only the chief writes the run's files; a worker restores the chief's backup
+        # (every worker resumes at the same epoch) and writes nothing.
+        self.backup = EpochBackup(backup, resume, os.path.join(out, rundir.HISTORY_FILE)
+                                  if self.chief else None)
+        self.before = [EpochSummary(), keras.callbacks.TerminateOnNaN()]
+        self.saving = [] if not self.chief else [
+            BestModelCheckpoint(os.path.join(out, rundir.MODEL_FILE), history),
+            keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
+        ]
+
+    def for_phase(self, phases, phase) -> list:
+        in_phases = len(phases) > 1
+        callbacks = list(self.before)
+        if phase is phases[-1]:
+            multi_worker = isinstance(self.strategy,
+                                      tf.distribute.MultiWorkerMirroredStrategy)
+            phase_history = [row for row in self.backup.history
+                             if row["epoch"] >= phase.first_epoch]
+            callbacks.append(ResumableEarlyStopping(
+                phase_history, strategy=self.strategy if multi_worker else None,
+                chief=self.chief, monitor="val_pearson",
+                patience=self.config.early_stopping_patience))
+        self.backup.row_labels = {"phase": phase.name} if in_phases else {}
+        # The backup last, so an epoch is committed only after everything above has
+        # recorded it; the phase's rate is set after the backup's restore.
+        return (callbacks + self.saving + [self.backup]
+                + ([PhaseLearningRate(phase.learning_rate)] if in_phases else []))
 
 
 def train(config: TrainingConfig) -> dict:
@@ -108,6 +125,7 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool) -> d
     # Every worker resumes from the chief's (verified) backup: all start at one epoch.
     resume = rundir.resume_point(config.output_dir) if resuming else None
     steps_per_epoch = config.resolved_steps_per_epoch(len(rows.train_codes))
+    phases = plan_phases(config, steps_per_epoch)
     model, xla, xla_reason = compiled_model(config, strategy, steps_per_epoch)
     record = {
         "status": "running", "identity": identity, "flags": config.to_json(),
@@ -115,7 +133,10 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool) -> d
         "data": rows.summary, "num_replicas_in_sync": strategy.num_replicas_in_sync,
         "parameters": model.count_params(), "steps_per_epoch": steps_per_epoch,
         "xla": {"train_step": xla, "reason": xla_reason},
+        "phases": [phase.summary() for phase in phases],
     }
+    # A run resumed after pre-training fits no teacher again: keep the first one's record.
+    prior = rundir.read_run_record(config.output_dir) if resuming and chief else None
     if chief:
         rundir.clear_partials(config.output_dir)
         # run.json first: a run killed before the scaler is written is still resumable.
@@ -124,8 +145,12 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool) -> d
     resumed_epoch = resume.epoch if resume else 0
     if resumed_epoch:
         logging.info("resuming %s at epoch %d", config.output_dir, resumed_epoch + 1)
-    train_batches, validation_batches, validation_steps = datasets(
-        config, rows, strategy, resumed_epoch * steps_per_epoch)
+    inputs = PhaseInputs(config, rows, phases, resumed_epoch)
+    if prior and "teachers" in prior:
+        record["teachers"] = prior["teachers"]
+    if chief and inputs.summary():
+        record.update(inputs.summary())
+        rundir.write_run_record(config.output_dir, record)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Private Keras internals, imported only on this path (behind a version check).
         from dream_keras import multi_worker_fixes
@@ -134,14 +159,26 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool) -> d
         multi_worker_fixes.build_from_local_batch(
             model, _train_dataset(config, rows, 0, None).take(1), strategy)
     started = time.time()
+    run_callbacks = _RunCallbacks(config, strategy, resume)
     # A backup taken after training stopped (early stopping, NaN) trains no more epochs.
-    epochs = resumed_epoch if resume and resume.stopped else config.epochs
-    model.fit(train_batches, validation_data=validation_batches, epochs=epochs,
-              initial_epoch=resumed_epoch,
-              steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-              callbacks=_callbacks(config, strategy, resume),
-              shuffle=False,  # the dataset shuffles itself, seeded
-              verbose=2 if not sys.stdout.isatty() else "auto")
+    for phase in ([] if resume and resume.stopped else phases):
+        if phase.end_epoch <= resumed_epoch:
+            continue  # finished before the resumed epoch
+        start_epoch = max(resumed_epoch, phase.first_epoch)
+        if len(phases) > 1:
+            logging.info("phase %s: epochs %d-%d", phase.name, start_epoch + 1,
+                         phase.end_epoch)
+        train_batches, validation_batches, validation_steps = datasets(
+            config, rows, strategy, (start_epoch - phase.first_epoch) * phase.steps_per_epoch,
+            phase=phase, inputs=inputs)
+        model.fit(train_batches, validation_data=validation_batches,
+                  initial_epoch=start_epoch, epochs=phase.end_epoch,
+                  steps_per_epoch=phase.steps_per_epoch, validation_steps=validation_steps,
+                  callbacks=run_callbacks.for_phase(phases, phase),
+                  shuffle=False,  # the dataset shuffles itself, seeded
+                  verbose=2 if not sys.stdout.isatty() else "auto")
+        if model.stop_training or not all(np.isfinite(w).all() for w in model.get_weights()):
+            break  # early stopping in the last phase, or TerminateOnNaN (_outcome says)
     record["train_seconds_this_process"] = round(time.time() - started, 1)
     if chief:
         record.update(_outcome(config, model))
@@ -194,25 +231,32 @@ def compiled_model(config: TrainingConfig, strategy,
     return trainer, xla, xla_reason
 
 
-def _train_dataset(config, rows, start_step: int, input_context):
+def _train_dataset(config, rows, start_step: int, input_context, phase=None, inputs=None):
     parallel = tf.data.AUTOTUNE if config.data_parallel_calls < 0 else config.data_parallel_calls
     prefetch = tf.data.AUTOTUNE if config.prefetch_batches < 0 else config.prefetch_batches
+    if phase is not None and phase.name == PRETRAIN:
+        return inputs.teacher_dataset(phase, start_step, input_context, parallel, prefetch)
+    augment = None
+    if inputs is not None and phase.name != FINETUNE_UNAUGMENTED:
+        augment = inputs.augment_fn()
     return training_dataset(
         rows.train_codes, rows.train_targets, batch_size=config.batch_size, seed=config.seed,
         repeat=True, reverse_complement_augment=config.augment_reverse_complement,
         start_step=start_step, input_context=input_context, parallel_calls=parallel,
-        prefetch=prefetch)
+        prefetch=prefetch, augment=augment)
 
 
-def datasets(config: TrainingConfig, rows, strategy, start_step: int = 0):
-    """(training, validation batches, validation steps) from global step `start_step`;
-    under a replicated strategy each worker builds only its own replicas' slices of every
-    global batch. Validation repeats its one pass; an evaluation reads validation_steps."""
+def datasets(config: TrainingConfig, rows, strategy, start_step: int = 0, phase=None,
+             inputs=None):
+    """(training, validation batches, validation steps) from global step `start_step` (of
+    `phase`'s stream; phases.py); under a replicated strategy each worker builds only its
+    own replicas' slices of every global batch. Validation repeats its one pass; an
+    evaluation reads validation_steps."""
     parallel = tf.data.AUTOTUNE if config.data_parallel_calls < 0 else config.data_parallel_calls
     prefetch = tf.data.AUTOTUNE if config.prefetch_batches < 0 else config.prefetch_batches
 
     def train_fn(input_context=None):
-        return _train_dataset(config, rows, start_step, input_context)
+        return _train_dataset(config, rows, start_step, input_context, phase, inputs)
 
     def validation_fn(input_context=None):
         return weighted_evaluation_dataset(

@@ -46,6 +46,20 @@ class TrainingConfig:
     data_parallel_calls: int = -1
     prefetch_batches: int = -1
     overwrite: bool = False
+    # Pre-training on teacher-labelled generated sequences, then fine-tuning (phases.py).
+    teacher: str = ""
+    pretrain_epochs: int = 0
+    pretrain_steps_per_epoch: int = 0
+    pretrain_learning_rate: float = 0.0
+    pretrain_generator: str = "design"
+    pretrain_mutation_rate: float = 0.1
+    # EvoAug-style augmentations of the training rows (data/augment.py).
+    augment_mutation_rate: float = 0.0
+    augment_insertion_max: int = 0
+    augment_deletion_max: int = 0
+    augment_translocation_max: int = 0
+    augment_probability: float = 0.5
+    final_unaugmented_epochs: int = 0
     model: dict = dataclasses.field(default_factory=dict)
 
     @classmethod

@@ -76,6 +76,49 @@ def _define_training_flags():
                          "weight initialisation.")
 
 
+def _define_phase_flags():
+    """Pre-training on teacher labels and EvoAug-style augmentation (docs/small_data.md)."""
+    flags.DEFINE_string("teacher", _DEFAULTS.teacher, "Pre-train on generated sequences "
+                        "labelled by: 'ridge' (the k-mer ridge fitted on the training rows "
+                        "only), model.keras paths or run directories, or both, comma-"
+                        "separated (the label is their mean). Needs --pretrain_epochs.")
+    flags.DEFINE_integer("pretrain_epochs", _DEFAULTS.pretrain_epochs, "Epochs of "
+                         "pre-training on teacher labels before --epochs of fine-tuning on "
+                         "the training rows; 0: none.", lower_bound=0)
+    flags.DEFINE_integer("pretrain_steps_per_epoch", _DEFAULTS.pretrain_steps_per_epoch,
+                         "Batches per pre-training epoch (each of --batch_size new "
+                         "sequences); 0: the fine-tuning epoch's length.", lower_bound=0)
+    flags.DEFINE_float("pretrain_learning_rate", _DEFAULTS.pretrain_learning_rate,
+                       "Learning rate of pre-training; 0: --learning_rate.", lower_bound=0.0)
+    flags.DEFINE_enum("pretrain_generator", _DEFAULTS.pretrain_generator,
+                      ["design", "mutate", "shuffle"], "Pre-training sequences: design "
+                      "(the training file's flanks, lengths and base composition, inferred "
+                      "from it), mutate (training rows with --pretrain_mutation_rate of "
+                      "their variable bases changed) or shuffle (training rows with their "
+                      "variable bases shuffled).")
+    flags.DEFINE_float("pretrain_mutation_rate", _DEFAULTS.pretrain_mutation_rate,
+                       "Per-base mutation probability of --pretrain_generator=mutate.",
+                       lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_float("augment_mutation_rate", _DEFAULTS.augment_mutation_rate,
+                       "Augmentation: each variable base of a row mutated with this "
+                       "probability; 0: off.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_integer("augment_insertion_max", _DEFAULTS.augment_insertion_max,
+                         "Augmentation: insert 1..N random bases into the variable part "
+                         "(cut back to its length); 0: off.", lower_bound=0)
+    flags.DEFINE_integer("augment_deletion_max", _DEFAULTS.augment_deletion_max,
+                         "Augmentation: delete 1..N bases of the variable part (refilled "
+                         "with random bases at its ends); 0: off.", lower_bound=0)
+    flags.DEFINE_integer("augment_translocation_max", _DEFAULTS.augment_translocation_max,
+                         "Augmentation: rotate the variable part by up to N bases either "
+                         "way; 0: off.", lower_bound=0)
+    flags.DEFINE_float("augment_probability", _DEFAULTS.augment_probability,
+                       "Probability that each enabled augmentation is applied to a row.",
+                       lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_integer("final_unaugmented_epochs", _DEFAULTS.final_unaugmented_epochs,
+                         "After the augmented epochs, this many epochs on the rows without "
+                         "augmentation (early stopping then acts in them).", lower_bound=0)
+
+
 def _define_device_flags():
     flags.DEFINE_enum("strategy", _DEFAULTS.strategy,
                       ["auto", "mirrored", "multi_worker", "one_device"],
@@ -127,6 +170,7 @@ def define_flags():
     """Define every train.py flag (call once, at import of the script)."""
     _define_data_flags()
     _define_training_flags()
+    _define_phase_flags()
     _define_device_flags()
     _define_model_flags()
     flags.mark_flags_as_required(["train_data", "output_dir"])

@@ -1,0 +1,171 @@
+"""Training phases: pre-training on teacher labels, fine-tuning on the real rows, and an
+optional last fine-tuning on unaugmented rows, in one run directory.
+
+A run is a fixed sequence of phases, each a block of consecutive epochs with its own data,
+batches per epoch and learning rate, all fixed by the flags (so a resumed run knows from
+its backup's epoch alone which phase it is in and at which step of that phase's stream):
+
+  pretrain               --pretrain_epochs x --pretrain_steps_per_epoch batches of
+                         generated sequences labelled by --teacher, at
+                         --pretrain_learning_rate
+  finetune               --epochs on the training rows (augmented when any --augment_*
+                         magnitude is set), at --learning_rate
+  finetune_unaugmented   --final_unaugmented_epochs on the rows without augmentation, at
+                         --learning_rate
+
+Every epoch is validated on the same real validation rows. model.keras keeps the best
+val_pearson over ALL phases (the validation rows are the same real rows throughout, so a
+pre-trained epoch that fine-tuning never beats is still the best model). Early stopping
+acts only in the last phase, its patience counted from that phase's first epoch: earlier
+phases always run their full length, so phase boundaries never move. One optimizer runs
+through all phases (its moments carry over); each phase sets its learning rate at its
+start, after any restore from the backup.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from dream_keras.errors import ConfigurationError
+
+PRETRAIN, FINETUNE, FINETUNE_UNAUGMENTED = "pretrain", "finetune", "finetune_unaugmented"
+# Random streams of the stateless draws (design.batch_rng): one per use, never shared.
+GENERATION_STREAM, AUGMENTATION_STREAM = 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    name: str
+    first_epoch: int
+    epochs: int
+    steps_per_epoch: int
+    learning_rate: float
+    data: str  # "teacher", "augmented rows" or "rows"
+
+    @property
+    def end_epoch(self) -> int:
+        return self.first_epoch + self.epochs
+
+    def summary(self) -> dict:
+        return {"name": self.name, "first_epoch": self.first_epoch + 1,
+                "last_epoch": self.end_epoch, "epochs": self.epochs,
+                "steps_per_epoch": self.steps_per_epoch,
+                "learning_rate": self.learning_rate, "data": self.data}
+
+
+def augmenting(config) -> bool:
+    return bool(config.augment_mutation_rate or config.augment_insertion_max
+                or config.augment_deletion_max or config.augment_translocation_max)
+
+
+def plan_phases(config, steps_per_epoch: int) -> list[Phase]:
+    """The run's phases from its configuration (ConfigurationError for contradictions)."""
+    if bool(config.teacher) != (config.pretrain_epochs > 0):
+        raise ConfigurationError("--teacher and --pretrain_epochs go together: give both "
+                                 "(pre-training) or neither")
+    if config.final_unaugmented_epochs and not augmenting(config):
+        raise ConfigurationError("--final_unaugmented_epochs needs an augmentation "
+                                 "(--augment_mutation_rate, --augment_insertion_max, ...)")
+    phases = []
+    if config.pretrain_epochs:
+        phases.append(Phase(PRETRAIN, 0, config.pretrain_epochs,
+                            config.pretrain_steps_per_epoch or steps_per_epoch,
+                            config.pretrain_learning_rate or config.learning_rate,
+                            "teacher"))
+    phases.append(Phase(FINETUNE, config.pretrain_epochs, config.epochs, steps_per_epoch,
+                        config.learning_rate, "augmented rows" if augmenting(config) else "rows"))
+    if config.final_unaugmented_epochs:
+        phases.append(Phase(FINETUNE_UNAUGMENTED, phases[-1].end_epoch,
+                            config.final_unaugmented_epochs, steps_per_epoch,
+                            config.learning_rate, "rows"))
+    if len(phases) > 1 and (config.lr_schedule != "constant" or config.lr_warmup_epochs):
+        raise ConfigurationError("training in phases (--teacher, --final_unaugmented_epochs) "
+                                 "sets a constant learning rate per phase: use "
+                                 "--lr_schedule=constant --lr_warmup_epochs=0")
+    return phases
+
+
+def total_epochs(phases: list[Phase]) -> int:
+    return phases[-1].end_epoch
+
+
+class PhaseLearningRate(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate at the start of a phase (place it after
+    callbacks.EpochBackup, whose restore would otherwise bring back the saved rate)."""
+
+    def __init__(self, learning_rate: float):
+        super().__init__()
+        self.learning_rate = float(learning_rate)
+
+    def on_train_begin(self, logs=None):
+        self.model.optimizer.learning_rate = self.learning_rate
+
+
+class PhaseInputs:
+    """What the phases train on: the design inferred from the training rows, the teachers
+    (fitted only when pre-training still has epochs to run) and the augmentations."""
+
+    def __init__(self, config, rows, phases: list[Phase], resumed_epoch: int):
+        from dream_keras.data.augment import Augmentations
+        from dream_keras.data.design import SequenceGenerator, infer_design
+
+        self.config, self.rows = config, rows
+        self.design = None
+        self.generator = None
+        self.teachers = None
+        self.augmentations = Augmentations(
+            config.augment_mutation_rate, config.augment_insertion_max,
+            config.augment_deletion_max, config.augment_translocation_max,
+            config.augment_probability)
+        if config.teacher or self.augmentations.enabled:
+            self.design = infer_design(rows.train_codes)
+        if config.teacher:
+            self.generator = SequenceGenerator(self.design, config.pretrain_generator,
+                                               rows.train_codes, config.pretrain_mutation_rate)
+            if resumed_epoch < phases[0].end_epoch:
+                from dream_keras.teachers import make_teachers
+
+                self.teachers = make_teachers(config.teacher, rows.train_codes,
+                                              rows.train_targets, rows.scaler)
+
+    def summary(self) -> dict:
+        out = {}
+        if self.design is not None:
+            out["design"] = self.design.summary()
+        if self.teachers is not None:
+            out["teachers"] = self.teachers.summary()
+        return out
+
+    def augment_fn(self):
+        """augment(codes, step, first) for dataset.training_dataset, or None."""
+        if not self.augmentations.enabled:
+            return None
+        from dream_keras.data.design import batch_rng
+
+        seed, design, augmentations = self.config.seed, self.design, self.augmentations
+
+        def augment(codes, step, first):
+            start, end = design.variable_region(codes)
+            rng = batch_rng(seed, AUGMENTATION_STREAM, step * 2**20 + first)
+            return augmentations.apply(codes, start, end, rng)
+
+        return augment
+
+    def teacher_dataset(self, phase: Phase, start_step: int, input_context, parallel_calls,
+                        prefetch):
+        """The pre-training stream from `start_step` of the phase."""
+        from dream_keras.dataset import generated_dataset
+
+        config, generator, teachers = self.config, self.generator, self.teachers
+        batch_size = config.batch_size
+
+        def generate(step):
+            return generator.batch(config.seed, GENERATION_STREAM, step, batch_size)
+
+        return generated_dataset(
+            generate, teachers.ridge.labels if teachers.ridge else None,
+            batch_size=batch_size, seq_len=self.rows.train_codes.shape[1],
+            start_step=start_step, input_context=input_context,
+            model_teacher=teachers.models, teacher_count=teachers.count,
+            parallel_calls=parallel_calls, prefetch=prefetch)

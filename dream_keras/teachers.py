@@ -1,0 +1,141 @@
+"""Teachers that label generated sequences for pre-training (docs/small_data.md).
+
+  --teacher=ridge                  the built-in k-mer ridge (baseline.py), fitted on the
+                                   run's TRAINING rows only (never validation rows)
+  --teacher=RUN/model.keras[,...]  trained runs, each with its target_scaler.json beside it
+  --teacher=ridge,RUN/model.keras  both: the label is the mean over every listed teacher
+
+Every label is on the run's own target scale (its target_scaler.json): the ridge is fitted
+on the run's standardised training targets (a ridge with an intercept is equivariant to an
+affine change of its targets, so this equals fitting on raw values and standardising its
+predictions); a model's output, on its own run's standardised scale, is turned back into
+raw expression with its run's scaler and standardised with this run's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from dream_keras.baseline import DEFAULT_KS, KmerRidge, fit_kmer_ridge, kmer_indices
+from dream_keras.data.sequences import decode
+from dream_keras.data.splits import TargetScaler
+from dream_keras.errors import ConfigurationError
+
+RIDGE = "ridge"
+
+
+def parse_teachers(text: str) -> tuple[bool, list[str]]:
+    """(--teacher names the ridge, model paths) from the comma list; checks the paths."""
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    if not names:
+        raise ConfigurationError("--teacher is empty: give ridge and/or model.keras paths")
+    paths = []
+    for name in names:
+        if name == RIDGE:
+            continue
+        path = os.path.join(name, "model.keras") if os.path.isdir(name) else name
+        if not os.path.isfile(path):
+            raise ConfigurationError(f"--teacher: {name} is neither 'ridge' nor a model.keras "
+                                     "file or run directory")
+        scaler = os.path.join(os.path.dirname(os.path.abspath(path)), "target_scaler.json")
+        if not os.path.isfile(scaler):
+            raise ConfigurationError(f"--teacher: {path} has no target_scaler.json beside it")
+        paths.append(path)
+    if len(set(paths)) != len(paths) or names.count(RIDGE) > 1:
+        raise ConfigurationError(f"--teacher lists a teacher twice: {text}")
+    return RIDGE in names, paths
+
+
+@dataclasses.dataclass(frozen=True)
+class RidgeTeacher:
+    """A fitted KmerRidge that labels encoded batches: the sum of its k-mer weights over
+    every window of the row (a sparse count x weights product, as one gather and a sum),
+    plus the intercept. Windows holding an N (padding included) weigh 0, as in predict."""
+
+    ridge: KmerRidge
+
+    @classmethod
+    def fit(cls, train_codes: np.ndarray, train_targets: np.ndarray,
+            ks=DEFAULT_KS) -> "RidgeTeacher":
+        """Fitted on the training rows as the model sees them (their last seq_len bases)
+        and their standardised targets; k and penalty chosen as the baseline's."""
+        return cls(fit_kmer_ridge(decode(train_codes), train_targets, ks=ks))
+
+    @property
+    def _weights(self) -> np.ndarray:
+        # One extra weight 0 for windows holding an N (index -1 -> the last entry).
+        return np.append(np.asarray(self.ridge.coef, dtype=np.float64), 0.0)
+
+    def labels(self, codes: np.ndarray) -> np.ndarray:
+        """float32 [n]: labels of encoded rows [n, seq_len], equal to ridge.predict."""
+        index = kmer_indices(codes, self.ridge.k)
+        weights = self._weights
+        index = np.where(index < 0, len(weights) - 1, index)
+        return (weights[index].sum(axis=1) + self.ridge.intercept).astype(np.float32)
+
+    def summary(self) -> dict:
+        best = min(self.ridge.cv, key=lambda row: row["cv_mse"])
+        return {"teacher": RIDGE, "k": self.ridge.k, "penalty": self.ridge.penalty,
+                "train_rows": self.ridge.train_rows, "cv_mse": best["cv_mse"],
+                "cv_pearson": best["cv_pearson"]}
+
+
+class ModelTeacher:
+    """Trained runs, averaged, labelling one-hot batches inside the tf.data pipeline.
+
+    Each model's output (its run's standardised scale) maps to this run's scale by
+    y_run = (y_model * std_model + mean_model - mean_run) / std_run.
+    """
+
+    def __init__(self, paths: list[str], run_scaler: TargetScaler):
+        from dream_keras.model import load_model  # TensorFlow only for model teachers
+
+        self.paths = list(paths)
+        self.models, self.scales, self.offsets = [], [], []
+        for path in self.paths:
+            scaler = TargetScaler.load(os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                    "target_scaler.json"))
+            self.models.append(load_model(path, compile=False))
+            self.scales.append(scaler.std / run_scaler.std)
+            self.offsets.append((scaler.mean - run_scaler.mean) / run_scaler.std)
+
+    def label_sum(self, x):
+        """The sum over models of their labels (a TF op): [batch, 1] float32."""
+        import tensorflow as tf
+
+        total = 0.0
+        for model, scale, offset in zip(self.models, self.scales, self.offsets):
+            out = tf.cast(model(x, training=False), tf.float32)
+            total = total + out * scale + offset
+        return total
+
+    def summary(self) -> list[dict]:
+        return [{"teacher": "model", "path": os.path.abspath(path), "scale": scale,
+                 "offset": offset} for path, scale, offset in
+                zip(self.paths, self.scales, self.offsets)]
+
+
+@dataclasses.dataclass
+class Teachers:
+    """The run's teachers: a ridge, models, or both; a label is the mean of all."""
+
+    ridge: RidgeTeacher | None
+    models: ModelTeacher | None
+
+    @property
+    def count(self) -> int:
+        return (self.ridge is not None) + (len(self.models.models) if self.models else 0)
+
+    def summary(self) -> list[dict]:
+        return (([self.ridge.summary()] if self.ridge else [])
+                + (self.models.summary() if self.models else []))
+
+
+def make_teachers(text: str, train_codes, train_targets, run_scaler) -> Teachers:
+    """Teachers from --teacher, the ridge fitted on the training rows only."""
+    use_ridge, paths = parse_teachers(text)
+    ridge = RidgeTeacher.fit(train_codes, train_targets) if use_ridge else None
+    models = ModelTeacher(paths, run_scaler) if paths else None
+    return Teachers(ridge, models)
