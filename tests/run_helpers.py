@@ -1,11 +1,25 @@
 """Helpers for tests that run training: a synthetic cache, history.csv, killing a run."""
 import csv
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 
 from dream_keras.data import synthetic
 from dream_keras.data.cache import prepare_cache
+from tests.conftest import REPO
+
+
+def run_train(*args, timeout=300, env=None, check=True):
+    """train.py with `args` in a subprocess; asserts exit 0 unless `check` is False."""
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args],
+                            capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                            env={**os.environ, **(env or {})})
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def synthetic_cache(tmp_path_factory, rows: int):

@@ -1,7 +1,6 @@
 """The package boundary: a light root, a TensorFlow-free data layer, self-contained
 repository files, one error type for the command lines, the seed's recipe in base.flags."""
 import os
-import pathlib
 import re
 import subprocess
 import sys

@@ -11,9 +11,10 @@ import pytest
 from dream_keras.errors import ConfigurationError
 from dream_keras.phases import plan_phases
 from dream_keras.training_config import TrainingConfig
-from tests.conftest import REPO
-from tests.test_distributed_workers import SMALL_MODEL_FLAGS
-from tests.test_training import history, kill_after_backup, run_train
+from tests.conftest import REPO, small_model_flags
+from tests.run_helpers import history, kill_after_backup, run_train
+
+SMALL_MODEL_FLAGS = small_model_flags()
 
 LEARNED = 0.2  # validation r the learning run must reach (measured: 0.146, 0.166, 0.226, 0.230)
 
@@ -95,7 +96,7 @@ def test_run_killed_during_pretraining_resumes_to_identical_history(tmp_path, re
                                                                     phased_run):
     run_dir = tmp_path / "run"
     args = [sys.executable, str(REPO / "train.py"), *_args(real_rows, run_dir)]
-    metadata = run_dir / "backup" / "training_metadata.json"
+    metadata = run_dir / "backup" / "epoch-000001.json"  # epoch 1 committed
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backed_up = kill_after_backup([process], metadata, timeout=600)
     assert backed_up == 1  # killed in the second pre-training epoch

@@ -3,16 +3,9 @@ flags/small_data.flags that a collapsed model (constant predictions: val_pearson
 NaN) fails. The faithful full-size model runs here because these tests are about the
 shipped recipes; they are the suite's longest (see `make test`'s slowest-tests list)."""
 import json
-import subprocess
-import sys
 
 from tests.conftest import REPO
-
-
-def run_train(*args, timeout):
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args],
-                            capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-2000:]
+from tests.run_helpers import run_train
 
 
 def test_small_data_recipe_learns_without_collapsing(tmp_path, real_train_file):

@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.test_distributed_workers import SMALL_MODEL_FLAGS
-from tests.test_training import history, run_train, small_cache  # noqa: F401
+from tests.conftest import small_model_flags
+from tests.run_helpers import history, run_train
+
+SMALL_MODEL_FLAGS = small_model_flags()
 
 RUN = ["--epochs=3", "--steps_per_epoch=2", "--batch_size=32", "--optimizer=adam",
        "--learning_rate=1e-3", "--nojit_compile", "--singleton_keep_prob=1",

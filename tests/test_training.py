@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, small_model_flags
-# Also importable from here for other test modules' convenience (they should import them
-# from tests.run_helpers).
-from tests.run_helpers import history, kill_after_backup, synthetic_cache  # noqa: F401
+from tests.run_helpers import history, kill_after_backup, run_train
 
 # A warm-up and cosine schedule, so that the kill-and-resume test also shows a resumed
 # run continuing the same learning-rate curve.
@@ -23,15 +21,6 @@ SMALL_RUN = ["--epochs=2", "--passes_per_epoch=1", "--batch_size=32", "--optimiz
              "--lr_schedule=cosine", "--lr_warmup_epochs=0.5",
              "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2",
              *small_model_flags()]
-
-
-def run_train(*args, timeout=300, env=None, check=True):
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args],
-                            capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})})
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 def test_quickstart_path_writes_every_output(tmp_path):
