@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from dream_keras import averaging
 from dream_keras import run_directory as rundir
 from dream_keras.callbacks import (ChiefBackupReader, EpochSummary, ResumableEarlyStopping,
                                    best_epoch, read_history, truncate_history)
@@ -73,7 +74,10 @@ def _callbacks(config, strategy, resumed_epoch) -> list:
     history = _history_so_far(history_path, resumed_epoch, chief)
     prior_best = best_epoch(history)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    callbacks = [
+    # Weight averaging: validation and the epoch-end saves see the averaged weights; the
+    # raw ones are back before the backup (dream_keras.averaging).
+    averages_in, raw_weights_back = averaging.averaged_weight_callbacks(config.ema_momentum)
+    callbacks = averages_in + [
         EpochSummary(),
         keras.callbacks.TerminateOnNaN(),
         ResumableEarlyStopping(history, strategy=strategy if multi_worker else None,
@@ -84,7 +88,7 @@ def _callbacks(config, strategy, resumed_epoch) -> list:
     if not chief:
         # Restores from the chief's backup (every worker resumes at the same epoch) and
         # writes nothing: only the chief writes the run's files.
-        return callbacks + [ChiefBackupReader(backup)]
+        return callbacks + raw_weights_back + [ChiefBackupReader(backup)]
     callbacks += [
         keras.callbacks.ModelCheckpoint(
             os.path.join(out, rundir.MODEL_FILE), monitor="val_pearson", mode="max",
@@ -93,6 +97,7 @@ def _callbacks(config, strategy, resumed_epoch) -> list:
         keras.callbacks.CSVLogger(history_path, append=resumed_epoch > 0),
         keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
     ]
+    callbacks += raw_weights_back
     # Last, so an epoch is backed up only after everything above has recorded it.
     callbacks.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))
     return callbacks
@@ -181,7 +186,8 @@ def compiled_model(config: TrainingConfig, strategy,
         except ValueError as error:
             raise ConfigurationError(f"--lr_schedule: {error}") from None
         optimizer = make_optimizer(config.optimizer, learning_rate, config.clipnorm,
-                                   loss_scaling=policy == "mixed_float16")
+                                   loss_scaling=policy == "mixed_float16",
+                                   ema_momentum=config.ema_momentum)
         # Keras compiles the whole step with XLA only on one replica; replicated steps
         # compile each replica's part themselves.
         model.compile(optimizer=optimizer, loss="mse", weighted_metrics=pearson_metrics(),
