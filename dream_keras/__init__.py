@@ -25,6 +25,8 @@ _LAZY = {
     "predict_sequences": "dream_keras.inference",
     "TrainingConfig": "dream_keras.training_config",
     "train": "dream_keras.training",
+    "train_ensemble": "dream_keras.ensemble",
+    "write_ensemble": "dream_keras.ensemble",
     "DreamKerasError": "dream_keras.errors",
     "DataFormatError": "dream_keras.errors",
 }

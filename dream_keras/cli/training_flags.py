@@ -130,13 +130,13 @@ def _all_positive_integers(values) -> bool:
     return all(str(v).strip().isdigit() and int(v) > 0 for v in values)
 
 
-def define_flags():
+def define_flags(required=("train_data", "output_dir")):
     """Define every train.py flag (call once, at import of the script)."""
     _define_data_flags()
     _define_training_flags()
     _define_device_flags()
     _define_model_flags()
-    flags.mark_flags_as_required(["train_data", "output_dir"])
+    flags.mark_flags_as_required(list(required))
 
 
 def config_from_flags(values=flags.FLAGS) -> TrainingConfig:
