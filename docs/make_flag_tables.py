@@ -15,6 +15,7 @@ COMMANDS = [  # (console script, repository script, module)
     ("dream-train", "train.py", "dream_keras.cli.train"),
     ("dream-evaluate", "evaluate.py", "dream_keras.cli.evaluate"),
     ("dream-predict", "predict.py", "dream_keras.cli.predict"),
+    ("dream-ensemble", "ensemble.py", "dream_keras.cli.ensemble"),
     ("dream-prepare", None, "dream_keras.cli.prepare"),
     ("dream-synthetic", None, "dream_keras.cli.synthetic"),
     ("dream-explain", "explain.py", "dream_keras.cli.explain"),

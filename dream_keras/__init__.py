@@ -29,6 +29,8 @@ _LAZY = {
     "export_serving": "dream_keras.export",
     "TrainingConfig": "dream_keras.training_config",
     "train": "dream_keras.training",
+    "train_ensemble": "dream_keras.ensemble",
+    "write_ensemble": "dream_keras.ensemble",
     "DreamKerasError": "dream_keras.errors",
     "DataFormatError": "dream_keras.errors",
 }

@@ -115,12 +115,16 @@ def learning_rate_schedule(learning_rate: float, schedule: str = "constant",
 
 
 def make_optimizer(name: str, learning_rate, clipnorm: float = 0.0,
-                   loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+                   loss_scaling: bool = False,
+                   ema_momentum: float = 0.0) -> keras.optimizers.Optimizer:
     """The named optimizer (see OPTIMIZERS) at `learning_rate` (a float or a schedule from
-    `learning_rate_schedule`); `loss_scaling` wraps it for float16 training."""
+    `learning_rate_schedule`); `loss_scaling` wraps it for float16 training;
+    `ema_momentum` > 0 keeps Keras' moving average of the weights (dream_keras.averaging)."""
     options = {"learning_rate": learning_rate}
     if clipnorm > 0:
         options["clipnorm"] = clipnorm
+    if ema_momentum > 0:
+        options.update(use_ema=True, ema_momentum=ema_momentum)
     classes = {"rmsprop_tf2": TF2RMSprop, "rmsprop": keras.optimizers.RMSprop,
                "adam": keras.optimizers.Adam}
     if name not in classes:

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from dream_keras import averaging
 from dream_keras import run_directory as rundir
 from dream_keras.callbacks import (BestModelCheckpoint, EpochBackup, EpochSummary,
                                    ResumableEarlyStopping, best_epoch, read_history,
@@ -70,11 +71,15 @@ class _RunCallbacks:
         # (every worker resumes at the same epoch) and writes nothing.
         self.backup = EpochBackup(backup, resume, os.path.join(out, rundir.HISTORY_FILE)
                                   if self.chief else None)
-        self.before = [EpochSummary(), keras.callbacks.TerminateOnNaN()]
-        self.saving = [] if not self.chief else [
+        # Weight averaging: validation and the epoch-end saves see the averaged weights;
+        # the raw ones are back before the backup (dream_keras.averaging).
+        averages_in, raw_weights_back = averaging.averaged_weight_callbacks(
+            config.ema_momentum)
+        self.before = [*averages_in, EpochSummary(), keras.callbacks.TerminateOnNaN()]
+        self.saving = [*([] if not self.chief else [
             BestModelCheckpoint(os.path.join(out, rundir.MODEL_FILE), history),
             keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
-        ]
+        ]), *raw_weights_back]
 
     def for_phase(self, phases, phase) -> list:
         in_phases = len(phases) > 1
@@ -215,7 +220,8 @@ def compiled_model(config: TrainingConfig, strategy,
         except ValueError as error:
             raise ConfigurationError(f"--lr_schedule: {error}") from None
         optimizer = make_optimizer(config.optimizer, learning_rate, config.clipnorm,
-                                   loss_scaling=policy == "mixed_float16")
+                                   loss_scaling=policy == "mixed_float16",
+                                   ema_momentum=config.ema_momentum)
         # What model.keras records (loss, metrics, optimizer and its state) either way.
         model.compile(optimizer=optimizer, loss="mse", weighted_metrics=pearson_metrics(),
                       jit_compile=xla == XLA_WHOLE_STEP,

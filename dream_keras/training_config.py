@@ -32,6 +32,7 @@ class TrainingConfig:
     optimizer: str = "rmsprop_tf2"
     learning_rate: float = 1e-4
     clipnorm: float = 0.0
+    ema_momentum: float = 0.0
     lr_schedule: str = "constant"
     lr_warmup_epochs: float = 0.0
     passes_per_epoch: float = 8.0

@@ -63,6 +63,13 @@ def _define_training_flags():
                        "allowed; 0: none).", lower_bound=0.0)
     flags.DEFINE_float("clipnorm", _DEFAULTS.clipnorm, "Clip each gradient to this norm; "
                        "0 disables (the original did not clip).", lower_bound=0.0)
+    flags.DEFINE_float("ema_momentum", _DEFAULTS.ema_momentum, "Weight averaging: keep "
+                       "an exponential moving average of the weights (average <- m * "
+                       "average + (1 - m) * weights after every step) and validate, keep "
+                       "the best epoch and save the model with it; training continues "
+                       "from the raw weights. 0 disables it (the original); e.g. 0.999 "
+                       "averages over about the last 1,000 steps.", lower_bound=0.0,
+                       upper_bound=0.9999)
     flags.DEFINE_float("passes_per_epoch", _DEFAULTS.passes_per_epoch, "Length of an "
                        "epoch in passes over the training rows: floor(passes * N_train / "
                        "batch_size) batches. The original's N_train/128 steps at batch 1024 "
@@ -166,14 +173,14 @@ def _all_positive_integers(values) -> bool:
     return all(str(v).strip().isdigit() and int(v) > 0 for v in values)
 
 
-def define_flags():
+def define_flags(required=("train_data", "output_dir")):
     """Define every train.py flag (call once, at import of the script)."""
     _define_data_flags()
     _define_training_flags()
     _define_phase_flags()
     _define_device_flags()
     _define_model_flags()
-    flags.mark_flags_as_required(["train_data", "output_dir"])
+    flags.mark_flags_as_required(list(required))
 
 
 def config_from_flags(values=flags.FLAGS) -> TrainingConfig:

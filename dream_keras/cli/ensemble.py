@@ -1,0 +1,56 @@
+"""dream-ensemble (and ensemble.py): train N members and save ONE ensemble model file, or
+combine existing runs into one.
+
+  dream-ensemble --train_data=FILE --output_dir=OUT --ensemble_members=3 [train.py flags]
+  dream-ensemble --members=RUN1,RUN2,RUN3 --output_dir=OUT
+
+OUT/model.keras (+ target_scaler.json, ensemble.json) then works with predict.py,
+evaluate.py and --export like any run; the members' runs are in OUT/members/seed_K/.
+Every train.py flag applies to each member; member K trains with --seed + K.
+"""
+from __future__ import annotations
+
+from absl import flags
+
+from dream_keras.cli import runner, training_flags
+
+training_flags.define_flags(required=("output_dir",))
+_MEMBERS = flags.DEFINE_integer(
+    "ensemble_members", 3, "Members to train, with seeds --seed, --seed + 1, ... (N x the "
+    "training time; every prediction then runs N models).", lower_bound=1)
+_FROM_RUNS = flags.DEFINE_list(
+    "members", [], "Instead of training: combine these trained runs (run directories or "
+    "their model.keras, trained on the same file) into the ensemble at --output_dir.")
+_BOTH_STRANDS = flags.DEFINE_bool(
+    "ensemble_strands", False, "Also average each member over the reverse strand inside "
+    "the ensemble file (2 x N model evaluations per prediction).")
+flags.register_multi_flags_validator(
+    ["train_data", "members"], lambda values: bool(values["train_data"]) != bool(values["members"]),
+    message="give --train_data (train the members) or --members (combine trained runs), "
+            "not both")
+
+
+def ensemble_from_flags() -> str:
+    from dream_keras import ensemble
+
+    values = flags.FLAGS
+    if _FROM_RUNS.value:
+        record = ensemble.write_ensemble(_FROM_RUNS.value, values.output_dir,
+                                         both_strands=_BOTH_STRANDS.value,
+                                         overwrite=values.overwrite)
+    else:
+        record = ensemble.train_ensemble(training_flags.config_from_flags(), _MEMBERS.value,
+                                         both_strands=_BOTH_STRANDS.value)
+    scores = [(member.get("best_metrics") or {}).get("val_pearson")
+              for member in record["members"]]
+    listed = ", ".join("nan" if s is None else f"{s:.4f}" for s in scores)
+    return (f"ensemble of {len(scores)} members (their val_pearson: {listed}) written to "
+            f"{values.output_dir}/model.keras; cost: {record['cost']}")
+
+
+def main() -> None:
+    runner.run(ensemble_from_flags)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""One-file ensembles: N trained runs in ONE .keras model whose output is their mean.
+
+The file is a plain functional Keras model of registered layers (one-hot [None, L, 4] ->
+standardised expression [None, 1]), saved with a `target_scaler.json` beside it, so
+predict.py, evaluate.py, --export and keras.models.load_model use it like any run. Each
+member is a nested copy of its run's model; with `both_strands` every member also sees
+the reverse strand (strand_layers.ReverseComplementWindow) and the file averages all
+2 x N outputs.
+
+Members trained with different seeds hold slightly different target scalers (the
+validation split, and so the training rows' mean and std, follow the seed). The file
+averages them on the TRAINING scale: member k's output passes through a Rescaling layer,
+y -> (y * std_k + mean_k - mean) / std, onto the scale of the ensemble's scaler (the
+first member's), so the ensemble's prediction is exactly the mean of its members'
+predictions. Runs trained on different data (run.json's source checksum), or, without
+run records, with different scalers, are refused.
+
+Cost: training is N runs; every prediction runs N models (2 x N with both strands).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+from absl import logging
+
+from dream_keras import run_directory as rundir
+from dream_keras.data.splits import TargetScaler
+from dream_keras.errors import ConfigurationError, OutputExistsError, RunDirectoryError
+from dream_keras.strand_layers import ReverseComplementWindow
+
+ENSEMBLE_FILE = "ensemble.json"
+MEMBERS_DIR = "members"
+ENSEMBLE_OUTPUTS = (rundir.MODEL_FILE, rundir.SCALER_FILE, ENSEMBLE_FILE, MEMBERS_DIR)
+FINISHED = ("completed", "stopped_on_nan")
+
+
+def member_dir(output_dir, seed: int) -> str:
+    return os.path.join(output_dir, MEMBERS_DIR, f"seed_{seed}")
+
+
+def ensemble_model(members: list[keras.Model], scalers: list[TargetScaler], *,
+                   both_strands: bool = False) -> tuple[keras.Model, TargetScaler]:
+    """(model, scaler): the mean of `members` (on the training scale), optionally over
+    both strands. The members are renamed member_0, member_1, ... and nested as they are."""
+    if not members or len(members) != len(scalers):
+        raise ValueError(f"need one scaler per member, got {len(members)} models and "
+                         f"{len(scalers)} scalers")
+    shapes = {tuple(member.inputs[0].shape[1:]) for member in members}
+    if len(shapes) != 1:
+        raise ConfigurationError(f"the members take different inputs {sorted(shapes)}; an "
+                                 "ensemble needs one sequence length")
+    scaler = scalers[0]
+    inputs = keras.Input(shape=shapes.pop(), name="one_hot")
+    strands = [inputs]
+    if both_strands:
+        strands.append(ReverseComplementWindow(name="reverse_strand")(inputs))
+    outputs = []
+    for index, (member, member_scaler) in enumerate(zip(members, scalers)):
+        member.name = f"member_{index}"
+        rescale = None
+        if (member_scaler.mean, member_scaler.std) != (scaler.mean, scaler.std):
+            rescale = keras.layers.Rescaling(
+                scale=member_scaler.std / scaler.std,
+                offset=(member_scaler.mean - scaler.mean) / scaler.std,
+                name=f"member_{index}_onto_ensemble_scale")
+        for strand in strands:
+            output = member(strand)
+            outputs.append(rescale(output) if rescale is not None else output)
+    mean = keras.layers.Average(name="mean")(outputs) if len(outputs) > 1 else outputs[0]
+    return keras.Model(inputs, mean, name="dream_ensemble"), scaler
+
+
+def check_same_training_data(run_dirs: list[str], records: list[dict | None],
+                             scalers: list[TargetScaler]) -> None:
+    """Refuse members that predict on different scales: different training data
+    (run.json's source checksum), or, where a run has no record of its data, a
+    different target scaler."""
+    sources = [((record or {}).get("data") or {}).get("source_sha256") for record in records]
+    if all(sources):
+        if len(set(sources)) > 1:
+            listed = "; ".join(f"{run}: {((record or {}).get('data') or {}).get('train_data')}"
+                               for run, record in zip(run_dirs, records))
+            raise ConfigurationError("the members were trained on different data (their "
+                                     f"run.json checksums differ: {listed}); an ensemble "
+                                     "averages runs of the same training file")
+        return
+    first = scalers[0]
+    for run, scaler in zip(run_dirs[1:], scalers[1:]):
+        if (scaler.mean, scaler.std) != (first.mean, first.std):
+            raise ConfigurationError(
+                f"{run}: target scaler (mean {scaler.mean}, std {scaler.std}) differs from "
+                f"{run_dirs[0]}'s (mean {first.mean}, std {first.std}) and the runs have no "
+                "run.json recording their training data, so they cannot be shown to "
+                "predict the same scale")
+
+
+def _load_member(run_dir):
+    from dream_keras.inference import load_run, model_path_of
+
+    model, scaler = load_run(run_dir)
+    if not all(np.isfinite(weights).all() for weights in model.get_weights()):
+        raise ConfigurationError(f"{model_path_of(run_dir)}: the model holds non-finite "
+                                 "weights (a diverged run); leave it out of the ensemble")
+    return model, scaler
+
+
+def _run_directory_of(path) -> str:
+    path = os.fspath(path)
+    return path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+
+
+def write_ensemble(runs: list, output_dir, *, both_strands: bool = False,
+                   overwrite: bool = False, extra: dict | None = None) -> dict:
+    """Combine trained runs (run directories or their model.keras) into OUTPUT/model.keras
+    + target_scaler.json + ensemble.json; returns the ensemble record."""
+    if not runs:
+        raise ConfigurationError("an ensemble needs at least one member run")
+    run_dirs = [_run_directory_of(run) for run in runs]
+    output_dir = os.fspath(output_dir)
+    if os.path.abspath(output_dir) in {os.path.abspath(run) for run in run_dirs}:
+        raise ConfigurationError(f"{output_dir} is one of the member runs; write the "
+                                 "ensemble to another directory")
+    model_path = os.path.join(output_dir, rundir.MODEL_FILE)
+    if os.path.lexists(model_path) and not overwrite:
+        raise OutputExistsError(f"{model_path} exists; pass --overwrite to replace it")
+    loaded = [_load_member(run) for run in runs]
+    records = [rundir.read_run_record(run) for run in run_dirs]
+    scalers = [scaler for _, scaler in loaded]
+    check_same_training_data(run_dirs, records, scalers)
+    model, scaler = ensemble_model([model for model, _ in loaded], scalers,
+                                   both_strands=both_strands)
+    os.makedirs(output_dir, exist_ok=True)
+    partial = os.path.join(output_dir, f".partial-{os.getpid()}.{rundir.MODEL_FILE}")
+    model.save(partial)  # moved into place only once complete
+    os.replace(partial, model_path)
+    scaler.save(os.path.join(output_dir, rundir.SCALER_FILE))
+    record = {
+        "status": "completed", "both_strands": both_strands,
+        "members": [_member_summary(run, record) for run, record in zip(run_dirs, records)],
+        "scaler_of": run_dirs[0], "parameters": model.count_params(),
+        "cost": f"training: {len(runs)} runs; inference: {len(runs) * (2 if both_strands else 1)} "
+                "model evaluations per sequence",
+        **(extra or {}),
+    }
+    _write_record(output_dir, record)
+    logging.info("wrote an ensemble of %d members to %s", len(runs), model_path)
+    return record
+
+
+def _member_summary(run_dir, record) -> dict:
+    record = record or {}
+    return {"run": os.path.abspath(run_dir), "seed": record.get("seed"),
+            "status": record.get("status"), "best_epoch": record.get("best_epoch"),
+            "best_metrics": record.get("best_metrics")}
+
+
+def _write_record(output_dir, record: dict) -> None:
+    path = os.path.join(output_dir, ENSEMBLE_FILE)
+    with open(f"{path}.tmp", "w") as handle:
+        json.dump(record, handle, indent=2, sort_keys=True, default=str)
+        handle.write("\n")
+    os.replace(f"{path}.tmp", path)
+
+
+def read_record(output_dir) -> dict | None:
+    path = os.path.join(output_dir, ENSEMBLE_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        try:
+            return json.load(handle)
+        except ValueError:
+            return None
+
+
+def _claim(output_dir, identity: dict, overwrite: bool) -> None:
+    """Make `output_dir` ready for an ensemble with this identity (resuming an unfinished
+    one); refuse anything else unless overwrite, which removes only ensemble outputs."""
+    os.makedirs(output_dir, exist_ok=True)
+    if not os.listdir(output_dir):
+        return
+    record = read_record(output_dir)
+    same = record is not None and record.get("identity") == identity
+    if same and record.get("status") == "running" and not overwrite:
+        return
+    if not overwrite:
+        if same:
+            raise RunDirectoryError(f"{output_dir} already holds a finished ensemble of this "
+                                    "configuration; pass --overwrite to train it again")
+        raise RunDirectoryError(f"{output_dir} is not empty and is not an unfinished "
+                                "ensemble of this configuration; choose another "
+                                "--output_dir or pass --overwrite to replace its outputs")
+    for name in ENSEMBLE_OUTPUTS:
+        path = os.path.join(output_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
+    """Train `members` runs (seeds config.seed, config.seed + 1, ...) into
+    OUTPUT/members/seed_K/, then write the ensemble file to OUTPUT. Killed at any point,
+    the same command skips the finished members, resumes the one it was on (from its
+    epoch backup) and trains the rest."""
+    from dream_keras.training import train
+
+    if members < 1:
+        raise ConfigurationError(f"--ensemble_members must be >= 1, got {members}")
+    if config.strategy == "multi_worker":
+        raise ConfigurationError("ensembles train on one machine; with several workers, "
+                                 "train each member with train.py and combine them with "
+                                 "--members")
+    output_dir = config.output_dir
+    identity = {"training": config.run_identity(), "members": members,
+                "both_strands": both_strands}
+    _claim(output_dir, identity, config.overwrite)
+    seeds = [config.seed + k for k in range(members)]
+    record = {"status": "running", "identity": identity, "seeds": seeds}
+    _write_record(output_dir, record)
+    run_dirs = []
+    for seed in seeds:
+        run_dir = member_dir(output_dir, seed)
+        member = dataclasses.replace(config, output_dir=run_dir, seed=seed, overwrite=False)
+        previous = rundir.read_run_record(run_dir)
+        if (previous and previous.get("identity") == member.run_identity()
+                and previous.get("status") in FINISHED):
+            logging.info("member seed %d already trained (%s); skipping", seed,
+                         previous["status"])
+        else:
+            logging.info("training member seed %d (%d of %d)", seed, len(run_dirs) + 1,
+                         members)
+            keras.backend.clear_session()  # each member starts from the same global state
+            train(member)
+        run_dirs.append(run_dir)
+    keras.backend.clear_session()
+    return write_ensemble(run_dirs, output_dir, both_strands=both_strands, overwrite=True,
+                          extra={"identity": identity, "seeds": seeds})

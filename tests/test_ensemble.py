@@ -1,0 +1,202 @@
+"""One-file ensembles: the in-model reverse strand, the mean of the members (to 1e-6, on
+the training scale, members with different scalers), a fresh-process load, predict.py /
+evaluate.py / --export, refusals, and the dream-ensemble command killed and resumed."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from tests.layer_test_utils import assert_config_round_trip
+from tests.saved_run import SMALL_MODEL, random_sequences
+from tests.test_distributed_workers import SMALL_MODEL_FLAGS
+from tests.test_predict_cli import run_script
+from tests.test_training import SMALL_RUN, history, kill_after_backup, synthetic_cache
+
+SCALERS = [(11.0, 2.5), (11.3, 2.2), (10.8, 2.9)]  # members of one file, different seeds
+SOURCE = "ab" * 32
+
+
+def save_member(directory, seed, scaler, source=SOURCE):
+    """A run directory: a small model initialised with `seed`, its scaler, a run.json."""
+    import keras
+
+    import dream_keras
+    from dream_keras.data.splits import TargetScaler
+
+    directory.mkdir(parents=True)
+    keras.utils.set_random_seed(seed)
+    dream_keras.build_model(**SMALL_MODEL).save(directory / "model.keras")
+    TargetScaler(*scaler).save(directory / "target_scaler.json")
+    if source is not None:
+        (directory / "run.json").write_text(json.dumps(
+            {"seed": seed, "status": "completed",
+             "data": {"source_sha256": source, "train_data": f"train{source[:2]}.txt"}}))
+    return directory
+
+
+def training_scale(model_path, sequences, *, both_strands=False) -> np.ndarray:
+    """A run's predictions on its training scale, computed here from the model and the
+    package's encoding only (the reverse strand as the reverse-complemented string)."""
+    import keras
+
+    from dream_keras.data.sequences import encode, one_hot
+    from dream_keras.inference import reverse_complement_strings
+
+    model = keras.models.load_model(model_path / "model.keras", compile=False)
+    scaler = json.loads((model_path / "target_scaler.json").read_text())
+    strands = [sequences] + ([reverse_complement_strings(sequences)] if both_strands else [])
+    outputs = [keras.ops.convert_to_numpy(model(one_hot(encode(s, 110)), training=False))
+               for s in strands]
+    return np.mean(outputs, axis=0).reshape(-1).astype(np.float64) * scaler["std"] + \
+        scaler["mean"]
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("members")
+    return [save_member(folder / f"seed_{k}", k, scaler) for k, scaler in enumerate(SCALERS)]
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    return random_sequences(40, seed=5, min_len=70, max_len=110)  # none longer than 110
+
+
+def test_reverse_strand_layer_is_the_packages_encoding_of_the_other_strand():
+    from dream_keras.data.sequences import (encode, one_hot,
+                                            reverse_complement_right_aligned)
+    from dream_keras.inference import reverse_complement_strings
+    from dream_keras.strand_layers import ReverseComplementWindow
+
+    sequences = random_sequences(30, seed=2, min_len=5, max_len=110)
+    sequences[3] = "ACGNNTTGA" + sequences[3]  # an N inside a sequence stays a base
+    sequences[4] = "N" * 20  # all padding
+    codes = encode(sequences, 110)
+    layer_output = np.asarray(ReverseComplementWindow()(one_hot(codes)))
+    np.testing.assert_array_equal(layer_output,
+                                  one_hot(reverse_complement_right_aligned(codes)))
+    clean = [i for i, s in enumerate(sequences) if "N" not in s]
+    np.testing.assert_array_equal(layer_output[clean], one_hot(encode(
+        reverse_complement_strings([sequences[i] for i in clean]), 110)))
+    assert_config_round_trip(ReverseComplementWindow(name="strand"))
+
+
+@pytest.mark.parametrize("both_strands", [False, True])
+def test_ensemble_is_the_mean_of_its_members_and_loads_in_a_fresh_process(
+        tmp_path, members, sequences, both_strands):
+    from dream_keras.ensemble import write_ensemble
+    from dream_keras.inference import load_run, predict_sequences
+
+    record = write_ensemble(members, tmp_path / "ens", both_strands=both_strands)
+    assert record["members"][1]["seed"] == 1 and record["both_strands"] == both_strands
+    expected = np.mean([training_scale(m, sequences, both_strands=both_strands)
+                        for m in members], axis=0)
+    got = training_scale(tmp_path / "ens", sequences)  # the file alone holds the strands
+    scale = SCALERS[0][1]
+    assert np.abs(got - expected).max() <= 1e-6 * scale
+    # The members differ, so a wrong combination could not pass.
+    assert np.abs(training_scale(members[0], sequences) - expected).max() > 1e-2
+    model, scaler = load_run(tmp_path / "ens")
+    np.testing.assert_allclose(predict_sequences(model, scaler, sequences, jit_compile=False),
+                               expected, atol=1e-5)
+    # A fresh process: keras.models.load_model after `import dream_keras.model`.
+    script = (f"import json, keras, numpy as np, dream_keras.model\n"
+              f"from dream_keras.data.sequences import encode, one_hot\n"
+              f"model = keras.models.load_model({str(tmp_path / 'ens' / 'model.keras')!r})\n"
+              f"out = model(one_hot(encode({sequences!r}, 110)), training=False)\n"
+              f"print('RESULT', json.dumps([type(model).__name__, "
+              f"np.asarray(out).reshape(-1).tolist()]))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(l for l in result.stdout.splitlines() if l.startswith("RESULT "))
+    kind, outputs = json.loads(line[len("RESULT "):])
+    assert kind == "Functional"
+    fresh = np.array(outputs) * scaler.std + scaler.mean
+    assert np.abs(fresh - expected).max() <= 1e-6 * scale
+
+
+def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequences,
+                                                      real_train_file):
+    import tensorflow as tf
+
+    result = run_script("ensemble.py", f"--members={members[0]},{members[1]}",
+                        "--output_dir=ens", "--ensemble_strands", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ensemble of 2 members" in result.stdout
+    expected = np.mean([training_scale(m, sequences, both_strands=True)
+                        for m in members[:2]], axis=0)
+    fasta = tmp_path / "in.fa"
+    fasta.write_text("".join(f">s{i}\n{s}\n" for i, s in enumerate(sequences)))
+    result = run_script("predict.py", "--model=ens", f"--input={fasta}", "--output=out.tsv",
+                        "--export=served", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (tmp_path / "out.tsv").read_text().splitlines()[1:]
+    np.testing.assert_allclose([float(l.split("\t")[1]) for l in lines], expected, atol=1e-5)
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    np.testing.assert_allclose(served.serve(tf.constant(sequences))["expression"].numpy(),
+                               expected, atol=1e-4)
+    data = tmp_path / "labelled.txt"
+    data.write_text("\n".join(real_train_file.read_text().splitlines()[:100]) + "\n")
+    result = run_script("evaluate.py", "--model=ens/model.keras", f"--data={data}",
+                        "--output_dir=eval", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 100
+
+
+def test_members_of_different_data_or_scales_are_refused(tmp_path, members):
+    from dream_keras.ensemble import write_ensemble
+    from dream_keras.errors import ConfigurationError, OutputExistsError
+
+    other = save_member(tmp_path / "other", 7, SCALERS[0], source="cd" * 32)
+    with pytest.raises(ConfigurationError, match="different data"):
+        write_ensemble([members[0], other], tmp_path / "a")
+    bare = [save_member(tmp_path / f"bare_{k}", k, SCALERS[k], source=None) for k in (0, 1)]
+    with pytest.raises(ConfigurationError, match="target scaler"):
+        write_ensemble(bare, tmp_path / "b")
+    same_scaler = save_member(tmp_path / "bare_same", 3, SCALERS[0], source=None)
+    write_ensemble([bare[0], same_scaler], tmp_path / "c")  # equal scalers: accepted
+    with pytest.raises(OutputExistsError):
+        write_ensemble([bare[0], same_scaler], tmp_path / "c")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "model.keras").exists()
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory):
+    return synthetic_cache(tmp_path_factory, 320)
+
+
+def test_ensemble_command_killed_in_a_member_resumes_it_and_skips_finished_ones(
+        tmp_path, small_cache):
+    command = [sys.executable, str(REPO / "ensemble.py"), f"--train_data={small_cache}",
+               "--ensemble_members=2", *SMALL_RUN, *SMALL_MODEL_FLAGS, "--epochs=3"]
+    whole = subprocess.run([*command, f"--output_dir={tmp_path / 'whole'}"],
+                           capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run = tmp_path / "run"
+    process = subprocess.Popen([*command, f"--output_dir={run}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    backed_up = kill_after_backup([process],
+                                  run / "members" / "seed_1" / "backup" / "training_metadata.json",
+                                  timeout=600)
+    assert 1 <= backed_up < 3
+    assert json.loads((run / "ensemble.json").read_text())["status"] == "running"
+    resumed = subprocess.run([*command, f"--output_dir={run}"], capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "member seed 0 already trained" in resumed.stderr
+    assert f"resuming {run / 'members' / 'seed_1'} at epoch {backed_up + 1}" in resumed.stderr
+    for seed in (0, 1):
+        assert history(run / "members" / f"seed_{seed}") == \
+            history(tmp_path / "whole" / "members" / f"seed_{seed}")
+    record = json.loads((run / "ensemble.json").read_text())
+    assert record["status"] == "completed" and record["seeds"] == [0, 1]
+    sequences = random_sequences(20, seed=9, min_len=80, max_len=110)
+    np.testing.assert_allclose(training_scale(run, sequences),
+                               training_scale(tmp_path / "whole", sequences), atol=1e-6)
+    again = subprocess.run([*command, f"--output_dir={run}"], capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode != 0 and "already holds a finished ensemble" in again.stderr
