@@ -6,8 +6,10 @@ keras-team/keras#20585 and tensorflow/tensorflow#72388. Two places fail:
    which the multi-worker strategy cannot do on a nested (x, y) batch;
 2. after every step, scalar logs (the loss) are reduced with `axis=0`, which is invalid
    for a scalar ("Invalid reduction dimension 0 for input with 0 dimensions").
-Both are patched here, and only for a run that uses the multi-worker strategy; the
-multi-worker test in tests/test_training.py fails if a Keras upgrade breaks them.
+Both are patched here, and only for a run that uses the multi-worker strategy: this
+module is imported only on that path, and refuses (ConfigurationError) a TensorFlow or
+Keras outside the versions below, which tests/test_distributed_workers.py passed on.
+This is the only module of the package that touches private Keras or TensorFlow names.
 """
 from __future__ import annotations
 
@@ -16,22 +18,29 @@ import tensorflow as tf
 
 from dream_keras.errors import ConfigurationError
 
-# The Keras releases these patches were written for and tested with (tests/test_training.py).
+# The releases (major, minor) these patches were written for and tested with
+# (tests/test_distributed_workers.py), inclusive.
 TESTED_KERAS = ((3, 15), (3, 15))
+TESTED_TENSORFLOW = ((2, 21), (2, 21))
 
 
-def _check_keras_version() -> None:
-    major_minor = tuple(int(part) for part in keras.__version__.split(".")[:2])
-    low, high = TESTED_KERAS
-    if not low <= major_minor <= high:
-        raise ConfigurationError(
-            f"--strategy=multi_worker patches private Keras code tested with Keras "
-            f"{low[0]}.{low[1]}-{high[0]}.{high[1]}, but Keras {keras.__version__} is "
-            "installed; install a tested Keras (pip install 'keras>=3.15,<3.16') or train "
-            "with --strategy=mirrored on one machine")
+def _major_minor(version: str) -> tuple:
+    return tuple(int(part) for part in version.split(".")[:2])
 
 
-_check_keras_version()
+def _check_versions() -> None:
+    for name, installed, (low, high) in (("Keras", keras.__version__, TESTED_KERAS),
+                                         ("TensorFlow", tf.__version__, TESTED_TENSORFLOW)):
+        if not low <= _major_minor(installed) <= high:
+            raise ConfigurationError(
+                f"--strategy=multi_worker patches private Keras code tested only with "
+                f"{name} {low[0]}.{low[1]}-{high[0]}.{high[1]}, but {name} {installed} is "
+                f"installed; install a tested {name} (pip install "
+                f"'{name.lower()}>={low[0]}.{low[1]},<{high[0]}.{high[1] + 1}') or train "
+                "with --strategy=mirrored on one machine")
+
+
+_check_versions()
 from keras.src.backend.tensorflow import trainer as keras_tf_trainer  # noqa: E402
 
 

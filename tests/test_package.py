@@ -126,7 +126,7 @@ def test_multi_worker_patches_refuse_an_untested_keras(monkeypatch):
     from dream_keras import multi_worker_fixes
     from dream_keras.errors import ConfigurationError
 
-    multi_worker_fixes._check_keras_version()  # the installed Keras is the tested one
+    multi_worker_fixes._check_versions()  # the installed versions are the tested ones
     monkeypatch.setattr(keras, "__version__", "3.99.0")
-    with pytest.raises(ConfigurationError, match="tested with Keras 3.15-3.15.*3.99.0"):
-        multi_worker_fixes._check_keras_version()
+    with pytest.raises(ConfigurationError, match="tested only with Keras 3.15-3.15.*3.99.0"):
+        multi_worker_fixes._check_versions()

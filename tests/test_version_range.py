@@ -1,0 +1,23 @@
+"""The supported TensorFlow/Keras range: only the multi-worker path, which patches private
+Keras code, refuses versions outside the ones it was tested with, in one clear error."""
+import subprocess
+import sys
+
+_SCRIPT = """
+import keras
+import dream_keras.training  # the one-device and mirrored paths import no patch
+keras.__version__ = "3.7.0"  # an older Keras inside setup.cfg's range
+try:
+    import dream_keras.multi_worker_fixes
+except Exception as error:
+    print(type(error).__name__ + ": " + str(error))
+"""
+
+
+def test_multi_worker_patches_refuse_an_untested_keras():
+    result = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("Config")]
+    assert line.startswith("ConfigurationError: --strategy=multi_worker patches private")
+    assert "Keras 3.7.0 is installed" in line and "--strategy=mirrored" in line
