@@ -204,7 +204,7 @@ def training_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int,
     per_pass = batches_per_pass(len(codes), batch_size)
     if per_pass < 1:
         raise ValueError(f"{len(codes)} training rows cannot fill one batch of {batch_size}; "
-                         "lower --batch_size")
+                         "lower `batch_size`")
     end = 2**62 if repeat else (start_step // per_pass + 1) * per_pass
     steps = tf.data.Dataset.range(start_step, end)
     gather = _gather_rows(codes, targets, codes.shape[1], batch_size=batch_size,
