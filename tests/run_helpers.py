@@ -9,7 +9,30 @@ import time
 
 from dream_keras.data import synthetic
 from dream_keras.data.cache import prepare_cache
-from tests.conftest import REPO
+from tests.conftest import REPO, small_model_flags
+
+# A warm-up and cosine schedule, so that the kill-and-resume test also shows a resumed
+# run continuing the same learning-rate curve.
+SMALL_RUN = ["--epochs=2", "--passes_per_epoch=1", "--batch_size=32", "--optimizer=adam", "--learning_rate=1e-3",
+             "--lr_schedule=cosine", "--lr_warmup_epochs=0.5",
+             "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2",
+             *small_model_flags()]
+
+
+def start_script(script, *args, cwd) -> subprocess.Popen:
+    """A repository script (predict.py, evaluate.py, ...) started in `cwd`."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([sys.executable, str(REPO / script), *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_script(script, *args, cwd) -> subprocess.CompletedProcess:
+    return finish(start_script(script, *args, cwd=cwd))
 
 
 def run_train(*args, timeout=300, env=None, check=True):

@@ -10,10 +10,10 @@ import pytest
 
 from tests.conftest import REPO
 from tests.layer_test_utils import assert_config_round_trip
-from tests.saved_run import SMALL_MODEL, random_sequences
-from tests.test_distributed_workers import SMALL_MODEL_FLAGS
-from tests.test_predict_cli import run_script
-from tests.test_training import SMALL_RUN, history, kill_after_backup, synthetic_cache
+from tests.conftest import SMALL_MODEL
+from tests.run_helpers import (SMALL_RUN, history, kill_after_backup, run_script,
+                               synthetic_cache)
+from tests.saved_run import random_sequences
 
 SCALERS = [(11.0, 2.5), (11.3, 2.2), (10.8, 2.9)]  # members of one file, different seeds
 SOURCE = "ab" * 32
@@ -172,7 +172,7 @@ def small_cache(tmp_path_factory):
 def test_ensemble_command_killed_in_a_member_resumes_it_and_skips_finished_ones(
         tmp_path, small_cache):
     command = [sys.executable, str(REPO / "ensemble.py"), f"--train_data={small_cache}",
-               "--ensemble_members=2", *SMALL_RUN, *SMALL_MODEL_FLAGS, "--epochs=3"]
+               "--ensemble_members=2", *SMALL_RUN, "--epochs=3"]
     whole = subprocess.run([*command, f"--output_dir={tmp_path / 'whole'}"],
                            capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-3000:]

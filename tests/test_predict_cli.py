@@ -1,32 +1,16 @@
 """predict.py and evaluate.py as a user runs them (subprocesses: ~5 s of TF import each)."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from dream_keras.inference import load_run, predict_sequences, variant_effects
+from tests.run_helpers import finish, run_script, start_script
 from tests.saved_run import random_sequences
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def start_script(script, *args, cwd) -> subprocess.Popen:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen([sys.executable, os.path.join(REPO, script), *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
-    stdout, stderr = process.communicate(timeout=300)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def run_script(script, *args, cwd) -> subprocess.CompletedProcess:
-    return finish(start_script(script, *args, cwd=cwd))
 
 
 def assert_one_line_error(result, *fragments):

@@ -18,8 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
-from tests.conftest import small_model_flags
+from tests.conftest import REPO, SMALL_MODEL, small_model_flags
 from tests.run_helpers import history, run_train
 
 SMALL_MODEL_FLAGS = small_model_flags()
@@ -128,9 +127,7 @@ def _config(data, run_dir):
         train_data=str(data), output_dir=str(run_dir), epochs=3, steps_per_epoch=2,
         batch_size=32, optimizer="adam", learning_rate=1e-3, jit_compile=False,
         singleton_keep_prob=1.0, validation_fraction=0.2,
-        model={**MODEL_DEFAULTS, "conv_kernel_sizes": (5,), "conv_filters": 16,
-               "conv_out_filters": 8, "key_size": 8, "value_size": 8,
-               "num_transformer_blocks": 1})  # SMALL_MODEL_FLAGS
+        model={**MODEL_DEFAULTS, **SMALL_MODEL})
 
 
 def _wait_for_owner(processes, markers) -> int:
@@ -148,7 +145,7 @@ def test_one_owner_and_resume_only_on_the_same_data(tmp_path, small_cache,  # no
                                                     tmp_path_factory, reference):
     from dream_keras.errors import RunDirectoryError
     from dream_keras.training import train
-    from tests.test_training import synthetic_cache
+    from tests.run_helpers import synthetic_cache
 
     data = tmp_path / "train.h5"
     shutil.copy(small_cache, data)

@@ -17,13 +17,9 @@ import numpy as np
 import pytest
 
 import dream_keras
-from tests.conftest import REPO
+from tests.conftest import REPO, small_model_flags
 
 pytestmark = pytest.mark.smoke
-
-# The small-model settings of tests/test_distributed_workers.py, as train.py flags.
-SMALL_MODEL_FLAGS = ["--conv_kernel_sizes=5", "--conv_filters=16", "--conv_out_filters=8",
-                     "--key_size=8", "--value_size=8", "--num_transformer_blocks=1"]
 
 
 def _script(name, *args, cwd):
@@ -49,7 +45,7 @@ def one_epoch_run(tmp_path_factory):
     synthetic.write_dream_file(folder / "rows.txt", 240, seed=3)
     _script("train.py", f"--train_data={folder / 'rows.txt'}", "--output_dir=run",
             "--epochs=1", "--passes_per_epoch=1", "--batch_size=32", "--jit_compile",
-            "--singleton_keep_prob=1", "--validation_fraction=0.2", *SMALL_MODEL_FLAGS,
+            "--singleton_keep_prob=1", "--validation_fraction=0.2", *small_model_flags(),
             cwd=folder)
     return folder
 

@@ -12,16 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, small_model_flags
-from tests.run_helpers import history, kill_after_backup, run_train
-
-# A warm-up and cosine schedule, so that the kill-and-resume test also shows a resumed
-# run continuing the same learning-rate curve.
-SMALL_RUN = ["--epochs=2", "--passes_per_epoch=1", "--batch_size=32", "--optimizer=adam", "--learning_rate=1e-3",
-             "--lr_schedule=cosine", "--lr_warmup_epochs=0.5",
-             "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2",
-             *small_model_flags()]
-
+from tests.conftest import REPO
+from tests.run_helpers import SMALL_RUN, history, kill_after_backup, run_train
 
 def test_quickstart_path_writes_every_output(tmp_path):
     from dream_keras.training import train

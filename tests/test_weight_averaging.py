@@ -7,11 +7,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
-from tests.test_distributed_replicas import SMALL_MODEL
-from tests.test_distributed_workers import SMALL_MODEL_FLAGS
-from tests.test_training import (SMALL_RUN, history, kill_after_backup, run_train,
-                                 synthetic_cache)
+from tests.conftest import REPO, SMALL_MODEL
+from tests.run_helpers import (SMALL_RUN, history, kill_after_backup, run_train,
+                               synthetic_cache)
 
 MOMENTUM = 0.9
 
@@ -109,7 +107,7 @@ def test_averages_are_the_ema_of_the_weights_and_the_saved_model_holds_them(
     assert found["saved_model_pearson"] == pytest.approx(found["best_val_pearson"], abs=1e-5)
 
 
-EMA_RUN = [*SMALL_RUN, *SMALL_MODEL_FLAGS, "--epochs=3", f"--ema_momentum={MOMENTUM}"]
+EMA_RUN = [*SMALL_RUN, "--epochs=3", f"--ema_momentum={MOMENTUM}"]
 
 
 def test_killed_averaging_run_resumes_to_the_identical_history(tmp_path, small_cache):
