@@ -154,6 +154,13 @@ def one_hot(codes: np.ndarray, dtype=np.float32) -> np.ndarray:
     return np.take(table, codes, axis=0)
 
 
+def decode(codes: np.ndarray) -> list[str]:
+    """Strings from codes [n, seq_len] (padding comes back as N): what a k-mer teacher
+    fitted on cached rows reads (teachers.py)."""
+    letters = np.frombuffer(b"ACGTN", dtype=np.uint8)[np.asarray(codes)]
+    return [row.tobytes().decode("ascii") for row in letters]
+
+
 def _reverse_complement(codes: np.ndarray) -> np.ndarray:
     """Codes [..., seq_len] complemented and reversed; N stays N (padding moves right)."""
     return _COMPLEMENT_CODE[np.asarray(codes)][..., ::-1]
