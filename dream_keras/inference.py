@@ -26,13 +26,16 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from dream_keras.artefacts import check_model, check_model_archive, model_file_problem
 from dream_keras.data.readers import (DEFAULT_CHUNK_ROWS, DataFormatError, iter_pair_chunks,
                                       iter_sequence_chunks)
 from dream_keras.data.sequences import InvalidSequenceError, encode
 from dream_keras.data.splits import TargetScaler
-from dream_keras.errors import ConfigurationError, MissingDataError, OutputExistsError
+from dream_keras.errors import ConfigurationError, MissingDataError
 from dream_keras.model import load_model
+from dream_keras.file_errors import check_input_file, writing
 from dream_keras.run_directory import MODEL_FILE, SCALER_FILE
+from dream_keras.safe_output import atomic_directory, check_output_path
 
 # On 2 CPU cores throughput per CPU-second is flat (within 7 %) from batch 64 to 1,024
 # (docs/scoring.md); 256 keeps a padded last batch and a tiny input's compile cheap.
@@ -58,21 +61,26 @@ def load_run(path) -> tuple[keras.Model, TargetScaler]:
     The scaler is `target_scaler.json` next to the model; both must exist.
     """
     model_path = model_path_of(path)
-    if not os.path.isfile(model_path):
-        raise MissingDataError(f"{model_path}: model not found")
+    problem = model_file_problem(model_path)
+    if problem == "model not found":
+        raise MissingDataError(f"{model_path}: {problem}")
+    if problem is not None:
+        raise DataFormatError(model_path, None, problem)
     scaler_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), SCALER_FILE)
-    if not os.path.isfile(scaler_path):
+    if not os.path.lexists(scaler_path):
         raise MissingDataError(f"{scaler_path}: target scaler not found next to the model "
                                 "(a training run writes it; predictions need it to undo the "
                                 "standardisation)")
     scaler = TargetScaler.load(scaler_path)
     logging.info("loading %s", model_path)
+    check_model_archive(model_path)
     try:
         model = load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types for a bad file; name the file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise DataFormatError(model_path, None, f"cannot load the model "
                               f"({type(error).__name__}: {reason})") from error
+    check_model(model, model_path)
     return model, scaler
 
 
@@ -214,27 +222,17 @@ def variant_effects(model: keras.Model, scaler: TargetScaler, ref_sequences: Seq
 
 # ---- files ------------------------------------------------------------------------------
 
-def check_output_writable(path, overwrite: bool) -> None:
-    """Refuse early (before loading a model) to replace an existing output."""
-    if os.path.lexists(path) and not overwrite:
-        raise OutputExistsError(f"{path}: output exists; pass --overwrite to replace it")
-    if os.path.isdir(path):
-        raise OutputExistsError(f"{path}: output is a directory")
+def check_output_writable(path, overwrite: bool, inputs=()) -> None:
+    """Refuse early (before loading a model) an output that would destroy something:
+    see safe_output.check_output_path."""
+    check_output_path(path, inputs=inputs, overwrite=overwrite)
 
 
 @contextlib.contextmanager
 def _atomic_output(path):
     """Write to a temporary file beside `path`, moved into place only on success."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.partial-{os.getpid()}")
-    try:
-        with open(temporary, "w", newline="\n") as handle:
-            yield handle
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with writing(path), atomic_write(path, "w", newline="\n") as handle:
+        yield handle
 
 
 def _located(path, line_numbers, error: InvalidSequenceError) -> DataFormatError:
@@ -330,7 +328,7 @@ def predict_file(model, scaler, input_path, output_path, *, output_format: str =
     """
     if output_format not in OUTPUT_FORMATS:
         raise ConfigurationError(f"output format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
-    check_output_writable(output_path, overwrite)
+    check_output_writable(output_path, overwrite, inputs=[input_path])
     seq_len = seq_len or model_seq_len(model)
 
     def encoded(item):
@@ -378,7 +376,7 @@ def predict_pairs_file(model, scaler, pairs_path, output_path, *, seq_len=None,
     Writes TSV ref_sequence, alt_sequence, ref_prediction, alt_prediction, effect
     (alt minus ref, training scale), rows in input order. Returns the number of pairs.
     """
-    check_output_writable(output_path, overwrite)
+    check_output_writable(output_path, overwrite, inputs=[pairs_path])
     seq_len = seq_len or model_seq_len(model)
 
     def encoded(item):
@@ -473,8 +471,7 @@ def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_
                    reverse_complement_average: bool = False, overwrite: bool = False) -> None:
     """Write a TF SavedModel whose `serve` endpoint (also 'serving_default') maps a batch of
     sequence strings tf.string [None] to training-scale expression float32 [None]."""
-    if os.path.lexists(export_dir) and not overwrite:
-        raise OutputExistsError(f"{export_dir}: export directory exists; pass --overwrite")
+    check_output_path(export_dir, overwrite=overwrite, flag="--export", directory=True)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -482,7 +479,8 @@ def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_
         fn=serving_function(model, scaler, seq_len=seq_len,
                             reverse_complement_average=reverse_complement_average),
         input_signature=[tf.TensorSpec([None], tf.string, name="sequences")])
-    archive.write_out(os.fspath(export_dir), verbose=False)
+    with writing(export_dir), atomic_directory(export_dir) as temporary:
+        archive.write_out(temporary, verbose=False)
     logging.info("exported a SavedModel to %s", export_dir)
 
 
@@ -503,10 +501,15 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
         raise ConfigurationError("nothing to do: give --input, --pairs or --export")
     if pairs_path and output_format != "tsv":
         raise ConfigurationError("--pairs writes TSV only (--format=tsv)")
+    inputs = [input_path, pairs_path, model_path_of(model_path)]
     if output_path:
-        check_output_writable(output_path, overwrite)
-    if export_dir and os.path.lexists(export_dir) and not overwrite:
-        raise OutputExistsError(f"{export_dir}: export directory exists; pass --overwrite")
+        check_output_writable(output_path, overwrite, inputs=inputs)
+    if export_dir:
+        check_output_path(export_dir, inputs=inputs, overwrite=overwrite, flag="--export",
+                          directory=True)
+    for source in (input_path, pairs_path):
+        if source:
+            check_input_file(source)
     model, scaler = load_run(model_path)
     options = dict(batch_size=batch_size, chunk_rows=chunk_rows, overwrite=overwrite,
                    reverse_complement_average=reverse_complement_average,

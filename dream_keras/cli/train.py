@@ -1,7 +1,11 @@
 """dream-train (and train.py): train or resume a run; flags in training_flags.py."""
 from __future__ import annotations
 
-from dream_keras.cli import runner, training_flags
+from dream_keras.cli.tensorflow_logging import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before the flags, whose defaults come from the model
+
+from dream_keras.cli import runner, training_flags  # noqa: E402
 
 training_flags.define_flags()
 
