@@ -17,6 +17,8 @@ replaced, the link kept). Imports nothing but the standard library and the packa
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import shutil
 import stat
@@ -160,3 +162,32 @@ def atomic_directory(path):
         if os.path.exists(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
 
+
+
+def json_ready(payload, reasons: dict | None = None, where: str = ""):
+    """`payload` with every non-finite float replaced by None (strict JSON has no NaN);
+    each replaced entry's dotted key goes into `reasons`."""
+    if isinstance(payload, float) and not math.isfinite(payload):
+        if reasons is not None:
+            reasons[where] = ("undefined for these rows (needs at least 2 rows and "
+                              "values that vary)" if math.isnan(payload)
+                              else f"{payload} (not representable in JSON)")
+        return None
+    if isinstance(payload, dict):
+        return {key: json_ready(value, reasons, f"{where}.{key}" if where else str(key))
+                for key, value in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [json_ready(value, reasons, f"{where}[{i}]") for i, value in enumerate(payload)]
+    return payload
+
+
+def write_json(path, payload) -> None:
+    """Strict JSON, atomically. NaN or infinity become null, and a top-level dict gains
+    `null_reasons` {key: why} for them."""
+    reasons = {}
+    payload = json_ready(payload, reasons)
+    if reasons and isinstance(payload, dict):
+        payload["null_reasons"] = reasons
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, allow_nan=False)
+        handle.write("\n")
