@@ -35,7 +35,7 @@ from dream_keras.errors import ConfigurationError, MissingDataError
 from dream_keras.model import load_model
 from dream_keras.file_errors import check_input_file, writing
 from dream_keras.run_directory import MODEL_FILE, SCALER_FILE
-from dream_keras.safe_output import atomic_directory, check_output_path
+from dream_keras.safe_output import atomic_directory, atomic_write, check_output_path
 
 # On 2 CPU cores throughput per CPU-second is flat (within 7 %) from batch 64 to 1,024
 # (docs/scoring.md); 256 keeps a padded last batch and a tiny input's compile cheap.

@@ -12,7 +12,10 @@ a temporary file and then replays what was written, less the C++ log lines below
 threshold: TF_CPP_MIN_LOG_LEVEL when the user set it (0 shows everything), else 2 (errors
 only; it is also exported, so TensorFlow's later C++ logging follows it). `--verbosity=1`
 (absl's own flag, `-v 1`) shows everything too. Python warnings and errors raised by the
-import are always replayed.
+import are always replayed. The first device query runs inside too: it probes CUDA and,
+without a driver, logs "failed call to cuInit" at ERROR level, the same news as "Could not
+find cuda drivers", so it is dropped with them unless the threshold is 0. Logical devices
+(--cpu_devices) can still be configured afterwards.
 """
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ _LEVEL_LETTERS = {"I": 0, "W": 1, "E": 2, "F": 3}
 _CPP_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
 _PRE_INIT_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
 _CONTINUATION = "To enable the following instructions:"
+# Logged at ERROR level by the first device query on a machine without a GPU driver: the
+# same news as "Could not find cuda drivers", so it is start-up noise, not an error.
+_NO_CUDA = re.compile(r"cuda_platform\.cc:\d+\] failed call to cuInit")
 
 
 def _verbosity_from_argv(argv) -> int:
@@ -63,7 +69,8 @@ def filter_start_up_lines(text: str, threshold: int) -> str:
     for line in text.splitlines(keepends=True):
         match = _CPP_LOG_LINE.match(line)
         if match:
-            dropping = _LEVEL_LETTERS[match.group(1)] < threshold
+            dropping = (_LEVEL_LETTERS[match.group(1)] < threshold
+                        or (threshold > 0 and bool(_NO_CUDA.search(line))))
         elif line.startswith(_PRE_INIT_NOTICE):
             dropping = threshold > 1
         elif not line.startswith(_CONTINUATION):
@@ -86,7 +93,9 @@ def import_tensorflow_quietly() -> None:
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()  # its CUDA probe logs too
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -5,7 +5,12 @@ from dream_keras.cli.tensorflow_logging import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before the flags, whose defaults come from the model
 
+import os  # noqa: E402
+
 from dream_keras.cli import runner, training_flags  # noqa: E402
+from dream_keras.errors import ConfigurationError  # noqa: E402
+from dream_keras.file_errors import check_input_file  # noqa: E402
+from dream_keras.safe_output import check_parent_writable  # noqa: E402
 
 training_flags.define_flags()
 
@@ -13,11 +18,24 @@ training_flags.define_flags()
 def train_from_flags() -> str:
     from dream_keras.training import train  # TensorFlow is imported only once flags parse
 
-    record = train(training_flags.config_from_flags())
+    config = training_flags.config_from_flags()
+    check_training_paths(config)
+    record = train(config)
     best = record.get("best_metrics") or {}
     return (f"{record['status']}: best epoch {record.get('best_epoch')}, "
             f"val_pearson {best.get('val_pearson', float('nan')):.4f}; outputs in "
             f"{record['flags']['output_dir']}")
+
+
+def check_training_paths(config) -> None:
+    """One line, before anything is written, for a training file that is a directory,
+    FIFO or unreadable, and for an --output_dir that is a file or cannot be created."""
+    if os.path.lexists(config.train_data):
+        check_input_file(config.train_data, "--train_data")
+    if os.path.lexists(config.output_dir) and not os.path.isdir(config.output_dir):
+        raise ConfigurationError(f"{config.output_dir}: --output_dir exists and is not a "
+                                 "directory")
+    check_parent_writable(os.path.join(config.output_dir, "run.json"), "--output_dir")
 
 
 def main() -> None:
