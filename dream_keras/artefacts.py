@@ -58,11 +58,11 @@ def check_model_archive(path) -> None:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
     except zipfile.BadZipFile:
-        raise DataFormatError(path, None, "not a complete Keras model archive (truncated "
-                                          "or not a .keras file)") from None
+        raise DataFormatError(path, None, "cannot load the model: not a complete Keras model "
+                                          "archive (truncated or not a .keras file)") from None
     if bad is not None:
-        raise DataFormatError(path, None, f"corrupt Keras model archive ({bad} fails its "
-                                          "checksum)")
+        raise DataFormatError(path, None, f"cannot load the model: corrupt archive ({bad} "
+                                          "fails its checksum)")
 
 
 def _shape(tensor) -> tuple:

@@ -113,7 +113,8 @@ def cases() -> list:
              message=r"not a dream_keras model: .*found 1 input\(s\) \[\(None, 50, 5\)\]"),
         Case("model_truncated", "predict", ["--model={W}/truncated/model.keras",
                                             "--input={W}/seqs.txt", f"--output={out}/" + "{NAME}.tsv"],
-             message=r"model\.keras: not a complete Keras model archive \(truncated"),
+             message=r"model\.keras: cannot load the model: not a complete Keras "
+                     r"model archive \(truncated"),
         Case("model_is_fifo", "predict", ["--model={W}/fifo", "--input={W}/seqs.txt",
                                           f"--output={out}/" + "{NAME}.tsv"],
              message=r"fifo: is not a regular file"),
