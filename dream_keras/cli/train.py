@@ -1,4 +1,10 @@
-"""dream-train (and train.py): train or resume a run; flags in training_flags.py."""
+"""dream-train (and train.py): train or resume a run; flags in training_flags.py.
+
+  dream-train --train_data=train_sequences.txt --output_dir=runs/base --flagfile=flags/base.flags
+  dream-train --flagfile=flags/quickstart.flags            (synthetic data, a few minutes)
+
+Rerunning the same command resumes a killed run; see README and docs/training.md.
+"""
 from __future__ import annotations
 
 from dream_keras.cli.tensorflow_logging import import_tensorflow_quietly
@@ -16,7 +22,7 @@ training_flags.define_flags()
 
 
 def train_from_flags() -> str:
-    from dream_keras.training import train  # TensorFlow is imported only once flags parse
+    from dream_keras.training import train  # the training machinery loads once flags parse
 
     config = training_flags.config_from_flags()
     check_training_paths(config)
