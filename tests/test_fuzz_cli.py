@@ -12,6 +12,7 @@ of node: directory, FIFO, device), and no temporary `.partial` file is left anyw
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import hashlib
 import json
@@ -22,6 +23,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from typing import Callable
 
 import numpy as np
@@ -31,6 +33,7 @@ from tests.conftest import DREAM_DIR, REPO
 from tests.saved_run import random_sequences, save_small_run
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+NOBODY = 65534
 MODULES = {"predict": "dream_keras.cli.predict", "evaluate": "dream_keras.cli.evaluate",
            "train": "dream_keras.cli.train", "prepare": "dream_keras.cli.prepare",
            "synthetic": "dream_keras.cli.synthetic"}
@@ -45,7 +48,7 @@ class Case:
     code: int = 1
     message: str | None = None      # regex the single "error: ..." line must match
     check: Callable | None = None   # check(workspace, result) for what was written
-    needs_non_root: bool = False    # permission cases mean nothing to root
+    needs_non_root: bool = False    # permission cases: run as `nobody` when we are root
 
 
 def _rows(path) -> int:
@@ -404,8 +407,11 @@ def _snapshot(w: pathlib.Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    w = tmp_path_factory.mktemp("fuzz")
+def workspace():
+    # Not under pytest's (owner-only) temporary directory: as root, the permission cases
+    # run as `nobody`, who must reach the workspace.
+    w = pathlib.Path(tempfile.mkdtemp(prefix="dream_keras_fuzz_"))
+    w.chmod(0o755)
     _write_inputs(w)
     _write_models(w)
     _write_dream_layouts(w)
@@ -415,38 +421,68 @@ def workspace(tmp_path_factory):
     (w / "unreadable.txt").chmod(0o644)
     (w / "read_only").chmod(0o755)
     changed = sorted(path for path in before if after.get(path) != before[path])
-    assert not changed, f"inputs or pre-existing files changed: {changed}"
     leftovers = [str(p) for p in w.rglob("*.partial*")]
+    shutil.rmtree(w, ignore_errors=True)
+    assert not changed, f"inputs or pre-existing files changed: {changed}"
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 
+def _run_batch(workspace, command: str, batch: list, as_nobody: bool) -> list:
+    scratch = workspace / "out" / f"batch_{command}_{int(as_nobody)}"
+    scratch.mkdir(mode=0o777)
+    scratch.chmod(0o777)
+    spec = {"module": MODULES[command], "program": f"dream-{command}",
+            "cases": [[arg.replace("{W}", str(workspace)).replace("{NAME}", case.name)
+                       for arg in case.args] for case in batch]}
+    (scratch / "cases.json").write_text(json.dumps(spec))
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    identity = {}
+    if as_nobody:
+        environment["HOME"] = str(scratch)
+        identity = dict(user=NOBODY, group=NOBODY, extra_groups=[])
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "cli_batch.py"), str(scratch / "cases.json"),
+         str(scratch / "results.json")],
+        cwd=scratch, capture_output=True, text=True, timeout=600, env=environment, **identity)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads((scratch / "results.json").read_text())
+
+
+def _nobody_can_run_python() -> bool:
+    try:
+        return subprocess.run([sys.executable, "-c", "pass"], user=NOBODY, group=NOBODY,
+                              extra_groups=[], cwd="/", timeout=60).returncode == 0
+    except OSError:  # e.g. the interpreter lives under root's home
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _permission_cases_runnable() -> bool:
+    return not IS_ROOT or _nobody_can_run_python()
+
+
 @pytest.fixture(scope="module")
-def results(workspace, tmp_path_factory):
-    """Run every case, one process per command; {case name: result}."""
+def results(workspace):
+    """Run every case, one process per command (as root, the permission cases in another,
+    as `nobody`: permissions do not bind root); {case name: result}."""
+    (workspace / "out").chmod(0o777)
     by_name = {}
-    scratch = tmp_path_factory.mktemp("batches")
-    for command, module in MODULES.items():
-        batch = [case for case in cases() if case.command == command
-                 and not (case.needs_non_root and IS_ROOT)]
-        spec = {"module": module, "program": f"dream-{command}",
-                "cases": [[arg.replace("{W}", str(workspace)).replace("{NAME}", case.name)
-                           for arg in case.args] for case in batch]}
-        (scratch / f"{command}.json").write_text(json.dumps(spec))
-        completed = subprocess.run(
-            [sys.executable, str(REPO / "tests" / "cli_batch.py"),
-             str(scratch / f"{command}.json"), str(scratch / f"{command}.out.json")],
-            cwd=REPO, capture_output=True, text=True, timeout=600,
-            env={**os.environ, "PYTHONPATH": str(REPO)})
-        assert completed.returncode == 0, completed.stderr[-3000:]
-        outcomes = json.loads((scratch / f"{command}.out.json").read_text())
-        by_name.update({case.name: outcome for case, outcome in zip(batch, outcomes)})
+    for command in MODULES:
+        for as_nobody in (False, True):
+            batch = [case for case in cases() if case.command == command
+                     and (case.needs_non_root and IS_ROOT) == as_nobody
+                     and (not case.needs_non_root or _permission_cases_runnable())]
+            if batch:
+                outcomes = _run_batch(workspace, command, batch, as_nobody)
+                by_name.update({case.name: outcome for case, outcome in zip(batch, outcomes)})
     return by_name
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda case: case.name)
 def test_case(case, results, workspace):
-    if case.needs_non_root and IS_ROOT:
-        pytest.skip("permissions do not bind root")
+    if case.needs_non_root and not _permission_cases_runnable():
+        pytest.skip("running as root, and `nobody` cannot run this Python interpreter: "
+                    "permissions cannot be tested")
     result = results[case.name]
     shown = f"stdout:\n{result['stdout'][-1500:]}\nstderr:\n{result['stderr'][-3000:]}"
     assert "Traceback" not in result["stderr"], shown

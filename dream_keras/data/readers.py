@@ -63,7 +63,11 @@ def _open_binary(path):
     raw.seek(len(_BOM) if head == _BOM else 0)  # a UTF-8 byte-order mark is not data
     if not is_gzip:
         return raw, raw
-    stream = _BomSkipping(gzip.GzipFile(fileobj=raw))
+    try:
+        stream = _BomSkipping(gzip.GzipFile(fileobj=raw))
+    except BaseException:
+        raw.close()
+        raise
     return raw, stream
 
 
