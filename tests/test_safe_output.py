@@ -139,3 +139,18 @@ def test_threshold_follows_the_environment_and_verbosity():
     assert start_up_log_threshold(["prog"], {"TF_CPP_MIN_LOG_LEVEL": "0"}) == 0
     assert start_up_log_threshold(["prog", "--verbosity=1"], {}) == 0
     assert start_up_log_threshold(["prog", "-v", "1"], {}) == 0
+
+
+def test_a_full_disk_while_writing_is_one_line_naming_the_file(tmp_path):
+    import errno
+
+    from dream_keras.file_errors import writing
+
+    path = tmp_path / "out.tsv"
+    path.write_text("old\n")
+    with pytest.raises(DataFormatError, match=r"out\.tsv: cannot write: no space left on "
+                                              r"the device"):
+        with writing(path), atomic_write(path) as handle:
+            handle.write("new")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["out.tsv"]
