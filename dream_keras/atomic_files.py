@@ -1,15 +1,22 @@
 """Files that are either wholly old or wholly new: write a temporary file beside the
 destination, flush it to disk, then rename it into place.
 
-A process killed at any moment leaves the destination untouched (or complete) and, at
-worst, a temporary file named `.partial-<pid>.<name>` that `remove_stale_partials` clears.
-The temporary name keeps the destination's ending, so writers that insist on one (Keras:
-`.keras`, `.weights.h5`) accept it. Standard library only, so data/ may use it.
+The one place the package replaces files: run files (run.json, history.csv, model.keras,
+backups, target_scaler.json) and every command output (predictions, evaluation files, the
+SavedModel export, through safe_output's rules). A process killed at any moment leaves
+the destination untouched (or complete) and, at worst, a temporary file or directory named
+`.partial-<pid>.<name>` that `remove_stale_partials` clears. The temporary name keeps the
+destination's ending, so writers that insist on one (Keras: `.keras`, `.weights.h5`)
+accept it. A destination that is a symlink is written through (the target is replaced,
+the link kept), and a replaced file keeps its permissions. Standard library only, so
+data/ may use it.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import stat
 
 PARTIAL_PREFIX = ".partial-"
 
@@ -24,25 +31,70 @@ def is_partial(name: str) -> bool:
     return name.startswith(PARTIAL_PREFIX)
 
 
+def _destination(path) -> str:
+    """Where the bytes go: through a symlink to its target, so the link survives."""
+    path = os.fspath(path)
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
 @contextlib.contextmanager
 def replacing(path):
     """Yield a temporary path to write; on success it replaces `path` (fsynced first),
-    on any error it is removed and `path` is left as it was."""
-    temporary = partial_path(path)
+    on any error it is removed and `path` is left as it was. Missing parent directories
+    are created."""
+    destination = _destination(path)
+    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+    temporary = partial_path(destination)
     try:
         yield temporary
         _fsync_file(temporary)
-        os.replace(temporary, path)
-        _fsync_directory(os.path.dirname(os.path.abspath(path)))
+        _keep_mode(destination, temporary)
+        os.replace(temporary, destination)
+        _fsync_directory(os.path.dirname(os.path.abspath(destination)))
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
 
 
-def write_text(path, text: str) -> None:
+@contextlib.contextmanager
+def replacing_open(path, mode: str = "w", **open_options):
+    """`replacing`, opened: yield the temporary file's handle (open() arguments)."""
     with replacing(path) as temporary:
-        with open(temporary, "w", newline="") as handle:
-            handle.write(text)
+        with open(temporary, mode, **open_options) as handle:
+            yield handle
+
+
+def write_text(path, text: str) -> None:
+    with replacing_open(path, "w", newline="") as handle:
+        handle.write(text)
+
+
+@contextlib.contextmanager
+def replacing_directory(path):
+    """Yield a temporary directory beside `path`; on success it replaces `path`.
+
+    An existing `path` is renamed aside first and deleted only after the new one is in
+    place, so a failure leaves the previous directory as it was.
+    """
+    path = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = partial_path(path)
+    shutil.rmtree(temporary, ignore_errors=True)  # a killed earlier attempt of this pid
+    os.mkdir(temporary)
+    try:
+        yield temporary
+        old = None
+        if os.path.lexists(path):
+            old = partial_path(path) + ".old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(temporary, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        _fsync_directory(os.path.dirname(path))
+    finally:
+        if os.path.exists(temporary):
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 def remove_stale_partials(directory) -> list[str]:
@@ -58,6 +110,14 @@ def remove_stale_partials(directory) -> list[str]:
             os.remove(os.path.join(directory, name))
             removed.append(name)
     return removed
+
+
+def _keep_mode(destination, temporary) -> None:
+    """Give the new file the old one's permissions (a new file keeps the umask's)."""
+    try:
+        os.chmod(temporary, stat.S_IMODE(os.stat(destination).st_mode))
+    except FileNotFoundError:
+        pass
 
 
 def _fsync_file(path) -> None:

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from typing import Mapping
 
 import numpy as np
@@ -28,14 +29,21 @@ import pandas as pd
 
 from dream_keras.metrics import pearson_r, spearman_rho
 from dream_keras.errors import DataFormatError, MissingDataError
+from dream_keras.file_errors import check_input_file, reading
 
 SUBSET_WEIGHTS = {
     "all": 1.0, "high": 0.3, "low": 0.3, "yeast": 0.3, "random": 0.3, "challenging": 0.5,
     "SNVs": 1.25, "motif_perturbation": 0.3, "motif_tiling": 0.4,
 }
 OFFICIAL_DENOMINATOR = 4.65  # the sum of SUBSET_WEIGHTS, as the organisers wrote it
+# A subset scored from fewer rows is reported but not counted: a correlation of 2 points is
+# always +-1, of a handful little better than noise. The smallest real subset has 96 rows.
+MIN_SUBSET_ROWS = 10
 PAIR_SUBSETS = ("SNVs", "motif_perturbation", "motif_tiling")
 SINGLE_SUBSETS = ("high", "low", "yeast", "random", "challenging")
+
+_INTEGER = re.compile(r"[+-]?\d+(\.0*)?")
+_NOT_A_BASE = re.compile(r"[^ACGTNacgtn]")
 
 # Subset name -> (test_subsets/<name>.csv, public_leaderboard/<name>.json) file stems.
 SUBSET_FILES = {
@@ -64,19 +72,23 @@ class DreamTestSet:
     labels: dict
     single_subsets: dict
     pair_subsets: dict
+    missing_files: list = dataclasses.field(default_factory=list)
 
     def positions_to_predict(self) -> list:
         """Sorted positions that are both labelled and have a known sequence."""
         return sorted(set(self.sequences) & set(self.labels))
 
 
-def score_predictions(predictions: Mapping[int, float], test_set: DreamTestSet) -> dict:
+def score_predictions(predictions: Mapping[int, float], test_set: DreamTestSet, *,
+                      min_rows: int = MIN_SUBSET_ROWS) -> dict:
     """The official score of `predictions` {position: value} against `test_set`'s labels.
 
     Returns a JSON-ready dict: per subset n, pearson, pearson_r2, spearman, weight and a
-    status ('scored', 'missing': nothing to score, 'undefined': a constant side, counted
-    as 0); the official `pearson_score` / `spearman_score` (missing subsets count 0, /4.65)
-    and `renormalised_*_score` (divided by the weights of the subsets that were present).
+    status ('scored', 'missing': nothing to score, 'too_few_rows': fewer than `min_rows`
+    rows, whose correlation means nothing, so it is treated as missing, 'undefined': a
+    constant side, counted as 0); the official `pearson_score` / `spearman_score` (missing
+    subsets count 0, /4.65) and `renormalised_*_score` (divided by the weights of the
+    subsets actually scored). `missing_files` lists the layout's absent files.
     """
     predictions = {int(p): float(v) for p, v in predictions.items()}
     labels = {int(p): float(v) for p, v in test_set.labels.items()}
@@ -94,7 +106,13 @@ def score_predictions(predictions: Mapping[int, float], test_set: DreamTestSet) 
     for name, result in subsets.items():
         result["weight"] = SUBSET_WEIGHTS[name]
         result["kind"] = "pair difference" if name in PAIR_SUBSETS else "single"
-    return _combined(subsets)
+        if 0 < result["n"] < min_rows:
+            result.update(pearson=None, pearson_r2=None, spearman=None,
+                          status="too_few_rows")
+    combined = _combined(subsets)
+    combined["min_subset_rows"] = int(min_rows)
+    combined["missing_files"] = list(test_set.missing_files)
+    return combined
 
 
 def _single_subset_result(positions, predictions, labels) -> dict:
@@ -123,11 +141,12 @@ def _correlations(predicted: np.ndarray, measured: np.ndarray) -> dict:
 
 
 def _combined(subsets: dict) -> dict:
-    present = {name: s for name, s in subsets.items() if s["status"] != "missing"}
+    absent = ("missing", "too_few_rows")
+    present = {name: s for name, s in subsets.items() if s["status"] not in absent}
     pearson_sum = sum(s["weight"] * (s["pearson_r2"] or 0.0) for s in present.values())
     spearman_sum = sum(s["weight"] * (s["spearman"] or 0.0) for s in present.values())
     weight_sum = sum(s["weight"] for s in present.values())
-    missing = [name for name, s in subsets.items() if s["status"] == "missing"]
+    missing = [name for name, s in subsets.items() if s["status"] in absent]
     return {
         "subsets": subsets,
         "pearson_score": pearson_sum / OFFICIAL_DENOMINATOR,
@@ -154,6 +173,8 @@ def format_score_table(score: dict) -> str:
                  f"Spearman score  {score['spearman_score']:.4f}   (official: sum / 4.65)")
     if not score["complete"]:
         used = sum(score["weights_used"].values())
+        if score.get("missing_files"):
+            lines.append(f"missing files: {', '.join(score['missing_files'])}")
         lines.append(f"PARTIAL: missing {', '.join(score['missing_subsets'])} (counted as 0); "
                      f"renormalised over weights {used:.2f}: Pearson "
                      f"{_fmt(score['renormalised_pearson_score'])}, Spearman "
@@ -177,21 +198,33 @@ def load_dream_test_set(dream_dir, labels_path=None) -> DreamTestSet:
     subsets_dir = os.path.join(dream_dir, "test_subsets")
     if not os.path.isdir(subsets_dir):
         raise MissingDataError(f"{subsets_dir}: no test_subsets directory in `dream_dir`")
-    sequences, csv_singles, csv_pairs = {}, {}, {}
+    sequences, csv_singles, csv_pairs, missing = {}, {}, {}, []
     for name, (csv_stem, _) in SUBSET_FILES.items():
         path = os.path.join(subsets_dir, csv_stem + ".csv")
-        if os.path.isfile(path):
+        if os.path.lexists(path):
             members = _read_subset_csv(path, sequences)
             (csv_pairs if name in PAIR_SUBSETS else csv_singles)[name] = members
+        else:
+            missing.append(path)
     if labels_path is not None:
-        return DreamTestSet(sequences, _read_label_json(labels_path), csv_singles, csv_pairs)
-    labels, singles, pairs = _read_leaderboard(os.path.join(dream_dir, "public_leaderboard"))
-    return DreamTestSet(sequences, labels, singles, pairs)
+        return DreamTestSet(sequences, _read_label_json(labels_path), csv_singles, csv_pairs,
+                            missing)
+    labels, singles, pairs, missing_json = _read_leaderboard(
+        os.path.join(dream_dir, "public_leaderboard"))
+    return DreamTestSet(sequences, labels, singles, pairs, missing + missing_json)
 
 
 def _read_subset_csv(path, sequences: dict) -> np.ndarray:
     """Members of one subset CSV ([n] or [n, 2]); records each position's sequence."""
-    header = pd.read_csv(path, nrows=0).columns
+    check_input_file(path, "subset CSV")
+    try:
+        with reading(path):
+            header = pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(path, None, "the subset CSV is empty (expected a header "
+                                          "and rows)") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise DataFormatError(path, None, f"not a CSV file ({error})") from None
     if {"pos", "sequence"} <= set(header):
         columns = [("pos", "sequence")]
     elif {"alt_pos", "ref_pos", "alt_sequence", "ref_sequence"} <= set(header):
@@ -199,52 +232,97 @@ def _read_subset_csv(path, sequences: dict) -> np.ndarray:
     else:
         raise DataFormatError(path, 1, "expected columns pos, sequence or alt_pos, ref_pos, "
                                        "alt_sequence, ref_sequence")
-    frame = pd.read_csv(path, usecols=[c for pair in columns for c in pair],
-                        dtype={c[1]: str for c in columns})
-    for position_column, sequence_column in columns:
+    try:
+        with reading(path):
+            frame = pd.read_csv(path, usecols=[c for pair in columns for c in pair],
+                                dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise DataFormatError(path, None, f"not a CSV file ({error})") from None
+    if frame.empty:
+        raise DataFormatError(path, None, "the subset CSV has a header but no rows")
+    positions = np.zeros((len(frame), len(columns)), np.int64)
+    for index, (position_column, sequence_column) in enumerate(columns):
         for line, (pos, seq) in enumerate(zip(frame[position_column], frame[sequence_column]),
                                           start=2):
-            if not isinstance(seq, str) or pd.isna(pos):
+            pos, seq = pos.strip(), seq.strip()
+            if not pos or not seq:
                 raise DataFormatError(path, line, "missing position or sequence")
-            if sequences.setdefault(int(pos), seq) != seq:
-                raise DataFormatError(path, line, f"position {int(pos)} has two different "
-                                                  "sequences in test_subsets")
-    positions = frame[[c[0] for c in columns]].to_numpy(np.int64)
+            if not _INTEGER.fullmatch(pos):
+                raise DataFormatError(path, line, f"{position_column} {pos!r} is not an "
+                                                  "integer")
+            bad = _NOT_A_BASE.search(seq)
+            if bad:
+                raise DataFormatError(path, line, f"letter {bad.group(0)!r} outside ACGTN in "
+                                                  f"{sequence_column}")
+            positions[line - 2, index] = int(float(pos))
+            if sequences.setdefault(int(float(pos)), seq) != seq:
+                raise DataFormatError(path, line, f"position {int(float(pos))} has two "
+                                                  "different sequences in test_subsets")
     return positions[:, 0] if len(columns) == 1 else positions
 
 
-def _read_label_json(path) -> dict:
-    if not os.path.isfile(path):
-        raise MissingDataError(f"{path}: labels file not found")
-    with open(path) as handle:
+def _read_json(path, what: str):
+    """Parsed JSON of a label file, or a one-line error naming file and line."""
+    check_input_file(path, what)
+    with reading(path), open(path, encoding="utf-8-sig") as handle:
         try:
-            raw = json.load(handle)
-            return {int(pos): float(value) for pos, value in raw.items()}
-        except (ValueError, TypeError, AttributeError) as error:
-            raise DataFormatError(path, None, f'expected a JSON object {{"<pos>": value}} '
-                                              f"({error})") from None
+            return json.load(handle, parse_constant=_no_constant)
+        except json.JSONDecodeError as error:
+            raise DataFormatError(path, error.lineno, f"invalid JSON: {error.msg} "
+                                                      f"(column {error.colno})") from None
+        except ValueError as error:
+            raise DataFormatError(path, None, f"invalid JSON: {error}") from None
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not a label (labels must be finite numbers)")
+
+
+def _label_value(path, key, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        raise DataFormatError(path, None, f"label of {key!r} is {value!r}, not a finite "
+                                          "number")
+    return float(value)
+
+
+def _position(path, key) -> int:
+    if not _INTEGER.fullmatch(str(key).strip()):
+        raise DataFormatError(path, None, f"key {key!r} is not a position (an integer)")
+    return int(float(key))
+
+
+def _read_label_json(path) -> dict:
+    if not os.path.lexists(path):
+        raise MissingDataError(f"{path}: labels file not found")
+    raw = _read_json(path, "labels JSON")
+    if not isinstance(raw, dict):
+        raise DataFormatError(path, None, 'expected a JSON object {"<pos>": value}, found '
+                                          f"{type(raw).__name__}")
+    return {_position(path, pos): _label_value(path, pos, value) for pos, value in raw.items()}
 
 
 def _read_leaderboard(directory):
-    labels, singles, pairs = {}, {}, {}
-    found = False
+    labels, singles, pairs, missing = {}, {}, {}, []
     for name, (_, json_stem) in SUBSET_FILES.items():
         path = os.path.join(directory, json_stem + ".json")
-        if not os.path.isfile(path):
+        if not os.path.lexists(path):
+            missing.append(path)
             continue
-        found = True
-        with open(path) as handle:
-            raw = json.load(handle)
+        raw = _read_json(path, "leaderboard labels")
+        if not isinstance(raw, dict):
+            raise DataFormatError(path, None, "expected a JSON object of labels, found "
+                                              f"{type(raw).__name__}")
         if name in PAIR_SUBSETS:
             pairs[name] = _leaderboard_pairs(path, raw, labels)
         else:
-            singles[name] = np.array([int(pos) for pos in raw], dtype=np.int64)
+            singles[name] = np.array([_position(path, pos) for pos in raw], dtype=np.int64)
             for pos, value in raw.items():
-                _add_label(labels, int(pos), value, path)
-    if not found:
+                _add_label(labels, _position(path, pos), _label_value(path, pos, value), path)
+    if len(missing) == len(SUBSET_FILES):
         raise MissingDataError(f"{directory}: no *_exp_indices.json labels; pass "
                                 "`labels_path` (a JSON {\"<pos>\": value})")
-    return labels, singles, pairs
+    return labels, singles, pairs, missing
 
 
 def _leaderboard_pairs(path, raw: dict, labels: dict) -> np.ndarray:
@@ -256,8 +334,8 @@ def _leaderboard_pairs(path, raw: dict, labels: dict) -> np.ndarray:
         except (ValueError, TypeError):
             raise DataFormatError(path, None, f'pair entry {key!r} is not "alt,ref": '
                                               "[alt, ref]") from None
-        _add_label(labels, alt, alt_value, path)
-        _add_label(labels, ref, ref_value, path)
+        _add_label(labels, alt, _label_value(path, key, alt_value), path)
+        _add_label(labels, ref, _label_value(path, key, ref_value), path)
         members.append((alt, ref))
     return np.array(members, dtype=np.int64).reshape(-1, 2)
 

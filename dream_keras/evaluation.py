@@ -23,12 +23,16 @@ from dream_keras.inference import (DEFAULT_BATCH_SIZE, load_run, model_path_of,
 from dream_keras.metrics import correlation_summary, pearson_r
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
 from dream_keras.data.sequences import InvalidSequenceError
-from dream_keras.errors import OutputExistsError
+from dream_keras.atomic_files import replacing_open
+from dream_keras.errors import ConfigurationError, OutputExistsError
+from dream_keras.file_errors import check_input_file, writing
+from dream_keras.safe_output import check_output_path, check_parent_writable, write_json
 
 METRICS_JSON, METRICS_MD = "metrics.json", "metrics.md"
 SCATTER_PNG, RESIDUALS_PNG = "predicted_vs_measured.png", "residuals.png"
 DREAM_SCORE_JSON, DREAM_PREDICTIONS_JSON = "dream_score.json", "dream_predictions.json"
 MANIFEST = ".dream_keras_evaluation.json"  # names of the files evaluate.py wrote here
+PARTIAL_CHOICES = ("mark", "refuse")  # what evaluate_dream does with an incomplete score
 HEXBIN_ABOVE_N = 2000  # above this many points a scatter becomes a density (hexbin) plot
 
 
@@ -133,16 +137,24 @@ def default_output_dir(model_path, name: str) -> str:
     return os.path.join(run_dir, "evaluation", name)
 
 
-def check_output_files(output_dir, filenames) -> None:
+def check_output_files(output_dir, filenames, inputs=()) -> None:
     """Refuse (FileExistsError) when one of `filenames` exists in `output_dir` and a
-    previous evaluation did not write it; creates the directory."""
-    os.makedirs(output_dir, exist_ok=True)
+    previous evaluation did not write it, or would replace an input or something that is
+    not a regular file (safe_output.check_output_path); creates the directory."""
+    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
+        raise OutputExistsError(f"{output_dir}: `output_dir` exists and is not a directory")
+    check_parent_writable(os.path.join(output_dir, MANIFEST), "output_dir")
+    with writing(output_dir):
+        os.makedirs(output_dir, exist_ok=True)
     ours = _files_we_wrote(output_dir)
     foreign = [name for name in filenames
                if os.path.lexists(os.path.join(output_dir, name)) and name not in ours]
     if foreign:
         raise OutputExistsError(f"{os.path.join(output_dir, foreign[0])}: exists and was not "
                               "written by an evaluation; choose another `output_dir` or move it")
+    for name in filenames:
+        check_output_path(os.path.join(output_dir, name), inputs=inputs, overwrite=True,
+                          parameter="output_dir", in_directory=True)
 
 
 def record_output_files(output_dir, filenames) -> None:
@@ -163,9 +175,19 @@ def _files_we_wrote(output_dir) -> set:
 
 
 def _write_json(path, payload) -> None:
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
+    with writing(path):
+        write_json(path, payload)
+
+
+def _write_text(path, text: str) -> None:
+    with writing(path), replacing_open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _save_figure(plot, path, predicted, measured, title) -> None:
+    """Draw with `plot` into a temporary file beside `path`, then rename it into place."""
+    with writing(path), replacing_open(path, "wb") as handle:
+        plot(predicted, measured, handle, title)
 
 
 # ---- evaluations ------------------------------------------------------------------------
@@ -214,7 +236,9 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
     stem = os.path.basename(os.fspath(data_path)).split(".")[0] or "data"
     output_dir = output_dir or default_output_dir(model_path, stem)
     outputs = [METRICS_JSON, METRICS_MD, SCATTER_PNG, RESIDUALS_PNG]
-    check_output_files(output_dir, outputs)
+    check_input_file(data_path)
+    check_output_files(output_dir, outputs, inputs=[data_path, model_path_of(model_path),
+                                                    baseline_train_data])
     model, scaler = load_run(model_path)
     predicted, measured = predict_labelled_file(
         model, scaler, data_path, batch_size=batch_size, chunk_rows=chunk_rows,
@@ -230,38 +254,59 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
             measured, baseline_train_data)
     title = f"{os.path.basename(os.fspath(data_path))}"
     _write_json(os.path.join(output_dir, METRICS_JSON), metrics)
-    with open(os.path.join(output_dir, METRICS_MD), "w") as handle:
-        handle.write(metrics_markdown(metrics, f"Evaluation on {title}"))
-    plot_predicted_vs_measured(predicted, measured, os.path.join(output_dir, SCATTER_PNG), title)
-    plot_residuals(predicted, measured, os.path.join(output_dir, RESIDUALS_PNG), title)
+    _write_text(os.path.join(output_dir, METRICS_MD),
+                metrics_markdown(metrics, f"Evaluation on {title}"))
+    _save_figure(plot_predicted_vs_measured, os.path.join(output_dir, SCATTER_PNG),
+                 predicted, measured, title)
+    _save_figure(plot_residuals, os.path.join(output_dir, RESIDUALS_PNG), predicted, measured,
+                 title)
     record_output_files(output_dir, outputs)
     return metrics, output_dir
 
 
 def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
                    batch_size=DEFAULT_BATCH_SIZE, reverse_complement_average=False,
-                   baseline: KmerRidge | None = None, baseline_train_data=None):
+                   baseline: KmerRidge | None = None, baseline_train_data=None,
+                   partial: str = "mark", min_subset_rows: int = dream_score.MIN_SUBSET_ROWS):
     """The official challenge score of a run on the DREAM test layout.
 
     Predicts every labelled position whose sequence is known, scores it with
     `dream_score.score_predictions`, writes dream_score.json and the predictions as
     dream_predictions.json ({"<pos>": value}, the submission format). With `baseline`, its
-    own score on the same positions is added under "baseline". Returns (score dict,
-    output directory).
+    own score on the same positions is added under "baseline". A subset that is missing or
+    has fewer than `min_subset_rows` rows makes the score partial: `partial="mark"` writes
+    it marked so (complete false, the missing subsets and files named, renormalised scores
+    over the weights actually scored); `partial="refuse"` stops with one line instead,
+    before anything is written. Returns (score dict, output directory).
     """
+    if partial not in PARTIAL_CHOICES:
+        raise ConfigurationError(f"`partial` must be one of {PARTIAL_CHOICES}, got {partial!r}")
     output_dir = output_dir or default_output_dir(model_path, "dream_score")
     outputs = [DREAM_SCORE_JSON, DREAM_PREDICTIONS_JSON]
-    check_output_files(output_dir, outputs)
+    check_output_files(output_dir, outputs, inputs=[model_path_of(model_path), labels_path])
     test_set = dream_score.load_dream_test_set(dream_dir, labels_path)
     positions = test_set.positions_to_predict()
     if not positions:
         raise DataFormatError(dream_dir, None, "no labelled position has a known sequence")
+    if test_set.missing_files:
+        logging.warning("DREAM layout incomplete, missing: %s",
+                        ", ".join(test_set.missing_files))
     model, scaler = load_run(model_path)
     values = predict_sequences(model, scaler, [test_set.sequences[p] for p in positions],
                                batch_size=batch_size,
                                reverse_complement_average=reverse_complement_average)
     predictions = dict(zip(positions, values.tolist()))
-    score = dream_score.score_predictions(predictions, test_set)
+    score = dream_score.score_predictions(predictions, test_set, min_rows=min_subset_rows)
+    if not score["complete"] and partial == "refuse":
+        too_few = [f"{name} ({s['n']} rows)" for name, s in score["subsets"].items()
+                   if s["status"] == "too_few_rows"]
+        files = test_set.missing_files
+        raise DataFormatError(dream_dir, None, "incomplete DREAM score refused: subsets "
+                              f"{', '.join(score['missing_subsets'])} not scored"
+                              + (f"; fewer than {min_subset_rows} rows: {', '.join(too_few)}"
+                                 if too_few else "")
+                              + (f"; missing files: {', '.join(files)}" if files else "")
+                              + " (`partial='mark'` scores the rest, marked partial)")
     score.update(dream_dir=os.path.abspath(dream_dir),
                  labels=os.path.abspath(labels_path) if labels_path else "public_leaderboard",
                  model=os.path.abspath(model_path_of(model_path)),
@@ -270,7 +315,7 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
         baseline_values = baseline.predict([test_set.sequences[p] for p in positions])
         score["baseline"] = {
             **dream_score.score_predictions(dict(zip(positions, baseline_values.tolist())),
-                                            test_set),
+                                            test_set, min_rows=min_subset_rows),
             **baseline.summary(),
             "train_data": os.path.abspath(baseline_train_data) if baseline_train_data else None}
     _write_json(os.path.join(output_dir, DREAM_SCORE_JSON), score)

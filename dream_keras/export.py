@@ -2,20 +2,21 @@
 
 The encoding runs in TensorFlow ops (dream_keras.sequence_ops, tested equal to the NumPy
 rules of data/sequences.py), so a SavedModel user needs no Python of ours; the optional
-strand average uses the package's one window rule, like the Python API.
+strand average uses the package's one window rule, like the Python API. The directory is
+written beside its destination and renamed into place when complete (atomic_files).
 """
 from __future__ import annotations
-
-import os
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 from dream_keras import sequence_ops
+from dream_keras.atomic_files import replacing_directory
 from dream_keras.data.splits import TargetScaler
-from dream_keras.errors import OutputExistsError
+from dream_keras.file_errors import writing
 from dream_keras.inference import model_seq_len
+from dream_keras.safe_output import check_output_path
 
 
 def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
@@ -44,11 +45,12 @@ def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
     return serve
 
 
-def check_export_dir(export_dir, overwrite: bool) -> None:
-    """Refuse early (before loading a model) to replace an existing export directory."""
-    if os.path.lexists(export_dir) and not overwrite:
-        raise OutputExistsError(f"{export_dir}: export directory exists; pass "
-                                "`overwrite=True` to replace it")
+def check_export_dir(export_dir, overwrite: bool, inputs=()) -> None:
+    """Refuse early (before loading a model) an export that would destroy something: an
+    existing directory without `overwrite`, one holding an input (the run itself), or a
+    path that is not a directory (safe_output.check_output_path)."""
+    check_output_path(export_dir, inputs=inputs, overwrite=overwrite, parameter="export_dir",
+                      directory=True)
 
 
 def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_len=None,
@@ -63,5 +65,6 @@ def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_
         fn=serving_function(model, scaler, seq_len=seq_len,
                             reverse_complement_average=reverse_complement_average),
         input_signature=[tf.TensorSpec([None], tf.string, name="sequences")])
-    archive.write_out(os.fspath(export_dir), verbose=False)
+    with writing(export_dir), replacing_directory(export_dir) as temporary:
+        archive.write_out(temporary, verbose=False)
     logging.info("exported a SavedModel to %s", export_dir)

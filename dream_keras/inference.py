@@ -23,6 +23,7 @@ import tensorflow as tf
 from absl import logging
 
 from dream_keras import sequence_ops
+from dream_keras.artefacts import check_model, check_model_archive, model_file_problem
 from dream_keras.data.readers import DataFormatError
 from dream_keras.data.sequences import N_CODE, encode_strands
 from dream_keras.data.splits import TargetScaler
@@ -48,24 +49,31 @@ def model_path_of(path) -> str:
 def load_run(path) -> tuple[keras.Model, TargetScaler]:
     """(model, scaler) from `RUN/model.keras` (or the run directory `RUN`).
 
-    The scaler is `target_scaler.json` next to the model; both must exist.
+    The scaler is `target_scaler.json` next to the model; both must exist and pass
+    dream_keras.artefacts' checks (finite mean and positive std; one [batch, seq_len, 4]
+    input and one value per sequence), or the error says what was expected and found.
     """
     model_path = model_path_of(path)
-    if not os.path.isfile(model_path):
-        raise MissingDataError(f"{model_path}: model not found")
+    problem = model_file_problem(model_path)
+    if problem == "model not found":
+        raise MissingDataError(f"{model_path}: {problem}")
+    if problem is not None:
+        raise DataFormatError(model_path, None, problem)
     scaler_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), SCALER_FILE)
-    if not os.path.isfile(scaler_path):
+    if not os.path.lexists(scaler_path):
         raise MissingDataError(f"{scaler_path}: target scaler not found next to the model "
                                 "(a training run writes it; predictions need it to undo the "
                                 "standardisation)")
     scaler = TargetScaler.load(scaler_path)
     logging.info("loading %s", model_path)
+    check_model_archive(model_path)
     try:
         model = load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types for a bad file; name the file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise DataFormatError(model_path, None, f"cannot load the model "
                               f"({type(error).__name__}: {reason})") from error
+    check_model(model, model_path)
     return model, scaler
 
 

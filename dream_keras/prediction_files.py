@@ -12,7 +12,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import json
-import os
 import queue
 import threading
 from typing import Callable, Iterator
@@ -20,12 +19,15 @@ from typing import Callable, Iterator
 import numpy as np
 from absl import logging
 
+from dream_keras.atomic_files import replacing_open
 from dream_keras.data.readers import (DEFAULT_CHUNK_ROWS, DataFormatError, iter_pair_chunks,
                                       iter_sequence_chunks)
 from dream_keras.data.sequences import InvalidSequenceError, encode_strands
-from dream_keras.errors import ConfigurationError, OutputExistsError
+from dream_keras.errors import ConfigurationError
+from dream_keras.file_errors import writing
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, model_seq_len, padded_batch_size,
                                    predict_codes)
+from dream_keras.safe_output import check_output_path
 
 # Rows handed from the reader to the model and on to the writer at a time, in batches.
 PIECE_BATCHES = 16
@@ -33,27 +35,19 @@ OUTPUT_FORMATS = ("tsv", "dream_json")
 PAIR_COLUMNS = ("ref_sequence", "alt_sequence", "ref_prediction", "alt_prediction", "effect")
 
 
-def check_output_writable(path, overwrite: bool) -> None:
-    """Refuse early (before loading a model) to replace an existing output."""
-    if os.path.lexists(path) and not overwrite:
-        raise OutputExistsError(f"{path}: output exists; pass `overwrite=True` to replace it")
-    if os.path.isdir(path):
-        raise OutputExistsError(f"{path}: output is a directory")
+def check_output_writable(path, overwrite: bool, inputs=()) -> None:
+    """Refuse early (before loading a model) an output that would destroy something: an
+    existing file without `overwrite`, one of `inputs`, or not a regular file
+    (safe_output.check_output_path)."""
+    check_output_path(path, inputs=inputs, overwrite=overwrite)
 
 
 @contextlib.contextmanager
 def _atomic_output(path):
-    """Write to a temporary file beside `path`, moved into place only on success."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.partial-{os.getpid()}")
-    try:
-        with open(temporary, "w", newline="\n") as handle:
-            yield handle
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    """Write to a temporary file beside `path`, moved into place only on success; an OS
+    failure (disk full, permission) is one line naming the file."""
+    with writing(path), replacing_open(path, "w", newline="\n") as handle:
+        yield handle
 
 
 def _put_unless(stop: threading.Event, items: queue.Queue, item) -> bool:
@@ -224,7 +218,7 @@ def predict_pairs_file(model, scaler, pairs_path, output_path, *, seq_len=None,
 def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, seq_len,
                    batch_size, chunk_rows, both_strands, overwrite, jit_compile) -> int:
     """The one file-prediction path: read -> encode (thread) -> predict -> write (thread)."""
-    check_output_writable(output_path, overwrite)
+    check_output_writable(output_path, overwrite, inputs=[input_path])
     seq_len = seq_len or model_seq_len(model)
 
     def encoded(item):

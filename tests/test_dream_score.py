@@ -90,7 +90,7 @@ def test_hand_computed_weighted_sum_with_pair_differences():
     # alt-ref [1, 3, 2] -> r = rho = 0.5; (6,5) is listed twice and counted once; (8,3)
     # has an unlabelled alt and is dropped. Levels alone would correlate differently.
     predictions = {0: 1.0, 1: 3.0, 2: 2.0, 3: 10.0, 4: 11.0, 5: -4.0, 6: -1.0, 7: 0.0, 8: 5.0}
-    score = score_predictions(predictions, test_set)
+    score = score_predictions(predictions, test_set, min_rows=3)  # 3-row subsets count
     high, tiling = score["subsets"]["high"], score["subsets"]["motif_tiling"]
     assert (high["n"], tiling["n"]) == (3, 3)
     assert high["pearson"] == pytest.approx(0.5) and high["spearman"] == pytest.approx(0.5)
@@ -114,7 +114,7 @@ def test_hand_computed_weighted_sum_with_pair_differences():
 def test_constant_predictions_are_undefined_and_count_as_zero():
     test_set = small_test_set()
     predictions = {p: 1.0 for p in range(9)}
-    score = score_predictions(predictions, test_set)
+    score = score_predictions(predictions, test_set, min_rows=3)
     assert score["subsets"]["high"]["status"] == "undefined"
     assert score["pearson_score"] == 0.0
     assert score["weights_used"]["high"] == 0.3  # present, so it lowers the renormalised score

@@ -216,7 +216,7 @@ def test_gzip_output_reads_back_identically(tmp_path):
     synthetic.write_dream_file(packed, 1_500, seed=2, chunk_rows=500)
     assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
     assert packed.stat().st_size < plain.stat().st_size / 2
-    assert not list(tmp_path.rglob("*.partial"))   # written aside, then renamed
+    assert not list(tmp_path.rglob("*.partial*"))   # written aside, then renamed
     with pytest.raises(FileExistsError):
         synthetic.write_dream_file(packed, 10, seed=2)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from absl import logging
 
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS
+from dream_keras.dream_score import MIN_SUBSET_ROWS
 from dream_keras.errors import ConfigurationError
 from dream_keras.inference import DEFAULT_BATCH_SIZE
 
@@ -49,20 +50,26 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
                    jit_compile: bool = True) -> str:
     """What `predict.py` does: predict a file, a pair file, and/or export. Returns a summary.
 
-    Output paths are checked before the model loads, so a refusal is immediate.
+    Output paths (never an input, never a non-regular file: safe_output) and inputs are
+    checked before the model loads, so a refusal is immediate.
     """
     from dream_keras.export import check_export_dir, export_serving
-    from dream_keras.inference import load_run
+    from dream_keras.file_errors import check_input_file
+    from dream_keras.inference import load_run, model_path_of
     from dream_keras.prediction_files import (check_output_writable, predict_file,
                                               predict_pairs_file)
 
     _refuse(prediction_problem(input_path=input_path, pairs_path=pairs_path,
                                output_path=output_path, export_dir=export_dir,
                                output_format=output_format))
+    inputs = [input_path, pairs_path, model_path_of(model_path)]
     if output_path:
-        check_output_writable(output_path, overwrite)
+        check_output_writable(output_path, overwrite, inputs=inputs)
     if export_dir:
-        check_export_dir(export_dir, overwrite)
+        check_export_dir(export_dir, overwrite, inputs=inputs)
+    for source in (input_path, pairs_path):
+        if source:
+            check_input_file(source)
     model, scaler = load_run(model_path)
     options = dict(batch_size=batch_size, chunk_rows=chunk_rows, overwrite=overwrite,
                    reverse_complement_average=reverse_complement_average,
@@ -86,11 +93,13 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
 def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=None,
                    output_dir=None, batch_size=DEFAULT_BATCH_SIZE,
                    chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
-                   baseline_train_data=None) -> str:
+                   baseline_train_data=None, dream_partial: str = "mark",
+                   dream_min_subset_rows: int = MIN_SUBSET_ROWS) -> str:
     """What `evaluate.py` does; returns the text to print (tables and where files went).
 
     `baseline_train_data`: fit the k-mer ridge baseline on that labelled file first and
-    report it beside the model."""
+    report it beside the model. `dream_partial` and `dream_min_subset_rows`: what
+    `evaluate_dream` does with an incomplete DREAM score (its `partial`, `min_subset_rows`)."""
     from dream_keras import dream_score
     from dream_keras.baseline import fit_kmer_ridge_file
     from dream_keras.evaluation import (DREAM_PREDICTIONS_JSON, DREAM_SCORE_JSON, METRICS_JSON,
@@ -115,6 +124,7 @@ def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=N
     score, where = evaluate_dream(model_path, dream_dir, dream_labels, output_dir,
                                   batch_size=batch_size,
                                   reverse_complement_average=reverse_complement_average,
+                                  partial=dream_partial, min_subset_rows=dream_min_subset_rows,
                                   **with_baseline)
     text = dream_score.format_score_table(score)
     if baseline is not None:

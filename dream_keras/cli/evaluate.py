@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from absl import flags
 
-from dream_keras.cli import commands, runner
-from dream_keras.cli.prediction_flags import define_prediction_flags
+from dream_keras.cli.tensorflow_logging import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before prediction_flags, which imports the model code
+
+from dream_keras.cli import commands, runner  # noqa: E402
+from dream_keras.cli.prediction_flags import define_prediction_flags  # noqa: E402
 
 _SHARED = define_prediction_flags(
     chunk_rows_help="Rows of --data read and predicted at a time (bounds memory).",
@@ -32,6 +36,16 @@ _BASELINE_TRAIN_DATA = flags.DEFINE_string(
     "counts, k in 3..6 and the penalty chosen by leave-one-out cross-validation) on every "
     "row of this labelled file (normally the run's --train_data) and report its metrics "
     "beside the model's. About a minute of CPU for 40,000 rows.")
+_DREAM_PARTIAL = flags.DEFINE_enum(
+    "dream_partial", "mark", ["mark", "refuse"], "With --dream_dir, when a subset is missing "
+    "(its file absent, or no labelled row with a known sequence) or has fewer than "
+    "--dream_min_subset_rows rows: mark: score the rest, marked partial (missing subsets "
+    "and files named, score renormalised over the weights actually scored; the public "
+    "DREAM release has no SNV sequences, so its score is always partial); refuse: stop "
+    "with an error.")
+_DREAM_MIN_SUBSET_ROWS = flags.DEFINE_integer(
+    "dream_min_subset_rows", 10, "With --dream_dir: a subset with fewer rows is reported "
+    "but not counted (a correlation of a few points means nothing).", lower_bound=2)
 flags.register_multi_flags_validator(
     ["data", "dream_dir", "dream_labels"],
     lambda values: runner.no_problem(commands.evaluation_problem(
@@ -45,7 +59,8 @@ def evaluate_from_flags():
         dream_labels=_DREAM_LABELS.value, output_dir=_OUTPUT_DIR.value,
         batch_size=_SHARED.batch_size.value, chunk_rows=_SHARED.chunk_rows.value,
         reverse_complement_average=_SHARED.reverse_complement_average.value,
-        baseline_train_data=_BASELINE_TRAIN_DATA.value)
+        baseline_train_data=_BASELINE_TRAIN_DATA.value, dream_partial=_DREAM_PARTIAL.value,
+        dream_min_subset_rows=_DREAM_MIN_SUBSET_ROWS.value)
 
 
 def main() -> None:

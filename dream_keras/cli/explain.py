@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from absl import flags
 
-from dream_keras.cli import runner
-from dream_keras.cli.prediction_flags import define_prediction_flags
+from dream_keras.cli.tensorflow_logging import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before prediction_flags, which imports the model code
+
+from dream_keras.cli import runner  # noqa: E402
+from dream_keras.cli.prediction_flags import define_prediction_flags  # noqa: E402
 
 _SHARED = define_prediction_flags(
     chunk_rows_help="Input rows read at a time (they are explained 64 at a time).",

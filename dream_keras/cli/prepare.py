@@ -12,6 +12,8 @@ from dream_keras.cli import runner
 from dream_keras.data.cache import prepare_cache
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS
 from dream_keras.data.sequences import DEFAULT_SEQ_LEN
+from dream_keras.file_errors import check_input_file, writing
+from dream_keras.safe_output import check_output_path
 
 _INPUT = flags.DEFINE_string("input", None, "Text file of sequence<TAB>expression rows "
                              "(optionally gzipped).")
@@ -29,9 +31,12 @@ flags.mark_flags_as_required(["input", "output"])
 
 
 def prepare_from_flags() -> None:
-    attrs = prepare_cache(_INPUT.value, _OUTPUT.value, seq_len=_SEQ_LEN.value,
-                          chunk_rows=_CHUNK_ROWS.value, skip_bad_rows=_SKIP_BAD_ROWS.value,
-                          overwrite=_OVERWRITE.value)
+    check_input_file(_INPUT.value)
+    check_output_path(_OUTPUT.value, inputs=[_INPUT.value], overwrite=_OVERWRITE.value)
+    with writing(_OUTPUT.value):
+        attrs = prepare_cache(_INPUT.value, _OUTPUT.value, seq_len=_SEQ_LEN.value,
+                              chunk_rows=_CHUNK_ROWS.value,
+                              skip_bad_rows=_SKIP_BAD_ROWS.value, overwrite=_OVERWRITE.value)
     logging.info("wrote %s: %d rows (%d skipped)", _OUTPUT.value, attrs["num_rows"],
                  attrs["skipped_rows"])
 

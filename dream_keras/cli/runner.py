@@ -1,9 +1,13 @@
 """How every command line runs: absl parses flags, the package's own errors become one line.
 
-Only `DreamKerasError` (bad input, a setting, a file in the way) is caught and printed as
-`error: ...` with exit status 1; anything else is a bug and keeps its traceback. Library
-errors name the parameter to change in backticks (`overwrite=True`); here each becomes the
-flag that sets it (--overwrite), so API users read parameters and CLI users read flags.
+`DreamKerasError` (bad input, a setting, a file in the way) is printed as `error: ...` with
+exit status 1, and so is an OS error that names its file (permission denied, not a
+directory, disk full: the user can fix those); anything else is a bug and keeps its
+traceback. Library errors name the parameter to change in backticks (`overwrite=True`);
+here each becomes the flag that sets it (--overwrite), so API users read parameters and
+CLI users read flags. `--help` (also -h, -?, --helpshort) prints the command's own flags
+with their defaults and exits 0; `--helpfull` keeps absl's listing of every flag,
+TensorFlow's too.
 """
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ from typing import Callable
 from absl import app, flags
 
 from dream_keras.errors import DreamKerasError
+from dream_keras.file_errors import os_error_reason
+
+HELP_ARGUMENTS = ("--help", "-h", "-?", "--helpshort")
 
 
 # library parameter -> the flag that sets it (the same name unless listed here or below)
@@ -22,6 +29,7 @@ PARAMETER_FLAGS = {
     "export_dir": "export", "output_format": "format", "data_path": "data",
     "labels_path": "dream_labels", "dream_dir": "dream_dir", "output_dir": "output_dir",
     "overwrite": "overwrite", "batch_size": "batch_size", "chunk_rows": "chunk_rows",
+    "partial": "dream_partial", "min_subset_rows": "dream_min_subset_rows",
 }
 _PARAMETER = re.compile(r"`(\w+)(=[^`]*)?`")
 
@@ -49,7 +57,23 @@ def no_problem(problem: str | None) -> bool:
 
 def run(command: Callable[[], object]) -> None:
     """Parse the flags already defined, then call `command()`; print what it returns."""
+    if any(argument in HELP_ARGUMENTS for argument in sys.argv[1:]):
+        print(command_help(command))
+        sys.exit(0)
     app.run(lambda argv: _guarded(command, argv))
+
+
+def command_help(command) -> str:
+    """The command's docstring and the package's flags (grouped by defining module)."""
+    module = sys.modules.get(command.__module__)
+    lines = [(module.__doc__ or "").strip(), ""] if module is not None else []
+    lines.append("Flags (--helpfull lists absl's and TensorFlow's flags too):")
+    by_module = flags.FLAGS.flags_by_module_dict()
+    for name in sorted(by_module):
+        if name.startswith("dream_keras") or name == "__main__":
+            text = flags.FLAGS.module_help(name)
+            lines.append(text.split("\n", 1)[1] if "\n" in text else text)
+    return "\n".join(lines)
 
 
 def _guarded(command, argv) -> None:
@@ -59,5 +83,9 @@ def _guarded(command, argv) -> None:
         result = command()
     except DreamKerasError as error:
         sys.exit(f"error: {flag_spelling(str(error))}")
+    except OSError as error:
+        if not getattr(error, "filename", None):
+            raise
+        sys.exit(f"error: {error.filename}: {os_error_reason(error)}")
     if result is not None:
         print(result)

@@ -10,6 +10,8 @@ from absl import flags, logging
 
 from dream_keras.cli import runner
 from dream_keras.data.synthetic import DEFAULT_CHUNK_ROWS, write_dream_file
+from dream_keras.file_errors import writing
+from dream_keras.safe_output import check_output_path
 
 _OUTPUT = flags.DEFINE_string("output", None, "File to write (DREAM format; gzipped when the "
                               "name ends in .gz). Parent directories are created.",
@@ -25,9 +27,11 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output if it exist
 
 def synthesise_from_flags() -> None:
     started = time.monotonic()
-    rows = write_dream_file(_OUTPUT.value, _ROWS.value, _SEED.value,
-                            chunk_rows=_CHUNK_ROWS.value, overwrite=_OVERWRITE.value,
-                            show_progress=True)
+    check_output_path(_OUTPUT.value, overwrite=_OVERWRITE.value)
+    with writing(_OUTPUT.value):
+        rows = write_dream_file(_OUTPUT.value, _ROWS.value, _SEED.value,
+                                chunk_rows=_CHUNK_ROWS.value, overwrite=_OVERWRITE.value,
+                                show_progress=True)
     logging.info("wrote %s: %d rows, seed %d, in %.1f s", _OUTPUT.value, rows, _SEED.value,
                  time.monotonic() - started)
 

@@ -1,21 +1,47 @@
-"""dream-train (and train.py): train or resume a run; flags in training_flags.py."""
+"""dream-train (and train.py): train or resume a run; flags in training_flags.py.
+
+  dream-train --train_data=train_sequences.txt --output_dir=runs/base --flagfile=flags/base.flags
+  dream-train --flagfile=flags/quickstart.flags            (synthetic data, a few minutes)
+
+Rerunning the same command resumes a killed run; see README and docs/training.md.
+"""
 from __future__ import annotations
 
-from dream_keras.cli import runner, training_flags
+from dream_keras.cli.tensorflow_logging import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before the flags, whose defaults come from the model
+
+import os  # noqa: E402
+
+from dream_keras.cli import runner, training_flags  # noqa: E402
+from dream_keras.errors import ConfigurationError  # noqa: E402
+from dream_keras.file_errors import check_input_file  # noqa: E402
+from dream_keras.safe_output import check_parent_writable  # noqa: E402
 
 training_flags.define_flags()
 
 
 def train_from_flags() -> str:
-    # Importing the flags above already loaded TensorFlow and Keras (training_flags reads
-    # MODEL_DEFAULTS from model.py); training.py itself is imported once they parse.
-    from dream_keras.training import train
+    from dream_keras.training import train  # the training machinery loads once flags parse
 
-    record = train(training_flags.config_from_flags())
+    config = training_flags.config_from_flags()
+    check_training_paths(config)
+    record = train(config)
     best = record.get("best_metrics") or {}
     return (f"{record['status']}: best epoch {record.get('best_epoch')}, "
             f"val_pearson {best.get('val_pearson', float('nan')):.4f}; outputs in "
             f"{record['flags']['output_dir']}")
+
+
+def check_training_paths(config) -> None:
+    """One line, before anything is written, for a training file that is a directory,
+    FIFO or unreadable, and for an --output_dir that is a file or cannot be created."""
+    if os.path.lexists(config.train_data):
+        check_input_file(config.train_data, "--train_data")
+    if os.path.lexists(config.output_dir) and not os.path.isdir(config.output_dir):
+        raise ConfigurationError(f"{config.output_dir}: --output_dir exists and is not a "
+                                 "directory")
+    check_parent_writable(os.path.join(config.output_dir, "run.json"), "output_dir")
 
 
 def main() -> None:

@@ -32,9 +32,11 @@ import pandas as pd
 
 from dream_keras.data.sequences import encode_and_find_invalid, find_invalid_rows
 from dream_keras.errors import DataFormatError
+from dream_keras.file_errors import check_input_file, reading
 
 DEFAULT_CHUNK_ROWS = 200_000
 _GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
 _NOT_A_BASE = re.compile(r"[^ACGTNacgtn]")
 TEXT, FASTA, TABLE = "challenge text", "FASTA", "CSV/TSV table"
 
@@ -53,16 +55,36 @@ class Chunk:
 
 def _open_binary(path):
     """(raw file, decompressed stream): gzip is recognised by its magic bytes."""
-    if not os.path.isfile(path):
-        raise DataFormatError(path, None, "no such file")
-    raw = open(path, "rb")
-    is_gzip = raw.read(2) == _GZIP_MAGIC
-    raw.seek(0)
+    check_input_file(path)
+    with reading(path):
+        raw = open(path, "rb")
+        head = raw.read(3)
+    is_gzip = head[:2] == _GZIP_MAGIC
+    raw.seek(len(_BOM) if head == _BOM else 0)  # a UTF-8 byte-order mark is not data
     if not is_gzip:
         return raw, raw
-    stream = gzip.GzipFile(fileobj=raw)
-    stream.myfileobj = raw  # closing the gzip stream then closes the file too
+    try:
+        stream = _BomSkipping(gzip.GzipFile(fileobj=raw))
+    except BaseException:
+        raw.close()
+        raise
     return raw, stream
+
+
+class _BomSkipping(io.BufferedReader):
+    """A decompressed gzip stream without a leading UTF-8 byte-order mark; closing it
+    closes the compressed file too."""
+
+    def __init__(self, gzip_stream):
+        super().__init__(gzip_stream)
+        with reading(gzip_stream.fileobj.name):
+            if self.peek(3)[:3] == _BOM:
+                self.read(3)
+
+    def close(self):
+        raw = self.raw.fileobj
+        super().close()
+        raw.close()
 
 
 class _ProgressFile:
@@ -94,11 +116,12 @@ def iter_chunks(path, *, with_expression: bool = True, chunk_rows: int = DEFAULT
     total_bytes = os.path.getsize(path)
     try:
         try:
-            reader = pd.read_csv(
-                source.stream, sep="\t", header=None,
-                names=["sequence", "expression", "extra"], dtype=str, na_filter=False,
-                quoting=csv.QUOTE_NONE, skip_blank_lines=False, index_col=False,
-                chunksize=chunk_rows, engine="c")
+            with reading(path):
+                reader = pd.read_csv(
+                    source.stream, sep="\t", header=None,
+                    names=["sequence", "expression", "extra"], dtype=str, na_filter=False,
+                    quoting=csv.QUOTE_NONE, skip_blank_lines=False, index_col=False,
+                    chunksize=chunk_rows, engine="c")
         except pd.errors.EmptyDataError:
             raise DataFormatError(path, None, "the file is empty") from None
         first_line = 1
@@ -119,8 +142,12 @@ def iter_chunks(path, *, with_expression: bool = True, chunk_rows: int = DEFAULT
 
 
 def _frames(reader, path, skip_bad_rows, skipped):
+    lines_read = 0
     try:
-        yield from reader
+        with reading(path, lambda: lines_read):
+            for frame in reader:
+                yield frame
+                lines_read += len(frame)
     except pd.errors.EmptyDataError:
         return
     except pd.errors.ParserError as error:
@@ -222,18 +249,18 @@ class PairChunk:
 
 
 def _open_text(path) -> io.TextIOBase:
-    _, stream = _open_binary(path)
+    _, stream = _open_binary(path)  # without a byte-order mark
     return io.TextIOWrapper(stream, encoding="utf-8", newline=None)
 
 
 def _first_line(path) -> str:
     try:
-        with _open_text(path) as handle:
+        with reading(path), _open_text(path) as handle:
             for line in handle:
                 if line.strip():
                     return line.rstrip("\r\n")
-    except (UnicodeDecodeError, OSError, EOFError) as error:
-        raise DataFormatError(path, None, f"cannot read the file ({error})") from None
+    except UnicodeDecodeError as error:
+        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
     raise DataFormatError(path, None, "the file is empty")
 
 
@@ -279,7 +306,7 @@ def _table_frames(path, wanted: list, chunk_rows: int):
     positions = [fields.index(name) for name in wanted]
     first_line = 2
     try:
-        with _open_text(path) as handle:
+        with reading(path, lambda: first_line - 1), _open_text(path) as handle:
             reader = pd.read_csv(handle, sep=delimiter, usecols=positions, dtype=str,
                                  keep_default_na=False, skip_blank_lines=False,
                                  chunksize=chunk_rows)
@@ -321,9 +348,9 @@ def _fasta_chunks(path, chunk_rows: int) -> Iterator[SequenceChunk]:
 
 def _fasta_records(path) -> Iterator[tuple[int, str]]:
     """(line of the '>' header, sequence) per record; letters checked line by line."""
-    header_line, parts = None, []
+    header_line, parts, number = None, [], 0
     try:
-        with _open_text(path) as handle:
+        with reading(path, lambda: number), _open_text(path) as handle:
             for number, line in enumerate(handle, start=1):
                 line = line.strip()
                 if line.startswith(">"):

@@ -13,7 +13,9 @@ import os
 import numpy as np
 
 from dream_keras import atomic_files
+from dream_keras.artefacts import scaler_values
 from dream_keras.errors import ConfigurationError, DataFormatError, MissingDataError
+from dream_keras.file_errors import check_input_file, reading
 
 # Independent random streams for the two decisions, so changing one never moves the other.
 _FILTER_STREAM, _SPLIT_STREAM = 1, 2
@@ -80,11 +82,13 @@ class TargetScaler:
 
     @classmethod
     def load(cls, path) -> "TargetScaler":
-        if not os.path.isfile(path):
+        if not os.path.lexists(path):
             raise MissingDataError(f"{path}: target scaler not found")
-        with open(path) as handle:
+        check_input_file(path, "target scaler")
+        with reading(path), open(path, encoding="utf-8-sig") as handle:
             try:
                 fields = json.load(handle)
-                return cls(float(fields["mean"]), float(fields["std"]))
-            except (ValueError, KeyError, TypeError) as error:
-                raise DataFormatError(path, None, f"not a target scaler JSON ({error})") from None
+            except ValueError as error:
+                line = getattr(error, "lineno", None)
+                raise DataFormatError(path, line, f"not a target scaler JSON ({error})") from None
+        return cls(*scaler_values(path, fields))

@@ -62,6 +62,7 @@ import time
 
 import numpy as np
 
+from dream_keras import atomic_files
 from dream_keras.errors import OutputExistsError
 
 from dream_keras.data.sequences import N_CODE, encode
@@ -400,23 +401,17 @@ def write_dream_file(path, num_rows: int, seed: int, chunk_rows: int = DEFAULT_C
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise OutputExistsError(f"{path} exists (pass `overwrite=True` to replace it)")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # Write beside the target and rename at the end: an interrupted run leaves no
-    # half-written file that a later run would refuse to overwrite or a reader would trust.
-    partial_path = path + ".partial"
+    # Write beside the target and rename at the end (atomic_files): an interrupted run
+    # leaves no half-written file that a later run would refuse to overwrite or a reader
+    # would trust.
     opener = _GzipWriter if path.endswith(".gz") else (lambda name: open(name, "wb"))
     started = time.monotonic()
-    try:
-        with opener(partial_path) as stream:
-            for start in range(0, num_rows, chunk_rows):
-                stop = min(num_rows, start + chunk_rows)
-                stream.write(format_rows(*_generate_range(seed, start, stop)).encode("ascii"))
-                if show_progress and num_rows >= PROGRESS_MIN_ROWS:
-                    _report_progress(stop, num_rows, started)
-        os.replace(partial_path, path)
-    finally:
-        if os.path.exists(partial_path):
-            os.remove(partial_path)
+    with atomic_files.replacing(path) as partial_path, opener(partial_path) as stream:
+        for start in range(0, num_rows, chunk_rows):
+            stop = min(num_rows, start + chunk_rows)
+            stream.write(format_rows(*_generate_range(seed, start, stop)).encode("ascii"))
+            if show_progress and num_rows >= PROGRESS_MIN_ROWS:
+                _report_progress(stop, num_rows, started)
     return num_rows
 
 

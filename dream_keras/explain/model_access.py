@@ -3,6 +3,6 @@
 ISM must score mutants exactly as `predict.py` scores sequences (same compiled forward,
 same encoding, same un-scaling), so it reuses those functions rather than copying them.
 """
-from dream_keras.inference import (DEFAULT_BATCH_SIZE, check_output_writable,  # noqa: F401
-                                   compiled_forward, encode_strands, load_run, model_seq_len,
-                                   padded_batch_size, predict_codes)
+from dream_keras.inference import (DEFAULT_BATCH_SIZE, compiled_forward,  # noqa: F401
+                                   encode_strands, load_run, model_seq_len, padded_batch_size,
+                                   predict_codes)

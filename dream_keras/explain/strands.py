@@ -1,11 +1,13 @@
 """Where each base of the model's window sits on the reverse strand the model also sees.
 
 The model sees the LAST seq_len bases of a string (left-padded with N); the reverse strand
-(`--reverse_complement_average`) is the reverse complement of the string encoded by the
-same rule, i.e. the reverse complement of its FIRST seq_len bases. A base at forward window
-index p of a string of length n is string index j = p + n - L and reverse window index
-r = L - 1 - j = 2L - 1 - n - p, which exists when 0 <= r < L. For n <= L every forward base
-has its partner; for n > L only the bases among the first L of the string do.
+(`--reverse_complement_average`) is the package's one rule,
+data/sequences.reverse_complement_right_aligned: the reverse complement of exactly that
+window, its N padding kept on the left. With pad = max(L - n, 0) for a string of length n,
+the base at forward window index p (p >= pad) sits at reverse window index
+r = pad + L - 1 - p; every forward base has its partner. (A string whose window starts
+with N letters: the rule counts those as padding too, so its mapping shifts; such inputs
+are rare and their N positions carry no attribution.)
 """
 from __future__ import annotations
 
@@ -17,10 +19,9 @@ def reverse_positions(lengths, seq_len: int) -> np.ndarray:
     forward position is padding or outside the reverse window."""
     lengths = np.asarray(lengths, dtype=np.int64)[:, None]
     forward = np.arange(seq_len)[None, :]
-    reverse = 2 * seq_len - 1 - lengths - forward
-    in_string = forward >= seq_len - lengths
-    valid = in_string & (reverse >= 0) & (reverse < seq_len)
-    return np.where(valid, reverse, -1)
+    padding = np.maximum(seq_len - lengths, 0)
+    reverse = padding + seq_len - 1 - forward
+    return np.where(forward >= padding, reverse, -1)
 
 
 def onto_forward(reverse_values: np.ndarray, positions: np.ndarray) -> np.ndarray:

@@ -1,0 +1,106 @@
+"""Quiet TensorFlow's C++ start-up logging, unless the user asks for it.
+
+Importing TensorFlow 2.21 prints oneDNN, "Could not find cuda drivers" and CPU-feature
+lines, twice: the core library and the profiler plugin library
+(tensorflow/python/profiler/internal/_pywrap_profiler_plugin.so), loaded during the same
+import, each carry their own copy of absl's logging, and both log before absl's logging is
+initialised, which is also why TF_CPP_MIN_LOG_LEVEL does not silence them. It is one
+import of TensorFlow, not two initialisations.
+
+`import_tensorflow_quietly()` therefore imports TensorFlow with file descriptor 2 sent to
+a temporary file and then replays what was written, less the C++ log lines below the
+threshold: TF_CPP_MIN_LOG_LEVEL when the user set it (0 shows everything), else 2 (errors
+only; it is also exported, so TensorFlow's later C++ logging follows it). `--verbosity=1`
+(absl's own flag, `-v 1`) shows everything too. Python warnings and errors raised by the
+import are always replayed. The first device query runs inside too: it probes CUDA and,
+without a driver, logs "failed call to cuInit" at ERROR level, the same news as "Could not
+find cuda drivers", so it is dropped with them unless the threshold is 0. Logical devices
+(--cpu_devices) can still be configured afterwards.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+_LEVEL_LETTERS = {"I": 0, "W": 1, "E": 2, "F": 3}
+_CPP_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
+_PRE_INIT_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
+_CONTINUATION = "To enable the following instructions:"
+# Logged at ERROR level by the first device query on a machine without a GPU driver: the
+# same news as "Could not find cuda drivers", so it is start-up noise, not an error.
+_NO_CUDA = re.compile(r"cuda_platform\.cc:\d+\] failed call to cuInit")
+
+
+def _verbosity_from_argv(argv) -> int:
+    for index, argument in enumerate(argv):
+        for name in ("--verbosity", "-v"):
+            if argument.startswith(name + "="):
+                value = argument.split("=", 1)[1]
+            elif argument == name and index + 1 < len(argv):
+                value = argv[index + 1]
+            else:
+                continue
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def start_up_log_threshold(argv=None, environ=None) -> int:
+    """The lowest C++ log level shown (0 = all); sets TF_CPP_MIN_LOG_LEVEL=2 if unset."""
+    environ = os.environ if environ is None else environ
+    argv = sys.argv if argv is None else argv
+    if _verbosity_from_argv(argv) >= 1:
+        environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        return 0
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return int(environ["TF_CPP_MIN_LOG_LEVEL"])
+    except ValueError:
+        return 2
+
+
+def filter_start_up_lines(text: str, threshold: int) -> str:
+    """`text` without the C++ log lines (and their notices) below `threshold`."""
+    kept, dropping = [], False
+    for line in text.splitlines(keepends=True):
+        match = _CPP_LOG_LINE.match(line)
+        if match:
+            dropping = (_LEVEL_LETTERS[match.group(1)] < threshold
+                        or (threshold > 0 and bool(_NO_CUDA.search(line))))
+        elif line.startswith(_PRE_INIT_NOTICE):
+            dropping = threshold > 1
+        elif not line.startswith(_CONTINUATION):
+            dropping = False
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow (once) with its start-up logging filtered as described above."""
+    if "tensorflow" in sys.modules:
+        return
+    threshold = start_up_log_threshold()
+    if threshold <= 0:
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()  # its CUDA probe logs too
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+            sys.stderr.write(filter_start_up_lines(text, threshold))
+            sys.stderr.flush()

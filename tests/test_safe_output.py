@@ -1,0 +1,158 @@
+"""Output rules, atomic writes (atomic_files, as the outputs use it), strict JSON, artefact
+checks and the start-up log filter, without TensorFlow (the commands themselves:
+test_fuzz_cli.py)."""
+import gzip
+import json
+import os
+import types
+
+import pytest
+
+from dream_keras.artefacts import check_model, scaler_values
+from dream_keras.cli.tensorflow_logging import filter_start_up_lines, start_up_log_threshold
+from dream_keras.data.readers import iter_chunks, iter_sequence_chunks
+from dream_keras.errors import DataFormatError, DreamKerasError
+from dream_keras.atomic_files import replacing_open
+from dream_keras.safe_output import check_output_path, write_json
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "out.tsv"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with replacing_open(path) as handle:
+            handle.write("half of the new")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["out.tsv"]
+
+
+def test_writing_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "target.tsv").write_text("old\n")
+    (tmp_path / "link.tsv").symlink_to(tmp_path / "target.tsv")
+    with replacing_open(tmp_path / "link.tsv") as handle:
+        handle.write("new\n")
+    assert (tmp_path / "link.tsv").is_symlink()
+    assert (tmp_path / "target.tsv").read_text() == "new\n"
+
+
+def test_outputs_that_would_destroy_something_are_refused_even_with_overwrite(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("ACGT\n")
+    os.link(source, tmp_path / "hard_link.txt")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.keras").write_text("model")
+    os.mkfifo(tmp_path / "fifo")
+    refused = [
+        (tmp_path / "hard_link.txt", dict(inputs=[source]), "is or holds the input"),
+        (tmp_path / "run", dict(inputs=[tmp_path / "run" / "model.keras"], directory=True),
+         "is or holds the input"),
+        (tmp_path / "run", {}, "is a directory, not a regular file"),
+        (tmp_path / "fifo", {}, "is a FIFO"),
+        (source, dict(directory=True), "is a regular file, not a directory"),
+    ]
+    for path, options, message in refused:
+        with pytest.raises(DreamKerasError, match=message):
+            check_output_path(path, overwrite=True, **options)
+    check_output_path(tmp_path / "new" / "dirs" / "out.tsv")  # created on write: fine
+
+
+def test_json_outputs_are_strict_with_the_reason_for_each_null(tmp_path):
+    write_json(tmp_path / "m.json", {"n": 1, "pearson": float("nan"),
+                                     "nested": {"r2": float("inf")}})
+    text = (tmp_path / "m.json").read_text()
+    payload = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert payload["pearson"] is None and payload["nested"]["r2"] is None
+    assert set(payload["null_reasons"]) == {"pearson", "nested.r2"}
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"mean": 1.0, "std": 0.0}, "std must be > 0"),
+    ({"mean": 1.0, "std": -1.0}, "std must be > 0"),
+    ({"mean": float("nan"), "std": 1.0}, "mean must be finite"),
+    ({"mean": 1.0, "std": float("inf")}, "std must be finite"),
+    ({"mean": 1.0}, "missing key"),
+    ({"mean": "1", "std": 1.0}, "mean must be a number"),
+    ([1.0, 2.0], "expected a JSON object"),
+])
+def test_bad_scaler_values_are_refused(fields, message):
+    with pytest.raises(DataFormatError, match=message):
+        scaler_values("s.json", fields)
+
+
+def test_good_scaler_values_pass_and_extra_keys_are_ignored():
+    assert scaler_values("s.json", {"mean": 11, "std": 2.5, "rows": 9}) == (11.0, 2.5)
+
+
+def _fake_model(inputs, outputs):
+    tensor = lambda shape: types.SimpleNamespace(shape=shape)  # noqa: E731
+    return types.SimpleNamespace(inputs=[tensor(s) for s in inputs],
+                                 outputs=[tensor(s) for s in outputs])
+
+
+def test_model_contract():
+    assert check_model(_fake_model([(None, 110, 4)], [(None, 1)]), "m") == 110
+    assert check_model(_fake_model([(None, 80, 4)], [(None,)]), "m") == 80
+    for inputs, outputs in [([(None, 110, 4)], [(None, 3)]), ([(None, 110, 5)], [(None, 1)]),
+                            ([(None, None, 4)], [(None, 1)]),
+                            ([(None, 110, 4), (None, 110, 4)], [(None, 1)]),
+                            ([(None, 110, 4)], [(None, 1), (None, 1)])]:
+        with pytest.raises(DataFormatError, match="not a dream_keras model: expected"):
+            check_model(_fake_model(inputs, outputs), "m")
+
+
+def test_truncated_gzip_names_file_and_the_last_line_read(tmp_path):
+    lines = "".join(f"{'ACGT' * 20}\t{i % 17}.5\n" for i in range(5000)).encode()
+    whole = gzip.compress(lines)
+    (tmp_path / "t.txt.gz").write_bytes(whole[: len(whole) * 3 // 4])
+    with pytest.raises(DataFormatError, match=r"t\.txt\.gz: cannot read after line \d+: "
+                                              r"truncated gzip"):
+        for _ in iter_chunks(tmp_path / "t.txt.gz", chunk_rows=1000):
+            pass
+
+
+def test_a_byte_order_mark_is_not_data_in_gzipped_or_plain_tables(tmp_path):
+    (tmp_path / "s.csv.gz").write_bytes(gzip.compress("\ufeffsequence,id\nACGT,1\n".encode()))
+    (tmp_path / "s.fa").write_text("\ufeff>a\nACGT\n")
+    for name in ("s.csv.gz", "s.fa"):
+        chunks = list(iter_sequence_chunks(tmp_path / name))
+        assert chunks[0].sequences == ["ACGT"]
+
+
+def test_start_up_log_filter_keeps_errors_and_python_output():
+    text = ("WARNING: All log messages before absl::InitializeLog() is called are written "
+            "to STDERR\n"
+            "I0000 00:00:1796162673.515521    5736 port.cc:153] oneDNN custom operations\n"
+            "I0000 00:00:1796162673.650688    5736 cpu_feature_guard.cc:227] This binary\n"
+            "To enable the following instructions: AVX2, in other operations, rebuild\n"
+            "E0000 00:00:1796162673.6 5736 cuda_platform.cc:52] failed call to cuInit: x\n"
+            "E0000 00:00:1796162673.7 5736 other.cc:1] a real error\n"
+            "/x.py:1: DeprecationWarning: something\n")
+    assert filter_start_up_lines(text, 2) == ("E0000 00:00:1796162673.7 5736 other.cc:1] a "
+                                              "real error\n/x.py:1: DeprecationWarning: "
+                                              "something\n")
+    assert filter_start_up_lines(text, 0) == text
+
+
+def test_threshold_follows_the_environment_and_verbosity():
+    assert start_up_log_threshold(["prog"], {}) == 2
+    environ = {}
+    start_up_log_threshold(["prog"], environ)
+    assert environ == {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    assert start_up_log_threshold(["prog"], {"TF_CPP_MIN_LOG_LEVEL": "0"}) == 0
+    assert start_up_log_threshold(["prog", "--verbosity=1"], {}) == 0
+    assert start_up_log_threshold(["prog", "-v", "1"], {}) == 0
+
+
+def test_a_full_disk_while_writing_is_one_line_naming_the_file(tmp_path):
+    import errno
+
+    from dream_keras.file_errors import writing
+
+    path = tmp_path / "out.tsv"
+    path.write_text("old\n")
+    with pytest.raises(DataFormatError, match=r"out\.tsv: cannot write: no space left on "
+                                              r"the device"):
+        with writing(path), replacing_open(path) as handle:
+            handle.write("new")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["out.tsv"]
