@@ -14,10 +14,10 @@ class ReverseComplementWindow(keras.layers.Layer):
     same window, encoded as every input is: the reverse complement, with the leading N
     padding of a short sequence moved back to the left (the rule of
     data.sequences.reverse_complement_right_aligned, which reverse-complement
-    augmentation uses). For a sequence no longer than seq_len this is exactly what
-    encoding the reverse-complemented string gives (inference.encode_strands); for a
-    longer one the model only holds its last seq_len bases, so this is their reverse
-    complement (encode_strands uses the complement of the FIRST seq_len bases)."""
+    augmentation and strand-averaged prediction use: data.sequences.encode_strands). For a
+    sequence no longer than seq_len this is what encoding the reverse-complemented string
+    gives; for a longer one the model holds its last seq_len bases, and this is their
+    reverse complement, the package's one window rule (docs/data.md)."""
 
     def call(self, inputs):
         seq_len = ops.shape(inputs)[1]
