@@ -179,7 +179,7 @@ def test_ensemble_command_killed_in_a_member_resumes_it_and_skips_finished_ones(
     process = subprocess.Popen([*command, f"--output_dir={run}"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     backed_up = kill_after_backup([process],
-                                  run / "members" / "seed_1" / "backup" / "training_metadata.json",
+                                  run / "members" / "seed_1" / "backup" / "epoch-000001.json",
                                   timeout=600)
     assert 1 <= backed_up < 3
     assert json.loads((run / "ensemble.json").read_text())["status"] == "running"

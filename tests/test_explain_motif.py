@@ -6,13 +6,17 @@ import pytest
 
 from dream_keras.data import synthetic
 from dream_keras.data.sequences import encode, one_hot
-from tests.saved_run import SMALL_MODEL
+from tests.conftest import SMALL_MODEL
 
 L = 110
 GCN4 = next(motif for motif in synthetic.MOTIFS if motif.name == "GCN4")
 SITE = GCN4.consensus
 RANDOM_SHARE = len(SITE) / L
 REQUIRED_SHARE = 0.3  # ~5x what random attributions give (0.064)
+# The suite's small model with two convolution widths and a tanh LSTM: the setting whose
+# attribution shares were measured (ISM 0.59, integrated gradients 0.53); with one width
+# and swish, integrated gradients reached only 0.21 in this budget.
+MOTIF_MODEL = dict(SMALL_MODEL, conv_kernel_sizes=(3, 5), lstm_activation="tanh")
 
 
 def site_rows(codes) -> np.ndarray:
@@ -59,7 +63,7 @@ def trained():
     target = np.zeros(len(codes), np.float32)
     target[site_rows(codes)] = 1.0
     keras.utils.set_random_seed(0)
-    model = dream_keras.build_model(**SMALL_MODEL)
+    model = dream_keras.build_model(**MOTIF_MODEL)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse", jit_compile=True)
     scaler = TargetScaler.fit(target)
     model.fit(one_hot(codes), scaler.transform(target), epochs=20, batch_size=32, verbose=0)

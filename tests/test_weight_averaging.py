@@ -115,7 +115,7 @@ def test_killed_averaging_run_resumes_to_the_identical_history(tmp_path, small_c
     run_train(f"--output_dir={tmp_path / 'whole'}", *common)
     args = [sys.executable, str(REPO / "train.py"), f"--output_dir={tmp_path / 'run'}",
             *common]
-    metadata = tmp_path / "run" / "backup" / "training_metadata.json"
+    metadata = tmp_path / "run" / "backup" / "epoch-000001.json"  # epoch 1 committed
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backed_up = kill_after_backup([process], metadata)
     assert 1 <= backed_up < 3
