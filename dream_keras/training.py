@@ -166,9 +166,14 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool) -> d
     started = time.time()
     run_callbacks = _RunCallbacks(config, strategy, resume)
     # A backup taken after training stopped (early stopping, NaN) trains no more epochs.
-    for phase in ([] if resume and resume.stopped else phases):
-        if phase.end_epoch <= resumed_epoch:
-            continue  # finished before the resumed epoch
+    to_run = [] if resume and resume.stopped else [
+        phase for phase in phases if phase.end_epoch > resumed_epoch]
+    if resume and not to_run:
+        # Nothing left to fit: restore the backup's weights and history.csv all the same
+        # (what the first fit's EpochBackup would have done), so the outcome reads them.
+        run_callbacks.backup.set_model(model)
+        run_callbacks.backup.on_train_begin()
+    for phase in to_run:
         start_epoch = max(resumed_epoch, phase.first_epoch)
         if len(phases) > 1:
             logging.info("phase %s: epochs %d-%d", phase.name, start_epoch + 1,

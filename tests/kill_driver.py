@@ -89,10 +89,10 @@ def main():
     else:
         from dream_keras import training
 
-        make_callbacks = training._callbacks
+        for_phase = training._RunCallbacks.for_phase
+        hook = _hook_callback(action)
         # Appended last: it runs after every callback of the run, the backup included.
-        training._callbacks = lambda *args, **kwargs: (
-            make_callbacks(*args, **kwargs) + [_hook_callback(action)])
+        training._RunCallbacks.for_phase = lambda self, *args: [*for_phase(self, *args), hook]
     from dream_keras.cli.train import main as train_main
 
     train_main()
