@@ -20,7 +20,6 @@ Cost: training is N runs; every prediction runs N models (2 x N with both strand
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 
@@ -160,22 +159,11 @@ def _member_summary(run_dir, record) -> dict:
 
 
 def _write_record(output_dir, record: dict) -> None:
-    path = os.path.join(output_dir, ENSEMBLE_FILE)
-    with open(f"{path}.tmp", "w") as handle:
-        json.dump(record, handle, indent=2, sort_keys=True, default=str)
-        handle.write("\n")
-    os.replace(f"{path}.tmp", path)
+    rundir.write_json_record(os.path.join(output_dir, ENSEMBLE_FILE), record)
 
 
 def read_record(output_dir) -> dict | None:
-    path = os.path.join(output_dir, ENSEMBLE_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as handle:
-        try:
-            return json.load(handle)
-        except ValueError:
-            return None
+    return rundir.read_json_record(os.path.join(output_dir, ENSEMBLE_FILE))
 
 
 def _claim(output_dir, identity: dict, overwrite: bool) -> None:

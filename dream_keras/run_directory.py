@@ -101,8 +101,9 @@ def _ours_to_ignore(name: str) -> bool:
     return name == LOCK_FILE or atomic_files.is_partial(name)
 
 
-def read_run_record(output_dir) -> dict | None:
-    path = os.path.join(output_dir, RUN_FILE)
+def read_json_record(path) -> dict | None:
+    """A record file this package wrote (run.json, ensemble.json); None if absent or
+    unreadable as JSON."""
     if not os.path.isfile(path):
         return None
     with open(path) as handle:
@@ -112,10 +113,18 @@ def read_run_record(output_dir) -> dict | None:
             return None
 
 
+def write_json_record(path, record: dict) -> None:
+    """Write a record file atomically, so a kill never leaves it half-written."""
+    atomic_files.write_text(path, json.dumps(record, indent=2, sort_keys=True,
+                                             default=str) + "\n")
+
+
+def read_run_record(output_dir) -> dict | None:
+    return read_json_record(os.path.join(output_dir, RUN_FILE))
+
+
 def write_run_record(output_dir, record: dict) -> None:
-    """Write run.json atomically, so a kill never leaves it half-written."""
-    atomic_files.write_text(os.path.join(output_dir, RUN_FILE),
-                            json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    write_json_record(os.path.join(output_dir, RUN_FILE), record)
 
 
 def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
