@@ -15,6 +15,7 @@ from tests.conftest import SMALL_MODEL
 # prediction path; tanh keeps outputs on a trained model's scale.
 SAVED_RUN_MODEL = dict(SMALL_MODEL, lstm_activation="tanh")
 SCALER_MEAN, SCALER_STD = 11.0, 2.5
+SAVED_RUN_SEED = 0
 
 
 def save_small_run(directory: pathlib.Path) -> pathlib.Path:
@@ -24,7 +25,12 @@ def save_small_run(directory: pathlib.Path) -> pathlib.Path:
     import dream_keras
     from dream_keras.data.splits import TargetScaler
 
+    import keras
+
     directory.mkdir(parents=True, exist_ok=True)
+    # The same weights in every session: tests on this untrained model (e.g. integrated
+    # gradients' completeness on a near-zero difference) must not depend on test order.
+    keras.utils.set_random_seed(SAVED_RUN_SEED)
     model = dream_keras.build_model(**SAVED_RUN_MODEL)
     model.save(directory / "model.keras")
     TargetScaler(SCALER_MEAN, SCALER_STD).save(directory / "target_scaler.json")
