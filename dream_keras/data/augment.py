@@ -77,14 +77,22 @@ def shuffle(codes, start, end, rng) -> np.ndarray:
     return np.take_along_axis(codes, np.argsort(keys, axis=1, kind="stable"), axis=1)
 
 
+def _edit_sizes(codes, start, end, rng, max_length: int):
+    """(position, length, inside, size) of an insertion or deletion: each row's positions
+    in its variable part, that part's length, the mask of it, and 1..max_length bases to
+    edit (at most the part's length)."""
+    position, length, inside = _region_positions(codes, start, end)
+    size = np.minimum(rng.integers(1, max_length + 1, size=len(codes))[:, None], length)
+    return position, length, inside, size
+
+
 def insert(codes, start, end, rng, max_length: int, probability: float = 1.0) -> np.ndarray:
     """Random insertion of 1..max_length bases, the variable part cut back to length."""
     codes = np.asarray(codes, dtype=np.uint8)
     if max_length <= 0:
         return codes.copy()
     n = len(codes)
-    position, length, inside = _region_positions(codes, start, end)
-    size = np.minimum(rng.integers(1, max_length + 1, size=n)[:, None], length)
+    position, length, inside, size = _edit_sizes(codes, start, end, rng, max_length)
     point = np.floor(rng.random((n, 1)) * (length + 1)).astype(np.int64)
     offset = np.floor(rng.random((n, 1)) * (size + 1)).astype(np.int64)
     t = position + offset  # position in the lengthened variable part
@@ -100,8 +108,7 @@ def delete(codes, start, end, rng, max_length: int, probability: float = 1.0) ->
     if max_length <= 0:
         return codes.copy()
     n = len(codes)
-    position, length, inside = _region_positions(codes, start, end)
-    size = np.minimum(rng.integers(1, max_length + 1, size=n)[:, None], length)
+    position, length, inside, size = _edit_sizes(codes, start, end, rng, max_length)
     point = np.floor(rng.random((n, 1)) * (length - size + 1)).astype(np.int64)
     left = np.floor(rng.random((n, 1)) * (size + 1)).astype(np.int64)
     t = position - left  # position in the shortened variable part
