@@ -22,8 +22,9 @@ install:
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[dev]'
 
+# Two workers (pytest-xdist), each taking whole test files: module fixtures are built once.
 test:
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 # Trains, then evaluates on the held-out rows beside the built-in k-mer ridge baseline
 # fitted on the same training file (about a minute of CPU more).

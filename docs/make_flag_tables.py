@@ -66,9 +66,14 @@ def main() -> None:
         print(_table(sys.argv[1]))
         return
     sections = [HEADER]
-    for script, repository_script, module in COMMANDS:
-        table = subprocess.run([sys.executable, __file__, module], capture_output=True,
-                               text=True, check=True).stdout.strip()
+    # One child per command, all started at once: each spends its time importing TensorFlow.
+    children = [subprocess.Popen([sys.executable, __file__, module], stdout=subprocess.PIPE,
+                                 text=True) for _, _, module in COMMANDS]
+    for (script, repository_script, module), child in zip(COMMANDS, children):
+        stdout, _ = child.communicate()
+        if child.returncode:
+            raise subprocess.CalledProcessError(child.returncode, child.args, stdout)
+        table = stdout.strip()
         also = f" (also `python {repository_script}`)" if repository_script else ""
         sections.append(f"## `{script}`{also}\n\n{table}\n")
     print("\n".join(sections), end="")

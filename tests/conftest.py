@@ -23,6 +23,13 @@ SMALL_MODEL = {"conv_kernel_sizes": (5,), "conv_filters": 16, "conv_out_filters"
                "key_size": 8, "value_size": 8, "num_transformer_blocks": 1}
 
 
+def pytest_collection_modifyitems(items):
+    """Modules marked `long` (pytestmark = pytest.mark.long) run first: `make test` deals
+    whole files to two workers (pytest-xdist --dist loadfile), which finish together only
+    when the longest files do not start last. A stable sort: the order is otherwise kept."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def small_model_flags() -> list:
     """SMALL_MODEL as train.py flags."""
     return [f"--{name}={','.join(map(str, value)) if isinstance(value, tuple) else value}"

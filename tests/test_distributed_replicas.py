@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import SMALL_MODEL
 from tests.run_helpers import synthetic_cache
 
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+
 _SCRIPT = """
 import json, sys
 import numpy as np

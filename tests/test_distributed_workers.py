@@ -6,8 +6,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, small_model_flags
 from tests.run_helpers import history, kill_after_backup
+
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
 RUN = ["--passes_per_epoch=1", "--batch_size=32", "--optimizer=adam",
        "--singleton_keep_prob=1", "--validation_fraction=0.2", "--strategy=multi_worker",

@@ -14,6 +14,8 @@ from dream_keras.data.sequences import encode, one_hot
 from dream_keras.inference import load_run, predict_sequences  # the scoring API ISM must match
 from tests.saved_run import SCALER_STD, random_sequences, save_small_run
 
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 L = 110
 COMPLEMENT = str.maketrans("ACGT", "TGCA")

@@ -32,6 +32,8 @@ import pytest
 from tests.conftest import DREAM_DIR, REPO
 from tests.saved_run import random_sequences
 
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 NOBODY = 65534
 MODULES = {"predict": "dream_keras.cli.predict", "evaluate": "dream_keras.cli.evaluate",

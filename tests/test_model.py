@@ -12,6 +12,8 @@ import dream_keras
 from dream_keras.metrics import pearson_r
 from dream_keras.model import MODEL_ARGUMENT_HELP, MODEL_DEFAULTS, build_model
 
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATTENTION_WEIGHTS = ("q_kernel", "k_kernel", "v_kernel", "r_k_kernel", "r_w_bias", "r_r_bias")
 ATTENTION_OUTPUT = ("output_kernel", "output_bias")

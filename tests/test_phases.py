@@ -14,6 +14,8 @@ from dream_keras.training_config import TrainingConfig
 from tests.conftest import REPO, small_model_flags
 from tests.run_helpers import history, kill_after_backup, run_train
 
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+
 SMALL_MODEL_FLAGS = small_model_flags()
 
 LEARNED = 0.2  # validation r the learning run must reach (measured: 0.146, 0.166, 0.226, 0.230)

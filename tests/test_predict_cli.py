@@ -10,6 +10,8 @@ from dream_keras.inference import load_run, predict_sequences, variant_effects
 from tests.run_helpers import finish, run_script, start_script
 from tests.saved_run import random_sequences
 
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

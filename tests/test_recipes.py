@@ -4,8 +4,12 @@ NaN) fails. The faithful full-size model runs here because these tests are about
 shipped recipes; they are the suite's longest (see `make test`'s slowest-tests list)."""
 import json
 
+import pytest
+
 from tests.conftest import REPO
 from tests.run_helpers import run_train
+
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
 
 def test_small_data_recipe_learns_without_collapsing(tmp_path, real_train_file):

@@ -21,6 +21,8 @@ import pytest
 from tests.conftest import REPO, SMALL_MODEL, small_model_flags
 from tests.run_helpers import history, run_train
 
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+
 SMALL_MODEL_FLAGS = small_model_flags()
 
 RUN = ["--epochs=3", "--steps_per_epoch=2", "--batch_size=32", "--optimizer=adam",

@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import REPO
 from tests.run_helpers import SMALL_RUN, history, kill_after_backup, run_train
 
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+
 def test_quickstart_path_writes_every_output(tmp_path):
     from dream_keras.training import train
     from dream_keras.training_config import TrainingConfig

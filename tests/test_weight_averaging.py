@@ -11,6 +11,8 @@ from tests.conftest import REPO, SMALL_MODEL
 from tests.run_helpers import (SMALL_RUN, history, kill_after_backup, run_train,
                                synthetic_cache)
 
+pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+
 MOMENTUM = 0.9
 
 # One subprocess per device count (logical CPUs must be set before TensorFlow starts).
