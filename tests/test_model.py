@@ -221,14 +221,14 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path):
 
 
 def test_overfits_random_labels():
-    """Capacity check: 256 random sequences with random labels are memorised (r > 0.8)."""
+    """Capacity check: 128 random sequences with random labels are memorised (r > 0.8)."""
     keras.utils.set_random_seed(0)
-    x = random_one_hot(256, seed=3)
-    y = np.random.default_rng(4).normal(size=(256, 1)).astype("float32")
+    x = random_one_hot(128, seed=3)
+    y = np.random.default_rng(4).normal(size=(128, 1)).astype("float32")
     model = build_model()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=False)
     r = float("nan")
-    for _ in range(8):  # at most 40 epochs, checked every 5 (r ~ 0.85 after 15 here)
+    for _ in range(8):  # at most 40 epochs, checked every 5 (r 0.86 after 15 here)
         model.fit(x, y, batch_size=32, epochs=5, verbose=0)
         r = pearson_r(model.predict(x, verbose=0), y)
         if r > 0.8:
