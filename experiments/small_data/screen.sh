@@ -13,6 +13,10 @@ train=$1 out_root=$2 seeds=$3
 shift 3
 python=${PYTHON:-.venv/bin/python}
 
+# The first recipe (flags/small_data.flags before distillation), and its distillation
+# variants; every candidate spells out what differs, so the screen does not depend on the
+# flagfile's current contents.
+first="--teacher= --pretrain_epochs=0 --learning_rate=3e-4 --epochs=30"
 distill="--teacher=ridge --pretrain_epochs=2 --pretrain_steps_per_epoch=469 \
 --pretrain_learning_rate=3e-4 --learning_rate=1e-4 --epochs=20"
 evoaug="--augment_mutation_rate=0.05 --augment_insertion_max=10 --augment_deletion_max=10 \
@@ -20,13 +24,13 @@ evoaug="--augment_mutation_rate=0.05 --augment_insertion_max=10 --augment_deleti
 
 candidate_flags() {
     case $1 in
-        base) echo "" ;;                                    # flags/small_data.flags as is
+        base) echo "$first" ;;                              # the first recipe (R3)
         distill) echo "$distill" ;;                         # 60,032 ridge-labelled designs
         distill_long) echo "${distill/--pretrain_epochs=2/--pretrain_epochs=6}" ;;  # 180k
         distill_ema) echo "$distill --ema_momentum=0.99" ;;
         distill_evoaug) echo "$distill $evoaug" ;;
         distill_mutate) echo "$distill --pretrain_generator=mutate --pretrain_mutation_rate=0.2" ;;
-        evoaug) echo "$evoaug" ;;
+        evoaug) echo "$first $evoaug" ;;
         *) echo "unknown candidate: $1" >&2; return 1 ;;
     esac
 }
