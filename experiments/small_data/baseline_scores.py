@@ -8,7 +8,6 @@ fit seconds and the held-out metrics (dream_keras.metrics names).
 import json
 import time
 
-import numpy as np
 from absl import app, flags
 
 from dream_keras.baseline import fit_kmer_ridge
