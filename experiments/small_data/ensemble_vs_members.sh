@@ -3,43 +3,69 @@
 # ensemble.py trains the members (flags/small_data.flags plus overrides) and writes the
 # ensemble file; evaluate.py scores every member and the ensemble, both strand-averaged
 # (--reverse_complement_average), the first one also beside the k-mer ridge fitted on the
-# same training file. Run from the repository root:
+# same training file. Settings are chosen on validation rows (screen.sh), never here.
+# Run from the repository root:
 #
-#   experiments/small_data/ensemble_vs_members.sh TRAIN.txt HELDOUT.txt OUT [flags...]
+#   experiments/small_data/ensemble_vs_members.sh TRAIN.txt HELDOUT OUT [flags...]
 #
-# e.g. MEMBERS=3 ... OUT --epochs=6. Writes OUT/ (the ensemble), OUT/members/seed_K/
-# and */evaluation/heldout/metrics.json; prints one table. Data
-# locations are arguments: nothing is hard-coded.
+# HELDOUT is a labelled file (scored with --data, into */evaluation/heldout/metrics.json)
+# or a DREAM directory (scored on the challenge's subsets with --dream_dir, into
+# */evaluation/dream/dream_score.json). MEMBERS=N (default 3), e.g.
+# MEMBERS=3 ... OUT --epochs=6. Writes OUT/ (the ensemble) and OUT/members/seed_K/; prints
+# one table. Rerunning resumes a killed ensemble and skips evaluations already written.
+# Data locations are arguments: nothing is hard-coded.
 set -euo pipefail
 train=$1 heldout=$2 out=$3
 shift 3
 python=${PYTHON:-.venv/bin/python}
+if [[ -d $heldout ]]; then
+    kind=dream data="--dream_dir=$heldout" result=dream_score.json
+else
+    kind=heldout data="--data=$heldout" result=metrics.json
+fi
 started=$(date +%s)
-"$python" ensemble.py --flagfile=flags/small_data.flags --train_data="$train" \
-    --output_dir="$out" --synthetic_rows=0 --ensemble_members="${MEMBERS:-3}" "$@"
+if ! grep -qs '"status": "completed"' "$out/ensemble.json"; then
+    "$python" ensemble.py --flagfile=flags/small_data.flags --train_data="$train" \
+        --output_dir="$out" --synthetic_rows=0 --ensemble_members="${MEMBERS:-3}" "$@"
+fi
 echo "ensemble_training_seconds=$(( $(date +%s) - started ))"
 baseline="--baseline_train_data=$train"
 for run in "$out"/members/seed_* "$out"; do
-    "$python" evaluate.py --model="$run/model.keras" --data="$heldout" \
-        --output_dir="$run/evaluation/heldout" --reverse_complement_average $baseline
+    if [[ ! -f $run/evaluation/$kind/$result ]]; then
+        "$python" evaluate.py --model="$run/model.keras" "$data" \
+            --output_dir="$run/evaluation/$kind" --reverse_complement_average $baseline
+    fi
     baseline=""
 done
-"$python" - "$out" <<'PY'
+"$python" - "$out" "$kind" "$result" <<'PY'
 import glob, json, os, sys
-out = sys.argv[1]
+out, kind, result = sys.argv[1:]
 runs = sorted(glob.glob(os.path.join(out, "members", "seed_*"))) + [out]
-print("| model | val_pearson | held-out r | held-out rho |")
-print("|---|---|---|---|")
+subsets = ["all", "high", "low", "yeast", "random", "challenging", "motif_perturbation",
+           "motif_tiling"]
+if kind == "dream":
+    header = ["Pearson score", "Spearman score"] + [f"r {name}" for name in subsets]
+else:
+    header = ["held-out r", "held-out rho"]
+
+def cells(scores):
+    if kind != "dream":
+        return [f"{scores['pearson']:.3f}", f"{scores['spearman']:.3f}"]
+    r = [scores["subsets"].get(name, {}).get("pearson") for name in subsets]
+    return [f"{scores['pearson_score']:.3f}", f"{scores['spearman_score']:.3f}"] + \
+        ["" if value is None else f"{value:.3f}" for value in r]
+
+print("| model | val_pearson | " + " | ".join(header) + " |")
+print("|---" * (2 + len(header)) + "|")
 for run in runs:
-    metrics = json.load(open(os.path.join(run, "evaluation", "heldout", "metrics.json")))
+    scores = json.load(open(os.path.join(run, "evaluation", kind, result)))
     record_path = os.path.join(run, "run.json")
     val = (json.load(open(record_path)).get("best_metrics") or {}).get("val_pearson") \
         if os.path.isfile(record_path) else None
     name = "ensemble" if run == out else os.path.basename(run)
-    print(f"| {name} | {'' if val is None else f'{val:.3f}'} | {metrics['pearson']:.3f} "
-          f"| {metrics['spearman']:.3f} |")
-    if "baseline" in metrics:
-        ridge = metrics["baseline"]
-        print(f"| k-mer ridge | | {ridge['pearson']:.3f} | {ridge['spearman']:.3f} |")
+    print(f"| {name} | {'' if val is None else f'{val:.3f}'} | " + " | ".join(cells(scores))
+          + " |")
+    if "baseline" in scores:
+        print("| k-mer ridge | | " + " | ".join(cells(scores["baseline"])) + " |")
 PY
 echo "total_seconds=$(( $(date +%s) - started ))"
