@@ -1,0 +1,42 @@
+"""train.py, printing the training loss of individual batches: every batch of the first
+epoch whose own loss exceeds --report_above (and batches 0-4, for scale). Keras logs the
+epoch's running mean; a batch's own loss is recovered from two consecutive means (exact
+until one batch dwarfs the rest, then float32 rounding of the mean dominates later rows).
+
+    python experiments/small_data/batch_losses.py [train.py flags...] [--report_above=20]
+
+What it showed (docs/small_data.md, "Divergence"): one pre-training batch, not a drift.
+"""
+import sys
+
+import keras
+
+import dream_keras.training as training
+from dream_keras.cli.train import main
+
+report_above = 20.0
+for argument in list(sys.argv[1:]):
+    if argument.startswith("--report_above="):
+        report_above = float(argument.split("=", 1)[1])
+        sys.argv.remove(argument)
+
+
+class BatchLosses(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.previous_mean = epoch, 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        mean = float(logs["loss"])
+        own = (batch + 1) * mean - batch * self.previous_mean
+        self.previous_mean = mean
+        if self.epoch == 0 and (batch < 5 or own > report_above):
+            print(f"epoch 1 batch {batch + 1}: loss {own:.3g} (running mean {mean:.3g})",
+                  flush=True)
+
+
+_for_phase = training._RunCallbacks.for_phase
+training._RunCallbacks.for_phase = (
+    lambda self, phases, phase: _for_phase(self, phases, phase) + [BatchLosses()])
+
+if __name__ == "__main__":
+    main()
