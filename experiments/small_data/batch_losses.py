@@ -1,8 +1,8 @@
 """train.py, printing the training loss of individual batches: every batch of the first
 epoch whose own loss exceeds --report_above (and its first 5 batches, for scale), numbered
-from 1. Keras logs the
-epoch's running mean; a batch's own loss is recovered from two consecutive means (exact
-until one batch dwarfs the rest, then float32 rounding of the mean dominates later rows).
+from 1. Keras logs the epoch's running mean; a batch's own loss is recovered from two
+consecutive means (exact until one batch dwarfs the rest, then float32 rounding of the mean
+dominates later rows).
 
     python experiments/small_data/batch_losses.py [train.py flags...] [--report_above=20]
 
