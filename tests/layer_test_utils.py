@@ -14,6 +14,15 @@ import numpy as np
 MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
 
 
+def compile_mse(model: keras.Model, optimizer, jit_compile: bool = False) -> keras.Model:
+    """model.compile with an MSE loss, the optimizer's variables built at once: a first
+    train step that has to create them is traced twice (for the full model 15 s instead
+    of 5 in graph mode; dream_keras.training builds them up front too)."""
+    model.compile(optimizer=optimizer, loss="mse", jit_compile=jit_compile)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
 def set_weights_by_name(layer: keras.layers.Layer, arrays: dict) -> None:
     """Assign `arrays[name]` to the layer's weight of that short name; every weight needed."""
     weights = {w.name: w for w in layer.weights}
@@ -33,7 +42,7 @@ def assert_config_round_trip(layer: keras.layers.Layer) -> None:
 def _one_sgd_step_changes_weights(layer_cls, init_kwargs, input_data) -> None:
     inputs = keras.Input(shape=input_data.shape[1:])
     model = keras.Model(inputs, layer_cls(**init_kwargs)(inputs))
-    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", jit_compile=False)
+    compile_mse(model, keras.optimizers.SGD(0.01))
     before = [w.numpy().copy() for w in model.trainable_weights]
     targets = np.random.default_rng(1).normal(size=model.output_shape[1:])
     targets = np.broadcast_to(targets, (len(input_data),) + targets.shape).astype("float32")

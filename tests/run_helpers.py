@@ -11,8 +11,8 @@ from dream_keras.data import synthetic
 from dream_keras.data.cache import prepare_cache
 from tests.conftest import REPO, small_model_flags
 
-# A warm-up and cosine schedule, so that the kill-and-resume test also shows a resumed
-# run continuing the same learning-rate curve.
+# A warm-up and cosine schedule, so that the kill-and-resume tests that use it (ensemble,
+# weight averaging) also show a resumed run continuing the same learning-rate curve.
 SMALL_RUN = ["--epochs=2", "--passes_per_epoch=1", "--batch_size=32", "--optimizer=adam", "--learning_rate=1e-3",
              "--lr_schedule=cosine", "--lr_warmup_epochs=0.5",
              "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2",

@@ -7,6 +7,7 @@ import pytest
 from dream_keras.data import synthetic
 from dream_keras.data.sequences import encode, one_hot
 from tests.conftest import SMALL_MODEL
+from tests.layer_test_utils import compile_mse
 
 L = 110
 GCN4 = next(motif for motif in synthetic.MOTIFS if motif.name == "GCN4")
@@ -64,7 +65,7 @@ def trained():
     target[site_rows(codes)] = 1.0
     keras.utils.set_random_seed(0)
     model = dream_keras.build_model(**MOTIF_MODEL)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse", jit_compile=True)
+    compile_mse(model, keras.optimizers.Adam(3e-3), jit_compile=True)
     scaler = TargetScaler.fit(target)
     model.fit(one_hot(codes), scaler.transform(target), epochs=20, batch_size=32, verbose=0)
     return model, scaler

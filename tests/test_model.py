@@ -11,6 +11,7 @@ import pytest
 import dream_keras
 from dream_keras.metrics import pearson_r
 from dream_keras.model import MODEL_ARGUMENT_HELP, MODEL_DEFAULTS, build_model
+from tests.layer_test_utils import compile_mse
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
@@ -97,7 +98,7 @@ def test_training_reaches_every_weight_including_attention():
     """The original's defect: attention and feed-forward weights never trained. Not here."""
     keras.utils.set_random_seed(0)
     model = build_model()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=False)
+    compile_mse(model, keras.optimizers.Adam(1e-3))
     x = random_one_hot(32)
     y = np.random.default_rng(1).normal(size=(32, 1)).astype("float32")
     initial = _snapshot(model)
@@ -126,7 +127,7 @@ def test_freeze_transformer_reproduces_the_notebooks_effective_network():
     assert sum(int(np.prod(w.shape)) for w in frozen) == 167_040
     assert model.count_params() - 167_040 == 152_617
     assert {w.path.split("/")[1] for w in frozen} == {"attention", "ffn_expand", "ffn_project"}
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=False)
+    compile_mse(model, keras.optimizers.Adam(1e-3))
     x = random_one_hot(32)
     y = np.random.default_rng(1).normal(size=(32, 1)).astype("float32")
     initial = {w.path: w.numpy().copy() for w in model.weights}
@@ -151,8 +152,8 @@ def test_one_step_agrees_with_and_without_xla():
     xla.set_weights(graph.get_weights())
     # Adam bounds each step by the learning rate whatever the loss (an untrained swish
     # LSTM can output ~300), so the two runs stay comparable.
-    graph.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse", jit_compile=False)
-    xla.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse", jit_compile=True)
+    compile_mse(graph, keras.optimizers.Adam(1e-4))
+    compile_mse(xla, keras.optimizers.Adam(1e-4), jit_compile=True)
     losses = [(graph.train_on_batch(x, y), xla.train_on_batch(x, y)) for _ in range(3)]
     for graph_loss, xla_loss in losses:
         assert np.isfinite(graph_loss) and xla_loss == pytest.approx(graph_loss, rel=1e-3)
@@ -226,7 +227,7 @@ def test_overfits_random_labels():
     x = random_one_hot(128, seed=3)
     y = np.random.default_rng(4).normal(size=(128, 1)).astype("float32")
     model = build_model()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=False)
+    compile_mse(model, keras.optimizers.Adam(1e-3))
     r = float("nan")
     for _ in range(8):  # at most 40 epochs, checked every 5 (r 0.86 after 15 here)
         model.fit(x, y, batch_size=32, epochs=5, verbose=0)

@@ -25,9 +25,11 @@ pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
 SMALL_MODEL_FLAGS = small_model_flags()
 
+# A warm-up and cosine schedule: a resumed run must also continue the learning-rate curve.
 RUN = ["--epochs=3", "--steps_per_epoch=2", "--batch_size=32", "--optimizer=adam",
-       "--learning_rate=1e-3", "--nojit_compile", "--singleton_keep_prob=1",
-       "--validation_fraction=0.2", *SMALL_MODEL_FLAGS]
+       "--learning_rate=1e-3", "--lr_schedule=cosine", "--lr_warmup_epochs=0.5",
+       "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2",
+       *SMALL_MODEL_FLAGS]
 
 
 def _flags(cache, run_dir):
@@ -96,6 +98,10 @@ KILL_POINTS = [
 
 def test_killed_anywhere_resumes_to_the_same_history(tmp_path, small_cache,  # noqa: F811
                                                      reference):
+    """Every kill point in turn, then a last rerun: the run's history, weights and files
+    are those of the uninterrupted `reference` run. (The first rerun starts from nothing,
+    so this also shows that one seed gives one history in separate processes; each later
+    one resumes mid-schedule: the same batches at the same learning rates.)"""
     run_dir = tmp_path / "run"
     expected = history(reference)
     for action, rows in KILL_POINTS:
@@ -127,7 +133,8 @@ def _config(data, run_dir):
 
     return TrainingConfig(
         train_data=str(data), output_dir=str(run_dir), epochs=3, steps_per_epoch=2,
-        batch_size=32, optimizer="adam", learning_rate=1e-3, jit_compile=False,
+        batch_size=32, optimizer="adam", learning_rate=1e-3, lr_schedule="cosine",
+        lr_warmup_epochs=0.5, jit_compile=False,
         singleton_keep_prob=1.0, validation_fraction=0.2,
         model={**MODEL_DEFAULTS, **SMALL_MODEL})
 

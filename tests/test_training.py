@@ -1,19 +1,16 @@
-"""Training runs end to end: outputs, replicas, multi-worker, kill-and-resume, errors.
+"""Training runs end to end: outputs and errors.
 
-Runs are tiny (a few hundred synthetic rows, batch 32-64) and most skip XLA to save
-compile time; the model tests cover the XLA train step. Replicas and workers:
-tests/test_distributed_*.py.
+Runs are tiny (a few hundred synthetic rows, batch 32) and skip XLA to save compile time;
+the model tests cover the XLA train step. Replicas and workers: tests/test_distributed_*.py;
+kill-and-resume and same-seed determinism: tests/test_resume_safety.py.
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
-from tests.run_helpers import SMALL_RUN, history, kill_after_backup, run_train
+from tests.run_helpers import history, run_train
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
@@ -45,39 +42,6 @@ def test_quickstart_path_writes_every_output(tmp_path):
     scaler = json.loads((run / "target_scaler.json").read_text())
     assert scaler["mean"] == pytest.approx(data["target_mean"]) and scaler["std"] > 0
     assert record["status"] == "completed"
-
-
-@pytest.fixture(scope="module")
-def uninterrupted_run(tmp_path_factory, small_cache):
-    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
-    run_train(f"--train_data={small_cache}", f"--output_dir={run_dir}", *SMALL_RUN,
-              "--epochs=3")
-    return run_dir
-
-
-def test_same_seed_same_history(tmp_path, small_cache, uninterrupted_run):
-    run_train(f"--train_data={small_cache}", f"--output_dir={tmp_path / 'again'}",
-              *SMALL_RUN, "--epochs=3")
-    assert history(tmp_path / "again") == history(uninterrupted_run)
-
-
-def test_killed_run_resumes_where_it_stopped(tmp_path, small_cache, uninterrupted_run):
-    args = [sys.executable, str(REPO / "train.py"), f"--train_data={small_cache}",
-            f"--output_dir={tmp_path / 'run'}", *SMALL_RUN, "--epochs=3"]
-    metadata = tmp_path / "run" / "backup" / "epoch-000001.json"  # epoch 1 committed
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    backed_up = kill_after_backup([process], metadata)
-    assert 1 <= backed_up < 3
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "running"
-    resumed = run_train(*args[2:])
-    assert f"resuming {tmp_path / 'run'} at epoch {backed_up + 1}" in resumed.stderr
-    assert [int(r["epoch"]) for r in history(tmp_path / "run")] == [0, 1, 2]
-    record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record["status"] == "completed" and record["epochs_completed"] == 3
-    # The resumed epochs trained exactly the uninterrupted run's batches (the stream
-    # restarts at step epoch * steps_per_epoch), from the same weights and optimizer state,
-    # at the same points of the learning-rate schedule.
-    assert history(tmp_path / "run") == history(uninterrupted_run)
 
 
 def test_missing_data_file_says_where_to_get_it(tmp_path):
