@@ -100,8 +100,12 @@ class _RunCallbacks:
                 + ([PhaseLearningRate(phase.learning_rate)] if in_phases else []))
 
 
-def train(config: TrainingConfig) -> dict:
-    """Run (or resume) training; returns the final run record (also written as run.json)."""
+def train(config: TrainingConfig, extra_callbacks=()) -> dict:
+    """Run (or resume) training; returns the final run record (also written as run.json).
+
+    `extra_callbacks` (keras.callbacks.Callback) are given to every phase's `fit` before
+    the run's own, to observe it (per-batch losses, timings); they must not change the
+    weights or the data, or a resumed run no longer matches an uninterrupted one."""
     split_cpu(config.cpu_devices)
     strategy = make_strategy(config.strategy)  # first: multi-worker needs a fresh runtime
     chief = is_chief(strategy)
@@ -112,10 +116,11 @@ def train(config: TrainingConfig) -> dict:
     ensure_train_file(config)  # a missing file stops the run before it touches output_dir
     # Owned before anything in it is read or written; workers never write it.
     with rundir.locked(config.output_dir) if chief else contextlib.nullcontext():
-        return _train_owning_output_dir(config, strategy, chief)
+        return _train_owning_output_dir(config, strategy, chief, list(extra_callbacks))
 
 
-def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool) -> dict:
+def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
+                             extra_callbacks: list) -> dict:
     identity = config.run_identity()
     resuming = (rundir.claim_output_dir(config.output_dir, identity, config.overwrite)
                 if chief else True)
@@ -184,7 +189,7 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool) -> d
         model.fit(train_batches, validation_data=validation_batches,
                   initial_epoch=start_epoch, epochs=phase.end_epoch,
                   steps_per_epoch=phase.steps_per_epoch, validation_steps=validation_steps,
-                  callbacks=run_callbacks.for_phase(phases, phase),
+                  callbacks=extra_callbacks + run_callbacks.for_phase(phases, phase),
                   shuffle=False,  # the dataset shuffles itself, seeded
                   verbose=2 if not sys.stdout.isatty() else "auto")
         if model.stop_training or not all(np.isfinite(w).all() for w in model.get_weights()):

@@ -15,6 +15,8 @@ from tests.run_helpers import history, run_train
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
 def test_quickstart_path_writes_every_output(tmp_path):
+    import keras
+
     from dream_keras.training import train
     from dream_keras.training_config import TrainingConfig
 
@@ -22,7 +24,15 @@ def test_quickstart_path_writes_every_output(tmp_path):
                             output_dir=str(tmp_path / "run"), epochs=2, batch_size=32, passes_per_epoch=1,
                             optimizer="adam", learning_rate=1e-3, jit_compile=False,
                             validation_fraction=0.2)
-    record = train(config)
+    class Batches(keras.callbacks.Callback):  # an observer: extra_callbacks
+        def on_train_begin(self, logs=None):
+            self.seen = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen.append(batch)
+
+    batches = Batches()
+    record = train(config, extra_callbacks=[batches])
     run = tmp_path / "run"
     assert {"model.keras", "target_scaler.json", "history.csv", "run.json",
             "tensorboard"} <= set(os.listdir(run))
@@ -42,6 +52,7 @@ def test_quickstart_path_writes_every_output(tmp_path):
     scaler = json.loads((run / "target_scaler.json").read_text())
     assert scaler["mean"] == pytest.approx(data["target_mean"]) and scaler["std"] > 0
     assert record["status"] == "completed"
+    assert batches.seen == list(range(record["steps_per_epoch"])) * 2  # every batch, 2 epochs
 
 
 def test_missing_data_file_says_where_to_get_it(tmp_path):

@@ -10,10 +10,14 @@ What it showed (docs/small_data.md, "Divergence"): one pre-training batch, not a
 """
 import sys
 
-import keras
+# First: imports TensorFlow quietly and defines train.py's flags.
+from dream_keras.cli import train as train_command
 
-import dream_keras.training as training
-from dream_keras.cli.train import main
+import keras  # noqa: E402
+
+from dream_keras.cli import runner  # noqa: E402
+from dream_keras.cli.training_flags import config_from_flags  # noqa: E402
+from dream_keras.training import train  # noqa: E402
 
 report_above = 20.0
 for argument in list(sys.argv[1:]):
@@ -35,9 +39,12 @@ class BatchLosses(keras.callbacks.Callback):
                   flush=True)
 
 
-_for_phase = training._RunCallbacks.for_phase
-training._RunCallbacks.for_phase = (
-    lambda self, phases, phase: _for_phase(self, phases, phase) + [BatchLosses()])
+def train_printing_batch_losses() -> str:
+    config = config_from_flags()
+    train_command.check_training_paths(config)
+    record = train(config, extra_callbacks=[BatchLosses()])
+    return f"{record['status']}: outputs in {config.output_dir}"
+
 
 if __name__ == "__main__":
-    main()
+    runner.run(train_printing_batch_losses)
