@@ -142,6 +142,7 @@ def _seconds_per_step(model, batch_size: int, steps: int, clock=time.perf_counte
     import numpy as np
 
     model.compile(optimizer=keras.optimizers.RMSprop(1e-4), loss="mse", jit_compile=True)
+    model.optimizer.build(model.trainable_variables)  # as training.compiled_model
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch_size, *model.inputs[0].shape[1:])).astype(np.float32)
     y = rng.standard_normal((batch_size, 1)).astype(np.float32)

@@ -68,6 +68,7 @@ def train_sequences_per_second(batch_size: int, steps: int, *, policy: str = "fl
         model = build_model(lstm_activation=lstm_activation)
         model.compile(optimizer=keras.optimizers.RMSprop(1e-4), loss="mse",
                       jit_compile=jit_compile)
+        model.optimizer.build(model.trainable_variables)  # as training.compiled_model
         rng = np.random.default_rng(0)
         codes = rng.integers(0, 4, size=(batch_size, model.inputs[0].shape[1]))
         x = np.eye(4, dtype=np.float32)[codes]
