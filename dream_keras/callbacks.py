@@ -85,6 +85,13 @@ def save_model(model, path) -> None:
         model.save(temporary)
 
 
+def diverged_epochs(history: list[dict]) -> list[int]:
+    """The epochs (1-based, as the logs count) of history.csv rows whose mean training
+    loss is above DIVERGED_TRAINING_LOSS or not finite."""
+    return [row["epoch"] + 1 for row in history
+            if "loss" in row and not row["loss"] <= DIVERGED_TRAINING_LOSS]
+
+
 def best_epoch(history: list[dict], monitor: str = "val_pearson") -> dict | None:
     """The history row with the highest finite `monitor`, or None."""
     scored = [row for row in history if np.isfinite(row.get(monitor, np.nan))]

@@ -155,7 +155,8 @@ def _member_summary(run_dir, record) -> dict:
     record = record or {}
     return {"run": os.path.abspath(run_dir), "seed": record.get("seed"),
             "status": record.get("status"), "best_epoch": record.get("best_epoch"),
-            "best_metrics": record.get("best_metrics")}
+            "best_metrics": record.get("best_metrics"),
+            "diverged_epochs": record.get("diverged_epochs")}
 
 
 def _write_record(output_dir, record: dict) -> None:

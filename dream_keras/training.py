@@ -22,9 +22,9 @@ from absl import logging
 
 from dream_keras import averaging
 from dream_keras import run_directory as rundir
-from dream_keras.callbacks import (BestModelCheckpoint, EpochBackup, EpochSummary,
-                                   ResumableEarlyStopping, best_epoch, read_history,
-                                   save_model)
+from dream_keras.callbacks import (DIVERGED_TRAINING_LOSS, BestModelCheckpoint, EpochBackup,
+                                   EpochSummary, ResumableEarlyStopping, best_epoch,
+                                   diverged_epochs, read_history, save_model)
 from dream_keras.dataset import (check_replica_batch, evaluation_dataset, evaluation_steps,
                                  training_dataset, weighted_evaluation_dataset)
 from dream_keras.distribute import (XLA_OFF, XLA_WHOLE_STEP, ReplicaTrainer, is_chief,
@@ -311,4 +311,22 @@ def _outcome(config: TrainingConfig, model: keras.Model) -> dict:
     else:
         outcome.update(best_epoch=best["epoch"] + 1,
                        best_metrics={k: v for k, v in best.items() if k != "epoch"})
+    outcome["diverged_epochs"] = diverged = diverged_epochs(history)
+    if diverged:
+        logging.warning(
+            "training diverged in epoch(s) %s (mean training loss above %g or not finite): "
+            "some batches' predictions exploded; model.keras is epoch %s's. Compare its "
+            "val_pearson with another --seed's before using it (docs/small_data.md, "
+            "'Divergence')", epoch_ranges(diverged), DIVERGED_TRAINING_LOSS,
+            outcome["best_epoch"])
     return outcome
+
+
+def epoch_ranges(epochs: list[int]) -> str:
+    """[2, 3, 4, 7] -> '2-4, 7'."""
+    ranges, start = [], epochs[0]
+    for previous, current in zip(epochs, epochs[1:] + [None]):
+        if current != previous + 1:
+            ranges.append(str(start) if start == previous else f"{start}-{previous}")
+            start = current
+    return ", ".join(ranges)

@@ -1,7 +1,8 @@
-"""The epoch summary's warning for diverged training batches (docs/small_data.md)."""
+"""Diverged training batches (docs/small_data.md): the epoch summary's warning and the
+epochs a finished run lists in run.json (diverged_epochs)."""
 import logging
 
-from dream_keras.callbacks import DIVERGED_TRAINING_LOSS, EpochSummary
+from dream_keras.callbacks import DIVERGED_TRAINING_LOSS, EpochSummary, diverged_epochs
 
 
 def _warnings(caplog, logs):
@@ -24,3 +25,18 @@ def test_sane_or_missing_losses_are_not_flagged(caplog):
     assert _warnings(caplog, {"loss": DIVERGED_TRAINING_LOSS}) == []
     assert _warnings(caplog, {"val_pearson": 0.4}) == []
     assert _warnings(caplog, {"loss": float("nan")}) == []  # TerminateOnNaN's case
+
+
+def test_diverged_epochs_are_listed_as_the_logs_count_them():
+    from dream_keras.training import epoch_ranges
+
+    # history.csv rows of a measured run (fold 3, seed 1: exploded in epoch 2 and never
+    # recovered), an infinite and a NaN epoch, the threshold itself, a row without loss.
+    rows = [{"epoch": 0, "loss": 2.546}, {"epoch": 1, "loss": 5.15e20},
+            {"epoch": 2, "loss": float("inf")}, {"epoch": 3, "loss": float("nan")},
+            {"epoch": 4, "loss": DIVERGED_TRAINING_LOSS}, {"epoch": 5, "loss": 1.17e23},
+            {"epoch": 6, "val_pearson": 0.3}]
+    assert diverged_epochs(rows) == [2, 3, 4, 6]
+    assert diverged_epochs(rows[:1]) == []
+    assert epoch_ranges([2, 3, 4, 6]) == "2-4, 6"
+    assert epoch_ranges([5]) == "5"

@@ -21,8 +21,9 @@ SCALERS = [(11.0, 2.5), (11.3, 2.2), (10.8, 2.9)]  # members of one file, differ
 SOURCE = "ab" * 32
 
 
-def save_member(directory, seed, scaler, source=SOURCE):
-    """A run directory: a small model initialised with `seed`, its scaler, a run.json."""
+def save_member(directory, seed, scaler, source=SOURCE, diverged=()):
+    """A run directory: a small model initialised with `seed`, its scaler, a run.json
+    (whose diverged_epochs are `diverged`)."""
     import keras
 
     import dream_keras
@@ -34,7 +35,7 @@ def save_member(directory, seed, scaler, source=SOURCE):
     TargetScaler(*scaler).save(directory / "target_scaler.json")
     if source is not None:
         (directory / "run.json").write_text(json.dumps(
-            {"seed": seed, "status": "completed",
+            {"seed": seed, "status": "completed", "diverged_epochs": list(diverged),
              "data": {"source_sha256": source, "train_data": f"train{source[:2]}.txt"}}))
     return directory
 
@@ -59,7 +60,8 @@ def training_scale(model_path, sequences, *, both_strands=False) -> np.ndarray:
 @pytest.fixture(scope="module")
 def members(tmp_path_factory):
     folder = tmp_path_factory.mktemp("members")
-    return [save_member(folder / f"seed_{k}", k, scaler) for k, scaler in enumerate(SCALERS)]
+    return [save_member(folder / f"seed_{k}", k, scaler, diverged=[2, 3] if k == 1 else [])
+            for k, scaler in enumerate(SCALERS)]
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +130,11 @@ def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequenc
                         "--output_dir=ens", "--ensemble_strands", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ensemble of 2 members" in result.stdout
+    # A member whose training diverged is named (its run.json lists the epochs).
+    assert result.stdout.rstrip().endswith("training DIVERGED in member(s) of seed 1 (their "
+                                           "run.json: diverged_epochs)")
+    members_record = json.loads((tmp_path / "ens" / "ensemble.json").read_text())["members"]
+    assert [m["diverged_epochs"] for m in members_record] == [[], [2, 3]]
     expected = np.mean([training_scale(m, sequences, both_strands=True)
                         for m in members[:2]], axis=0)
     fasta = tmp_path / "in.fa"

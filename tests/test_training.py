@@ -39,6 +39,7 @@ def test_quickstart_path_writes_every_output(tmp_path):
     assert not (run / "backup").exists()  # removed once training ends
     saved = json.loads((run / "run.json").read_text())
     assert saved["status"] == "completed" and saved["num_replicas_in_sync"] == 1
+    assert saved["diverged_epochs"] == []
     assert saved["flags"]["learning_rate"] == 1e-3 and saved["seed"] == 0
     data = saved["data"]
     assert data["rows_in_cache"] == 300 and data["train_rows"] + data["validation_rows"] == \

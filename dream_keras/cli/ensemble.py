@@ -44,8 +44,12 @@ def ensemble_from_flags() -> str:
     scores = [(member.get("best_metrics") or {}).get("val_pearson")
               for member in record["members"]]
     listed = ", ".join("nan" if s is None else f"{s:.4f}" for s in scores)
+    diverged = [str(member.get("seed")) for member in record["members"]
+                if member.get("diverged_epochs")]
+    warning = (f"; training DIVERGED in member(s) of seed {', '.join(diverged)} (their "
+               "run.json: diverged_epochs)" if diverged else "")
     return (f"ensemble of {len(scores)} members (their val_pearson: {listed}) written to "
-            f"{values.output_dir}/model.keras; cost: {record['cost']}")
+            f"{values.output_dir}/model.keras; cost: {record['cost']}{warning}")
 
 
 def main() -> None:

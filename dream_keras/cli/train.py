@@ -22,15 +22,18 @@ training_flags.define_flags()
 
 
 def train_from_flags() -> str:
-    from dream_keras.training import train  # the training machinery loads once flags parse
+    # The training machinery loads once flags parse.
+    from dream_keras.training import epoch_ranges, train
 
     config = training_flags.config_from_flags()
     check_training_paths(config)
     record = train(config)
     best = record.get("best_metrics") or {}
+    diverged = record.get("diverged_epochs")
     return (f"{record['status']}: best epoch {record.get('best_epoch')}, "
-            f"val_pearson {best.get('val_pearson', float('nan')):.4f}; outputs in "
-            f"{record['flags']['output_dir']}")
+            f"val_pearson {best.get('val_pearson', float('nan')):.4f}"
+            f"{f' (training DIVERGED in epochs {epoch_ranges(diverged)})' if diverged else ''}"
+            f"; outputs in {record['flags']['output_dir']}")
 
 
 def check_training_paths(config) -> None:
