@@ -92,6 +92,16 @@ def diverged_epochs(history: list[dict]) -> list[int]:
             if "loss" in row and not row["loss"] <= DIVERGED_TRAINING_LOSS]
 
 
+def epoch_ranges(epochs: list[int]) -> str:
+    """[2, 3, 4, 7] -> '2-4, 7'."""
+    ranges, start = [], epochs[0]
+    for previous, current in zip(epochs, epochs[1:] + [None]):
+        if current != previous + 1:
+            ranges.append(str(start) if start == previous else f"{start}-{previous}")
+            start = current
+    return ", ".join(ranges)
+
+
 def best_epoch(history: list[dict], monitor: str = "val_pearson") -> dict | None:
     """The history row with the highest finite `monitor`, or None."""
     scored = [row for row in history if np.isfinite(row.get(monitor, np.nan))]
@@ -178,9 +188,8 @@ class EpochBackup(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.resume_from is not None:
-            optimizer = self.model.optimizer
-            if optimizer is not None and not optimizer.built:
-                optimizer.build(self.model.trainable_variables)  # variables to load into
+            # The optimizer's variables to load into exist: training.compiled_model builds
+            # them with the model.
             self.model.load_weights(self.resume_from.weights_path)
             self.resume_from = None  # a later phase's fit continues from memory
         if self.history_path is not None:

@@ -45,8 +45,8 @@ from keras.src.backend.tensorflow import trainer as keras_tf_trainer  # noqa: E4
 
 
 def build_from_local_batch(model, dataset: tf.data.Dataset, strategy) -> None:
-    """Build model, metrics and optimizer from one local batch, then skip fit's own
-    reduce-based build (failure 1)."""
+    """Build the model and metrics from one local batch (the optimizer is already built:
+    training.compiled_model), then skip fit's own reduce-based build (failure 1)."""
     with strategy.scope():
         model._symbolic_build(data_batch=next(iter(dataset.take(1))))
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None

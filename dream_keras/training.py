@@ -24,7 +24,8 @@ from dream_keras import averaging
 from dream_keras import run_directory as rundir
 from dream_keras.callbacks import (DIVERGED_TRAINING_LOSS, BestModelCheckpoint, EpochBackup,
                                    EpochSummary, ResumableEarlyStopping, best_epoch,
-                                   diverged_epochs, read_history, save_model)
+                                   diverged_epochs, epoch_ranges, read_history,
+                                   save_model)
 from dream_keras.dataset import (check_replica_batch, evaluation_dataset, evaluation_steps,
                                  training_dataset, weighted_evaluation_dataset)
 from dream_keras.distribute import (XLA_OFF, XLA_WHOLE_STEP, ReplicaTrainer, is_chief,
@@ -320,13 +321,3 @@ def _outcome(config: TrainingConfig, model: keras.Model) -> dict:
             "'Divergence')", epoch_ranges(diverged), DIVERGED_TRAINING_LOSS,
             outcome["best_epoch"])
     return outcome
-
-
-def epoch_ranges(epochs: list[int]) -> str:
-    """[2, 3, 4, 7] -> '2-4, 7'."""
-    ranges, start = [], epochs[0]
-    for previous, current in zip(epochs, epochs[1:] + [None]):
-        if current != previous + 1:
-            ranges.append(str(start) if start == previous else f"{start}-{previous}")
-            start = current
-    return ", ".join(ranges)

@@ -2,7 +2,8 @@
 epochs a finished run lists in run.json (diverged_epochs)."""
 import logging
 
-from dream_keras.callbacks import DIVERGED_TRAINING_LOSS, EpochSummary, diverged_epochs
+from dream_keras.callbacks import (DIVERGED_TRAINING_LOSS, EpochSummary, diverged_epochs,
+                                   epoch_ranges)
 
 
 def _warnings(caplog, logs):
@@ -28,8 +29,6 @@ def test_sane_or_missing_losses_are_not_flagged(caplog):
 
 
 def test_diverged_epochs_are_listed_as_the_logs_count_them():
-    from dream_keras.training import epoch_ranges
-
     # history.csv rows of a measured run (fold 3, seed 1: exploded in epoch 2 and never
     # recovered), an infinite and a NaN epoch, the threshold itself, a row without loss.
     rows = [{"epoch": 0, "loss": 2.546}, {"epoch": 1, "loss": 5.15e20},

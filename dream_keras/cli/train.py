@@ -22,8 +22,8 @@ training_flags.define_flags()
 
 
 def train_from_flags() -> str:
-    # The training machinery loads once flags parse.
-    from dream_keras.training import epoch_ranges, train
+    from dream_keras.callbacks import epoch_ranges
+    from dream_keras.training import train  # the training machinery loads once flags parse
 
     config = training_flags.config_from_flags()
     check_training_paths(config)
