@@ -70,7 +70,8 @@ def command_help(command) -> str:
     lines.append("Flags (--helpfull lists absl's and TensorFlow's flags too):")
     by_module = flags.FLAGS.flags_by_module_dict()
     for name in sorted(by_module):
-        if name.startswith("dream_keras") or name == "__main__":
+        # absl files a script's own flags under its path (sys.argv[0]), not "__main__".
+        if name.startswith("dream_keras") or name in ("__main__", sys.argv[0]):
             text = flags.FLAGS.module_help(name)
             lines.append(text.split("\n", 1)[1] if "\n" in text else text)
     return "\n".join(lines)
