@@ -24,6 +24,9 @@ from dream_keras import atomic_files, backups
 # the L2 term) means some batches diverged, as the unbounded swish LSTM can in training
 # mode (docs/small_data.md): seen at 4e12 and 1e18 with the quickstart's flags, seed 1.
 DIVERGED_TRAINING_LOSS = 1e3
+# A validation loss (inference mode) above this means the model itself exploded, not a
+# batch: such an epoch is never the best one (and --rollback_exploded_epochs undoes it).
+EXPLODED_VALIDATION_LOSS = 1e3
 # history.csv columns that hold text: the phase of a run trained in phases (phases.py).
 TEXT_COLUMNS = ("phase",)
 
@@ -102,9 +105,18 @@ def epoch_ranges(epochs: list[int]) -> str:
     return ", ".join(ranges)
 
 
+def exploded(logs: dict) -> bool:
+    """True when an epoch's validation loss is above EXPLODED_VALIDATION_LOSS or not a
+    finite number (False for an epoch without validation)."""
+    loss = (logs or {}).get("val_loss")
+    return loss is not None and not loss <= EXPLODED_VALIDATION_LOSS
+
+
 def best_epoch(history: list[dict], monitor: str = "val_pearson") -> dict | None:
-    """The history row with the highest finite `monitor`, or None."""
-    scored = [row for row in history if np.isfinite(row.get(monitor, np.nan))]
+    """The history row with the highest finite `monitor` whose model did not explode,
+    or None."""
+    scored = [row for row in history
+              if np.isfinite(row.get(monitor, np.nan)) and not exploded(row)]
     return max(scored, key=lambda row: row[monitor]) if scored else None
 
 
@@ -148,7 +160,8 @@ def chief_decision(strategy, decision: bool, chief: bool) -> bool:
 
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the model (whole, atomically) whenever `monitor` beats every earlier epoch's,
-    the epochs of `history` (a resumed run's) included. NaN never counts as better."""
+    the epochs of `history` (a resumed run's) included. NaN never counts as better, and
+    an epoch whose validation loss exploded never counts."""
 
     def __init__(self, path, history: list[dict], monitor: str = "val_pearson"):
         super().__init__()
@@ -158,7 +171,8 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
-        if current is None or not np.isfinite(current) or not current > self.best:
+        if (current is None or not np.isfinite(current) or not current > self.best
+                or exploded(logs)):
             return
         self.best = float(current)
         save_model(self.model, self.path)

@@ -156,7 +156,8 @@ def _member_summary(run_dir, record) -> dict:
     return {"run": os.path.abspath(run_dir), "seed": record.get("seed"),
             "status": record.get("status"), "best_epoch": record.get("best_epoch"),
             "best_metrics": record.get("best_metrics"),
-            "diverged_epochs": record.get("diverged_epochs")}
+            "diverged_epochs": record.get("diverged_epochs"),
+            "rolled_back_epochs": record.get("rolled_back_epochs")}
 
 
 def _write_record(output_dir, record: dict) -> None:

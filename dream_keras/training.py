@@ -22,7 +22,8 @@ from absl import logging
 
 from dream_keras import averaging
 from dream_keras import run_directory as rundir
-from dream_keras.callbacks import (DIVERGED_TRAINING_LOSS, BestModelCheckpoint, EpochBackup,
+from dream_keras.callbacks import (DIVERGED_TRAINING_LOSS, EXPLODED_VALIDATION_LOSS,
+                                   BestModelCheckpoint, EpochBackup,
                                    EpochSummary, ResumableEarlyStopping, best_epoch,
                                    diverged_epochs, epoch_ranges, read_history,
                                    save_model)
@@ -37,6 +38,7 @@ from dream_keras.optimizers import learning_rate_schedule, make_optimizer
 from dream_keras.phases import (FINETUNE_UNAUGMENTED, PRETRAIN, PhaseInputs,
                                 PhaseLearningRate, plan_phases)
 from dream_keras.streaming_metrics import pearson_metrics
+from dream_keras.rollback import ExplodedEpochRollback, check_constant_rate, rolled_back_epochs
 from dream_keras.training_config import TrainingConfig
 from dream_keras.version import __version__
 
@@ -81,6 +83,9 @@ class _RunCallbacks:
             BestModelCheckpoint(os.path.join(out, rundir.MODEL_FILE), history),
             keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
         ]), *raw_weights_back]
+        # After the raw weights are back, before the backup commits the epoch.
+        self.rollback = (ExplodedEpochRollback(history) if config.rollback_exploded_epochs
+                         else None)
 
     def for_phase(self, phases, phase) -> list:
         in_phases = len(phases) > 1
@@ -97,8 +102,10 @@ class _RunCallbacks:
         self.backup.row_labels = {"phase": phase.name} if in_phases else {}
         # The backup last, so an epoch is committed only after everything above has
         # recorded it; the phase's rate is set after the backup's restore.
-        return (callbacks + self.saving + [self.backup]
-                + ([PhaseLearningRate(phase.learning_rate)] if in_phases else []))
+        rollback = [self.rollback] if self.rollback else []
+        scale = self.rollback.rate_scale if self.rollback else 1.0
+        return (callbacks + self.saving + rollback + [self.backup]
+                + ([PhaseLearningRate(phase.learning_rate * scale)] if in_phases else []))
 
 
 def train(config: TrainingConfig, extra_callbacks=()) -> dict:
@@ -114,6 +121,7 @@ def train(config: TrainingConfig, extra_callbacks=()) -> dict:
         check_replica_batch(config.batch_size, strategy.num_replicas_in_sync)
     except ValueError as error:
         raise ConfigurationError(f"--batch_size: {error}") from None
+    check_constant_rate(config)
     ensure_train_file(config)  # a missing file stops the run before it touches output_dir
     # Owned before anything in it is read or written; workers never write it.
     with rundir.locked(config.output_dir) if chief else contextlib.nullcontext():
@@ -306,13 +314,16 @@ def _outcome(config: TrainingConfig, model: keras.Model) -> dict:
     outcome = {"status": "completed" if finite else "stopped_on_nan",
                "epochs_completed": len(history)}
     if best is None:
-        logging.warning("no epoch had a finite val_pearson; model.keras is the last model")
+        logging.warning("no epoch had a finite val_pearson and a validation loss below "
+                        "%g; model.keras is the last model", EXPLODED_VALIDATION_LOSS)
         save_model(model, os.path.join(config.output_dir, rundir.MODEL_FILE))
         outcome.update(best_epoch=None, best_metrics=None)
     else:
         outcome.update(best_epoch=best["epoch"] + 1,
                        best_metrics={k: v for k, v in best.items() if k != "epoch"})
     outcome["diverged_epochs"] = diverged = diverged_epochs(history)
+    if config.rollback_exploded_epochs:
+        outcome["rolled_back_epochs"] = rolled_back_epochs(history)
     if diverged:
         logging.warning(
             "training diverged in epoch(s) %s (mean training loss above %g or not finite): "

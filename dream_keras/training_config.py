@@ -33,6 +33,7 @@ class TrainingConfig:
     learning_rate: float = 1e-4
     clipnorm: float = 0.0
     ema_momentum: float = 0.0
+    rollback_exploded_epochs: bool = False
     lr_schedule: str = "constant"
     lr_warmup_epochs: float = 0.0
     passes_per_epoch: float = 8.0

@@ -23,20 +23,28 @@ from dream_keras.distribute import split_cpu
 split_cpu({devices})
 import keras
 import dream_keras.model  # registers the package's layers for keras.models.load_model
+from dream_keras import callbacks
 from dream_keras.data.training_data import load_training_rows
 from dream_keras.data.sequences import one_hot
 from dream_keras.training import train
 from dream_keras.training_config import TrainingConfig
 
+class StartWeights(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = [w.copy() for w in self.model.get_weights()]
+
 results = {{}}
 for name, settings in {runs}.items():
+    callbacks.EXPLODED_VALIDATION_LOSS = settings.pop("exploded_above", 1e3)
+    start = StartWeights()
     model = dict({model}, **settings.pop("model", {{}}))
     config = TrainingConfig(train_data="{cache}", output_dir="{out}/" + name, epochs=1,
                             batch_size=settings.pop("batch_size"), passes_per_epoch=1,
                             optimizer="adam", learning_rate=1e-3, singleton_keep_prob=1.0,
                             validation_fraction=0.2, model=model, **settings)
-    record = train(config)
+    record = train(config, extra_callbacks=[start])
     saved = keras.models.load_model(f"{out}/{{name}}/model.keras")  # compiled load
+    unchanged = all(np.array_equal(a, b) for a, b in zip(start.weights, saved.get_weights()))
     assert type(saved).__name__ == "Functional", type(saved)  # a plain functional model
     rows = load_training_rows(config, 110)
     codes = rows.validation_codes
@@ -45,7 +53,8 @@ for name, settings in {runs}.items():
     results[name] = {{"record": record,
                      "scipy_pearson": float(stats.pearsonr(predicted,
                                                            rows.validation_targets)[0]),
-                     "validation_rows": len(rows.validation_targets)}}
+                     "validation_rows": len(rows.validation_targets),
+                     "weights_unchanged": unchanged}}
 print("RESULTS " + json.dumps(results, default=str))
 """
 
@@ -121,7 +130,13 @@ def test_one_and_two_replicas_give_the_same_history_and_two_compile_per_replica(
 def test_three_replicas_train_with_xla_per_replica(tmp_path, small_cache):
     results, _ = _train_runs(tmp_path, small_cache, 3, {
         "three_xla": {"batch_size": 30, "strategy": "mirrored"},
+        # Every validation loss counts as exploded: the epoch is undone on every replica.
+        "three_rolled_back": {"batch_size": 30, "strategy": "mirrored",
+                              "rollback_exploded_epochs": True, "exploded_above": -1.0},
     })
+    assert not results["three_xla"]["weights_unchanged"]
+    assert results["three_rolled_back"]["weights_unchanged"]
+    assert results["three_rolled_back"]["record"]["rolled_back_epochs"] == [1]
     result = results["three_xla"]
     assert result["record"]["xla"]["train_step"] == "per_replica"
     assert result["record"]["num_replicas_in_sync"] == 3

@@ -36,6 +36,7 @@ def save_member(directory, seed, scaler, source=SOURCE, diverged=()):
     if source is not None:
         (directory / "run.json").write_text(json.dumps(
             {"seed": seed, "status": "completed", "diverged_epochs": list(diverged),
+             "rolled_back_epochs": list(diverged)[:1],
              "data": {"source_sha256": source, "train_data": f"train{source[:2]}.txt"}}))
     return directory
 
@@ -135,6 +136,7 @@ def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequenc
                                            "run.json: diverged_epochs)")
     members_record = json.loads((tmp_path / "ens" / "ensemble.json").read_text())["members"]
     assert [m["diverged_epochs"] for m in members_record] == [[], [2, 3]]
+    assert [m["rolled_back_epochs"] for m in members_record] == [[], [2]]
     expected = np.mean([training_scale(m, sequences, both_strands=True)
                         for m in members[:2]], axis=0)
     fasta = tmp_path / "in.fa"

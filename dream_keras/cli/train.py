@@ -30,9 +30,13 @@ def train_from_flags() -> str:
     record = train(config)
     best = record.get("best_metrics") or {}
     diverged = record.get("diverged_epochs")
+    rolled_back = record.get("rolled_back_epochs")
+    undone = (f" (epochs {epoch_ranges(rolled_back)} ROLLED BACK: the model exploded)"
+              if rolled_back else "")
     return (f"{record['status']}: best epoch {record.get('best_epoch')}, "
             f"val_pearson {best.get('val_pearson', float('nan')):.4f}"
             f"{f' (training DIVERGED in epochs {epoch_ranges(diverged)})' if diverged else ''}"
+            f"{undone}"
             f"; outputs in {record['flags']['output_dir']}")
 
 

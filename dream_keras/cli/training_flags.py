@@ -63,6 +63,12 @@ def _define_training_flags():
                        "allowed; 0: none).", lower_bound=0.0)
     flags.DEFINE_float("clipnorm", _DEFAULTS.clipnorm, "Clip each gradient to this norm; "
                        "0 disables (the original did not clip).", lower_bound=0.0)
+    flags.DEFINE_boolean("rollback_exploded_epochs", _DEFAULTS.rollback_exploded_epochs,
+                         "Undo an epoch whose validation loss is above 1e3 or not finite "
+                         "(the unbounded swish LSTM exploded): weights and optimizer "
+                         "state go back to the epoch's start and the learning rate is "
+                         "halved for the rest of the run. history.csv marks it in "
+                         "rolled_back. Needs a constant learning rate. Off: the original.")
     flags.DEFINE_float("ema_momentum", _DEFAULTS.ema_momentum, "Weight averaging: keep "
                        "an exponential moving average of the weights (average <- m * "
                        "average + (1 - m) * weights after every step) and validate, keep "

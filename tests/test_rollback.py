@@ -1,0 +1,136 @@
+"""--rollback_exploded_epochs: an epoch whose validation loss exploded is undone (weights,
+BatchNorm statistics, optimizer state) and the learning rate halves for the rest of the
+run; such an epoch is never the best one."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from dream_keras import callbacks
+from dream_keras.callbacks import BestModelCheckpoint, best_epoch, exploded
+from dream_keras.errors import ConfigurationError
+from dream_keras.rollback import (ROLLED_BACK_COLUMN, ExplodedEpochRollback,
+                                  check_constant_rate, rolled_back_epochs)
+from dream_keras.training_config import TrainingConfig
+
+
+def test_an_exploded_epoch_is_one_whose_validation_loss_is_huge_or_not_finite():
+    assert exploded({"val_loss": 7e21}) and exploded({"val_loss": np.nan})
+    assert exploded({"val_loss": np.inf})
+    assert not exploded({"val_loss": 2.5}) and not exploded({"loss": 1e20})  # training only
+
+
+def test_an_exploded_epoch_is_never_the_best():
+    history = [{"epoch": 0, "val_pearson": 0.35, "val_loss": 2.1},
+               {"epoch": 1, "val_pearson": 0.60, "val_loss": 7e21}]
+    assert best_epoch(history)["epoch"] == 0
+
+
+def _model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.RMSprop(1e-2), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def _train_one_batch(model):
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    model.train_on_batch(x, x[:, :1])
+
+
+@pytest.mark.parametrize("val_loss, rolled_back", [(7e21, True), (np.nan, True),
+                                                   (1.5, False)])
+def test_the_callback_restores_the_epochs_start_and_halves_the_rate(val_loss, rolled_back):
+    model = _model()
+    _train_one_batch(model)  # non-zero optimizer state and BatchNorm statistics
+    rollback = ExplodedEpochRollback(history=[])
+    rollback.set_model(model)
+    rollback.on_epoch_begin(0)
+    start = [w.copy() for w in model.get_weights()]
+    velocities = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+    _train_one_batch(model)
+    moved = [w.copy() for w in model.get_weights()]
+    logs = {"loss": 1.0, "val_loss": val_loss}
+    rollback.on_epoch_end(0, logs)
+    assert logs[ROLLED_BACK_COLUMN] == float(rolled_back)
+    expected = start if rolled_back else moved
+    for now, then in zip(model.get_weights(), expected):  # BatchNorm statistics too
+        np.testing.assert_array_equal(now, then)
+    optimizer = model.optimizer
+    assert int(optimizer.iterations.numpy()) == 2  # the step counter keeps counting
+    assert float(optimizer.learning_rate) == pytest.approx(5e-3 if rolled_back else 1e-2)
+    assert rollback.rate_scale == (0.5 if rolled_back else 1.0)
+    if rolled_back:
+        for variable, before in zip(optimizer.variables, velocities):
+            if variable is not optimizer.iterations and "learning_rate" not in variable.path:
+                np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), before)
+
+
+def test_a_resumed_run_counts_the_rollbacks_in_its_history():
+    history = [{"epoch": 0, ROLLED_BACK_COLUMN: 0.0}, {"epoch": 1, ROLLED_BACK_COLUMN: 1.0},
+               {"epoch": 2, ROLLED_BACK_COLUMN: 1.0}, {"epoch": 3}]
+    assert rolled_back_epochs(history) == [2, 3]
+    assert ExplodedEpochRollback(history).rate_scale == 0.25
+
+
+def test_best_model_checkpoint_skips_an_exploded_epoch(tmp_path):
+    checkpoint = BestModelCheckpoint(tmp_path / "model.keras", history=[])
+    checkpoint.set_model(_model())
+    checkpoint.on_epoch_end(0, {"val_pearson": 0.9, "val_loss": 1e9})
+    assert not (tmp_path / "model.keras").exists()
+    checkpoint.on_epoch_end(1, {"val_pearson": 0.1, "val_loss": 1.0})
+    assert (tmp_path / "model.keras").exists()
+
+
+def test_a_learning_rate_schedule_is_refused():
+    for settings in ({"lr_schedule": "cosine"}, {"lr_warmup_epochs": 1.0}):
+        config = TrainingConfig(train_data="x", output_dir="y", rollback_exploded_epochs=True,
+                                **settings)
+        with pytest.raises(ConfigurationError, match="constant learning rate"):
+            check_constant_rate(config)
+    check_constant_rate(TrainingConfig(train_data="x", output_dir="y",
+                                       rollback_exploded_epochs=True))
+
+
+def test_a_phased_run_whose_every_epoch_explodes_ends_where_it_started(
+        tmp_path, small_cache, monkeypatch):
+    """Every validation loss counts as exploded: each epoch is undone, the fine-tuning
+    phase starts at its rate halved once, and halves again."""
+    from dream_keras.training import train
+    from tests.conftest import SMALL_MODEL
+    from tests.run_helpers import history
+
+    monkeypatch.setattr(callbacks, "EXPLODED_VALIDATION_LOSS", -1.0)
+
+    class Observe(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.rates = getattr(self, "rates", [])
+            if not hasattr(self, "start"):
+                self.start = [w.copy() for w in self.model.get_weights()]
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.rates.append(float(self.model.optimizer.learning_rate))
+
+        def on_train_end(self, logs=None):
+            self.end = [w.copy() for w in self.model.get_weights()]
+            self.final_rate = float(self.model.optimizer.learning_rate)
+
+    observe = Observe()
+    config = TrainingConfig(
+        train_data=str(small_cache), output_dir=str(tmp_path / "run"), epochs=1,
+        batch_size=32, passes_per_epoch=1, optimizer="rmsprop", learning_rate=1e-3,
+        jit_compile=False, singleton_keep_prob=1.0, validation_fraction=0.2,
+        model=SMALL_MODEL, teacher="ridge", pretrain_epochs=1, pretrain_steps_per_epoch=3,
+        pretrain_learning_rate=4e-3, rollback_exploded_epochs=True)
+    record = train(config, extra_callbacks=[observe])
+    # Fit-time observers run before the rollback: the rate each epoch trained at.
+    assert observe.rates == pytest.approx([4e-3, 5e-4])
+    assert observe.final_rate == pytest.approx(2.5e-4)
+    for before, after in zip(observe.start, observe.end):
+        np.testing.assert_array_equal(before, after)
+    assert [float(row[ROLLED_BACK_COLUMN]) for row in history(tmp_path / "run")] == [1, 1]
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert saved["rolled_back_epochs"] == [1, 2] == record["rolled_back_epochs"]
+    assert saved["best_epoch"] is None  # no epoch kept its model
