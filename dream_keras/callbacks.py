@@ -124,6 +124,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping (mode max) that, on a resumed run, continues its patience count from
     the epochs already in history instead of starting again from zero.
 
+    An epoch whose validation loss exploded never counts as an improvement.
     Under multi-worker training (`strategy` given) the chief's decision is the one every
     worker follows: it is all-reduced after each epoch, so all workers stop on the same
     epoch (a worker waiting for a collective that the others never join would hang).
@@ -144,6 +145,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait = self._history[-1]["epoch"] - best["epoch"]
 
     def on_epoch_end(self, epoch, logs=None):
+        if exploded(logs):  # never an improvement, whatever its val_pearson
+            logs = {**logs, self.monitor: -math.inf}
         super().on_epoch_end(epoch, logs)
         if self._strategy is not None:
             self.model.stop_training = chief_decision(

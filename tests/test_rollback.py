@@ -134,3 +134,16 @@ def test_a_phased_run_whose_every_epoch_explodes_ends_where_it_started(
     saved = json.loads((tmp_path / "run" / "run.json").read_text())
     assert saved["rolled_back_epochs"] == [1, 2] == record["rolled_back_epochs"]
     assert saved["best_epoch"] is None  # no epoch kept its model
+
+
+def test_early_stopping_never_counts_an_exploded_epoch_as_an_improvement():
+    from dream_keras.callbacks import ResumableEarlyStopping
+
+    stopping = ResumableEarlyStopping([], monitor="val_pearson", patience=2)
+    stopping.set_model(_model())
+    stopping.on_train_begin()
+    for epoch, logs in enumerate([{"val_pearson": 0.3, "val_loss": 2.0},
+                                  {"val_pearson": 0.9, "val_loss": 7e21},
+                                  {"val_pearson": 0.2, "val_loss": 2.0}]):
+        stopping.on_epoch_end(epoch, logs)
+    assert stopping.best == 0.3 and stopping.model.stop_training
