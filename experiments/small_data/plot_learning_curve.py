@@ -4,7 +4,8 @@
         --table=docs/small_data_learning_curve.csv --output=docs/small_data_learning_curve.png
 
 The table is CSV with columns rows, model_pearson, model_spearman, baseline_pearson,
-baseline_spearman (an empty model cell: not measured).
+baseline_spearman and, optionally, distill_pearson, distill_spearman (the distillation
+recipe as shipped); an empty model cell: not measured.
 """
 import csv
 
@@ -17,7 +18,8 @@ flags.mark_flags_as_required(["table", "output"])
 
 
 def _series(rows, column):
-    points = [(int(r["rows"]), float(r[column])) for r in rows if r[column].strip()]
+    points = [(int(r["rows"]), float(r[column])) for r in rows
+              if (r.get(column) or "").strip()]
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -27,8 +29,12 @@ def main(argv):
         rows = list(csv.DictReader(handle))
     figure = Figure(figsize=(6, 4.5))
     axes = figure.add_subplot()
-    for column, label, style in (("model_pearson", "model, Pearson r", "o-"),
-                                 ("model_spearman", "model, Spearman", "o--"),
+    for column, label, style in (("distill_pearson", "model, distillation recipe, Pearson r",
+                                  "D-"),
+                                 ("distill_spearman", "model, distillation recipe, Spearman",
+                                  "D--"),
+                                 ("model_pearson", "model, first recipe, Pearson r", "o-"),
+                                 ("model_spearman", "model, first recipe, Spearman", "o--"),
                                  ("baseline_pearson", "k-mer ridge, Pearson r", "s-"),
                                  ("baseline_spearman", "k-mer ridge, Spearman", "s--")):
         x, y = _series(rows, column)
