@@ -37,8 +37,8 @@ from dream_keras.model import MODEL_DEFAULTS, build_model
 from dream_keras.optimizers import learning_rate_schedule, make_optimizer
 from dream_keras.phases import (FINETUNE_UNAUGMENTED, PRETRAIN, PhaseInputs,
                                 PhaseLearningRate, plan_phases)
-from dream_keras.streaming_metrics import pearson_metrics
 from dream_keras.rollback import ExplodedEpochRollback, check_constant_rate, rolled_back_epochs
+from dream_keras.streaming_metrics import pearson_metrics
 from dream_keras.training_config import TrainingConfig
 from dream_keras.version import __version__
 

@@ -34,8 +34,9 @@ class StartWeights(keras.callbacks.Callback):
         self.weights = [w.copy() for w in self.model.get_weights()]
 
 results = {{}}
+exploded_above = callbacks.EXPLODED_VALIDATION_LOSS
 for name, settings in {runs}.items():
-    callbacks.EXPLODED_VALIDATION_LOSS = settings.pop("exploded_above", 1e3)
+    callbacks.EXPLODED_VALIDATION_LOSS = settings.pop("exploded_above", exploded_above)
     start = StartWeights()
     model = dict({model}, **settings.pop("model", {{}}))
     config = TrainingConfig(train_data="{cache}", output_dir="{out}/" + name, epochs=1,

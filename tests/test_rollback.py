@@ -147,3 +147,17 @@ def test_early_stopping_never_counts_an_exploded_epoch_as_an_improvement():
                                   {"val_pearson": 0.2, "val_loss": 2.0}]):
         stopping.on_epoch_end(epoch, logs)
     assert stopping.best == 0.3 and stopping.model.stop_training
+
+
+def test_train_py_last_line_names_diverged_and_rolled_back_epochs():
+    from dream_keras.cli.train import outcome_line
+
+    record = {"status": "completed", "best_epoch": 7, "best_metrics": {"val_pearson": 0.531},
+              "diverged_epochs": [2, 4, 5], "rolled_back_epochs": [2, 5],
+              "flags": {"output_dir": "runs/x"}}
+    assert outcome_line(record) == (
+        "completed: best epoch 7, val_pearson 0.5310 (training DIVERGED in epochs 2, 4-5) "
+        "(epochs 2, 5 ROLLED BACK: the model exploded); outputs in runs/x")
+    record.update(diverged_epochs=[], rolled_back_epochs=[])
+    assert outcome_line(record) == ("completed: best epoch 7, val_pearson 0.5310; outputs "
+                                    "in runs/x")

@@ -22,22 +22,25 @@ training_flags.define_flags()
 
 
 def train_from_flags() -> str:
-    from dream_keras.callbacks import epoch_ranges
     from dream_keras.training import train  # the training machinery loads once flags parse
 
     config = training_flags.config_from_flags()
     check_training_paths(config)
-    record = train(config)
+    return outcome_line(train(config))
+
+
+def outcome_line(record: dict) -> str:
+    """train.py's last line: status, best epoch, diverged and rolled-back epochs, where."""
+    from dream_keras.callbacks import epoch_ranges
+
     best = record.get("best_metrics") or {}
-    diverged = record.get("diverged_epochs")
-    rolled_back = record.get("rolled_back_epochs")
-    undone = (f" (epochs {epoch_ranges(rolled_back)} ROLLED BACK: the model exploded)"
-              if rolled_back else "")
+    notes = "".join(f" ({what.format(epoch_ranges(epochs))})" for what, epochs in (
+        ("training DIVERGED in epochs {}", record.get("diverged_epochs")),
+        ("epochs {} ROLLED BACK: the model exploded", record.get("rolled_back_epochs")))
+        if epochs)
     return (f"{record['status']}: best epoch {record.get('best_epoch')}, "
-            f"val_pearson {best.get('val_pearson', float('nan')):.4f}"
-            f"{f' (training DIVERGED in epochs {epoch_ranges(diverged)})' if diverged else ''}"
-            f"{undone}"
-            f"; outputs in {record['flags']['output_dir']}")
+            f"val_pearson {best.get('val_pearson', float('nan')):.4f}{notes}; outputs in "
+            f"{record['flags']['output_dir']}")
 
 
 def check_training_paths(config) -> None:
