@@ -51,6 +51,7 @@ class Case:
     message: str | None = None      # regex the single "error: ..." line must match
     check: Callable | None = None   # check(workspace, result) for what was written
     needs_non_root: bool = False    # permission cases: run as `nobody` when we are root
+    prefix: str = "error:"          # how the single error line starts (absl: flag values)
 
 
 def _rows(path) -> int:
@@ -88,6 +89,12 @@ def _check_one_row_subset(w, result):
 def _predicted(name, rows):
     def check(w, result):
         assert _rows(w / "out" / name) == rows + 1  # header + one line per sequence
+    return check
+
+
+def _nothing_written(name):
+    def check(w, result):
+        assert not (w / "out" / name).exists()
     return check
 
 
@@ -168,9 +175,17 @@ def cases() -> list:
         Case("input_unreadable", "predict", [model, "--input={W}/unreadable.txt",
                                              f"--output={out}/" + "{NAME}.tsv"],
              message=r"unreadable\.txt: permission denied", needs_non_root=True),
+        Case("model_missing", "predict", ["--model={W}/nowhere/model.keras",
+                                          "--input={W}/seqs.txt", f"--output={out}/" + "{NAME}.tsv"],
+             message=r"nowhere/model\.keras: model not found",
+             check=_nothing_written("model_missing.tsv")),
+        Case("input_binary", "predict", [model, "--input={W}/binary.bin",
+                                         f"--output={out}/" + "{NAME}.tsv"],
+             message=r"binary\.bin", check=_nothing_written("input_binary.tsv")),
         Case("input_bad_letter", "predict", [model, "--input={W}/bad_letter.txt",
                                              f"--output={out}/" + "{NAME}.tsv"],
-             message=r"bad_letter\.txt:3: letter 'X' outside ACGTN"),
+             message=r"bad_letter\.txt:3: letter 'X' outside ACGTN",
+             check=_nothing_written("input_bad_letter.tsv")),
         *[Case(f"bom_{kind}", "predict", [model, f"--input={{W}}/bom.{kind}",
                                           f"--output={out}/bom_{kind}.tsv"], code=0,
                check=_predicted(f"bom_{kind}.tsv", 20))
@@ -244,6 +259,16 @@ def cases() -> list:
                                                 f"--output_dir={out}/t_unreadable"],
              message=r"unreadable\.txt: --train_data: permission denied",
              needs_non_root=True),
+        Case("train_output_dir_not_empty", "train", ["--train_data={W}/labelled.txt",
+                                                     "--output_dir={W}/a_dir"],
+             message=r"a_dir is not empty and is not a resumable run .* pass --overwrite"),
+        *[Case(f"train_{name}_out_of_range", "train",
+               ["--train_data={W}/labelled.txt", f"--output_dir={out}/t_{name}", value],
+               prefix="FATAL Flags parsing error:", message=text)
+          for name, value, text in [
+              ("batch_size", "--batch_size=0", r"--batch_size=0: 0 is not a positive"),
+              ("ema_momentum", "--ema_momentum=1.5",
+               r"--ema_momentum=1\.5: 1\.5 is not a number in the range")]],
         Case("train_help", "train", ["--help"], code=0,
              check=lambda w, r: _assert_help(r["stdout"], ["--train_data", "--epochs"])),
     ]
@@ -377,6 +402,7 @@ def _write_inputs(w: pathlib.Path) -> None:
     (w / "labelled.txt").write_text("\n".join(labelled) + "\n")
     (w / "bom_labelled.txt").write_text(BOM + "\n".join(labelled) + "\n")
     (w / "one_row.txt").write_text(labelled[0] + "\n")
+    (w / "binary.bin").write_bytes(b"\x80\x81\xfe\xff" * 100)
     (w / "bad_letter.txt").write_text("\n".join(sequences[:2] + ["ACGTX"] + sequences[2:]))
     whole = gzip.compress(("\n".join(labelled) + "\n").encode())
     (w / "truncated.txt.gz").write_bytes(whole[: len(whole) // 2])
@@ -492,7 +518,8 @@ def test_case(case, results, workspace):
     assert "Traceback" not in result["stderr"], shown
     assert result["code"] == case.code, shown
     if case.code != 0:
-        errors = [line for line in result["stderr"].splitlines() if line.startswith("error:")]
+        errors = [line for line in result["stderr"].splitlines()
+                  if line.startswith(case.prefix)]
         assert len(errors) == 1, shown
         assert re.search(case.message, errors[0]), f"{errors[0]!r} !~ {case.message!r}"
     if case.check is not None:

@@ -11,6 +11,7 @@ import pytest
 import dream_keras
 from dream_keras.metrics import pearson_r
 from dream_keras.model import MODEL_ARGUMENT_HELP, MODEL_DEFAULTS, build_model
+from tests.conftest import SMALL_MODEL
 from tests.layer_test_utils import compile_mse
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
@@ -144,10 +145,12 @@ def test_freeze_transformer_reproduces_the_notebooks_effective_network():
 
 
 def test_one_step_agrees_with_and_without_xla():
+    """The small model: the faithful model's layers and code paths, at a fraction of
+    the XLA compile time (this test is about XLA, not about the model's sizes)."""
     keras.utils.set_random_seed(0)
     x = random_one_hot(16)
     y = np.random.default_rng(2).normal(size=(16, 1)).astype("float32")
-    graph, xla = build_model(), build_model()
+    graph, xla = build_model(**SMALL_MODEL), build_model(**SMALL_MODEL)
     activate_attention(graph)
     xla.set_weights(graph.get_weights())
     # Adam bounds each step by the learning rate whatever the loss (an untrained swish

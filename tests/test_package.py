@@ -116,6 +116,7 @@ def test_base_flags_parse_and_a_missing_file_says_where_to_get_it(tmp_path):
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: training data") and "10633252" in last
+    assert str(tmp_path / "train_sequences.txt") in last
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
 

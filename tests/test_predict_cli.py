@@ -1,4 +1,6 @@
-"""predict.py and evaluate.py as a user runs them (subprocesses: ~5 s of TF import each)."""
+"""predict.py and evaluate.py as a user runs them (subprocesses: ~5 s of TF import each).
+Their refusals (missing model, bad letters, unreadable input, ...) are cases of
+test_fuzz_cli.py, which runs them through the same `main()` in one process."""
 import json
 import os
 
@@ -7,20 +9,12 @@ import pytest
 import tensorflow as tf
 
 from dream_keras.inference import load_run, predict_sequences, variant_effects
-from tests.run_helpers import finish, run_script, start_script
+from tests.run_helpers import run_script
 from tests.saved_run import random_sequences
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -58,42 +52,6 @@ def test_predict_pairs_gives_effects(tmp_path, small_run, sequences):
     effects = variant_effects(*load_run(small_run), sequences[:10], sequences[10:20])
     np.testing.assert_allclose([float(r[4]) for r in rows], effects["effect"], atol=1e-5)
     np.testing.assert_allclose([float(r[2]) for r in rows], effects["ref_prediction"], atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def error_runs(tmp_path_factory, small_run):
-    """The three failing runs, started together (each spends ~5 s importing TensorFlow)."""
-    directory = tmp_path_factory.mktemp("errors")
-    (directory / "good.txt").write_text("ACGT\n")
-    (directory / "bad_letters.txt").write_text("ACGT\t1\nACGT\t2\nACQT\t3\n")
-    (directory / "binary.bin").write_bytes(b"\x80\x81\xfe\xff" * 100)
-    cases = {
-        "missing_model": ["--model=nowhere/model.keras", "--input=good.txt", "--output=a.tsv"],
-        "bad_letters": [f"--model={small_run}", "--input=bad_letters.txt", "--output=b.tsv"],
-        "unreadable": [f"--model={small_run}", "--input=binary.bin", "--output=c.tsv"],
-    }
-    started = {name: start_script("predict.py", *args, cwd=directory)
-               for name, args in cases.items()}
-    results = {name: finish(process) for name, process in started.items()}
-    return directory, results
-
-
-def test_missing_model_is_one_line_error(error_runs):
-    directory, results = error_runs
-    assert_one_line_error(results["missing_model"], "nowhere/model.keras: model not found")
-    assert not (directory / "a.tsv").exists()
-
-
-def test_bad_letters_name_file_and_line(error_runs):
-    directory, results = error_runs
-    assert_one_line_error(results["bad_letters"], "bad_letters.txt:3:", "'Q'")
-    assert not (directory / "b.tsv").exists()
-
-
-def test_unreadable_input_is_one_line_error(error_runs):
-    directory, results = error_runs
-    assert_one_line_error(results["unreadable"], "binary.bin")
-    assert not (directory / "c.tsv").exists()
 
 
 def test_evaluate_prints_the_table_and_writes_metrics(tmp_path, small_run, real_train_file):
