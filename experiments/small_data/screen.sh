@@ -30,6 +30,9 @@ candidate_flags() {
         distill_ema) echo "$distill --ema_momentum=0.99" ;;
         distill_evoaug) echo "$distill $evoaug" ;;
         distill_mutate) echo "$distill --pretrain_generator=mutate --pretrain_mutation_rate=0.2" ;;
+        # the chosen recipe (6 pre-training epochs) on mutated training rows (10 % of bases)
+        distill_long_mutate) echo "${distill/--pretrain_epochs=2/--pretrain_epochs=6} \
+--pretrain_generator=mutate --pretrain_mutation_rate=0.1" ;;
         evoaug) echo "$first $evoaug" ;;
         *) echo "unknown candidate: $1" >&2; return 1 ;;
     esac
