@@ -5,7 +5,8 @@
 
 The table is CSV with columns rows, model_pearson, model_spearman, baseline_pearson,
 baseline_spearman and, optionally, distill_pearson, distill_spearman (the distillation
-recipe as shipped); an empty model cell: not measured.
+recipe as shipped) and mutate_pearson, mutate_spearman (the same with
+--pretrain_generator=mutate); an empty model cell: not measured.
 """
 import csv
 
@@ -29,7 +30,11 @@ def main(argv):
         rows = list(csv.DictReader(handle))
     figure = Figure(figsize=(6, 4.5))
     axes = figure.add_subplot()
-    for column, label, style in (("distill_pearson", "model, distillation recipe, Pearson r",
+    for column, label, style in (("mutate_pearson", "model, distillation on mutated rows, "
+                                                    "Pearson r", "^-"),
+                                 ("mutate_spearman", "model, distillation on mutated rows, "
+                                                     "Spearman", "^--"),
+                                 ("distill_pearson", "model, distillation recipe, Pearson r",
                                   "D-"),
                                  ("distill_spearman", "model, distillation recipe, Spearman",
                                   "D--"),
