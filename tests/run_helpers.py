@@ -9,6 +9,7 @@ import time
 
 from dream_keras.data import synthetic
 from dream_keras.data.cache import prepare_cache
+from tests import warm_fork
 from tests.conftest import REPO, small_model_flags
 
 # A warm-up and cosine schedule, so that the kill-and-resume tests that use it (ensemble,
@@ -19,14 +20,13 @@ SMALL_RUN = ["--epochs=2", "--passes_per_epoch=1", "--batch_size=32", "--optimiz
              *small_model_flags()]
 
 
-def start_script(script, *args, cwd) -> subprocess.Popen:
-    """A repository script (predict.py, evaluate.py, ...) started in `cwd`."""
+def start_script(script, *args, cwd):
+    """A repository script (predict.py, evaluate.py, ...) started in `cwd` (a warm fork)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen([sys.executable, str(REPO / script), *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return warm_fork.popen([sys.executable, str(REPO / script), *args], cwd=cwd, env=env)
 
 
-def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+def finish(process) -> subprocess.CompletedProcess:
     stdout, stderr = process.communicate(timeout=300)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
@@ -36,10 +36,10 @@ def run_script(script, *args, cwd) -> subprocess.CompletedProcess:
 
 
 def run_train(*args, timeout=300, env=None, check=True):
-    """train.py with `args` in a subprocess; asserts exit 0 unless `check` is False."""
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args],
-                            capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                            env={**os.environ, **(env or {})})
+    """train.py with `args` in a process of its own (a warm fork); asserts exit 0 unless
+    `check` is False."""
+    result = warm_fork.run([sys.executable, str(REPO / "train.py"), *args], timeout=timeout,
+                           cwd=REPO, env={**os.environ, **(env or {})})
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result

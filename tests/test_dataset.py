@@ -1,4 +1,3 @@
-import subprocess
 import sys
 
 import numpy as np
@@ -7,6 +6,7 @@ import tensorflow as tf
 
 from dream_keras.dataset import pass_rows, training_dataset, weighted_evaluation_dataset
 from dream_keras.data.sequences import encode, one_hot
+from tests import warm_fork
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ print("ok")
 
 
 def test_global_batch_is_split_across_two_replicas():
-    result = subprocess.run([sys.executable, "-c", _TWO_REPLICAS], capture_output=True,
+    result = warm_fork.run([sys.executable, "-c", _TWO_REPLICAS], capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 

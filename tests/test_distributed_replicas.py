@@ -1,15 +1,15 @@
 """Replicated training on logical CPUs: XLA per replica, replica-count invariance, exact
 whole-set validation Pearson, and a saved model that loads as a plain functional model.
 
-Each test runs one subprocess (logical devices must be configured before TensorFlow
-starts) that trains a small model several times with dream_keras.training.train.
+Each test runs one process of its own (a warm fork, tests/warm_fork.py: logical devices
+must be configured before TensorFlow starts) that trains a small model several times with dream_keras.training.train.
 """
 import json
-import subprocess
 import sys
 
 import pytest
 
+from tests import warm_fork
 from tests.conftest import SMALL_MODEL
 from tests.run_helpers import synthetic_cache
 
@@ -68,7 +68,7 @@ def small_cache(tmp_path_factory):
 def _train_runs(tmp_path, cache, devices: int, runs: dict) -> dict:
     script = _SCRIPT.format(devices=devices, runs=repr(runs), model=repr(SMALL_MODEL),
                             cache=cache, out=tmp_path)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    result = warm_fork.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULTS "))

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tests import warm_fork
 from tests.conftest import REPO, small_model_flags
 from tests.run_helpers import history, kill_after_backup
 
@@ -34,7 +35,7 @@ def _start_workers(run_dir, cache, extra):
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker",
                                                               "index": index}}
-        processes.append(subprocess.Popen(
+        processes.append(warm_fork.popen(
             [sys.executable, str(REPO / "train.py"), f"--train_data={cache}",
              f"--output_dir={run_dir}", *RUN, *extra],
             env={**os.environ, "TF_CONFIG": json.dumps(tf_config)},

@@ -1,6 +1,7 @@
 """One-file ensembles: the in-model reverse strand, the mean of the members (to 1e-6, on
-the training scale, members with different scalers), a fresh-process load, predict.py /
-evaluate.py / --export, refusals, and the dream-ensemble command killed and resumed."""
+the training scale, members with different scalers), a load in a new process that had not
+imported the package, predict.py / evaluate.py / --export, refusals, and the
+dream-ensemble command killed and resumed."""
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests import warm_fork
 from tests.conftest import REPO
 from tests.layer_test_utils import assert_config_round_trip
 from tests.conftest import SMALL_MODEL
@@ -59,15 +61,16 @@ def training_scale(model_path, sequences, *, both_strands=False) -> np.ndarray:
 
 
 def _fresh_process_outputs(model_path, sequences) -> np.ndarray:
-    """The file's outputs in a fresh process: keras.models.load_model after
-    `import dream_keras.model`, as a user would load it."""
+    """The file's outputs in a new process that had not imported dream_keras (a warm fork,
+    tests/warm_fork.py): keras.models.load_model after `import dream_keras.model`, as a
+    user would load it."""
     script = (f"import json, keras, numpy as np, dream_keras.model\n"
               f"from dream_keras.data.sequences import encode, one_hot\n"
               f"model = keras.models.load_model({str(model_path)!r})\n"
               f"out = model(one_hot(encode({sequences!r}, 110)), training=False)\n"
               f"print('RESULT', json.dumps([type(model).__name__, "
               f"np.asarray(out).reshape(-1).tolist()]))\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    result = warm_fork.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(l for l in result.stdout.splitlines() if l.startswith("RESULT "))
@@ -189,18 +192,18 @@ def test_ensemble_command_killed_in_a_member_resumes_it_and_skips_finished_ones(
         tmp_path, small_cache):
     command = [sys.executable, str(REPO / "ensemble.py"), f"--train_data={small_cache}",
                "--ensemble_members=2", *SMALL_RUN, "--epochs=3"]
-    whole = subprocess.run([*command, f"--output_dir={tmp_path / 'whole'}"],
+    whole = warm_fork.run([*command, f"--output_dir={tmp_path / 'whole'}"],
                            capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-3000:]
     run = tmp_path / "run"
-    process = subprocess.Popen([*command, f"--output_dir={run}"], stdout=subprocess.DEVNULL,
+    process = warm_fork.popen([*command, f"--output_dir={run}"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     backed_up = kill_after_backup([process],
                                   run / "members" / "seed_1" / "backup" / "epoch-000001.json",
                                   timeout=600)
     assert 1 <= backed_up < 3
     assert json.loads((run / "ensemble.json").read_text())["status"] == "running"
-    resumed = subprocess.run([*command, f"--output_dir={run}"], capture_output=True,
+    resumed = warm_fork.run([*command, f"--output_dir={run}"], capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "member seed 0 already trained" in resumed.stderr
@@ -213,6 +216,6 @@ def test_ensemble_command_killed_in_a_member_resumes_it_and_skips_finished_ones(
     sequences = random_sequences(20, seed=9, min_len=80, max_len=110)
     np.testing.assert_allclose(training_scale(run, sequences),
                                training_scale(tmp_path / "whole", sequences), atol=1e-6)
-    again = subprocess.run([*command, f"--output_dir={run}"], capture_output=True,
+    again = warm_fork.run([*command, f"--output_dir={run}"], capture_output=True,
                            text=True, timeout=300)
     assert again.returncode != 0 and "already holds a finished ensemble" in again.stderr

@@ -2,7 +2,6 @@
 integrated-gradients completeness, the strand mapping, and the files it writes."""
 import csv
 import os
-import subprocess
 import sys
 
 import h5py
@@ -12,6 +11,7 @@ import tensorflow as tf
 
 from dream_keras.data.sequences import encode, one_hot
 from dream_keras.inference import load_run, predict_sequences  # the scoring API ISM must match
+from tests import warm_fork
 from tests.saved_run import SCALER_STD, random_sequences, save_small_run
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
@@ -59,7 +59,7 @@ def test_every_ism_entry_is_the_variant_effect_predict_pairs_reports(tmp_path, r
             for position, code, mutant in every_mutation(sequence):
                 handle.write(f"{sequence}\t{mutant}\n")
                 expected.append((row, position, code))
-    result = subprocess.run([sys.executable, os.path.join(REPO, "predict.py"), f"--model={path}",
+    result = warm_fork.run([sys.executable, os.path.join(REPO, "predict.py"), f"--model={path}",
                              f"--pairs={pairs}", f"--output={tmp_path / 'effects.tsv'}"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -159,7 +159,7 @@ def test_explain_py_writes_aligned_arrays_tsv_and_readable_logos(tmp_path, run, 
     command = [sys.executable, os.path.join(REPO, "explain.py"), f"--model={path}",
                f"--input={tmp_path / 'in.csv'}", f"--output_dir={out}", "--logos=2",
                "--methods=ism", "--methods=integrated_gradients", "--ig_steps=8"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = warm_fork.run(command, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     with h5py.File(out / "attributions.h5") as arrays:
         assert [s.decode() for s in arrays["sequence"][:]] == sequences
@@ -180,7 +180,7 @@ def test_explain_py_writes_aligned_arrays_tsv_and_readable_logos(tmp_path, run, 
                                round(logos.WIDTH_INCHES * logos.DPI))
     assert image[..., :3].std() > 0.05  # something is drawn
 
-    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    again = warm_fork.run(command, timeout=300)
     assert again.returncode == 1 and "not empty" in again.stderr
     assert os.path.getsize(out / "attributions.h5") > 0
 

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from tests import warm_fork
 from tests.conftest import DREAM_DIR, REPO
 from tests.saved_run import random_sequences
 
@@ -465,15 +466,15 @@ def _run_batch(workspace, command: str, batch: list, as_nobody: bool) -> list:
             "cases": [[arg.replace("{W}", str(workspace)).replace("{NAME}", case.name)
                        for arg in case.args] for case in batch]}
     (scratch / "cases.json").write_text(json.dumps(spec))
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    identity = {}
-    if as_nobody:
-        environment["HOME"] = str(scratch)
-        identity = dict(user=NOBODY, group=NOBODY, extra_groups=[])
-    completed = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "cli_batch.py"), str(scratch / "cases.json"),
-         str(scratch / "results.json")],
-        cwd=scratch, capture_output=True, text=True, timeout=600, env=environment, **identity)
+    command_line = [sys.executable, str(REPO / "tests" / "cli_batch.py"),
+                    str(scratch / "cases.json"), str(scratch / "results.json")]
+    if as_nobody:  # a fresh interpreter that runs as another user
+        completed = subprocess.run(
+            command_line, cwd=scratch, capture_output=True, text=True, timeout=600,
+            env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(scratch)},
+            user=NOBODY, group=NOBODY, extra_groups=[])
+    else:
+        completed = warm_fork.run(command_line, cwd=scratch, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads((scratch / "results.json").read_text())
 

@@ -1,8 +1,6 @@
 """Prediction: loading a run, predicting strings and files, strand averaging, pairs, export."""
 import gzip
 import json
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -18,6 +16,7 @@ from dream_keras.prediction_files import predict_file, predict_pairs_file
 from dream_keras.data.readers import DataFormatError
 from dream_keras.data.readers import FASTA, TABLE, TEXT, detect_input_format
 from dream_keras.data.sequences import InvalidSequenceError
+from tests import warm_fork
 from tests.saved_run import SCALER_MEAN, SCALER_STD, random_sequences, reference_predictions
 
 
@@ -269,9 +268,7 @@ def test_export_reloads_without_dream_keras_and_matches(tmp_path, run, sequences
         "out = loaded.signatures['serving_default'](sequences=tf.constant(seqs))\n"
         "assert not any(m.startswith('dream_keras') for m in sys.modules)\n"
         "print(json.dumps(out['expression'].numpy().tolist()))\n")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=env, cwd=tmp_path, timeout=120)
+    result = warm_fork.run([sys.executable, "-c", script], cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     served = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(served[:-1], expected, atol=1e-5)

@@ -12,6 +12,7 @@ import pytest
 from dream_keras.errors import ConfigurationError
 from dream_keras.phases import plan_phases
 from dream_keras.training_config import TrainingConfig
+from tests import warm_fork
 from tests.conftest import REPO, small_model_flags
 from tests.run_helpers import history, kill_after_backup, run_train
 
@@ -76,7 +77,7 @@ def test_run_killed_during_pretraining_resumes_to_identical_history(tmp_path, re
     run_dir = tmp_path / "run"
     args = [sys.executable, str(REPO / "train.py"), *_args(real_rows, run_dir)]
     metadata = run_dir / "backup" / "epoch-000001.json"  # epoch 1 committed
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = warm_fork.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backed_up = kill_after_backup([process], metadata, timeout=600)
     assert backed_up == 1  # killed in the second pre-training epoch
     assert [r["phase"] for r in history(run_dir)] == ["pretrain"]

@@ -1,14 +1,14 @@
 """A model saved by release 0.1.0's training path (tests/data/release_0_1_model.keras,
-see tests/data/README.md) still loads, compiled, as a plain functional model in a fresh
-process and predicts what that release predicted."""
+see tests/data/README.md) still loads, compiled, as a plain functional model in a new
+process that had not imported the package (a warm fork, tests/warm_fork.py) and predicts what that release predicted."""
 import importlib.metadata
 import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from tests import warm_fork
 from tests.conftest import REPO
 
 SAVED_BY_KERAS = str(np.load(REPO / "tests" / "data" / "release_0_1_model_outputs.npz")["keras"])
@@ -44,7 +44,7 @@ print("RESULT " + json.dumps({{
                     "the installed Keras")
 def test_release_0_1_model_loads_and_predicts_as_it_did():
     script = _SCRIPT.format(data=REPO / "tests" / "data")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    result = warm_fork.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
+from tests import warm_fork
 from tests.conftest import REPO, SMALL_MODEL, small_model_flags
 from tests.run_helpers import history, run_train
 
@@ -37,7 +38,7 @@ def _flags(cache, run_dir):
 
 
 def _driver(action: dict, cache, run_dir, **popen):
-    return subprocess.Popen([sys.executable, str(REPO / "tests" / "kill_driver.py"),
+    return warm_fork.popen([sys.executable, str(REPO / "tests" / "kill_driver.py"),
                              json.dumps(action), *_flags(cache, run_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             **popen)

@@ -1,7 +1,8 @@
 """The supported TensorFlow/Keras range: only the multi-worker path, which patches private
 Keras code, refuses versions outside the ones it was tested with, in one clear error."""
-import subprocess
 import sys
+
+from tests import warm_fork
 
 _SCRIPT = """
 import keras
@@ -15,8 +16,7 @@ except Exception as error:
 
 
 def test_multi_worker_patches_refuse_an_untested_keras():
-    result = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True,
-                            text=True, timeout=300)
+    result = warm_fork.run([sys.executable, "-c", _SCRIPT], timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("Config")]
     assert line.startswith("ConfigurationError: --strategy=multi_worker patches private")

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tests import warm_fork
 from tests.conftest import REPO, SMALL_MODEL
 from tests.run_helpers import (SMALL_RUN, history, kill_after_backup, run_train,
                                synthetic_cache)
@@ -15,7 +16,8 @@ pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
 MOMENTUM = 0.9
 
-# One subprocess per device count (logical CPUs must be set before TensorFlow starts).
+# One process per device count, a warm fork (logical CPUs must be set before TensorFlow
+# starts).
 # Part 1 records the raw weights after every train step and computes the EMA itself;
 # part 2 trains a run and scores its saved model.keras on the validation rows.
 _SCRIPT = """
@@ -91,7 +93,7 @@ def test_averages_are_the_ema_of_the_weights_and_the_saved_model_holds_them(
         tmp_path, small_cache, devices):
     script = _SCRIPT.format(devices=devices, cache=small_cache, out=tmp_path,
                             momentum=MOMENTUM, model=repr(SMALL_MODEL))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    result = warm_fork.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULTS "))
@@ -118,7 +120,7 @@ def test_killed_averaging_run_resumes_to_the_identical_history(tmp_path, small_c
     args = [sys.executable, str(REPO / "train.py"), f"--output_dir={tmp_path / 'run'}",
             *common]
     metadata = tmp_path / "run" / "backup" / "epoch-000001.json"  # epoch 1 committed
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = warm_fork.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backed_up = kill_after_backup([process], metadata)
     assert 1 <= backed_up < 3
     resumed = run_train(*args[2:])
