@@ -93,12 +93,6 @@ def _predicted(name, rows):
     return check
 
 
-def _nothing_written(name):
-    def check(w, result):
-        assert not (w / "out" / name).exists()
-    return check
-
-
 def cases() -> list:
     run, out = "{W}/run", "{W}/out"
     model = f"--model={run}/model.keras"
@@ -178,15 +172,13 @@ def cases() -> list:
              message=r"unreadable\.txt: permission denied", needs_non_root=True),
         Case("model_missing", "predict", ["--model={W}/nowhere/model.keras",
                                           "--input={W}/seqs.txt", f"--output={out}/" + "{NAME}.tsv"],
-             message=r"nowhere/model\.keras: model not found",
-             check=_nothing_written("model_missing.tsv")),
+             message=r"nowhere/model\.keras: model not found"),
         Case("input_binary", "predict", [model, "--input={W}/binary.bin",
                                          f"--output={out}/" + "{NAME}.tsv"],
-             message=r"binary\.bin", check=_nothing_written("input_binary.tsv")),
+             message=r"binary\.bin"),
         Case("input_bad_letter", "predict", [model, "--input={W}/bad_letter.txt",
                                              f"--output={out}/" + "{NAME}.tsv"],
-             message=r"bad_letter\.txt:3: letter 'X' outside ACGTN",
-             check=_nothing_written("input_bad_letter.tsv")),
+             message=r"bad_letter\.txt:3: letter 'X' outside ACGTN"),
         *[Case(f"bom_{kind}", "predict", [model, f"--input={{W}}/bom.{kind}",
                                           f"--output={out}/bom_{kind}.tsv"], code=0,
                check=_predicted(f"bom_{kind}.tsv", 20))
@@ -509,6 +501,22 @@ def results(workspace):
     return by_name
 
 
+def _own_outputs(case, workspace) -> list:
+    """The paths a case names after itself ({NAME}) in an output flag: no other case
+    writes them, so each must be absent after a refusal."""
+    return [pathlib.Path(arg.split("=", 1)[1].replace("{W}", str(workspace))
+                         .replace("{NAME}", case.name))
+            for arg in case.args if "{NAME}" in arg
+            and arg.startswith(("--output=", "--output_dir=", "--export="))]
+
+
+def test_refused_cases_name_their_own_outputs():
+    refused = {case.name: _own_outputs(case, pathlib.Path("/w")) for case in cases()
+               if case.code != 0}
+    assert refused["model_missing"] == [pathlib.Path("/w/out/model_missing.tsv")]
+    assert sum(bool(paths) for paths in refused.values()) >= 10
+
+
 @pytest.mark.parametrize("case", cases(), ids=lambda case: case.name)
 def test_case(case, results, workspace):
     if case.needs_non_root and not _permission_cases_runnable():
@@ -523,6 +531,8 @@ def test_case(case, results, workspace):
                   if line.startswith(case.prefix)]
         assert len(errors) == 1, shown
         assert re.search(case.message, errors[0]), f"{errors[0]!r} !~ {case.message!r}"
+        for path in _own_outputs(case, workspace):  # a refusal writes nothing
+            assert not path.exists(), f"{path} written by a refused command\n{shown}"
     if case.check is not None:
         assert case.check(workspace, result) is not False, shown
 
