@@ -61,14 +61,12 @@ def _is_required(name: str) -> bool:
     return any(getattr(v, "message", None) == message for v in flags.FLAGS[name].validators)
 
 
-def main() -> None:
-    if len(sys.argv) == 2:  # child: one command's table (absl flags are process-global)
-        print(_table(sys.argv[1]))
-        return
+def document(start_child) -> str:
+    """docs/flags.md's text. `start_child(module)` starts a process that prints one
+    command's table (absl flags are process-global) and returns it like subprocess.Popen."""
     sections = [HEADER]
     # One child per command, all started at once: each spends its time importing TensorFlow.
-    children = [subprocess.Popen([sys.executable, __file__, module], stdout=subprocess.PIPE,
-                                 text=True) for _, _, module in COMMANDS]
+    children = [start_child(module) for _, _, module in COMMANDS]
     for (script, repository_script, module), child in zip(COMMANDS, children):
         stdout, _ = child.communicate()
         if child.returncode:
@@ -76,7 +74,19 @@ def main() -> None:
         table = stdout.strip()
         also = f" (also `python {repository_script}`)" if repository_script else ""
         sections.append(f"## `{script}`{also}\n\n{table}\n")
-    print("\n".join(sections), end="")
+    return "\n".join(sections)
+
+
+def _start_child(module: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, module], stdout=subprocess.PIPE,
+                            text=True)
+
+
+def main() -> None:
+    if len(sys.argv) == 2:  # child: one command's table
+        print(_table(sys.argv[1]))
+        return
+    print(document(_start_child), end="")
 
 
 if __name__ == "__main__":
