@@ -25,6 +25,7 @@ import os
 import pathlib
 import runpy
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,9 +58,6 @@ def _exit_code(exit_: SystemExit) -> int:
 
 def _run_command(request) -> int:
     """In the forked child: become the command, run it, return its exit status."""
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
     for fd, (path, mode) in enumerate([(os.devnull, os.O_RDONLY), (request["stdout"], os.O_WRONLY),
                                        (request["stderr"], os.O_WRONLY)]):
         target = os.open(path, mode | (os.O_APPEND if mode == os.O_WRONLY else 0))
@@ -68,6 +66,9 @@ def _run_command(request) -> int:
     sys.stdin = open(0, closefd=False)
     argv = request["argv"]
     try:
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
         if argv[0] == "-c":
             sys.argv, sys.path[0] = ["-c", *argv[2:]], ""
             main = sys.modules["__main__"] = types.ModuleType("__main__")
@@ -87,7 +88,7 @@ def _run_command(request) -> int:
         return 1
 
 
-def _fork(request) -> int:
+def _fork(request, replies_fd: int) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -95,6 +96,7 @@ def _fork(request) -> int:
         return pid
     code = 1
     try:
+        os.close(replies_fd)  # the server's pipe to the client is not the command's
         code = _run_command(request)
     finally:
         for stream in (sys.stdout, sys.stderr):
@@ -124,7 +126,7 @@ def serve() -> None:
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 request = json.loads(line)
-                pid = _fork(request)
+                pid = _fork(request, replies.fileno())
                 running.add(pid)
                 replies.write(json.dumps({"id": request["id"], "pid": pid}) + "\n")
         for pid in list(running):
@@ -191,6 +193,7 @@ class _Server:
         if self.process.poll() is None:
             self.process.stdin.close()
             self.process.wait(timeout=60)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _server = None
