@@ -43,10 +43,16 @@ def test_quickstart_settings_learn_without_collapsing(tmp_path):
     """As shipped, on fewer rows and steps: a too-high learning rate collapsed exactly
     here (RMSprop 1e-3 and Adam 1e-3: prediction std < 0.001 within 200 steps).
     Validation r measured on these 6,000 rows: as shipped 0.047 / 0.242 / 0.222 / 0.299
-    after 100 / 200 / 300 / 400 steps; at RMSprop 1e-3 0.040 / -0.071 after 100 / 200."""
+    after 100 / 200 / 300 / 400 steps; at RMSprop 1e-3 0.040 / -0.071 after 100 / 200.
+    Without XLA, as the small-data test: the recipe's learning is what is tested here (the
+    same maths; 0.296 with XLA and 0.313 without after 200 steps, measured 2026-12-03),
+    and on one thread the run took 152 s with XLA against 80 without, its compilation
+    included. XLA training is tested on the small model (tests/test_smoke.py,
+    tests/test_model.py) and on replicas (tests/test_distributed_replicas.py)."""
     run_train(f"--flagfile={REPO / 'flags' / 'quickstart.flags'}",
               f"--train_data={tmp_path / 'synthetic.txt'}", f"--output_dir={tmp_path / 'run'}",
-              "--synthetic_rows=6000", "--epochs=1", "--steps_per_epoch=200", timeout=900)
+              "--synthetic_rows=6000", "--epochs=1", "--steps_per_epoch=200",
+              "--nojit_compile", timeout=900)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "completed"
     assert record["best_metrics"]["val_pearson"] > 0.15, record["best_metrics"]

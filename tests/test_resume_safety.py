@@ -3,7 +3,8 @@ run directory; a resumed run refuses data other than the data it started on.
 
 Kills are exact, not timed: tests/kill_driver.py runs train.py with a hook that SIGKILLs
 the process at a chosen point (a batch, validation, the end of an epoch, or the middle of
-a named file's write). Tiny runs: the narrow model, 2 steps per epoch, 3 epochs.
+a named file's write). Tiny runs: the narrow model, 2 steps per epoch, 3 epochs, a
+learning-rate schedule and weight averaging (both must carry over a kill).
 """
 import io
 import json
@@ -27,10 +28,13 @@ pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 SMALL_MODEL_FLAGS = small_model_flags()
 
 # A warm-up and cosine schedule: a resumed run must also continue the learning-rate curve.
+# Weight averaging on: validation (and model.keras) use the optimizer's averages, so every
+# kill point also shows that the backup restores the averages with the raw weights.
+EMA_MOMENTUM = 0.9
 RUN = ["--epochs=3", "--steps_per_epoch=2", "--batch_size=32", "--optimizer=adam",
        "--learning_rate=1e-3", "--lr_schedule=cosine", "--lr_warmup_epochs=0.5",
-       "--nojit_compile", "--singleton_keep_prob=1", "--validation_fraction=0.2",
-       *SMALL_MODEL_FLAGS]
+       f"--ema_momentum={EMA_MOMENTUM}", "--nojit_compile", "--singleton_keep_prob=1",
+       "--validation_fraction=0.2", *SMALL_MODEL_FLAGS]
 
 
 def _flags(cache, run_dir):
@@ -118,6 +122,7 @@ def test_killed_anywhere_resumes_to_the_same_history(tmp_path, small_cache,  # n
     assert history(run_dir) == expected
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed" and record["epochs_completed"] == 3
+    assert record["flags"]["ema_momentum"] == EMA_MOMENTUM
     assert sorted(os.listdir(run_dir)) == ["history.csv", "model.keras", "run.json",
                                            "target_scaler.json", "tensorboard"]
     saved, wanted = _model_weights(run_dir / "model.keras"), _model_weights(
@@ -135,7 +140,7 @@ def _config(data, run_dir):
     return TrainingConfig(
         train_data=str(data), output_dir=str(run_dir), epochs=3, steps_per_epoch=2,
         batch_size=32, optimizer="adam", learning_rate=1e-3, lr_schedule="cosine",
-        lr_warmup_epochs=0.5, jit_compile=False,
+        lr_warmup_epochs=0.5, ema_momentum=EMA_MOMENTUM, jit_compile=False,
         singleton_keep_prob=1.0, validation_fraction=0.2,
         model={**MODEL_DEFAULTS, **SMALL_MODEL})
 

@@ -1,16 +1,15 @@
 """Weight averaging (--ema_momentum): the averages are the EMA of the recorded weights, on
 one device and through the replicated train step; validation and the best-epoch
-model.keras use them; a killed run resumes to the identical history."""
+model.keras use them. That a killed averaging run resumes to the identical history is
+shown by tests/test_resume_safety.py, whose kill chain runs with --ema_momentum."""
 import json
-import subprocess
 import sys
 
 import pytest
 
 from tests import warm_fork
-from tests.conftest import REPO, SMALL_MODEL
-from tests.run_helpers import (SMALL_RUN, history, kill_after_backup, run_train,
-                               synthetic_cache)
+from tests.conftest import SMALL_MODEL
+from tests.run_helpers import synthetic_cache
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
@@ -109,24 +108,3 @@ def test_averages_are_the_ema_of_the_weights_and_the_saved_model_holds_them(
     # Validation ran on the averaged weights, and model.keras holds the best epoch's
     # averaged weights: its Pearson on the validation rows is the recorded one.
     assert found["saved_model_pearson"] == pytest.approx(found["best_val_pearson"], abs=1e-5)
-
-
-EMA_RUN = [*SMALL_RUN, "--epochs=3", f"--ema_momentum={MOMENTUM}"]
-
-
-def test_killed_averaging_run_resumes_to_the_identical_history(tmp_path, small_cache):
-    common = [f"--train_data={small_cache}", *EMA_RUN]
-    run_train(f"--output_dir={tmp_path / 'whole'}", *common)
-    args = [sys.executable, str(REPO / "train.py"), f"--output_dir={tmp_path / 'run'}",
-            *common]
-    metadata = tmp_path / "run" / "backup" / "epoch-000001.json"  # epoch 1 committed
-    process = warm_fork.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    backed_up = kill_after_backup([process], metadata)
-    assert 1 <= backed_up < 3
-    resumed = run_train(*args[2:])
-    assert f"resuming {tmp_path / 'run'} at epoch {backed_up + 1}" in resumed.stderr
-    # The backup restored the raw weights AND the optimizer's averages: every later
-    # epoch (validated on the averages) is the uninterrupted run's.
-    assert history(tmp_path / "run") == history(tmp_path / "whole")
-    whole = json.loads((tmp_path / "whole" / "run.json").read_text())
-    assert whole["flags"]["ema_momentum"] == MOMENTUM
