@@ -18,6 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # tests/warm_fork.py's server starts), so every test process and child inherits it.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # NumPy's BLAS (the ridge fits)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"

@@ -1,5 +1,5 @@
-"""Two local workers (MultiWorkerMirroredStrategy through train.py) that cannot hang: one
-early-stopping decision for both, and after a kill both resume from the chief's backup."""
+"""Two local workers (MultiWorkerMirroredStrategy through train.py) that cannot hang: after
+a kill both resume from the chief's backup, and one early-stopping decision ends both."""
 import json
 import os
 import socket
@@ -55,33 +55,29 @@ def _finish(processes, timeout=400):
     return [out + err for out, err in outputs]
 
 
-def test_early_stopping_stops_both_workers_on_the_same_epoch(tmp_path, small_cache):  # noqa: F811
-    # Learning rate 0: only the BatchNorm moving statistics change, so val_pearson soon
-    # stops improving and patience 1 ends the run before epoch 5 (after 3 epochs with this
-    # seed). A worker that went on alone would wait forever in the next collective.
-    logs = _finish(_start_workers(tmp_path / "run", small_cache,
-                                  ["--learning_rate=0", "--epochs=5",
-                                   "--early_stopping_patience=1"]))
-    epochs = [int(row["epoch"]) for row in history(tmp_path / "run")]
+def test_killed_workers_resume_from_the_chiefs_backup_and_stop_early_together(
+        tmp_path, small_cache):  # noqa: F811
+    """Both workers are killed once the chief has backed up epoch 1; restarted, both resume
+    at the chief's epoch (not only the chief), and the early-stopping decision, taken on
+    the chief's metrics, ends both on the same epoch: a worker that went on alone would
+    wait forever in the next collective. Learning rate 0: only the BatchNorm moving
+    statistics change, so val_pearson soon stops improving and patience 1 ends the run
+    before epoch 5 (after 3 epochs with this seed)."""
+    run_dir = tmp_path / "run"
+    extra = ["--learning_rate=0", "--epochs=5", "--early_stopping_patience=1"]
+    metadata = run_dir / "backup" / "epoch-000001.json"  # epoch 1 committed
+    backed_up = kill_after_backup(_start_workers(run_dir, small_cache, extra), metadata)
+    assert backed_up == 1
+    logs = _finish(_start_workers(run_dir, small_cache, extra))
+    epochs = [int(row["epoch"]) for row in history(run_dir)]
     assert epochs == list(range(len(epochs))) and 2 <= len(epochs) < 5
-    for log in logs:  # both workers trained exactly the epochs in history.csv
+    for log in logs:
+        assert f"resuming {run_dir} at epoch {backed_up + 1}" in log
+        # Both trained exactly the epochs in history.csv after the resumed one.
         assert f"Epoch {len(epochs)}/5" in log and f"Epoch {len(epochs) + 1}/5" not in log
-    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed" and record["num_replicas_in_sync"] == 2
+    assert record["epochs_completed"] == len(epochs)
     assert record["xla"]["train_step"] in ("per_replica", "off")
-    assert sorted(os.listdir(tmp_path / "run")) == sorted(
+    assert sorted(os.listdir(run_dir)) == sorted(
         ["history.csv", "model.keras", "run.json", "target_scaler.json", "tensorboard"])
-
-
-def test_killed_workers_both_resume_from_the_chiefs_backup(tmp_path, small_cache):  # noqa: F811
-    extra = ["--learning_rate=1e-3", "--epochs=3"]
-    metadata = tmp_path / "run" / "backup" / "epoch-000001.json"  # epoch 1 committed
-    backed_up = kill_after_backup(_start_workers(tmp_path / "run", small_cache, extra),
-                                  metadata)
-    assert 1 <= backed_up < 3
-    logs = _finish(_start_workers(tmp_path / "run", small_cache, extra))
-    for log in logs:  # both workers, not only the chief, resume at the chief's epoch
-        assert f"resuming {tmp_path / 'run'} at epoch {backed_up + 1}" in log
-    assert [int(row["epoch"]) for row in history(tmp_path / "run")] == [0, 1, 2]
-    record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record["status"] == "completed" and record["epochs_completed"] == 3

@@ -1,6 +1,5 @@
 """The package boundary: a light root, a TensorFlow-free data layer, self-contained
 repository files, one error type for the command lines, the seed's recipe in base.flags."""
-import os
 import re
 import subprocess
 import sys
@@ -42,10 +41,17 @@ def test_public_names_resolve_lazily():
 
 
 def test_training_imports_private_keras_code_only_for_multi_worker():
-    imported = _imported_after("import dream_keras.training")
+    """In a process that had imported TensorFlow and Keras but nothing of the package (a
+    warm fork, tests/warm_fork.py), the training path leaves the patch module unloaded."""
+    from tests import warm_fork
+
+    result = warm_fork.run([sys.executable, "-c", "import sys, dream_keras.training\n"
+                            "print(' '.join(sys.modules))"], cwd=REPO, capture_output=True,
+                           text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = set(result.stdout.split())
+    assert {"dream_keras.training", "dream_keras.distribute"} <= imported  # it can see them
     assert "dream_keras.multi_worker_fixes" not in imported
-    imported = _imported_after("import dream_keras.multi_worker_fixes")
-    assert "dream_keras.multi_worker_fixes" in imported
 
 
 def test_no_file_refers_to_paths_outside_the_checkout():
@@ -108,11 +114,12 @@ def test_base_flags_is_the_seeds_schedule_and_settings():
 
 
 def test_base_flags_parse_and_a_missing_file_says_where_to_get_it(tmp_path):
-    result = subprocess.run(
+    from tests import warm_fork
+
+    result = warm_fork.run(
         [sys.executable, str(REPO / "train.py"), f"--flagfile={REPO / 'flags' / 'base.flags'}",
          f"--train_data={tmp_path / 'train_sequences.txt'}", f"--output_dir={tmp_path / 'run'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: training data") and "10633252" in last

@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.conftest import SMALL_MODEL
 from tests.run_helpers import history
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
@@ -22,10 +23,13 @@ def test_quickstart_path_writes_every_output(tmp_path):
     from dream_keras.training import train
     from dream_keras.training_config import TrainingConfig
 
+    from dream_keras.model import MODEL_DEFAULTS, build_model
+
     config = TrainingConfig(train_data=str(tmp_path / "synthetic.txt"), synthetic_rows=300,
-                            output_dir=str(tmp_path / "run"), epochs=2, batch_size=32, passes_per_epoch=1,
-                            optimizer="adam", learning_rate=1e-3, jit_compile=False,
-                            validation_fraction=0.2)
+                            output_dir=str(tmp_path / "run"), epochs=2, batch_size=32,
+                            passes_per_epoch=1, optimizer="adam", learning_rate=1e-3,
+                            jit_compile=False, validation_fraction=0.2,
+                            model={**MODEL_DEFAULTS, **SMALL_MODEL})
     class Batches(keras.callbacks.Callback):  # an observer: extra_callbacks
         def on_train_begin(self, logs=None):
             self.seen = []
@@ -47,7 +51,7 @@ def test_quickstart_path_writes_every_output(tmp_path):
     assert data["rows_in_cache"] == 300 and data["train_rows"] + data["validation_rows"] == \
         data["rows_after_singleton_filter"] < 300  # half the singletons were dropped
     assert len(data["source_sha256"]) == 64
-    assert saved["parameters"] == 319_657
+    assert saved["parameters"] == build_model(**SMALL_MODEL).count_params()
     rows = history(run)
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert np.isfinite(float(rows[-1]["val_pearson"])) and saved["best_epoch"] in (1, 2)

@@ -37,7 +37,7 @@ import types
 # Read when TensorFlow, Keras or Python start: a command that sets one of these to a value
 # other than the server's gets a fresh interpreter instead.
 _IMPORT_TIME = ("TF_CPP_", "TF_NUM_", "TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "KERAS_",
-                "PYTHON", "CUDA_VISIBLE_DEVICES", "OMP_", "LD_")
+                "PYTHON", "CUDA_VISIBLE_DEVICES", "OMP_", "OPENBLAS_", "LD_")
 
 
 def _server_environment() -> dict:
