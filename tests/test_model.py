@@ -1,6 +1,5 @@
 """The assembled model: sizes, trainability of every weight, saving, XLA, precision, fitting."""
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -35,10 +34,13 @@ def activate_attention(model, seed=0):
 
 
 def run_python(code, timeout=240):
-    """Run `code` in a fresh interpreter from the repository root; return its stdout."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    """Run `code` from the repository root in a process that has imported TensorFlow and
+    Keras but nothing of dream_keras (a warm fork, tests/warm_fork.py), as a user's new
+    interpreter would be when it loads a model; return its stdout."""
+    from tests import warm_fork
+
+    result = warm_fork.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
