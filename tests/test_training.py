@@ -20,10 +20,9 @@ pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 def test_quickstart_path_writes_every_output(tmp_path):
     import keras
 
+    from dream_keras.model import MODEL_DEFAULTS, build_model
     from dream_keras.training import train
     from dream_keras.training_config import TrainingConfig
-
-    from dream_keras.model import MODEL_DEFAULTS, build_model
 
     config = TrainingConfig(train_data=str(tmp_path / "synthetic.txt"), synthetic_rows=300,
                             output_dir=str(tmp_path / "run"), epochs=2, batch_size=32,
