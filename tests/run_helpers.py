@@ -35,6 +35,20 @@ def run_script(script, *args, cwd) -> subprocess.CompletedProcess:
     return finish(start_script(script, *args, cwd=cwd))
 
 
+def run_code(code: str, *, timeout=300, cwd=REPO) -> subprocess.CompletedProcess:
+    """`python -c code` in a warm fork (tests/warm_fork.py: TensorFlow and Keras imported,
+    nothing of dream_keras, as a user's new interpreter is); asserts exit 0."""
+    result = warm_fork.run([sys.executable, "-c", code], cwd=cwd, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def tagged_json(stdout: str, tag: str):
+    """The JSON value printed after `tag` on the line of `stdout` that starts with it."""
+    (line,) = [line for line in stdout.splitlines() if line.startswith(tag)]
+    return json.loads(line[len(tag):])
+
+
 def run_train(*args, timeout=300, env=None, check=True):
     """train.py with `args` in a process of its own (a warm fork); asserts exit 0 unless
     `check` is False."""

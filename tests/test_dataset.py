@@ -1,12 +1,10 @@
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from dream_keras.dataset import pass_rows, training_dataset, weighted_evaluation_dataset
 from dream_keras.data.sequences import encode, one_hot
-from tests import warm_fork
+from tests.run_helpers import run_code
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +157,7 @@ print("ok")
 
 
 def test_global_batch_is_split_across_two_replicas():
-    result = warm_fork.run([sys.executable, "-c", _TWO_REPLICAS], capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+    assert run_code(_TWO_REPLICAS).stdout.strip() == "ok"
 
 
 def test_mismatched_lengths_refused(rows):

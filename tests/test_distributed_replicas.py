@@ -4,14 +4,11 @@ whole-set validation Pearson, and a saved model that loads as a plain functional
 Each test runs one process of its own (a warm fork, tests/warm_fork.py: logical devices
 must be configured before TensorFlow starts) that trains a small model several times with dream_keras.training.train.
 """
-import json
-import sys
 
 import pytest
 
-from tests import warm_fork
 from tests.conftest import SMALL_MODEL
-from tests.run_helpers import synthetic_cache
+from tests.run_helpers import run_code, synthetic_cache, tagged_json
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
@@ -68,11 +65,8 @@ def small_cache(tmp_path_factory):
 def _train_runs(tmp_path, cache, devices: int, runs: dict) -> dict:
     script = _SCRIPT.format(devices=devices, runs=repr(runs), model=repr(SMALL_MODEL),
                             cache=cache, out=tmp_path)
-    result = warm_fork.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULTS "))
-    return json.loads(line[len("RESULTS "):]), result.stderr
+    result = run_code(script, timeout=600)
+    return tagged_json(result.stdout, "RESULTS "), result.stderr
 
 
 def _history(tmp_path, name) -> dict:

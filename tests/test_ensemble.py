@@ -13,8 +13,8 @@ from tests import warm_fork
 from tests.conftest import REPO
 from tests.layer_test_utils import assert_config_round_trip
 from tests.conftest import SMALL_MODEL
-from tests.run_helpers import (SMALL_RUN, history, kill_after_backup, run_script,
-                               synthetic_cache)
+from tests.run_helpers import (SMALL_RUN, history, kill_after_backup, run_code, run_script,
+                               synthetic_cache, tagged_json)
 from tests.saved_run import random_sequences
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
@@ -70,11 +70,7 @@ def _fresh_process_outputs(model_path, sequences) -> np.ndarray:
               f"out = model(one_hot(encode({sequences!r}, 110)), training=False)\n"
               f"print('RESULT', json.dumps([type(model).__name__, "
               f"np.asarray(out).reshape(-1).tolist()]))\n")
-    result = warm_fork.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = next(l for l in result.stdout.splitlines() if l.startswith("RESULT "))
-    kind, outputs = json.loads(line[len("RESULT "):])
+    kind, outputs = tagged_json(run_code(script).stdout, "RESULT ")
     assert kind == "Functional"
     return np.array(outputs)
 

@@ -1,7 +1,6 @@
 """Prediction: loading a run, predicting strings and files, strand averaging, pairs, export."""
 import gzip
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from dream_keras.prediction_files import predict_file, predict_pairs_file
 from dream_keras.data.readers import DataFormatError
 from dream_keras.data.readers import FASTA, TABLE, TEXT, detect_input_format
 from dream_keras.data.sequences import InvalidSequenceError
-from tests import warm_fork
+from tests.run_helpers import run_code, tagged_json
 from tests.saved_run import SCALER_MEAN, SCALER_STD, random_sequences, reference_predictions
 
 
@@ -267,9 +266,7 @@ def test_export_reloads_without_dream_keras_and_matches(tmp_path, run, sequences
         f"seqs = json.load(open({str(inputs)!r}))\n"
         "out = loaded.signatures['serving_default'](sequences=tf.constant(seqs))\n"
         "assert not any(m.startswith('dream_keras') for m in sys.modules)\n"
-        "print(json.dumps(out['expression'].numpy().tolist()))\n")
-    result = warm_fork.run([sys.executable, "-c", script], cwd=tmp_path, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    served = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+        "print('SERVED', json.dumps(out['expression'].numpy().tolist()))\n")
+    served = np.array(tagged_json(run_code(script, cwd=tmp_path).stdout, "SERVED "))
     np.testing.assert_allclose(served[:-1], expected, atol=1e-5)
     np.testing.assert_allclose(served[-1], predict_sequences(*run, ["acgNt"])[0], atol=1e-5)

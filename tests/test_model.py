@@ -1,6 +1,5 @@
 """The assembled model: sizes, trainability of every weight, saving, XLA, precision, fitting."""
 import os
-import sys
 import textwrap
 
 import keras
@@ -37,12 +36,9 @@ def run_python(code, timeout=240):
     """Run `code` from the repository root in a process that has imported TensorFlow and
     Keras but nothing of dream_keras (a warm fork, tests/warm_fork.py), as a user's new
     interpreter would be when it loads a model; return its stdout."""
-    from tests import warm_fork
+    from tests.run_helpers import run_code
 
-    result = warm_fork.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    return run_code(textwrap.dedent(code), timeout=timeout, cwd=ROOT).stdout
 
 
 def test_parameter_counts_match_the_original():

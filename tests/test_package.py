@@ -43,13 +43,10 @@ def test_public_names_resolve_lazily():
 def test_training_imports_private_keras_code_only_for_multi_worker():
     """In a process that had imported TensorFlow and Keras but nothing of the package (a
     warm fork, tests/warm_fork.py), the training path leaves the patch module unloaded."""
-    from tests import warm_fork
+    from tests.run_helpers import run_code
 
-    result = warm_fork.run([sys.executable, "-c", "import sys, dream_keras.training\n"
-                            "print(' '.join(sys.modules))"], cwd=REPO, capture_output=True,
-                           text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    imported = set(result.stdout.split())
+    imported = set(run_code("import sys, dream_keras.training\n"
+                            "print(' '.join(sys.modules))").stdout.split())
     assert {"dream_keras.training", "dream_keras.distribute"} <= imported  # it can see them
     assert "dream_keras.multi_worker_fixes" not in imported
 

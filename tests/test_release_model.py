@@ -2,13 +2,11 @@
 see tests/data/README.md) still loads, compiled, as a plain functional model in a new
 process that had not imported the package (a warm fork, tests/warm_fork.py) and predicts what that release predicted."""
 import importlib.metadata
-import json
-import sys
 
 import numpy as np
 import pytest
 
-from tests import warm_fork
+from tests.run_helpers import run_code, tagged_json
 from tests.conftest import REPO
 
 SAVED_BY_KERAS = str(np.load(REPO / "tests" / "data" / "release_0_1_model_outputs.npz")["keras"])
@@ -44,11 +42,7 @@ print("RESULT " + json.dumps({{
                     "the installed Keras")
 def test_release_0_1_model_loads_and_predicts_as_it_did():
     script = _SCRIPT.format(data=REPO / "tests" / "data")
-    result = warm_fork.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
-    loaded = json.loads(line[len("RESULT "):])
+    loaded = tagged_json(run_code(script).stdout, "RESULT ")
     # Plain functional model; the optimizer state (5 steps of one epoch) came back with it.
     assert loaded["class"] == "Functional"
     assert loaded["optimizer"] == "TF2RMSprop" and loaded["iterations"] == 5

@@ -1,8 +1,7 @@
 """The supported TensorFlow/Keras range: only the multi-worker path, which patches private
 Keras code, refuses versions outside the ones it was tested with, in one clear error."""
-import sys
 
-from tests import warm_fork
+from tests.run_helpers import run_code
 
 _SCRIPT = """
 import keras
@@ -16,8 +15,7 @@ except Exception as error:
 
 
 def test_multi_worker_patches_refuse_an_untested_keras():
-    result = warm_fork.run([sys.executable, "-c", _SCRIPT], timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    (line,) = [line for line in result.stdout.splitlines() if line.startswith("Config")]
+    (line,) = [line for line in run_code(_SCRIPT).stdout.splitlines()
+               if line.startswith("Config")]
     assert line.startswith("ConfigurationError: --strategy=multi_worker patches private")
     assert "Keras 3.7.0 is installed" in line and "--strategy=mirrored" in line

@@ -2,14 +2,11 @@
 one device and through the replicated train step; validation and the best-epoch
 model.keras use them. That a killed averaging run resumes to the identical history is
 shown by tests/test_resume_safety.py, whose kill chain runs with --ema_momentum."""
-import json
-import sys
 
 import pytest
 
-from tests import warm_fork
 from tests.conftest import SMALL_MODEL
-from tests.run_helpers import synthetic_cache
+from tests.run_helpers import run_code, synthetic_cache, tagged_json
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
@@ -92,11 +89,7 @@ def test_averages_are_the_ema_of_the_weights_and_the_saved_model_holds_them(
         tmp_path, small_cache, devices):
     script = _SCRIPT.format(devices=devices, cache=small_cache, out=tmp_path,
                             momentum=MOMENTUM, model=repr(SMALL_MODEL))
-    result = warm_fork.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULTS "))
-    found = json.loads(line[len("RESULTS "):])
+    found = tagged_json(run_code(script, timeout=600).stdout, "RESULTS ")
     assert found["replicas"] == devices and found["steps"] == 5
     # The optimizer's averages are the EMA of the weights after each step (computed here
     # from the recorded weights), through the replicated train step too ...
