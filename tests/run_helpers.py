@@ -1,4 +1,5 @@
-"""Helpers for tests that run training: a synthetic cache, history.csv, killing a run."""
+"""Helpers for tests that run the package in processes of their own: training runs, scripts,
+`python -c` code (warm forks), a synthetic cache, history.csv, killing a run."""
 import csv
 import json
 import os
