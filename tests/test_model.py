@@ -1,5 +1,4 @@
 """The assembled model: sizes, trainability of every weight, saving, XLA, precision, fitting."""
-import os
 import textwrap
 
 import keras
@@ -11,10 +10,10 @@ from dream_keras.metrics import pearson_r
 from dream_keras.model import MODEL_ARGUMENT_HELP, MODEL_DEFAULTS, build_model
 from tests.conftest import SMALL_MODEL
 from tests.layer_test_utils import compile_mse
+from tests.run_helpers import run_code
 
 pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATTENTION_WEIGHTS = ("q_kernel", "k_kernel", "v_kernel", "r_k_kernel", "r_w_bias", "r_r_bias")
 ATTENTION_OUTPUT = ("output_kernel", "output_bias")
 
@@ -30,15 +29,6 @@ def activate_attention(model, seed=0):
     for weight in model.weights:
         if weight.name == "output_kernel":
             weight.assign(rng.normal(0, 0.1, size=weight.shape).astype("float32"))
-
-
-def run_python(code, timeout=240):
-    """Run `code` from the repository root in a process that has imported TensorFlow and
-    Keras but nothing of dream_keras (a warm fork, tests/warm_fork.py), as a user's new
-    interpreter would be when it loads a model; return its stdout."""
-    from tests.run_helpers import run_code
-
-    return run_code(textwrap.dedent(code), timeout=timeout, cwd=ROOT).stdout
 
 
 def test_parameter_counts_match_the_original():
@@ -206,7 +196,9 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "expected.npy", model.predict(x, verbose=0))
     model.save(tmp_path / "model.keras")
-    stdout = run_python(f"""
+    # A process that has imported TensorFlow and Keras but nothing of dream_keras (a warm
+    # fork, tests/warm_fork.py), as a user's new interpreter is when it loads a model.
+    stdout = run_code(textwrap.dedent(f"""
         import numpy as np, keras
         import dream_keras
         x = np.load({str(tmp_path / 'x.npy')!r})
@@ -216,7 +208,7 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path):
         import dream_keras.model  # registers the layers for keras' own load_model
         model = keras.models.load_model({str(tmp_path / 'model.keras')!r})
         print(float(np.abs(model.predict(x, verbose=0) - expected).max()))
-    """)
+    """)).stdout
     count, difference, plain_keras_difference = stdout.split()
     assert int(count) == 319_657
     assert float(difference) == 0.0 and float(plain_keras_difference) == 0.0

@@ -111,12 +111,11 @@ def test_base_flags_is_the_seeds_schedule_and_settings():
 
 
 def test_base_flags_parse_and_a_missing_file_says_where_to_get_it(tmp_path):
-    from tests import warm_fork
+    from tests.run_helpers import run_script
 
-    result = warm_fork.run(
-        [sys.executable, str(REPO / "train.py"), f"--flagfile={REPO / 'flags' / 'base.flags'}",
-         f"--train_data={tmp_path / 'train_sequences.txt'}", f"--output_dir={tmp_path / 'run'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    result = run_script("train.py", f"--flagfile={REPO / 'flags' / 'base.flags'}",
+                        f"--train_data={tmp_path / 'train_sequences.txt'}",
+                        f"--output_dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: training data") and "10633252" in last

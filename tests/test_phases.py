@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from dream_keras import backups
 from dream_keras.errors import ConfigurationError
 from dream_keras.phases import plan_phases
 from dream_keras.training_config import TrainingConfig
@@ -82,8 +83,8 @@ def test_run_killed_during_pretraining_resumes_to_identical_history(tmp_path, re
     assert backed_up == 1  # killed in the second pre-training epoch
     # What the run resumes from: the committed backup (history.csv is rewritten from it
     # just after each commit, so a kill can fall between the two).
-    committed = json.loads(metadata.read_text())["history"]
-    assert [r["phase"] for r in committed] == ["pretrain"]
+    committed = backups.latest(run_dir / "backup")
+    assert committed.epoch == 1 and [r["phase"] for r in committed.history] == ["pretrain"]
     resumed = run_train(*args[2:], timeout=600)
     assert f"resuming {run_dir} at epoch 2" in resumed.stderr
     # The same generated batches and teacher labels, weights, optimizer state and

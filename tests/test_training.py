@@ -20,7 +20,7 @@ pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
 def test_quickstart_path_writes_every_output(tmp_path):
     import keras
 
-    from dream_keras.model import MODEL_DEFAULTS, build_model
+    from dream_keras.model import build_model
     from dream_keras.training import train
     from dream_keras.training_config import TrainingConfig
 
@@ -28,7 +28,7 @@ def test_quickstart_path_writes_every_output(tmp_path):
                             output_dir=str(tmp_path / "run"), epochs=2, batch_size=32,
                             passes_per_epoch=1, optimizer="adam", learning_rate=1e-3,
                             jit_compile=False, validation_fraction=0.2,
-                            model={**MODEL_DEFAULTS, **SMALL_MODEL})
+                            model=SMALL_MODEL)
     class Batches(keras.callbacks.Callback):  # an observer: extra_callbacks
         def on_train_begin(self, logs=None):
             self.seen = []
