@@ -1,0 +1,146 @@
+"""train.py, stopping before one pre-training batch to show where its training-mode forward
+pass explodes: the largest activation after each layer in training mode (BatchNorm on the
+batch's own statistics) and in inference mode, and the BiLSTM's hidden-state growth along
+the sequence, recomputed in NumPy from its weights.
+
+    python experiments/small_data/explosion_probe.py [train.py flags...] --probe_step=146
+
+--probe_step counts pre-training batches from 1 (as batch_losses.py prints them). The
+generated batch is rebuilt as the run builds it (a pure function of seed and step).
+"""
+# First: imports TensorFlow quietly and defines train.py's flags.
+from dream_keras.cli import train as train_command
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
+
+from dream_keras.cli import runner  # noqa: E402
+from dream_keras.cli.training_flags import config_from_flags  # noqa: E402
+from dream_keras.data.design import SequenceGenerator, infer_design  # noqa: E402
+from dream_keras.data.sequences import one_hot  # noqa: E402
+from dream_keras.data.training_data import load_training_rows  # noqa: E402
+from dream_keras.phases import GENERATION_STREAM  # noqa: E402
+from dream_keras.training import train  # noqa: E402
+
+_PROBE_STEP = flags.DEFINE_integer("probe_step", 146, "Pre-training batch to probe (from 1).",
+                                   lower_bound=1)
+_SCAN = flags.DEFINE_integer("scan_batches", 40, "Further generated batches to forward in "
+                             "training mode with the same weights.", lower_bound=0)
+
+
+class ProbeError(Exception):
+    """Raised to end the run once the probe has printed."""
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _swish(x):
+    return x * _sigmoid(x)
+
+
+def lstm_growth(layer, inputs, go_backwards=False, recurrent_scale=1.0, gates=None):
+    """max |h_t| and max |c_t| over the batch at each time step (NumPy, float64), with the
+    recurrent kernel scaled by `recurrent_scale`; `gates` (a list) receives the mean
+    forget, input and output gate of the sequence with the largest final |c| over the
+    last 30 steps."""
+    kernel, recurrent, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+    recurrent = recurrent * recurrent_scale
+    x = np.asarray(inputs, np.float64)[:, ::-1] if go_backwards else np.asarray(inputs, np.float64)
+    units = recurrent.shape[0]
+    h = np.zeros((x.shape[0], units))
+    c = np.zeros_like(h)
+    hs, cs, trace = [], [], []
+    for t in range(x.shape[1]):
+        z = x[:, t] @ kernel + h @ recurrent + bias
+        i, f, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+        with np.errstate(over="ignore", invalid="ignore"):
+            c = _sigmoid(f) * c + _sigmoid(i) * _swish(g)
+            h = _sigmoid(o) * _swish(c)
+        trace.append((_sigmoid(f), _sigmoid(i), _sigmoid(o)))
+        hs.append(np.nanmax(np.abs(h)))
+        cs.append(np.nanmax(np.abs(c)))
+    if gates is not None:
+        worst = int(np.nanargmax(np.abs(c).max(axis=1)))
+        gates.extend(float(np.mean([step[k][worst] for step in trace[-30:]])) for k in range(3))
+    return np.array(hs), np.array(cs)
+
+
+def layer_maxima(model, x, training):
+    out, maxima = x, []
+    for layer in model.layers[1:]:
+        out = layer(out, training=training)
+        maxima.append((layer.name, float(np.max(np.abs(keras.ops.convert_to_numpy(out))))))
+    return maxima
+
+
+class Probe(keras.callbacks.Callback):
+    def __init__(self, config):
+        super().__init__()
+        rows = load_training_rows(config, 110)
+        design = infer_design(rows.train_codes)
+        self.generator = SequenceGenerator(design, config.pretrain_generator, rows.train_codes,
+                                           config.pretrain_mutation_rate)
+        self.config = config
+
+    def _batch(self, step):
+        codes = self.generator.batch(self.config.seed, GENERATION_STREAM, step,
+                                     self.config.batch_size)
+        return one_hot(codes)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch != _PROBE_STEP.value - 1:
+            return
+        x = self._batch(batch)
+        for training in (True, False):
+            print(f"training={training}: " + ", ".join(
+                f"{name} {value:.3g}" for name, value in layer_maxima(self.model, x, training)))
+        # The BiLSTM's input and the growth of its state along the sequence.
+        lstm_input = x
+        for layer in self.model.layers[1:]:
+            if layer.name == "bilstm":
+                break
+            lstm_input = keras.ops.convert_to_numpy(layer(lstm_input, training=True))
+        for direction, cell in (("forward", self.model.get_layer("bilstm").forward_layer),
+                                ("backward", self.model.get_layer("bilstm").backward_layer)):
+            h, c = lstm_growth(cell, lstm_input, go_backwards=direction == "backward")
+            steps = [0, 9, 19, 39, 59, 79, 99, len(h) - 1]
+            print(f"{direction} LSTM max|h| at steps {[s + 1 for s in steps]}: "
+                  f"{[float(f'{h[s]:.3g}') for s in steps]}; max|c|: "
+                  f"{[float(f'{c[s]:.3g}') for s in steps]}")
+            gates = []
+            lstm_growth(cell, lstm_input, direction == "backward", gates=gates)
+            print(f"{direction} worst sequence, last 30 steps: mean forget {gates[0]:.3f}, "
+                  f"input {gates[1]:.3f}, output {gates[2]:.3f} gate")
+            for scale in (0.75, 0.5, 0.25, 0.0):
+                h, c = lstm_growth(cell, lstm_input, direction == "backward", scale)
+                print(f"{direction}, recurrent kernel x {scale}: final max|c| {c[-1]:.3g}, "
+                      f"largest max|c| {np.nanmax(c):.3g}")
+            kernel, recurrent, _ = cell.get_weights()
+            print(f"{direction} kernel norm {np.linalg.norm(kernel):.3g}, recurrent spectral "
+                  f"norm {np.linalg.norm(recurrent, 2):.3g}")
+        print(f"LSTM input max {np.max(np.abs(lstm_input)):.3g}, rms "
+              f"{np.sqrt(np.mean(lstm_input ** 2)):.3g}")
+        exploded = []
+        for step in range(batch, batch + _SCAN.value):
+            out = keras.ops.convert_to_numpy(self.model(self._batch(step), training=True))
+            exploded.append(float(np.max(np.abs(out))))
+        print(f"max |output| in training mode, batches {batch + 1}-{batch + _SCAN.value}: "
+              f"{[float(f'{v:.3g}') for v in exploded]}")
+        raise ProbeError
+
+
+def probe() -> str:
+    config = config_from_flags()
+    train_command.check_training_paths(config)
+    try:
+        train(config, extra_callbacks=[Probe(config)])
+    except ProbeError:
+        return "probed"
+    return "the probe step was not reached"
+
+
+if __name__ == "__main__":
+    runner.run(probe)
