@@ -5,7 +5,9 @@ the sequence, recomputed in NumPy from its weights.
 
     python experiments/small_data/explosion_probe.py [train.py flags...] --probe_step=146
 
---probe_step counts pre-training batches from 1 (as batch_losses.py prints them). The
+--probe_step is a batch of the run's FIRST pre-training epoch, counted from 1 (as
+batch_losses.py prints them; to probe a later epoch, shorten the epochs so that the batch
+falls in the first). The
 generated batch is rebuilt as the run builds it (a pure function of seed and step).
 
 What it showed (docs/small_data.md, "Bounding the swish LSTM's recurrence"): ordinary
@@ -24,11 +26,12 @@ from dream_keras.cli.training_flags import config_from_flags  # noqa: E402
 from dream_keras.data.design import SequenceGenerator, infer_design  # noqa: E402
 from dream_keras.data.sequences import one_hot  # noqa: E402
 from dream_keras.data.training_data import load_training_rows  # noqa: E402
+from dream_keras.model import MODEL_DEFAULTS  # noqa: E402
 from dream_keras.phases import GENERATION_STREAM  # noqa: E402
 from dream_keras.training import train  # noqa: E402
 
-_PROBE_STEP = flags.DEFINE_integer("probe_step", 146, "Pre-training batch to probe (from 1).",
-                                   lower_bound=1)
+_PROBE_STEP = flags.DEFINE_integer("probe_step", 146, "Batch of the first pre-training epoch "
+                                   "to probe (from 1).", lower_bound=1)
 _SCAN = flags.DEFINE_integer("scan_batches", 40, "Further generated batches to forward in "
                              "training mode with the same weights.", lower_bound=0)
 
@@ -83,7 +86,7 @@ def layer_maxima(model, x, training):
 class Probe(keras.callbacks.Callback):
     def __init__(self, config):
         super().__init__()
-        rows = load_training_rows(config, 110)
+        rows = load_training_rows(config, {**MODEL_DEFAULTS, **config.model}["seq_len"])
         design = infer_design(rows.train_codes)
         self.generator = SequenceGenerator(design, config.pretrain_generator, rows.train_codes,
                                            config.pretrain_mutation_rate)
@@ -94,8 +97,11 @@ class Probe(keras.callbacks.Callback):
                                      self.config.batch_size)
         return one_hot(codes)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
     def on_train_batch_begin(self, batch, logs=None):
-        if batch != _PROBE_STEP.value - 1:
+        if self.epoch != 0 or batch != _PROBE_STEP.value - 1:
             return
         x = self._batch(batch)
         for training in (True, False):
@@ -109,13 +115,12 @@ class Probe(keras.callbacks.Callback):
             lstm_input = keras.ops.convert_to_numpy(layer(lstm_input, training=True))
         for direction, cell in (("forward", self.model.get_layer("bilstm").forward_layer),
                                 ("backward", self.model.get_layer("bilstm").backward_layer)):
-            h, c = lstm_growth(cell, lstm_input, go_backwards=direction == "backward")
+            gates = []
+            h, c = lstm_growth(cell, lstm_input, direction == "backward", gates=gates)
             steps = [0, 9, 19, 39, 59, 79, 99, len(h) - 1]
             print(f"{direction} LSTM max|h| at steps {[s + 1 for s in steps]}: "
                   f"{[float(f'{h[s]:.3g}') for s in steps]}; max|c|: "
                   f"{[float(f'{c[s]:.3g}') for s in steps]}")
-            gates = []
-            lstm_growth(cell, lstm_input, direction == "backward", gates=gates)
             print(f"{direction} worst sequence, last 30 steps: mean forget {gates[0]:.3f}, "
                   f"input {gates[1]:.3f}, output {gates[2]:.3f} gate")
             for scale in (0.75, 0.5, 0.25, 0.0):
