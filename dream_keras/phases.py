@@ -102,13 +102,27 @@ class PhaseLearningRate(keras.callbacks.Callback):
         self.model.optimizer.learning_rate = self.learning_rate
 
 
+def pretraining_generator(config, design, train_codes):
+    """The run's SequenceGenerator of pre-training sequences (--pretrain_generator)."""
+    from dream_keras.data.design import SequenceGenerator
+
+    return SequenceGenerator(design, config.pretrain_generator, train_codes,
+                             config.pretrain_mutation_rate)
+
+
+def pretraining_codes(generator, config, step: int):
+    """uint8 codes of the run's global pre-training batch `step`: a pure function of the
+    seed and the step, so a resumed run (or a probe) rebuilds the same batch."""
+    return generator.batch(config.seed, GENERATION_STREAM, step, config.batch_size)
+
+
 class PhaseInputs:
     """What the phases train on: the design inferred from the training rows, the teachers
     (fitted only when pre-training still has epochs to run) and the augmentations."""
 
     def __init__(self, config, rows, phases: list[Phase], resumed_epoch: int):
         from dream_keras.data.augment import Augmentations
-        from dream_keras.data.design import SequenceGenerator, infer_design
+        from dream_keras.data.design import infer_design
 
         self.config, self.rows = config, rows
         self.design = None
@@ -121,8 +135,7 @@ class PhaseInputs:
         if config.teacher or self.augmentations.enabled:
             self.design = infer_design(rows.train_codes)
         if config.teacher:
-            self.generator = SequenceGenerator(self.design, config.pretrain_generator,
-                                               rows.train_codes, config.pretrain_mutation_rate)
+            self.generator = pretraining_generator(config, self.design, rows.train_codes)
             if resumed_epoch < phases[0].end_epoch:
                 from dream_keras.teachers import make_teachers
 
@@ -158,14 +171,13 @@ class PhaseInputs:
         from dream_keras.dataset import generated_dataset
 
         config, generator, teachers = self.config, self.generator, self.teachers
-        batch_size = config.batch_size
 
         def generate(step):
-            return generator.batch(config.seed, GENERATION_STREAM, step, batch_size)
+            return pretraining_codes(generator, config, step)
 
         return generated_dataset(
             generate, teachers.ridge.labels if teachers.ridge else None,
-            batch_size=batch_size, seq_len=self.rows.train_codes.shape[1],
+            batch_size=config.batch_size, seq_len=self.rows.train_codes.shape[1],
             start_step=start_step, input_context=input_context,
             model_teacher=teachers.models, teacher_count=teachers.count,
             parallel_calls=parallel_calls, prefetch=prefetch)

@@ -23,11 +23,11 @@ from absl import flags  # noqa: E402
 
 from dream_keras.cli import runner  # noqa: E402
 from dream_keras.cli.training_flags import config_from_flags  # noqa: E402
-from dream_keras.data.design import SequenceGenerator, infer_design  # noqa: E402
+from dream_keras.data.design import infer_design  # noqa: E402
 from dream_keras.data.sequences import one_hot  # noqa: E402
 from dream_keras.data.training_data import load_training_rows  # noqa: E402
 from dream_keras.model import MODEL_DEFAULTS  # noqa: E402
-from dream_keras.phases import GENERATION_STREAM  # noqa: E402
+from dream_keras.phases import pretraining_codes, pretraining_generator  # noqa: E402
 from dream_keras.training import train  # noqa: E402
 
 _PROBE_STEP = flags.DEFINE_integer("probe_step", 146, "Batch of the first pre-training epoch "
@@ -87,15 +87,12 @@ class Probe(keras.callbacks.Callback):
     def __init__(self, config):
         super().__init__()
         rows = load_training_rows(config, {**MODEL_DEFAULTS, **config.model}["seq_len"])
-        design = infer_design(rows.train_codes)
-        self.generator = SequenceGenerator(design, config.pretrain_generator, rows.train_codes,
-                                           config.pretrain_mutation_rate)
+        self.generator = pretraining_generator(config, infer_design(rows.train_codes),
+                                               rows.train_codes)
         self.config = config
 
     def _batch(self, step):
-        codes = self.generator.batch(self.config.seed, GENERATION_STREAM, step,
-                                     self.config.batch_size)
-        return one_hot(codes)
+        return one_hot(pretraining_codes(self.generator, self.config, step))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
