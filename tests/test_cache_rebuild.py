@@ -1,5 +1,5 @@
 """A cache that is not a current cache of its source is rebuilt from it with a notice
-(damaged, truncated, stale, or foreign at the default path), never silently used; a
+(damaged, stale, or unreadable or foreign at the default path), never silently used; a
 killed preparation leaves nothing that a later one trips on; training warns about
 sequences repeated with conflicting values."""
 import logging
@@ -48,11 +48,11 @@ def test_truncated_cache_is_rebuilt_with_a_notice(source, caplog):
     with open(path, "wb") as handle:
         handle.write(whole[:len(whole) // 2])
     state, why = inspect_cache(path, source, 110)
-    assert state == cache_files.DAMAGED and "truncated" in why
+    assert state == cache_files.UNREADABLE and "truncated" in why
     with pytest.raises(DataFormatError, match="damaged HDF5 file, truncated or corrupt"):
         load_cache(path)  # not "not a dream_keras cache"
     _, log = _resolve(_config(source), caplog)
-    assert f"cache {path} is damaged (truncated or corrupt HDF5" in log
+    assert f"cache {path} is unreadable (truncated or corrupt HDF5" in log
     assert f"rebuilding it from {source}" in log
 
 
@@ -85,7 +85,13 @@ def test_anything_at_the_default_path_is_replaced_by_a_cache(source, caplog, con
 
 
 def test_a_foreign_file_at_a_chosen_cache_path_is_left_alone(source, tmp_path, caplog):
+    def with_format_version(path):  # a common attribute name: not enough to be ours
+        with h5py.File(path, "w") as h5:
+            h5["important"] = np.arange(10)
+            h5.attrs["format_version"] = cache_files.FORMAT_VERSION
+
     for name, write in (("theirs.h5", lambda p: h5py.File(p, "w").close()),
+                        ("versioned.h5", with_format_version),
                         ("notes.h5", lambda p: open(p, "w").write("my notes"))):
         write(tmp_path / name)
         before = (tmp_path / name).read_bytes()
@@ -93,13 +99,46 @@ def test_a_foreign_file_at_a_chosen_cache_path_is_left_alone(source, tmp_path, c
                                                     "a dream_keras cache"):
             resolve_cache(_config(source, str(tmp_path / name)), 110)
         assert (tmp_path / name).read_bytes() == before
-    # ... but a damaged cache there (HDF5, unreadable) or an empty file is rebuilt.
+    # An unreadable HDF5 file there (truncated, corrupt) cannot be told from the user's:
+    # left alone too. A cache of ours is never left truncated (it is renamed complete).
     path, _ = _resolve(_config(source, str(tmp_path / "mine.h5")), caplog)
     whole = open(path, "rb").read()
     open(path, "wb").write(whole[:4000])
-    assert "is damaged" in _resolve(_config(source, path), caplog)[1]
+    with pytest.raises(OutputExistsError, match="exists and cannot be read .*truncated or "
+                                                "corrupt HDF5.*it is left as it is"):
+        resolve_cache(_config(source, path), 110)
+    assert open(path, "rb").read() == whole[:4000]
+    # ... while an empty file, or a cache of ours whose rows are missing, is rebuilt.
     open(path, "wb").close()
     assert "is damaged (empty file)" in _resolve(_config(source, path), caplog)[1]
+    with h5py.File(path, "r+") as h5:
+        h5["singleton"].resize(10, axis=0)
+    assert "is damaged (datasets" in _resolve(_config(source, path), caplog)[1]
+
+
+def test_a_cache_prepared_skipping_bad_rows_is_not_used_by_a_strict_run(tmp_path, caplog):
+    """A strict run stops at the bad row as it would without a cache, and the cache that
+    skipped it stays for the runs that skip too."""
+    source = tmp_path / "bad.txt"
+    source.write_text("ACGT\t1\nACXT\t2\nGGCC\t3\nTTAA\t4\n")
+    skipping = TrainingConfig(train_data=str(source), output_dir="unused", skip_bad_rows=True)
+    path = resolve_cache(skipping, 110)
+    assert cache_files.read_cache_attrs(path)["skipped_rows"] == 1
+    before = open(path, "rb").read()
+    with pytest.raises(DataFormatError, match=r"bad\.txt:2: letter 'X'"):
+        resolve_cache(_config(source), 110)
+    assert open(path, "rb").read() == before
+    assert resolve_cache(skipping, 110) == path  # reused
+
+
+def test_a_cache_that_cannot_be_written_is_one_line_naming_it(source, tmp_path):
+    from dream_keras.file_errors import FileAccessError
+
+    taken = f"{source}.seq110.h5"
+    os.mkdir(taken)  # a directory at the default cache path (root ignores permissions)
+    with pytest.raises(FileAccessError, match=f"^{taken}: cannot write: is a directory"):
+        resolve_cache(_config(source), 110)
+    assert sorted(os.listdir(tmp_path)) == sorted([source.name, os.path.basename(taken)])
 
 
 def test_cache_path_equal_to_the_training_file_is_refused(source):

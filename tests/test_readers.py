@@ -50,6 +50,9 @@ def test_real_file_reads_every_row(real_train_file):
     ("\t1\n", 1, "empty sequence"),
     ("ACGT\t1\tx\n", 1, "found 3"),
     ("ACGT\t1\nA\t1\tx\ty\n", 2, "found 4"),
+    # Line 1's surplus fields, which pandas' C parser drops silently, are counted too.
+    ("ACGT\t1\t\t\t7\nA\t1\n", 1, "found 5"),
+    ("ACGT\t1\nACGT\t1e39\n", 2, "'1e39' is beyond float32's range"),  # the cache's type
 ])
 def test_bad_rows_name_file_line_and_problem(tmp_path, text, line, reason):
     path = write(tmp_path, text)
@@ -83,6 +86,22 @@ def test_skip_bad_rows_counts_them(tmp_path):
     assert [e.line for e in skipped] == [2, 3]
 
 
+@pytest.mark.parametrize("chunk_rows", [2, 100])
+def test_skip_bad_rows_drops_rows_of_any_width_and_keeps_line_numbers(tmp_path, chunk_rows):
+    """Rows of 4+ fields stop pandas' C parser, on line 1 it drops them silently: both are
+    skipped and counted like any bad row, and the rows after them keep their lines."""
+    path = write(tmp_path, "ACGT\t1\t\t9\nCC\t2\nA\t3\tx\nGG\t4\t5\t6\nTT\t5\n\nAC\t6")
+    skipped = []
+    chunks = list(iter_chunks(path, chunk_rows=chunk_rows, skip_bad_rows=True, skipped=skipped))
+    assert sum((c.sequences for c in chunks), []) == ["CC", "TT", "AC"]
+    assert np.concatenate([c.expression for c in chunks]).tolist() == [2.0, 5.0, 6.0]
+    assert np.concatenate([c.line_numbers for c in chunks]).tolist() == [2, 5, 7]
+    assert [(e.line, e.reason) for e in skipped] == [
+        (1, "expected 2 tab-separated columns, found 4"),
+        (3, "expected 2 tab-separated columns, found 3"),
+        (4, "expected 2 tab-separated columns, found 4"), (6, "empty line")]
+
+
 def test_sequence_only_file_ignores_a_label_column(tmp_path):
     assert read_sequence_file(write(tmp_path, "ACGT\nggn\n")) == ["ACGT", "ggn"]
     assert read_sequence_file(write(tmp_path, "ACGT\t1\n", "b.txt")) == ["ACGT"]
@@ -94,3 +113,32 @@ def test_chunk_line_numbers(tmp_path):
     path = write(tmp_path, "A\t1\nC\t2\nG\t3\n")
     chunks = list(iter_chunks(path, chunk_rows=2))
     assert [c.line_numbers.tolist() for c in chunks] == [[1, 2], [3]]
+
+
+def test_a_quoted_header_name_holding_the_delimiter_keeps_the_columns_aligned(tmp_path):
+    """Spreadsheet exports quote names such as "note, x": the header is split as the rows
+    are (CSV quoting), so the `sequence` column is the one read, not its neighbour."""
+    from dream_keras.data.readers import iter_pair_chunks, iter_sequence_chunks
+
+    table = write(tmp_path, '"note, x",sequence,barcode\n"hi, there",ACGT,GGGG\n', "q.csv")
+    assert [c.sequences for c in iter_sequence_chunks(table)] == [["ACGT"]]
+    pairs = write(tmp_path, '"n, x",ref_sequence,alt_sequence,barcode\n"a, b",ACGT,ACGA,GGGG\n',
+                  "p.csv")
+    (chunk,) = iter_pair_chunks(pairs)
+    assert (chunk.ref_sequences, chunk.alt_sequences) == (["ACGT"], ["ACGA"])
+    tsv = write(tmp_path, '"a\tb"\tsequence\nx\tACGT\n', "q.tsv")
+    assert [c.sequences for c in iter_sequence_chunks(tsv)] == [["ACGT"]]
+
+
+@pytest.mark.parametrize("text, line, reason", [
+    ("\n\nid,sequence\n1,ACGT\n2,AXC\n", 5, "letter 'X' outside ACGTN"),  # blank lines first
+    ("id,sequence\n1\n", 2, "empty sequence"),  # a missing field is not an empty line
+    ("id,sequence\n1,ACGT\n2,ACGT,5,6\n", 3, "4 fields, but the header has 2"),
+])
+def test_table_problems_name_their_line(tmp_path, text, line, reason):
+    from dream_keras.data.readers import iter_sequence_chunks
+
+    path = write(tmp_path, text, "t.csv")
+    with pytest.raises(DataFormatError) as error:
+        list(iter_sequence_chunks(path))
+    assert error.value.line == line and error.value.reason.startswith(reason)

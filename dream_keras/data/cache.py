@@ -42,6 +42,11 @@ _DATASETS = ("sequences", "expression", "singleton")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # What inspect_cache finds at a cache path.
 CURRENT, MISSING, STALE, DAMAGED, FOREIGN = "current", "missing", "stale", "damaged", "foreign"
+UNREADABLE = "unreadable"
+# A file is taken for a dream_keras cache only when it holds every one of these attributes
+# (a lone `format_version` is a common name in other HDF5 files).
+_CACHE_ATTRS = ("format_version", "seq_len", "num_rows", "skipped_rows", "source_size",
+                "source_sha256", "package_version")
 # In partial file names: a pid is only meaningful on its own host.
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
 
@@ -232,12 +237,15 @@ def _has_hdf5_signature(path) -> bool:
 def inspect_cache(cache_path, source_path, seq_len: int) -> tuple[str, str]:
     """(state, why) of the file at `cache_path` as the cache of `source_path`:
 
-    CURRENT  a complete cache prepared from exactly this source (size, sha256) and seq_len
-    MISSING  no file
-    STALE    a readable dream_keras cache of another source, seq_len or format
-    DAMAGED  empty, or HDF5 that cannot be read (truncated, corrupt), or a dream_keras
-             cache whose datasets do not match its row count
-    FOREIGN  a readable HDF5 file that is not a dream_keras cache, or not HDF5 at all
+    CURRENT     a complete cache prepared from exactly this source (size, sha256) and
+                seq_len
+    MISSING     no file
+    STALE       a readable dream_keras cache of another source, seq_len or format
+    DAMAGED     empty, or a dream_keras cache whose datasets do not match its row count
+    UNREADABLE  HDF5 that cannot be read (truncated, corrupt): whose file it was cannot
+                be told (a cache of ours is never left truncated: it is renamed complete)
+    FOREIGN     a readable HDF5 file that is not a dream_keras cache (it lacks one of the
+                cache's attributes), or not HDF5 at all
     """
     if not os.path.exists(cache_path):
         return MISSING, "no file"
@@ -248,14 +256,14 @@ def inspect_cache(cache_path, source_path, seq_len: int) -> tuple[str, str]:
     try:
         with h5py.File(cache_path, "r") as h5:
             attrs = _plain(h5.attrs)
-            if "format_version" not in attrs:
+            if not all(name in attrs for name in _CACHE_ATTRS):
                 return FOREIGN, "an HDF5 file that is not a dream_keras cache"
             lengths = {name: h5[name].shape[0] if name in h5 else None
                        for name in _DATASETS}
     except OSError as error:
         if not _has_hdf5_signature(cache_path):
             return FOREIGN, "not an HDF5 file"
-        return DAMAGED, f"truncated or corrupt HDF5 ({error})"
+        return UNREADABLE, f"truncated or corrupt HDF5 ({error})"
     if attrs.get("format_version") != FORMAT_VERSION:
         return STALE, f"cache format {attrs.get('format_version')}, not {FORMAT_VERSION}"
     if set(lengths.values()) != {attrs.get("num_rows")}:

@@ -25,6 +25,7 @@ import gzip
 import io
 import os
 import re
+import warnings
 from typing import Iterator
 
 import numpy as np
@@ -39,6 +40,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _NOT_A_BASE = re.compile(r"[^ACGTNacgtn]")
 TEXT, FASTA, TABLE = "challenge text", "FASTA", "CSV/TSV table"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass
@@ -118,15 +120,14 @@ def iter_chunks(path, *, with_expression: bool = True, chunk_rows: int = DEFAULT
         try:
             with reading(path):
                 reader = pd.read_csv(
-                    source.stream, sep="\t", header=None,
-                    names=["sequence", "expression", "extra"], dtype=str, na_filter=False,
-                    quoting=csv.QUOTE_NONE, skip_blank_lines=False, index_col=False,
-                    chunksize=chunk_rows, engine="c")
+                    source.stream, sep="\t", header=None, names=list(_COLUMNS), dtype=str,
+                    na_filter=False, quoting=csv.QUOTE_NONE, skip_blank_lines=False,
+                    index_col=False, chunksize=chunk_rows, engine="c")
         except pd.errors.EmptyDataError:
             raise DataFormatError(path, None, "the file is empty") from None
         first_line = 1
         any_rows = False
-        for frame in _frames(reader, path, skip_bad_rows, skipped):
+        for frame in _frames(reader, path, skip_bad_rows, chunk_rows):
             any_rows = any_rows or len(frame) > 0
             line_numbers = np.arange(first_line, first_line + len(frame))
             first_line += len(frame)
@@ -141,24 +142,69 @@ def iter_chunks(path, *, with_expression: bool = True, chunk_rows: int = DEFAULT
         source.close()
 
 
-def _frames(reader, path, skip_bad_rows, skipped):
+# The C parser's columns: a row with more fields than these is a parser error, except on
+# line 1, whose surplus fields it drops silently (so line 1 is counted here first).
+_COLUMNS = ("sequence", "expression", "extra")
+
+
+def _frames(reader, path, skip_bad_rows, chunk_rows):
+    """The C parser's frames; with `skip_bad_rows`, a row of too many fields (which the C
+    parser cannot skip) hands the rest of the file to the line-by-line splitter."""
     lines_read = 0
+    fields = _fields_on_line_1(path)
+    if fields > len(_COLUMNS):
+        if not skip_bad_rows:
+            raise DataFormatError(path, 1, f"expected 2 tab-separated columns, found {fields}")
+        yield from _split_lines(path, 0, chunk_rows)
+        return
     try:
         with reading(path, lambda: lines_read):
             for frame in reader:
                 yield frame
                 lines_read += len(frame)
+        return
     except pd.errors.EmptyDataError:
         return
     except pd.errors.ParserError as error:
-        # Raised for a line with more than three tab-separated fields.
-        match = re.search(r"line (\d+), saw (\d+)", str(error))
-        line = int(match.group(1)) if match else None
-        fields = match.group(2) if match else "too many"
-        raise DataFormatError(path, line, f"expected at most 2 tab-separated columns, "
-                                          f"found {fields}") from None
+        if not skip_bad_rows:
+            # Raised for a line with more than three tab-separated fields.
+            match = re.search(r"line (\d+), saw (\d+)", str(error))
+            line = int(match.group(1)) if match else None
+            found = match.group(2) if match else "too many"
+            raise DataFormatError(path, line, f"expected at most 2 tab-separated columns, "
+                                              f"found {found}") from None
     except UnicodeDecodeError as error:
         raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+    yield from _split_lines(path, lines_read, chunk_rows)
+
+
+def _fields_on_line_1(path) -> int:
+    try:
+        with reading(path), _open_text(path) as handle:
+            return handle.readline().rstrip("\r\n").count("\t") + 1
+    except UnicodeDecodeError as error:
+        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+
+
+def _split_lines(path, lines_done: int, chunk_rows: int):
+    """Frames of the C parser's three columns from line `lines_done + 1` on, split in
+    Python (the slow path, only for files with rows of too many fields, so that
+    `skip_bad_rows` can drop them): `extra` keeps every surplus field."""
+    rows, number = [], 0
+    try:
+        with reading(path, lambda: number), _open_text(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                if number <= lines_done:
+                    continue
+                fields = line.rstrip("\r\n").split("\t", 2)
+                rows.append(fields + [""] * (len(_COLUMNS) - len(fields)))
+                if len(rows) == chunk_rows:
+                    yield pd.DataFrame(rows, columns=_COLUMNS)
+                    rows = []
+    except UnicodeDecodeError as error:
+        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+    if rows:
+        yield pd.DataFrame(rows, columns=_COLUMNS)
 
 
 def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_bad_rows,
@@ -177,10 +223,14 @@ def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_ba
     if with_expression:
         text = frame["expression"].to_numpy()
         expression = pd.to_numeric(frame["expression"], errors="coerce").to_numpy(np.float64)
-        for row in np.flatnonzero(~np.isfinite(expression)):
-            problems.setdefault(row, _expression_problem(text[row]))
-        for row in np.flatnonzero(frame["extra"].to_numpy() != ""):
-            problems.setdefault(row, "expected 2 tab-separated columns, found 3")
+        # The cache stores float32: a value beyond its range would become inf there.
+        storable = np.isfinite(expression) & (np.abs(expression) <= _FLOAT32_MAX)
+        for row in np.flatnonzero(~storable):
+            problems.setdefault(row, _expression_problem(text[row], expression[row]))
+        extra = frame["extra"].to_numpy()
+        for row in np.flatnonzero(extra != ""):
+            problems.setdefault(row, f"expected 2 tab-separated columns, found "
+                                     f"{3 + extra[row].count(chr(9))}")
     if problems:
         bad_rows = np.array(sorted(problems))
         errors = [DataFormatError(path, int(line_numbers[r]), problems[r]) for r in bad_rows]
@@ -197,18 +247,21 @@ def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_ba
 
 
 def _sequence_problem(sequence: str, column: str = "sequence",
-                      rest_of_line: str = "") -> str:
-    """The one wording of a bad sequence, for every format."""
+                      rest_of_line: str | None = "") -> str:
+    """The one wording of a bad sequence, for every format (`rest_of_line` None: a table's
+    field, where an empty one is not an empty line)."""
     if sequence == "":
-        return f"empty {column}" if rest_of_line or column != "sequence" else "empty line"
+        return "empty line" if rest_of_line == "" and column == "sequence" else f"empty {column}"
     bad = _NOT_A_BASE.search(sequence).group(0)
     shown = sequence if len(sequence) <= 40 else sequence[:37] + "..."
     return f"letter {bad!r} outside ACGTN in {column} {shown!r}"
 
 
-def _expression_problem(text: str) -> str:
+def _expression_problem(text: str, value: float = float("nan")) -> str:
     if text == "":
         return "missing expression column (expected sequence<TAB>expression)"
+    if np.isfinite(value):
+        return f"expression {text!r} is beyond float32's range (+-{_FLOAT32_MAX:.2e})"
     return f"expression {text!r} is not a finite number"
 
 
@@ -253,25 +306,29 @@ def _open_text(path) -> io.TextIOBase:
     return io.TextIOWrapper(stream, encoding="utf-8", newline=None)
 
 
-def _first_line(path) -> str:
+def _first_line(path) -> tuple[int, str]:
+    """(1-based number, text) of the first non-blank line."""
     try:
         with reading(path), _open_text(path) as handle:
-            for line in handle:
+            for number, line in enumerate(handle, start=1):
                 if line.strip():
-                    return line.rstrip("\r\n")
+                    return number, line.rstrip("\r\n")
     except UnicodeDecodeError as error:
         raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
     raise DataFormatError(path, None, "the file is empty")
 
 
 def _header_fields(line: str) -> tuple[str, list]:
+    """(delimiter, lower-cased field names) of a header, split as the rows are parsed:
+    with CSV quoting, so a quoted name holding the delimiter stays one field."""
     delimiter = "\t" if "\t" in line else ","
-    return delimiter, [field.strip().strip('"').lower() for field in line.split(delimiter)]
+    fields = next(csv.reader([line], delimiter=delimiter), [])
+    return delimiter, [field.strip().lower() for field in fields]
 
 
 def detect_input_format(path) -> str:
     """TEXT, FASTA or TABLE, by the rule in this module's docstring."""
-    line = _first_line(path)
+    _, line = _first_line(path)
     if line.startswith(">"):
         return FASTA
     return TABLE if "sequence" in _header_fields(line)[1] else TEXT
@@ -298,38 +355,67 @@ def iter_pair_chunks(path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Pai
 
 def _table_frames(path, wanted: list, chunk_rows: int):
     """(line numbers, {column: list of validated sequences}) per chunk of a table."""
-    delimiter, fields = _header_fields(_first_line(path))
+    header_line, header = _first_line(path)
+    delimiter, fields = _header_fields(header)
     missing = [name for name in wanted if name not in fields]
     if missing:
-        raise DataFormatError(path, 1, f"expected a header with column(s) {', '.join(wanted)}; "
-                                       f"missing {', '.join(missing)}")
+        raise DataFormatError(path, header_line, f"expected a header with column(s) "
+                                                 f"{', '.join(wanted)}; missing "
+                                                 f"{', '.join(missing)}")
     positions = [fields.index(name) for name in wanted]
-    first_line = 2
+    first_line = header_line + 1
     try:
         with reading(path, lambda: first_line - 1), _open_text(path) as handle:
-            reader = pd.read_csv(handle, sep=delimiter, usecols=positions, dtype=str,
-                                 keep_default_na=False, skip_blank_lines=False,
-                                 chunksize=chunk_rows)
-            for frame in reader:
+            # The blank lines before the header are skipped here, as _first_line did.
+            # Every column is parsed (not `usecols`), without index inference, so that a
+            # row with more fields than the header (broken quoting?) is an error, not
+            # ignored or taken for an index; pandas only warns about it on the first row.
+            reader = _strict(lambda: pd.read_csv(
+                handle, sep=delimiter, dtype=str, keep_default_na=False, index_col=False,
+                skip_blank_lines=False, skiprows=header_line - 1, chunksize=chunk_rows))
+            while (frame := _strict(lambda: next(reader, None))) is not None:
                 lines = np.arange(first_line, first_line + len(frame))
                 first_line += len(frame)
-                columns = {name: [text.strip() for text in
-                                  frame.iloc[:, sorted(positions).index(pos)].tolist()]
+                columns = {name: [text.strip() for text in frame.iloc[:, pos].tolist()]
                            for name, pos in zip(wanted, positions)}
                 for name in wanted:
                     _validate(path, columns[name], lines, name)
                 yield lines, columns
-    except pd.errors.ParserError as error:
-        raise DataFormatError(path, None, f"not a valid table ({error})") from None
+    except DataFormatError:
+        raise
     except UnicodeDecodeError as error:
         raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError) as error:
+        line, found = _overlong_row(path, header_line, delimiter, len(fields))
+        if line is not None:
+            raise DataFormatError(path, line, f"{found} fields, but the header has "
+                                              f"{len(fields)}") from None
+        raise DataFormatError(path, None, f"not a valid table ({error})") from None
+
+
+def _strict(call):
+    """call(), with pandas' ParserWarning (data it would drop) raised as an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return call()
+
+
+def _overlong_row(path, header_line: int, delimiter: str, header_fields: int):
+    """(line, fields) of the first row with more fields than the header, or (None, None):
+    pandas reports such a row without its line (or, with `usecols`, as an internal error)."""
+    with reading(path), _open_text(path) as handle:
+        for number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
+            if number > header_line and len(row) > header_fields:
+                return number, len(row)
+    return None, None
 
 
 def _validate(path, sequences: list, lines: np.ndarray, column: str) -> None:
     bad_rows = find_invalid_rows(sequences)
     if bad_rows.size:
         row = int(bad_rows[0])
-        raise DataFormatError(path, int(lines[row]), _sequence_problem(sequences[row], column))
+        raise DataFormatError(path, int(lines[row]),
+                              _sequence_problem(sequences[row], column, rest_of_line=None))
 
 
 

@@ -2,8 +2,9 @@
 filter singletons, split, standardise.
 
 A cache that is not a current cache of the source is rebuilt from it, with a notice:
-stale (another source or seq_len), damaged (truncated, corrupt, killed) or, at the
-default cache path, foreign. At a --cache_path the user chose, a file that is not a
+stale (another source or seq_len, or prepared with --skip_bad_rows for a run without it),
+damaged (empty, rows missing) or, at the default cache path, unreadable (truncated,
+corrupt) or foreign. At a --cache_path the user chose, a file that is not identifiably a
 dream_keras cache is never replaced (it may be theirs)."""
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dream_keras.data.duplicates import conflicting_duplicates
 from dream_keras.data.splits import TargetScaler, singleton_keep_mask, split_train_validation
 from dream_keras.errors import (ConfigurationError, DataFormatError, MissingDataError,
                                 OutputExistsError)
+from dream_keras.file_errors import writing
 from dream_keras.training_config import TrainingConfig
 
 ZENODO_RECORD = "https://zenodo.org/records/10633252"
@@ -68,19 +70,33 @@ def resolve_cache(config: TrainingConfig, seq_len: int) -> str:
         raise ConfigurationError(f"--cache_path {cache_path} is the training file itself; "
                                  "choose another path for the cache")
     state, why = cache_files.inspect_cache(cache_path, config.train_data, seq_len)
+    if state == cache_files.CURRENT and not config.skip_bad_rows and \
+            cache_files.read_cache_attrs(cache_path)["skipped_rows"]:
+        # Prepared with --skip_bad_rows: a strict run must stop at the first bad row, which
+        # preparing again does (the cache is only replaced if that succeeds).
+        state, why = cache_files.STALE, "prepared with --skip_bad_rows, which dropped rows"
     if state == cache_files.CURRENT:
         logging.info("reusing cache %s (source unchanged)", cache_path)
         return cache_path
     if state == cache_files.FOREIGN and config.cache_path:
         raise OutputExistsError(f"{cache_path} exists and is not a dream_keras cache "
                                 f"({why}); it is left as it is: pass another --cache_path")
+    if state == cache_files.UNREADABLE and config.cache_path:
+        raise OutputExistsError(f"{cache_path} exists and cannot be read ({why}), so it "
+                                "cannot be told from a file of yours; it is left as it is: "
+                                "remove it or pass another --cache_path")
     if state == cache_files.MISSING:
         logging.info("preparing cache %s from %s", cache_path, config.train_data)
     else:
         _rebuild_notice(cache_path, config.train_data, state, why)
-    prepare_cache(config.train_data, cache_path, seq_len=seq_len,
-                  skip_bad_rows=config.skip_bad_rows, overwrite=True)
+    _prepare(config, cache_path, seq_len)
     return cache_path
+
+
+def _prepare(config: TrainingConfig, cache_path: str, seq_len: int) -> None:
+    with writing(cache_path):  # e.g. a read-only data directory: one line naming the cache
+        prepare_cache(config.train_data, cache_path, seq_len=seq_len,
+                      skip_bad_rows=config.skip_bad_rows, overwrite=True)
 
 
 def _rebuild_notice(cache_path, source, state, why) -> None:
@@ -98,8 +114,7 @@ def _load_cache(config: TrainingConfig, seq_len: int):
         if _is_cache_file(config):
             raise
         _rebuild_notice(cache_path, config.train_data, cache_files.DAMAGED, error.reason)
-    prepare_cache(config.train_data, cache_path, seq_len=seq_len,
-                  skip_bad_rows=config.skip_bad_rows, overwrite=True)
+    _prepare(config, cache_path, seq_len)
     return cache_path, load_cache(cache_path)
 
 
