@@ -22,6 +22,8 @@ backup). BatchNorm moving statistics are not trainable weights: they are not ave
 """
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 from keras import ops
@@ -84,6 +86,21 @@ class _Swap:
         if self.averaged_in_model:
             self._exchange(model)
             self.averaged_in_model = False
+
+
+@contextlib.contextmanager
+def averages_in(model, momentum: float):
+    """Inside the block the model holds the averaged weights (unchanged when momentum is
+    0): for a save outside the epoch-end callbacks, e.g. the final model."""
+    if not ema_enabled(momentum):
+        yield
+        return
+    swap = _Swap()
+    swap.average_in(model)
+    try:
+        yield
+    finally:
+        swap.raw_in(model)
 
 
 class AveragedWeightsForValidation(keras.callbacks.Callback):

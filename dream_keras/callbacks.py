@@ -138,14 +138,23 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        # Never None (Keras' start, which takes ANY first epoch for an improvement, an
+        # exploded or NaN one too, while a resumed run could not know it): the count of
+        # epochs without a finite improvement is then the same resumed or not.
+        self.best = -math.inf
         best = best_epoch(self._history, self.monitor)
         if best is not None:
             self.best = best[self.monitor]
             self.best_epoch = best["epoch"]
             self.wait = self._history[-1]["epoch"] - best["epoch"]
+        else:
+            self.wait = len(self._history)
 
     def on_epoch_end(self, epoch, logs=None):
-        if exploded(logs):  # never an improvement, whatever its val_pearson
+        value = (logs or {}).get(self.monitor)
+        if exploded(logs) or (value is not None and not np.isfinite(value)):
+            # Never an improvement, whatever its val_pearson (NaN would block every later
+            # epoch from being one).
             logs = {**logs, self.monitor: -math.inf}
         super().on_epoch_end(epoch, logs)
         if self._strategy is not None:

@@ -29,7 +29,7 @@ RUN_OUTPUTS = (MODEL_FILE, SCALER_FILE, HISTORY_FILE, RUN_FILE, TENSORBOARD_DIR,
 # Held (flock) by the process that owns the directory; holds its pid. Removed when the
 # owner ends; a killed owner leaves the file but no lock, so it is never stale.
 LOCK_FILE = ".dream_keras.lock"
-_START_AFRESH = "to start afresh pass --overwrite (replaces this run's outputs) or choose " \
+START_AFRESH = "to start afresh pass --overwrite (replaces this run's outputs) or choose " \
                 "a new --output_dir"
 
 
@@ -170,7 +170,7 @@ def check_same_data(output_dir, data: dict, scaler) -> None:
     change = _data_change(started, data) or _scaler_change(output_dir, scaler)
     if change:
         raise RunDirectoryError(f"{output_dir}: cannot resume: {change} since the run "
-                                f"started; {_START_AFRESH}")
+                                f"started; {START_AFRESH}")
 
 
 def _data_change(started: dict, now: dict) -> str | None:
@@ -220,7 +220,7 @@ def resume_point(output_dir) -> backups.Backup | None:
         raise RunDirectoryError(
             f"{output_dir} holds a backup written by an earlier dream_keras "
             f"({', '.join(backups.LEGACY_FILES)}), which this version does not resume; "
-            f"{_START_AFRESH}")
+            f"{START_AFRESH}")
     return backups.latest(backup_dir)
 
 

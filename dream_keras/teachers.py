@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from dream_keras.baseline import DEFAULT_KS, KmerRidge, fit_kmer_ridge, kmer_indices
+from dream_keras.data.cache import file_sha256
 from dream_keras.data.sequences import decode
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError
@@ -93,13 +94,17 @@ class ModelTeacher:
         from dream_keras.model import load_model  # TensorFlow only for model teachers
 
         self.paths = list(paths)
-        self.models, self.scales, self.offsets = [], [], []
+        self.models, self.scales, self.offsets, self.checksums = [], [], [], []
         for path in self.paths:
-            scaler = TargetScaler.load(os.path.join(os.path.dirname(os.path.abspath(path)),
-                                                    "target_scaler.json"))
+            scaler_path = os.path.join(os.path.dirname(os.path.abspath(path)),
+                                       "target_scaler.json")
+            scaler = TargetScaler.load(scaler_path)
             self.models.append(load_model(path, compile=False))
             self.scales.append(scaler.std / run_scaler.std)
             self.offsets.append((scaler.mean - run_scaler.mean) / run_scaler.std)
+            # What a resumed run checks: the same files, not just the same path.
+            self.checksums.append({"model_sha256": file_sha256(path),
+                                   "scaler_sha256": file_sha256(scaler_path)})
 
     def label_sum(self, x):
         """The sum over models of their labels (a TF op): [batch, 1] float32."""
@@ -113,8 +118,27 @@ class ModelTeacher:
 
     def summary(self) -> list[dict]:
         return [{"teacher": "model", "path": os.path.abspath(path), "scale": scale,
-                 "offset": offset} for path, scale, offset in
-                zip(self.paths, self.scales, self.offsets)]
+                 "offset": offset, **checksums} for path, scale, offset, checksums in
+                zip(self.paths, self.scales, self.offsets, self.checksums)]
+
+
+def changed_teachers(started: list[dict], now: list[dict]) -> str | None:
+    """What differs between the model teachers a run started with and those of this start
+    (None when nothing does; a resumed run after pre-training loads none: None). The
+    ridge is fitted on the training rows, which run_directory.check_same_data compares."""
+    if not now:
+        return None
+    before = [t for t in started if t.get("teacher") == "model"]
+    after = [t for t in now if t.get("teacher") == "model"]
+    if [t["path"] for t in before] != [t["path"] for t in after]:
+        return (f"the teacher models changed ({[t['path'] for t in before]} then, "
+                f"{[t['path'] for t in after]} now)")
+    for then, current in zip(before, after):
+        for key in ("model_sha256", "scaler_sha256"):
+            if key in then and then[key] != current.get(key):
+                return (f"the teacher {current['path']} changed ({key.split('_')[0]} file "
+                        f"sha256 {then[key][:12]}... then, {current[key][:12]}... now)")
+    return None
 
 
 @dataclasses.dataclass

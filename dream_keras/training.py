@@ -32,13 +32,14 @@ from dream_keras.dataset import (check_replica_batch, evaluation_dataset, evalua
 from dream_keras.distribute import (XLA_OFF, XLA_WHOLE_STEP, ReplicaTrainer, is_chief,
                                     make_strategy, replicated, split_cpu, xla_mode)
 from dream_keras.data.training_data import ensure_train_file, load_training_rows
-from dream_keras.errors import ConfigurationError
+from dream_keras.errors import ConfigurationError, RunDirectoryError
 from dream_keras.model import MODEL_DEFAULTS, build_model
 from dream_keras.optimizers import learning_rate_schedule, make_optimizer
 from dream_keras.phases import (FINETUNE_UNAUGMENTED, PRETRAIN, PhaseInputs,
                                 PhaseLearningRate, plan_phases)
 from dream_keras.rollback import ExplodedEpochRollback, check_constant_rate, rolled_back_epochs
 from dream_keras.streaming_metrics import pearson_metrics
+from dream_keras.teachers import changed_teachers
 from dream_keras.training_config import TrainingConfig
 from dream_keras.version import __version__
 
@@ -78,7 +79,13 @@ class _RunCallbacks:
         # the raw ones are back before the backup (dream_keras.averaging).
         averages_in, raw_weights_back = averaging.averaged_weight_callbacks(
             config.ema_momentum)
-        self.before = [*averages_in, EpochSummary(), keras.callbacks.TerminateOnNaN()]
+        # A non-finite loss ends the run (status stopped_on_nan), unless exploded epochs
+        # are rolled back: then the epoch runs to its end (so the data stream, and a
+        # resumed run, stay on epoch boundaries), its NaN validation loss undoes it, and
+        # training goes on at the halved rate.
+        nan_stop = [] if config.rollback_exploded_epochs else [
+            keras.callbacks.TerminateOnNaN()]
+        self.before = [*averages_in, EpochSummary(), *nan_stop]
         self.saving = [*([] if not self.chief else [
             BestModelCheckpoint(os.path.join(out, rundir.MODEL_FILE), history),
             keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
@@ -154,22 +161,27 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
         "xla": {"train_step": xla, "reason": xla_reason},
         "phases": [phase.summary() for phase in phases],
     }
-    # A run resumed after pre-training fits no teacher again: keep the first one's record.
+    resumed_epoch = resume.epoch if resume else 0
+    # Teachers are fitted (or loaded) before run.json is rewritten: a resumed run whose
+    # teacher model changed is refused with the directory untouched.
+    inputs = PhaseInputs(config, rows, phases, resumed_epoch)
     prior = rundir.read_run_record(config.output_dir) if resuming and chief else None
+    if prior:
+        change = changed_teachers(prior.get("teachers") or [],
+                                  inputs.summary().get("teachers") or [])
+        if change:
+            raise RunDirectoryError(f"{config.output_dir}: cannot resume: {change} since "
+                                    f"the run started; {rundir.START_AFRESH}")
+        # A run resumed after pre-training fits no teacher again: keep the first record.
+        record.update({key: prior[key] for key in ("teachers", "design") if key in prior})
+    record.update(inputs.summary())
     if chief:
         rundir.clear_partials(config.output_dir)
         # run.json first: a run killed before the scaler is written is still resumable.
         rundir.write_run_record(config.output_dir, record)
         rows.scaler.save(os.path.join(config.output_dir, rundir.SCALER_FILE))
-    resumed_epoch = resume.epoch if resume else 0
     if resumed_epoch:
         logging.info("resuming %s at epoch %d", config.output_dir, resumed_epoch + 1)
-    inputs = PhaseInputs(config, rows, phases, resumed_epoch)
-    if prior and "teachers" in prior:
-        record["teachers"] = prior["teachers"]
-    if chief and inputs.summary():
-        record.update(inputs.summary())
-        rundir.write_run_record(config.output_dir, record)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Private Keras internals, imported only on this path (behind a version check).
         from dream_keras import multi_worker_fixes
@@ -309,14 +321,18 @@ def _outcome(config: TrainingConfig, model: keras.Model) -> dict:
     finite val_pearson (so the directory always holds a loadable model)."""
     history = read_history(os.path.join(config.output_dir, rundir.HISTORY_FILE))
     best = best_epoch(history)
-    # TerminateOnNaN stops mid-epoch, before any history row: look at the weights instead.
+    # TerminateOnNaN stops mid-epoch (its row holds the partial epoch's NaN metrics), and
+    # only without rollback, which restores finite weights: look at the weights.
     finite = all(np.isfinite(weights).all() for weights in model.get_weights())
     outcome = {"status": "completed" if finite else "stopped_on_nan",
                "epochs_completed": len(history)}
     if best is None:
         logging.warning("no epoch had a finite val_pearson and a validation loss below "
                         "%g; model.keras is the last model", EXPLODED_VALIDATION_LOSS)
-        save_model(model, os.path.join(config.output_dir, rundir.MODEL_FILE))
+        # After fit Keras has put the averages in already (finalize_variable_values); a
+        # resumed run with nothing left to fit has not. Saved averaged, as every model.
+        with averaging.averages_in(model, config.ema_momentum):
+            save_model(model, os.path.join(config.output_dir, rundir.MODEL_FILE))
         outcome.update(best_epoch=None, best_metrics=None)
     else:
         outcome.update(best_epoch=best["epoch"] + 1,

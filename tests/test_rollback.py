@@ -94,10 +94,11 @@ def test_a_learning_rate_schedule_is_refused():
                                        rollback_exploded_epochs=True))
 
 
-def test_a_phased_run_whose_every_epoch_explodes_ends_where_it_started(
+def test_a_phased_run_whose_every_epoch_explodes_or_turns_nan_ends_where_it_started(
         tmp_path, small_cache, monkeypatch):
-    """Every validation loss counts as exploded: each epoch is undone, the fine-tuning
-    phase starts at its rate halved once, and halves again."""
+    """Every validation loss counts as exploded, and the first epoch's weights turn NaN:
+    each epoch is undone, the fine-tuning phase starts at its rate halved once, and
+    halves again."""
     from dream_keras.training import train
     from tests.conftest import SMALL_MODEL
     from tests.run_helpers import history
@@ -117,6 +118,17 @@ def test_a_phased_run_whose_every_epoch_explodes_ends_where_it_started(
             self.end = [w.copy() for w in self.model.get_weights()]
             self.final_rate = float(self.model.optimizer.learning_rate)
 
+    class NaNInFirstEpoch(keras.callbacks.Callback):
+        """The output bias becomes NaN after the first batch: a NaN training loss."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 0 and batch == 0:
+                bias = self.model.get_layer("expression").bias
+                bias.assign(np.full(bias.shape, np.nan, bias.dtype))
+
     observe = Observe()
     config = TrainingConfig(
         train_data=str(small_cache), output_dir=str(tmp_path / "run"), epochs=1,
@@ -124,7 +136,11 @@ def test_a_phased_run_whose_every_epoch_explodes_ends_where_it_started(
         jit_compile=False, singleton_keep_prob=1.0, validation_fraction=0.2,
         model=SMALL_MODEL, teacher="ridge", pretrain_epochs=1, pretrain_steps_per_epoch=3,
         pretrain_learning_rate=4e-3, rollback_exploded_epochs=True)
-    record = train(config, extra_callbacks=[observe])
+    # Epoch 1 also ends with NaN weights: without rollback it would end the run (Keras'
+    # TerminateOnNaN); with it, the epoch runs to its end, is undone, and fine-tuning runs.
+    record = train(config, extra_callbacks=[observe, NaNInFirstEpoch()])
+    assert record["status"] == "completed" and record["epochs_completed"] == 2
+    assert record["diverged_epochs"] == [1]  # the NaN training loss
     # Fit-time observers run before the rollback: the rate each epoch trained at.
     assert observe.rates == pytest.approx([4e-3, 5e-4])
     assert observe.final_rate == pytest.approx(2.5e-4)
@@ -147,6 +163,37 @@ def test_early_stopping_never_counts_an_exploded_epoch_as_an_improvement():
                                   {"val_pearson": 0.2, "val_loss": 2.0}]):
         stopping.on_epoch_end(epoch, logs)
     assert stopping.best == 0.3 and stopping.model.stop_training
+
+
+@pytest.mark.parametrize("values", [
+    [np.nan, np.nan, 0.3, 0.2, 0.2, 0.2],          # NaN first: no lasting "best"
+    ["exploded", "exploded", "exploded", 0.3, 0.2],  # exploded first: no improvement
+    [0.1, "exploded", 0.4, np.nan, 0.3, 0.2],
+])
+def test_early_stopping_stops_at_the_same_epoch_resumed_or_not(values):
+    """Keras starts with no best, so ANY first epoch (NaN, exploded) was an improvement in
+    an uninterrupted run but not in a resumed one, which reads its best from history."""
+    from dream_keras.callbacks import ResumableEarlyStopping
+
+    def logs(value):
+        return ({"val_pearson": 0.9, "val_loss": 7e21} if value == "exploded"
+                else {"val_pearson": value, "val_loss": 2.0})
+
+    def stopping_epoch(resume_at):
+        rows = [{"epoch": e, **logs(v)} for e, v in enumerate(values[:resume_at])]
+        stopping = ResumableEarlyStopping(rows, monitor="val_pearson", patience=2)
+        stopping.set_model(_model())
+        stopping.on_train_begin()
+        for epoch in range(resume_at, len(values)):
+            stopping.on_epoch_end(epoch, logs(values[epoch]))
+            if stopping.model.stop_training:
+                return epoch
+        return None
+
+    uninterrupted = stopping_epoch(0)
+    assert uninterrupted is not None
+    assert [stopping_epoch(k) for k in range(1, uninterrupted + 1)] == [uninterrupted] * \
+        uninterrupted
 
 
 def test_train_py_last_line_names_diverged_and_rolled_back_epochs():

@@ -103,3 +103,49 @@ def test_model_and_ridge_teachers_average_on_the_runs_scale(tmp_path, real_rows,
                                    model_teacher=models, teacher_count=3)
     _, y_again = list(from_start.take(4))[3]
     assert np.array_equal(y_again.numpy(), y.numpy())
+
+
+def test_a_run_resumed_with_a_changed_teacher_model_is_refused(tmp_path, small_run,
+                                                              small_cache):
+    """The run records each teacher model's and scaler's sha256 in its first run.json
+    (before anything can kill it), and a resumed run whose teacher files changed stops
+    with the directory untouched: it would pre-train on other labels."""
+    import json
+    import shutil
+
+    import keras
+
+    from dream_keras.data.cache import file_sha256
+    from dream_keras.errors import RunDirectoryError
+    from dream_keras.training import train
+    from dream_keras.training_config import TrainingConfig
+    from tests.conftest import SMALL_MODEL
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(small_run.parent, teacher)
+
+    class Killed(Exception):
+        pass
+
+    class KillAtFirstBatch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise Killed
+
+    config = TrainingConfig(
+        train_data=str(small_cache), output_dir=str(tmp_path / "run"), epochs=1,
+        batch_size=32, passes_per_epoch=1, optimizer="adam", learning_rate=1e-3,
+        jit_compile=False, singleton_keep_prob=1.0, validation_fraction=0.2,
+        model=SMALL_MODEL, teacher=str(teacher / "model.keras"), pretrain_epochs=1,
+        pretrain_steps_per_epoch=2)
+    with pytest.raises(Killed):
+        train(config, extra_callbacks=[KillAtFirstBatch()])
+    started = (tmp_path / "run" / "run.json").read_text()
+    (recorded,) = json.loads(started)["teachers"]
+    assert recorded["model_sha256"] == file_sha256(teacher / "model.keras")
+    assert recorded["scaler_sha256"] == file_sha256(teacher / "target_scaler.json")
+
+    TargetScaler(1.0, 2.0).save(teacher / "target_scaler.json")  # the teacher retrained
+    with pytest.raises(RunDirectoryError, match=r"cannot resume: the teacher .*model\.keras "
+                                                r"changed \(scaler file sha256"):
+        train(config)
+    assert (tmp_path / "run" / "run.json").read_text() == started

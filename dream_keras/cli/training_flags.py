@@ -42,8 +42,9 @@ def _define_data_flags():
 def _define_training_flags():
     flags.DEFINE_string("output_dir", None, "Run directory: model.keras, target_scaler.json, "
                         "history.csv, tensorboard/, run.json, backup/ while running.")
-    flags.DEFINE_bool("overwrite", False, "Replace the run outputs in a non-empty "
-                      "--output_dir that is not a resumable run of this configuration.")
+    flags.DEFINE_bool("overwrite", False, "Start afresh: remove this package's run outputs "
+                      "from --output_dir first (an unfinished run of this configuration "
+                      "too, which is otherwise resumed); other files there are kept.")
     flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Number of epochs.", lower_bound=1)
     flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "GLOBAL batch size, split "
                          "equally across replicas (so a multiple of their number); every "
