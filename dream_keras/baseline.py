@@ -1,6 +1,6 @@
 """The built-in baseline: ridge regression on k-mer counts (NumPy/SciPy only, no TensorFlow).
 
-    baseline = fit_kmer_ridge(sequences, expression)     # k and penalty chosen by 5-fold CV
+    baseline = fit_kmer_ridge(sequences, expression)     # k and penalty by leave-one-out CV
     predicted = baseline.predict(other_sequences)        # on the training file's scale
 
 Features: the count of every k-mer (4**k columns) read on the given strand only, over the
@@ -14,7 +14,7 @@ once. k (DEFAULT_KS) and the penalty (DEFAULT_PENALTIES, relative to the mean ei
 of X'X so one grid fits every k and row count) are chosen by the lowest leave-one-out
 mean squared error on the training rows, computed exactly in closed form from one
 eigendecomposition per k (of X'X, or of X X' when there are fewer rows than k-mers;
-5-fold CV would need five). A linear
+k-fold CV would need k of them). A linear
 model with an intercept is equivariant to an affine change of the targets, so fitting on
 raw expression and standardising its predictions with a run's target scaler is the same
 as fitting on that run's standardised targets.

@@ -92,17 +92,10 @@ def score_predictions(predictions: Mapping[int, float], test_set: DreamTestSet, 
     """
     predictions = {int(p): float(v) for p, v in predictions.items()}
     labels = {int(p): float(v) for p, v in test_set.labels.items()}
-    usable = set(predictions) & set(labels)
-    subsets = {"all": _single_subset_result(sorted(usable), predictions, labels)}
-    for name in SINGLE_SUBSETS:
-        members = test_set.single_subsets.get(name, np.zeros(0, np.int64))
-        kept = sorted(set(np.asarray(members, np.int64).tolist()) & usable)
-        subsets[name] = _single_subset_result(kept, predictions, labels)
-    for name in PAIR_SUBSETS:
-        members = test_set.pair_subsets.get(name, np.zeros((0, 2), np.int64))
-        pairs = sorted({(int(a), int(r)) for a, r in np.asarray(members).reshape(-1, 2)})
-        kept = [(a, r) for a, r in pairs if a in usable and r in usable]
-        subsets[name] = _pair_subset_result(kept, predictions, labels)
+    subsets = {}
+    for name, kept in scored_members(test_set, set(predictions)).items():
+        result = (_pair_subset_result if name in PAIR_SUBSETS else _single_subset_result)
+        subsets[name] = result(kept, predictions, labels)
     for name, result in subsets.items():
         result["weight"] = SUBSET_WEIGHTS[name]
         result["kind"] = "pair difference" if name in PAIR_SUBSETS else "single"
@@ -113,6 +106,30 @@ def score_predictions(predictions: Mapping[int, float], test_set: DreamTestSet, 
     combined["min_subset_rows"] = int(min_rows)
     combined["missing_files"] = list(test_set.missing_files)
     return combined
+
+
+def scored_members(test_set: DreamTestSet, predicted) -> dict:
+    """Subset name -> what gets scored of it, given the `predicted` positions: sorted
+    labelled positions (pairs (alt, ref) whose members are both labelled and predicted for
+    the pair subsets), each once; "all" is every labelled predicted position."""
+    usable = set(predicted) & {int(p) for p in test_set.labels}
+    members = {"all": sorted(usable)}
+    for name in SINGLE_SUBSETS:
+        positions = test_set.single_subsets.get(name, np.zeros(0, np.int64))
+        members[name] = sorted(set(np.asarray(positions, np.int64).tolist()) & usable)
+    for name in PAIR_SUBSETS:
+        pairs = test_set.pair_subsets.get(name, np.zeros((0, 2), np.int64))
+        pairs = sorted({(int(a), int(r)) for a, r in np.asarray(pairs).reshape(-1, 2)})
+        members[name] = [(a, r) for a, r in pairs if a in usable and r in usable]
+    return members
+
+
+def unscorable_subsets(test_set: DreamTestSet, min_rows: int = MIN_SUBSET_ROWS) -> dict:
+    """Subset name -> rows, for each subset that the score of every labelled position with
+    a known sequence leaves out (fewer than `min_rows` rows, 0 = missing). Needs no
+    predictions, so an incomplete score can be refused before a model is loaded."""
+    members = scored_members(test_set, test_set.positions_to_predict())
+    return {name: len(kept) for name, kept in members.items() if len(kept) < min_rows}
 
 
 def _single_subset_result(positions, predictions, labels) -> dict:

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from dream_keras import dream_score
 from dream_keras.baseline import KmerRidge
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, load_run, model_path_of,
-                                   predict_sequences, predict_standardised)
+                                   predict_sequences, predict_standardised, scaler_path_of)
 from dream_keras.metrics import correlation_summary, pearson_r
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
 from dream_keras.data.sequences import InvalidSequenceError
@@ -140,12 +140,11 @@ def default_output_dir(model_path, name: str) -> str:
 def check_output_files(output_dir, filenames, inputs=()) -> None:
     """Refuse (FileExistsError) when one of `filenames` exists in `output_dir` and a
     previous evaluation did not write it, or would replace an input or something that is
-    not a regular file (safe_output.check_output_path); creates the directory."""
+    not a regular file (safe_output.check_output_path). Creates nothing: the directory is
+    made when the results are written (`make_output_dir`)."""
     if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
         raise OutputExistsError(f"{output_dir}: `output_dir` exists and is not a directory")
     check_parent_writable(os.path.join(output_dir, MANIFEST), "output_dir")
-    with writing(output_dir):
-        os.makedirs(output_dir, exist_ok=True)
     ours = _files_we_wrote(output_dir)
     foreign = [name for name in filenames
                if os.path.lexists(os.path.join(output_dir, name)) and name not in ours]
@@ -155,6 +154,51 @@ def check_output_files(output_dir, filenames, inputs=()) -> None:
     for name in filenames:
         check_output_path(os.path.join(output_dir, name), inputs=inputs, overwrite=True,
                           parameter="output_dir", in_directory=True)
+
+
+def make_output_dir(output_dir) -> None:
+    """Create `output_dir` (checked by `check_output_files`) once there is something to
+    write, so a refusal or a failed prediction leaves no empty directory behind."""
+    with writing(output_dir):
+        os.makedirs(output_dir, exist_ok=True)
+
+
+def check_same_data(output_dir, data_path, overwrite: bool) -> None:
+    """Refuse to replace the results of another data file (the `data` of the metrics.json
+    an evaluation wrote there) unless `overwrite`: fold.1.txt and fold.2.txt, or x.txt and
+    x.tsv, would otherwise share RUN/evaluation/<stem>/ and the second hide the first."""
+    metrics_path = os.path.join(output_dir, METRICS_JSON)
+    if overwrite or METRICS_JSON not in _files_we_wrote(output_dir) \
+            or not os.path.isfile(metrics_path):
+        return
+    try:
+        with open(metrics_path, encoding="utf-8") as handle:
+            previous = json.load(handle).get("data")
+    except (OSError, ValueError, AttributeError):
+        return  # unreadable: our own file, replaced as before
+    if previous and os.path.abspath(previous) != os.path.abspath(data_path):
+        raise OutputExistsError(f"{output_dir}: holds the evaluation of {previous}, not of "
+                                f"{os.path.abspath(data_path)}; choose another `output_dir` "
+                                "or pass `overwrite=True` to replace it")
+
+
+def data_stem(data_path) -> str:
+    """The results folder name of a data file: its name without a final .gz and then one
+    extension (fold.1.txt.gz -> fold.1), so fold.1.txt and fold.2.txt stay apart."""
+    name = os.path.basename(os.fspath(data_path))
+    name = name[:-len(".gz")] if name.endswith(".gz") else name
+    return os.path.splitext(name)[0] or "data"
+
+
+def refuse_non_finite(predictions, model_path, describe) -> None:
+    """Raise DataFormatError naming the model and its first NaN or infinite prediction
+    (`describe(index)` says which row or position): metrics, plots and a submission of such
+    values mean nothing, so it is called before anything is written."""
+    bad = np.flatnonzero(~np.isfinite(predictions))
+    if bad.size:
+        raise DataFormatError(model_path, None, f"the model predicts {predictions[bad[0]]} "
+                              f"for {describe(int(bad[0]))}, not a finite number (its weights "
+                              "diverged or overflow); nothing was written")
 
 
 def record_output_files(output_dir, filenames) -> None:
@@ -193,17 +237,23 @@ def _save_figure(plot, path, predicted, measured, title) -> None:
 # ---- evaluations ------------------------------------------------------------------------
 
 def predict_labelled_file(model, scaler, data_path, *, batch_size=DEFAULT_BATCH_SIZE,
-                          chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False):
-    """(predicted, measured), both standardised float64 [n], for a sequence<TAB>expression file."""
+                          chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
+                          model_name="the model"):
+    """(predicted, measured), both standardised float64 [n], for a sequence<TAB>expression
+    file. A NaN or infinite prediction raises DataFormatError naming `model_name` and the
+    row's line."""
     predicted, measured = [], []
     for chunk in iter_chunks(data_path, with_expression=True, chunk_rows=chunk_rows):
         try:
-            predicted.append(predict_standardised(
+            values = predict_standardised(
                 model, chunk.sequences, batch_size=batch_size,
-                reverse_complement_average=reverse_complement_average))
+                reverse_complement_average=reverse_complement_average)
         except InvalidSequenceError as error:
             raise DataFormatError(data_path, int(chunk.line_numbers[error.row]),
                                   str(error)) from None
+        refuse_non_finite(values, model_name,
+                          lambda row: f"{data_path}:{int(chunk.line_numbers[row])}")
+        predicted.append(values)
         measured.append(scaler.transform(chunk.expression))
         logging.info("evaluated %d rows", sum(map(len, predicted)))
     return (np.concatenate(predicted).astype(np.float64),
@@ -227,22 +277,27 @@ def predict_baseline_file(baseline: KmerRidge, scaler, data_path, *,
 
 def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_BATCH_SIZE,
                   chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
-                  baseline: KmerRidge | None = None, baseline_train_data=None):
+                  baseline: KmerRidge | None = None, baseline_train_data=None,
+                  overwrite: bool = False):
     """Metrics of a run on a labelled file, written as JSON, Markdown and two PNGs;
     with `baseline` (fitted on `baseline_train_data`), its metrics under "baseline".
 
+    Results of another data file in `output_dir` are replaced only with `overwrite`; a
+    model that predicts NaN or infinity is refused before anything is written.
     Returns (metrics dict, output directory).
     """
-    stem = os.path.basename(os.fspath(data_path)).split(".")[0] or "data"
-    output_dir = output_dir or default_output_dir(model_path, stem)
+    output_dir = output_dir or default_output_dir(model_path, data_stem(data_path))
     outputs = [METRICS_JSON, METRICS_MD, SCATTER_PNG, RESIDUALS_PNG]
     check_input_file(data_path)
     check_output_files(output_dir, outputs, inputs=[data_path, model_path_of(model_path),
+                                                    scaler_path_of(model_path),
                                                     baseline_train_data])
+    check_same_data(output_dir, data_path, overwrite)
     model, scaler = load_run(model_path)
     predicted, measured = predict_labelled_file(
         model, scaler, data_path, batch_size=batch_size, chunk_rows=chunk_rows,
-        reverse_complement_average=reverse_complement_average)
+        reverse_complement_average=reverse_complement_average,
+        model_name=model_path_of(model_path))
     metrics = regression_metrics(predicted, measured)
     metrics.update(data=os.path.abspath(data_path),
                    model=os.path.abspath(model_path_of(model_path)),
@@ -253,6 +308,7 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
             baseline, predict_baseline_file(baseline, scaler, data_path, chunk_rows=chunk_rows),
             measured, baseline_train_data)
     title = f"{os.path.basename(os.fspath(data_path))}"
+    make_output_dir(output_dir)
     _write_json(os.path.join(output_dir, METRICS_JSON), metrics)
     _write_text(os.path.join(output_dir, METRICS_MD),
                 metrics_markdown(metrics, f"Evaluation on {title}"))
@@ -277,17 +333,22 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
     has fewer than `min_subset_rows` rows makes the score partial: `partial="mark"` writes
     it marked so (complete false, the missing subsets and files named, renormalised scores
     over the weights actually scored); `partial="refuse"` stops with one line instead,
-    before anything is written. Returns (score dict, output directory).
+    before anything is written or the model loaded. A model that predicts NaN or infinity
+    is refused, naming the first such position, before anything is written.
+    Returns (score dict, output directory).
     """
     if partial not in PARTIAL_CHOICES:
         raise ConfigurationError(f"`partial` must be one of {PARTIAL_CHOICES}, got {partial!r}")
     output_dir = output_dir or default_output_dir(model_path, "dream_score")
     outputs = [DREAM_SCORE_JSON, DREAM_PREDICTIONS_JSON]
-    check_output_files(output_dir, outputs, inputs=[model_path_of(model_path), labels_path])
+    check_output_files(output_dir, outputs, inputs=[model_path_of(model_path),
+                                                    scaler_path_of(model_path), labels_path])
     test_set = dream_score.load_dream_test_set(dream_dir, labels_path)
     positions = test_set.positions_to_predict()
     if not positions:
         raise DataFormatError(dream_dir, None, "no labelled position has a known sequence")
+    if partial == "refuse":
+        _refuse_incomplete(dream_dir, test_set, min_subset_rows)
     if test_set.missing_files:
         logging.warning("DREAM layout incomplete, missing: %s",
                         ", ".join(test_set.missing_files))
@@ -295,18 +356,10 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
     values = predict_sequences(model, scaler, [test_set.sequences[p] for p in positions],
                                batch_size=batch_size,
                                reverse_complement_average=reverse_complement_average)
+    refuse_non_finite(values, model_path_of(model_path),
+                      lambda index: f"DREAM test position {positions[index]}")
     predictions = dict(zip(positions, values.tolist()))
     score = dream_score.score_predictions(predictions, test_set, min_rows=min_subset_rows)
-    if not score["complete"] and partial == "refuse":
-        too_few = [f"{name} ({s['n']} rows)" for name, s in score["subsets"].items()
-                   if s["status"] == "too_few_rows"]
-        files = test_set.missing_files
-        raise DataFormatError(dream_dir, None, "incomplete DREAM score refused: subsets "
-                              f"{', '.join(score['missing_subsets'])} not scored"
-                              + (f"; fewer than {min_subset_rows} rows: {', '.join(too_few)}"
-                                 if too_few else "")
-                              + (f"; missing files: {', '.join(files)}" if files else "")
-                              + " (`partial='mark'` scores the rest, marked partial)")
     score.update(dream_dir=os.path.abspath(dream_dir),
                  labels=os.path.abspath(labels_path) if labels_path else "public_leaderboard",
                  model=os.path.abspath(model_path_of(model_path)),
@@ -318,8 +371,25 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
                                             test_set, min_rows=min_subset_rows),
             **baseline.summary(),
             "train_data": os.path.abspath(baseline_train_data) if baseline_train_data else None}
+    make_output_dir(output_dir)
     _write_json(os.path.join(output_dir, DREAM_SCORE_JSON), score)
     _write_json(os.path.join(output_dir, DREAM_PREDICTIONS_JSON),
                 {str(p): v for p, v in predictions.items()})
     record_output_files(output_dir, outputs)
     return score, output_dir
+
+
+def _refuse_incomplete(dream_dir, test_set, min_subset_rows: int) -> None:
+    """`partial="refuse"`: one line naming the subsets the score would leave out (missing,
+    or with fewer than `min_subset_rows` rows) and the missing files."""
+    left_out = dream_score.unscorable_subsets(test_set, min_subset_rows)
+    if not left_out:
+        return
+    too_few = [f"{name} ({rows} rows)" for name, rows in left_out.items() if rows]
+    files = test_set.missing_files
+    raise DataFormatError(dream_dir, None, "incomplete DREAM score refused: subsets "
+                          f"{', '.join(left_out)} not scored"
+                          + (f"; fewer than {min_subset_rows} rows: {', '.join(too_few)}"
+                             if too_few else "")
+                          + (f"; missing files: {', '.join(files)}" if files else "")
+                          + " (`partial='mark'` scores the rest, marked partial)")

@@ -46,6 +46,12 @@ def model_path_of(path) -> str:
     return os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
 
 
+def scaler_path_of(path) -> str:
+    """The target scaler `load_run` reads with the model `path` (RUN/model.keras or RUN):
+    target_scaler.json beside the model."""
+    return os.path.join(os.path.dirname(os.path.abspath(model_path_of(path))), SCALER_FILE)
+
+
 def load_run(path) -> tuple[keras.Model, TargetScaler]:
     """(model, scaler) from `RUN/model.keras` (or the run directory `RUN`).
 
@@ -59,7 +65,7 @@ def load_run(path) -> tuple[keras.Model, TargetScaler]:
         raise MissingDataError(f"{model_path}: {problem}")
     if problem is not None:
         raise DataFormatError(model_path, None, problem)
-    scaler_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), SCALER_FILE)
+    scaler_path = scaler_path_of(model_path)
     if not os.path.lexists(scaler_path):
         raise MissingDataError(f"{scaler_path}: target scaler not found next to the model "
                                 "(a training run writes it; predictions need it to undo the "

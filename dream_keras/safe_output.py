@@ -90,6 +90,18 @@ def check_output_path(path, *, inputs=(), overwrite: bool = False,
     check_parent_writable(path, parameter)
 
 
+def check_outside(path, directory, *, parameter: str = "output_path",
+                  directory_parameter: str = "export_dir") -> None:
+    """Refuse an output file that is, or lies inside, an output directory the same command
+    writes whole (the directory's replacement would delete the file just written)."""
+    if path is None or directory is None:
+        return
+    if _same_file(path, directory) or _inside(path, directory):
+        raise ConfigurationError(f"{path}: `{parameter}` is inside `{directory_parameter}` "
+                                 f"{directory}, which is replaced whole after it is written; "
+                                 f"choose an `{parameter}` outside it")
+
+
 def check_parent_writable(path, parameter: str = "output_path") -> None:
     """Refuse early when the output's directory cannot be created or written."""
     parent = os.path.dirname(os.path.abspath(path))

@@ -6,7 +6,7 @@ import pytest
 
 from dream_keras.dream_score import (OFFICIAL_DENOMINATOR, SUBSET_WEIGHTS, DreamTestSet,
                                      format_score_table, load_dream_test_set,
-                                     score_predictions)
+                                     score_predictions, unscorable_subsets)
 from dream_keras.data.readers import DataFormatError
 
 # Labelled units with a known sequence in tests/data/dream2022 (pairs for pair subsets).
@@ -39,6 +39,16 @@ def test_real_leaderboard_counts_and_oracle_scores_one(leaderboard):
     assert score["renormalised_pearson_score"] == pytest.approx(1.0)
     assert sum(score["weights_used"].values()) == pytest.approx(3.4)
     assert "SNVs" not in score["weights_used"]
+
+
+def test_subsets_left_out_are_known_before_any_prediction(leaderboard):
+    """What `--dream_partial=refuse` checks before it loads a model: the same subsets the
+    score of predictions leaves out."""
+    assert unscorable_subsets(leaderboard) == {"SNVs": 0}
+    assert unscorable_subsets(leaderboard, min_rows=100) == {"high": 96, "low": 99,
+                                                             "SNVs": 0}
+    score = score_predictions(oracle(leaderboard), leaderboard, min_rows=100)
+    assert score["missing_subsets"] == ["high", "low", "SNVs"]
 
 
 def test_ground_json_labels_give_the_same_score_as_the_subset_files(dream_dir, leaderboard):

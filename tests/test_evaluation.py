@@ -1,6 +1,7 @@
 """Evaluation: metrics against NumPy, output files, the output-directory rule, DREAM score."""
 import json
 import re
+import shutil
 
 import matplotlib.image
 import numpy as np
@@ -8,8 +9,9 @@ import pytest
 
 from dream_keras.dream_score import load_dream_test_set, score_predictions
 from dream_keras.cli.commands import run_evaluation
-from dream_keras.evaluation import (MANIFEST, evaluate_dream, evaluate_file,
-                                    format_metrics_table, metrics_markdown,
+from dream_keras.errors import DataFormatError, OutputExistsError
+from dream_keras.evaluation import (MANIFEST, METRICS_JSON, data_stem, evaluate_dream,
+                                    evaluate_file, format_metrics_table, metrics_markdown,
                                     plot_predicted_vs_measured, regression_metrics)
 from tests.saved_run import SCALER_MEAN, SCALER_STD, reference_predictions
 
@@ -95,3 +97,61 @@ def test_run_evaluation_needs_exactly_one_source(small_run, labelled_file, dream
         run_evaluation(small_run, data_path=labelled_file, dream_dir=dream_dir)
     with pytest.raises(ValueError, match="exactly one"):
         run_evaluation(small_run)
+
+
+@pytest.fixture(scope="module")
+def nan_run(tmp_path_factory, small_run):
+    """A run whose model predicts NaN for every sequence (its last bias is NaN)."""
+    from dream_keras.inference import load_run
+
+    model, _ = load_run(small_run)
+    weights = model.get_weights()
+    weights[-1] = np.full_like(weights[-1], np.nan)
+    model.set_weights(weights)
+    directory = tmp_path_factory.mktemp("nan_run")
+    model.save(directory / "model.keras")
+    shutil.copy(small_run.parent / "target_scaler.json", directory)
+    return directory / "model.keras"
+
+
+def test_a_model_predicting_nan_is_refused_before_anything_is_written(tmp_path, nan_run,
+                                                                      labelled_file, dream_dir):
+    with pytest.raises(DataFormatError, match=rf"{nan_run}: the model predicts nan for "
+                                              r"DREAM test position \d+, not a finite"):
+        evaluate_dream(nan_run, dream_dir, output_dir=str(tmp_path / "d"))
+    with pytest.raises(DataFormatError, match=rf"{nan_run}: the model predicts nan for "
+                                              rf"{labelled_file}:1, not a finite"):
+        evaluate_file(nan_run, labelled_file, output_dir=str(tmp_path / "e"), chunk_rows=100)
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+
+
+def test_refused_incomplete_dream_score_loads_no_model_and_writes_nothing(tmp_path,
+                                                                          dream_dir):
+    absent_model = tmp_path / "no_run" / "model.keras"  # loading it would fail otherwise
+    with pytest.raises(DataFormatError, match="incomplete DREAM score refused: subsets SNVs"):
+        evaluate_dream(absent_model, dream_dir, output_dir=str(tmp_path / "d"),
+                       partial="refuse")
+    assert not (tmp_path / "d").exists()
+
+
+def test_data_files_of_one_stem_never_silently_replace_each_other(tmp_path, small_run,
+                                                                  labelled_file):
+    rows = labelled_file.read_text().splitlines(keepends=True)[:40]
+    for name in ("fold.1.txt", "fold.2.txt", "x.txt", "x.tsv"):
+        (tmp_path / name).write_text("".join(rows))
+    assert data_stem("a/fold.1.txt.gz") == "fold.1" and data_stem("x.tsv") == "x"
+    _, first = evaluate_file(small_run, tmp_path / "fold.1.txt")
+    _, second = evaluate_file(small_run, tmp_path / "fold.2.txt")
+    assert (first, second) == tuple(str(small_run.parent / "evaluation" / stem)
+                                    for stem in ("fold.1", "fold.2"))
+    assert json.loads((small_run.parent / "evaluation" / "fold.1" / METRICS_JSON).read_text()
+                      )["data"] == str(tmp_path / "fold.1.txt")
+    shared = str(tmp_path / "x")
+    evaluate_file(small_run, tmp_path / "x.txt", output_dir=shared)
+    evaluate_file(small_run, tmp_path / "x.txt", output_dir=shared)  # the same data: ours
+    with pytest.raises(OutputExistsError, match=r"x: holds the evaluation of .*x\.txt, not "
+                                                r"of .*x\.tsv; .*`overwrite=True`"):
+        evaluate_file(small_run, tmp_path / "x.tsv", output_dir=shared)
+    assert json.loads((tmp_path / "x" / METRICS_JSON).read_text())["data"].endswith("x.txt")
+    run_evaluation(small_run, data_path=tmp_path / "x.tsv", output_dir=shared, overwrite=True)
+    assert json.loads((tmp_path / "x" / METRICS_JSON).read_text())["data"].endswith("x.tsv")

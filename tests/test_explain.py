@@ -90,6 +90,29 @@ def test_strand_averaged_ism_matches_strand_averaged_predictions(run, sequences)
         np.testing.assert_allclose(got, values[1:] - values[0], atol=1e-5, rtol=0)
 
 
+def test_strand_averaged_ism_is_the_pairs_effect_when_the_window_starts_with_n(run):
+    """A window's leading Ns count as padding (data/sequences.leading_padding), also where
+    explain puts a mutation on the reverse strand: short and long sequences."""
+    from dream_keras.explain import explain_sequences
+    from dream_keras.inference import variant_effects
+
+    _, model, scaler = run
+    body = random_sequences(2, 5, min_len=L, max_len=L)
+    starts_with_n = ["NNN" + body[0][:80], body[1][:20] + "NNN" + body[1][3:]]
+    assert starts_with_n[1][-L:].startswith("NNN")
+    arrays = explain_sequences(model, scaler, starts_with_n, methods=("ism",),
+                               reverse_complement_average=True)
+    for row, sequence in enumerate(starts_with_n):
+        mutations = [(position, code, mutant) for position, code, mutant
+                     in every_mutation(sequence) if sequence[position - L + len(sequence)] != "N"]
+        effects = variant_effects(model, scaler, [sequence] * len(mutations),
+                                  [mutant for _, _, mutant in mutations],
+                                  reverse_complement_average=True)["effect"]
+        got = [arrays["ism"][row, position, code] for position, code, _ in mutations]
+        assert len(got) == 3 * (len(sequence[-L:]) - sequence[-L:].count("N"))
+        np.testing.assert_allclose(got, effects, atol=1e-5, rtol=0)
+
+
 def test_gradient_x_input_is_the_eager_gradient_times_the_one_hot(run, sequences):
     from dream_keras.explain import explain_sequences
 
@@ -213,3 +236,34 @@ def test_modisco_inputs_are_one_hot_and_centred_hypothetical_scores(tmp_path, ru
     # At the observed base the centred ISM is minus the substitutions' sum over four.
     observed = (hypothetical * ohe).sum(axis=1)[1]
     np.testing.assert_allclose(observed, -arrays["ism"][1].sum(-1) / 4, atol=1e-5)
+
+
+def test_overwrite_reads_the_input_first_and_replaces_only_its_own_outputs(tmp_path, run,
+                                                                           sequences):
+    from dream_keras.errors import DataFormatError, DreamKerasError
+    from dream_keras.explain.files import explain_file
+
+    _, model, scaler = run
+    out = tmp_path / "explained"
+    ours = ["attributions.tsv", "logos/row5.png", "modisco/ohe.npz", "modisco/report/a.html"]
+    theirs = ["notes.txt", "logos/my_notes.txt", "modisco/notes.txt"]
+    for name in ours + theirs:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("old")
+    (tmp_path / "bad.txt").write_text(f"{sequences[0]}\nACGTXACGT\n")
+    (tmp_path / "good.txt").write_text(f"{sequences[0]}\n{sequences[1]}\n")
+    options = dict(methods=("gradient_x_input",), logo_rows=[0], overwrite=True, logo_dpi=20)
+    with pytest.raises(DataFormatError, match=r"bad\.txt:2: "):
+        explain_file(model, scaler, tmp_path / "bad.txt", out, **options)
+    with pytest.raises(DreamKerasError, match=r"absent\.txt: no such file"):
+        explain_file(model, scaler, tmp_path / "absent.txt", out, **options)
+    assert all((out / name).read_text() == "old" for name in ours + theirs)
+    assert sorted(os.listdir(out / "logos")) == ["my_notes.txt", "row5.png"]
+
+    written = explain_file(model, scaler, tmp_path / "good.txt", out, write_tsv=False,
+                           **options)
+    assert written["logos"] == [str(out / "logos" / "row0.png")]
+    assert sorted(os.listdir(out / "logos")) == ["my_notes.txt", "row0.png"]
+    assert not any((out / name).exists() for name in ours)
+    assert all((out / name).read_text() == "old" for name in theirs)
+    assert sorted(os.listdir(out)) == ["attributions.h5", "logos", "modisco", "notes.txt"]

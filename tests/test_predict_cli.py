@@ -3,6 +3,7 @@ Their refusals (missing model, bad letters, unreadable input, ...) are cases of
 test_fuzz_cli.py, which runs them through the same `main()` in one process."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -84,3 +85,38 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(tmp_path, small_
         "--format=tsv, --dream_labels, `other`")
     assert prediction_problem(input_path="a", pairs_path=None, output_path=None,
                               export_dir=None) == "--output is required with --input or --pairs"
+
+
+def test_the_scaler_beside_the_model_is_an_input_never_replaced(tmp_path, small_run, sequences):
+    from dream_keras.cli.commands import run_prediction
+    from dream_keras.errors import ConfigurationError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "target_scaler.json"):
+        shutil.copy(small_run.parent / name, run)
+    scaler = (run / "target_scaler.json").read_bytes()
+    (tmp_path / "seqs.txt").write_text("\n".join(sequences[:3]) + "\n")
+    for model in (run, run / "model.keras"):
+        with pytest.raises(ConfigurationError, match=r"target_scaler\.json: `output_path` is "
+                                                     r"or holds the input"):
+            run_prediction(model, input_path=tmp_path / "seqs.txt",
+                           output_path=run / "target_scaler.json", overwrite=True)
+    assert (run / "target_scaler.json").read_bytes() == scaler
+
+
+def test_an_output_inside_the_export_is_refused_before_anything_is_written(tmp_path,
+                                                                           small_run,
+                                                                           sequences):
+    from dream_keras.cli.commands import run_prediction
+    from dream_keras.cli.runner import flag_spelling
+    from dream_keras.errors import ConfigurationError
+
+    (tmp_path / "seqs.txt").write_text("\n".join(sequences[:3]) + "\n")
+    for output in (tmp_path / "served" / "o.tsv", tmp_path / "served"):
+        with pytest.raises(ConfigurationError, match="`output_path` is inside `export_dir`") \
+                as caught:
+            run_prediction(small_run, input_path=tmp_path / "seqs.txt", output_path=output,
+                           export_dir=tmp_path / "served", overwrite=True)
+        assert not (tmp_path / "served").exists()
+    assert "--output is inside --export" in flag_spelling(str(caught.value))

@@ -50,19 +50,22 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
                    jit_compile: bool = True) -> str:
     """What `predict.py` does: predict a file, a pair file, and/or export. Returns a summary.
 
-    Output paths (never an input, never a non-regular file: safe_output) and inputs are
-    checked before the model loads, so a refusal is immediate.
+    Output paths (never an input: the model, its target scaler, --input/--pairs; never a
+    non-regular file; never inside the export: safe_output) and inputs are checked before
+    the model loads, so a refusal is immediate.
     """
     from dream_keras.export import check_export_dir, export_serving
     from dream_keras.file_errors import check_input_file
-    from dream_keras.inference import load_run, model_path_of
+    from dream_keras.inference import load_run, model_path_of, scaler_path_of
     from dream_keras.prediction_files import (check_output_writable, predict_file,
                                               predict_pairs_file)
+    from dream_keras.safe_output import check_outside
 
     _refuse(prediction_problem(input_path=input_path, pairs_path=pairs_path,
                                output_path=output_path, export_dir=export_dir,
                                output_format=output_format))
-    inputs = [input_path, pairs_path, model_path_of(model_path)]
+    inputs = [input_path, pairs_path, model_path_of(model_path), scaler_path_of(model_path)]
+    check_outside(output_path, export_dir)
     if output_path:
         check_output_writable(output_path, overwrite, inputs=inputs)
     if export_dir:
@@ -94,12 +97,14 @@ def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=N
                    output_dir=None, batch_size=DEFAULT_BATCH_SIZE,
                    chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
                    baseline_train_data=None, dream_partial: str = "mark",
-                   dream_min_subset_rows: int = MIN_SUBSET_ROWS) -> str:
+                   dream_min_subset_rows: int = MIN_SUBSET_ROWS,
+                   overwrite: bool = False) -> str:
     """What `evaluate.py` does; returns the text to print (tables and where files went).
 
     `baseline_train_data`: fit the k-mer ridge baseline on that labelled file first and
     report it beside the model. `dream_partial` and `dream_min_subset_rows`: what
-    `evaluate_dream` does with an incomplete DREAM score (its `partial`, `min_subset_rows`)."""
+    `evaluate_dream` does with an incomplete DREAM score (its `partial`, `min_subset_rows`).
+    `overwrite`: `evaluate_file` may replace results of another data file."""
     from dream_keras import dream_score
     from dream_keras.baseline import fit_kmer_ridge_file
     from dream_keras.evaluation import (DREAM_PREDICTIONS_JSON, DREAM_SCORE_JSON, METRICS_JSON,
@@ -118,7 +123,7 @@ def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=N
         metrics, where = evaluate_file(model_path, data_path, output_dir,
                                        batch_size=batch_size, chunk_rows=chunk_rows,
                                        reverse_complement_average=reverse_complement_average,
-                                       **with_baseline)
+                                       overwrite=overwrite, **with_baseline)
         return f"{format_metrics_table(metrics)}\nwrote {METRICS_JSON}, {METRICS_MD}, " \
                f"{SCATTER_PNG}, {RESIDUALS_PNG} to {where}"
     score, where = evaluate_dream(model_path, dream_dir, dream_labels, output_dir,

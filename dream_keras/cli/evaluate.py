@@ -46,6 +46,11 @@ _DREAM_PARTIAL = flags.DEFINE_enum(
 _DREAM_MIN_SUBSET_ROWS = flags.DEFINE_integer(
     "dream_min_subset_rows", 10, "With --dream_dir: a subset with fewer rows is reported "
     "but not counted (a correlation of a few points means nothing).", lower_bound=2)
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "With --data: replace results of ANOTHER data file in the output "
+    "directory (fold.1.txt and fold.2.txt have their own; x.txt and x.tsv share "
+    "RUN/evaluation/x/). Results of the same file are always replaced; files this command "
+    "did not write never are.")
 flags.register_multi_flags_validator(
     ["data", "dream_dir", "dream_labels"],
     lambda values: runner.no_problem(commands.evaluation_problem(
@@ -60,7 +65,7 @@ def evaluate_from_flags():
         batch_size=_SHARED.batch_size.value, chunk_rows=_SHARED.chunk_rows.value,
         reverse_complement_average=_SHARED.reverse_complement_average.value,
         baseline_train_data=_BASELINE_TRAIN_DATA.value, dream_partial=_DREAM_PARTIAL.value,
-        dream_min_subset_rows=_DREAM_MIN_SUBSET_ROWS.value)
+        dream_min_subset_rows=_DREAM_MIN_SUBSET_ROWS.value, overwrite=_OVERWRITE.value)
 
 
 def main() -> None:

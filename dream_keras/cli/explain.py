@@ -66,6 +66,7 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
     from dream_keras.errors import ConfigurationError
     from dream_keras.explain import files, motifs as motif_step
     from dream_keras.explain.model_access import load_run
+    from dream_keras.file_errors import check_input_file
 
     if motifs and not motif_step.modisco_available():
         raise ConfigurationError("--motifs needs modisco-lite: pip install "
@@ -76,6 +77,7 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
     if motifs and motif_source == "gradient" and "gradient_x_input" not in methods:
         raise ConfigurationError("--motif_source=gradient needs --methods to include "
                                  "gradient_x_input")
+    check_input_file(input_path)
     files.check_output_dir(output_dir, overwrite)
     model, scaler = load_run(model_path)
     written = files.explain_file(model, scaler, input_path, output_dir, methods=methods,

@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 
 from dream_keras.data import augment
-from dream_keras.data.sequences import N_CODE
+from dream_keras.data.sequences import N_CODE, leading_padding
 
 GENERATORS = ("design", "mutate", "shuffle")
 DEFAULT_AGREEMENT = 0.99
@@ -32,9 +32,9 @@ def batch_rng(seed: int, stream: int, step: int) -> np.random.Generator:
 
 
 def padding_lengths(codes: np.ndarray) -> np.ndarray:
-    """int64 [n]: the leading N codes of each right-aligned row (its left padding)."""
-    codes = np.asarray(codes)
-    return np.cumprod(codes == N_CODE, axis=1, dtype=np.int8).sum(axis=1).astype(np.int64)
+    """int64 [n]: the left padding of each right-aligned row (sequences.leading_padding,
+    the window rule's own count)."""
+    return leading_padding(codes).astype(np.int64)
 
 
 def _shared_length(aligned: np.ndarray, valid: np.ndarray, agreement: float) -> int:

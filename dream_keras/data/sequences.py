@@ -166,6 +166,12 @@ def _reverse_complement(codes: np.ndarray) -> np.ndarray:
     return _COMPLEMENT_CODE[np.asarray(codes)][..., ::-1]
 
 
+def leading_padding(codes: np.ndarray) -> np.ndarray:
+    """int [...]: the window rule's padding of each encoded row [..., seq_len], its leading
+    N codes (a sequence's own leading Ns cannot be told from padding and count as it)."""
+    return np.cumprod(np.asarray(codes) == N_CODE, axis=-1, dtype=np.int8).sum(axis=-1)
+
+
 def reverse_complement_right_aligned(codes: np.ndarray) -> np.ndarray:
     """The other strand of encoded rows [n, seq_len], encoded by the same window rule.
 
@@ -182,8 +188,7 @@ def reverse_complement_right_aligned(codes: np.ndarray) -> np.ndarray:
     codes = np.asarray(codes)
     flipped = _reverse_complement(codes)
     seq_len = codes.shape[-1]
-    is_padding = np.cumprod(codes == N_CODE, axis=-1, dtype=np.int8)  # the leading Ns
-    padding = is_padding.sum(axis=-1, keepdims=True)
+    padding = leading_padding(codes)[..., None]
     columns = (np.arange(seq_len) - padding) % seq_len  # roll each row right by its padding
     return np.take_along_axis(flipped, columns, axis=-1)
 

@@ -35,17 +35,17 @@ def explain_encoded(model, scaler, codes, reverse_codes, lengths, *, methods=MET
     arrays = {"codes": np.asarray(codes, np.uint8), "length": np.asarray(lengths, np.int64)}
     if "ism" in methods:
         arrays.update(mutagenesis.saturation_mutagenesis(
-            model, scaler, codes, reverse_codes, lengths, **options))
+            model, scaler, codes, reverse_codes, **options))
         arrays["ism_position"] = mutagenesis.position_summary(arrays["ism"])
     else:
         arrays["prediction"] = scaler.inverse_transform(predict_codes(
             model, codes, batch_size, reverse_codes=reverse_codes, jit_compile=jit_compile))
     if "gradient_x_input" in methods:
-        arrays.update(gradients.gradient_x_input(model, scaler, codes, reverse_codes, lengths,
+        arrays.update(gradients.gradient_x_input(model, scaler, codes, reverse_codes,
                                                  **options))
     if "integrated_gradients" in methods:
         arrays.update(gradients.integrated_gradients(
-            model, scaler, codes, reverse_codes, lengths, steps=steps, baseline=baseline,
+            model, scaler, codes, reverse_codes, steps=steps, baseline=baseline,
             **options))
     return arrays
 

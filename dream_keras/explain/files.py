@@ -3,11 +3,14 @@
 The reader is predict.py's (any input format it accepts), so memory holds one piece of
 sequences (and their mutants or path points) at a time, whatever the file's size.
 Outputs go into one directory, written under temporary names and moved into place only
-when complete; an existing non-empty directory is refused unless `overwrite`.
+when the whole input was explained; an existing non-empty directory is refused unless
+`overwrite`, which then replaces only this package's own outputs there (the HDF5 file, the
+TSV, logos/row<i>.png, modisco/'s files), never another file.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import h5py
@@ -17,7 +20,8 @@ from absl import logging
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_sequence_chunks
 from dream_keras.data.sequences import InvalidSequenceError
 from dream_keras.errors import OutputExistsError
-from dream_keras.explain import core, gradients, logos
+from dream_keras.file_errors import check_input_file
+from dream_keras.explain import core, gradients, logos, motifs
 from dream_keras.explain.model_access import DEFAULT_BATCH_SIZE, encode_strands, model_seq_len
 
 H5_FILE, TSV_FILE, LOGO_DIR = "attributions.h5", "attributions.tsv", "logos"
@@ -26,6 +30,8 @@ H5_FILE, TSV_FILE, LOGO_DIR = "attributions.h5", "attributions.tsv", "logos"
 PIECE_SEQUENCES = 64
 WINDOW_NOTE = ("arrays cover the window the model sees: the LAST seq_len bases of each "
                "sequence, left-padded with N (codes 4); values on the training data's scale")
+LOGO_NAME = re.compile(r"row\d+\.png")  # logos/ files this package draws
+MODISCO_DIR = "modisco"
 TSV_COLUMNS = ("row", "position", "sequence_position", "base", "ism_A", "ism_C", "ism_G",
                "ism_T", "ism_position", "gradient_x_input", "integrated_gradients")
 
@@ -114,13 +120,14 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
     `logo_rows`: 0-based input rows to draw ('all' for every row).
     """
     methods = core.check_methods(methods)
+    check_input_file(input_path)
     check_output_dir(output_dir, overwrite)
+    created = not os.path.isdir(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    if overwrite:
-        shutil.rmtree(os.path.join(output_dir, LOGO_DIR), ignore_errors=True)
     seq_len = model_seq_len(model)
     h5_path, tsv_path = (os.path.join(output_dir, name) for name in (H5_FILE, TSV_FILE))
     partial = {path: path + f".partial-{os.getpid()}" for path in (h5_path, tsv_path)}
+    logo_dir = os.path.join(output_dir, f"{LOGO_DIR}.partial-{os.getpid()}")
     wanted = None if logo_rows == "all" else set(int(row) for row in logo_rows)
     drawn, rows = [], 0
     writer = _H5Writer(partial[h5_path], {
@@ -149,16 +156,18 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
                 tsv.writelines(tidy_rows(arrays, rows))
             for index, sequence in enumerate(sequences):
                 if wanted is None or rows + index in wanted:
-                    drawn.append(_draw(output_dir, rows + index, sequence, arrays, index,
+                    drawn.append(_draw(logo_dir, rows + index, sequence, arrays, index,
                                        seq_len, logo_dpi))
             rows += len(sequences)
             logging.log_every_n_seconds(logging.INFO, "explained %d sequences", 10, rows)
         writer.close()
         if tsv:
             tsv.close()
+        _remove_stale_outputs(output_dir, write_tsv)
         for path, temporary in partial.items():
             if os.path.exists(temporary):
                 os.replace(temporary, path)
+        drawn = _move_logos(logo_dir, os.path.join(output_dir, LOGO_DIR), drawn)
     finally:
         writer.close()
         if tsv and not tsv.closed:
@@ -166,6 +175,9 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
         for temporary in partial.values():
             if os.path.exists(temporary):
                 os.remove(temporary)
+        shutil.rmtree(logo_dir, ignore_errors=True)
+        if created and not os.listdir(output_dir):
+            os.rmdir(output_dir)  # a refused input leaves no empty directory behind
     missing = sorted(set(wanted or ()) - set(range(rows)))
     if missing:
         logging.warning("no logo for rows %s: the input has %d rows", missing[:10], rows)
@@ -173,9 +185,37 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
             "logos": drawn}
 
 
-def _draw(output_dir, row: int, sequence: str, arrays: dict, index: int, seq_len: int,
+def _remove_stale_outputs(output_dir, write_tsv: bool) -> None:
+    """Remove what an earlier explain wrote that the new outputs do not replace: a TSV
+    (when this run writes none), logos/row<i>.png, and modisco/'s files (they describe the
+    old attributions); another file, and a folder still holding one, is kept."""
+    if not write_tsv and os.path.isfile(os.path.join(output_dir, TSV_FILE)):
+        os.remove(os.path.join(output_dir, TSV_FILE))
+    logo_dir = os.path.join(output_dir, LOGO_DIR)
+    if os.path.isdir(logo_dir):
+        for name in os.listdir(logo_dir):
+            if LOGO_NAME.fullmatch(name) and os.path.isfile(os.path.join(logo_dir, name)):
+                os.remove(os.path.join(logo_dir, name))
+    motifs.remove_outputs(os.path.join(output_dir, MODISCO_DIR))
+    for directory in (logo_dir, os.path.join(output_dir, MODISCO_DIR)):
+        if os.path.isdir(directory) and not os.listdir(directory):
+            os.rmdir(directory)
+
+
+def _move_logos(drawn_dir, logo_dir, drawn: list) -> list:
+    """Move the logos drawn under a temporary folder into `logo_dir`; their new paths."""
+    if not drawn:
+        return []
+    os.makedirs(logo_dir, exist_ok=True)
+    moved = []
+    for path in drawn:
+        moved.append(os.path.join(logo_dir, os.path.basename(path)))
+        os.replace(path, moved[-1])
+    return moved
+
+
+def _draw(directory, row: int, sequence: str, arrays: dict, index: int, seq_len: int,
           dpi: int) -> str:
-    directory = os.path.join(output_dir, LOGO_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"row{row}.png")
     logos.draw_logo(path, logos.position_scores(arrays, index), arrays["codes"][index],

@@ -75,15 +75,16 @@ def _strands(codes, reverse_codes):
     return [codes] if reverse_codes is None else [codes, reverse_codes]
 
 
-def _averaged(per_strand: list, lengths, seq_len: int) -> np.ndarray:
-    """Forward-window values [n, L, 4] from each strand's own-window values."""
+def _averaged(per_strand: list, codes) -> np.ndarray:
+    """Forward-window values [n, L, 4] from each strand's own-window values (`codes`: the
+    forward windows [n, L], whose padding places the reverse strand)."""
     if len(per_strand) == 1:
         return per_strand[0]
-    mapped = onto_forward(per_strand[1], reverse_positions(lengths, seq_len))
+    mapped = onto_forward(per_strand[1], reverse_positions(codes))
     return ((per_strand[0] + mapped) / 2.0).astype(np.float32)
 
 
-def gradient_x_input(model, scaler, codes, reverse_codes, lengths, *,
+def gradient_x_input(model, scaler, codes, reverse_codes, *,
                      batch_size: int = DEFAULT_BATCH_SIZE, jit_compile: bool = True) -> dict:
     """{'gradient' [n, L, 4], 'gradient_x_input' [n, L, 4]}: the output's gradient at the
     sequence (training scale per unit of one-hot) and that gradient times the one-hot,
@@ -95,9 +96,8 @@ def gradient_x_input(model, scaler, codes, reverse_codes, lengths, *,
         gradient *= np.float32(scaler.std)
         gradients.append(gradient)
         products.append(gradient * inputs)
-    seq_len = codes.shape[1]
-    return {"gradient": _averaged(gradients, lengths, seq_len),
-            "gradient_x_input": _averaged(products, lengths, seq_len)}
+    return {"gradient": _averaged(gradients, codes),
+            "gradient_x_input": _averaged(products, codes)}
 
 
 def baseline_of(inputs: np.ndarray, baseline: str) -> np.ndarray:
@@ -122,7 +122,7 @@ def trapezoid_weights(steps: int) -> np.ndarray:
     return weights
 
 
-def integrated_gradients(model, scaler, codes, reverse_codes, lengths, *,
+def integrated_gradients(model, scaler, codes, reverse_codes, *,
                          steps: int = DEFAULT_STEPS, baseline: str = DEFAULT_BASELINE,
                          batch_size: int = DEFAULT_BATCH_SIZE, jit_compile: bool = True) -> dict:
     """{'integrated_gradients' [n, L, 4], 'baseline_prediction' [n]} on the training scale.
@@ -147,5 +147,5 @@ def integrated_gradients(model, scaler, codes, reverse_codes, lengths, *,
         attributions.append((difference * average * np.float32(scaler.std)).astype(np.float32))
         baseline_outputs.append(outputs.reshape(len(inputs), steps + 1)[:, 0])
     baseline_standardised = np.mean(baseline_outputs, axis=0)
-    return {"integrated_gradients": _averaged(attributions, lengths, codes.shape[1]),
+    return {"integrated_gradients": _averaged(attributions, codes),
             "baseline_prediction": scaler.inverse_transform(baseline_standardised)}

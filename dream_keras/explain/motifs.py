@@ -10,6 +10,7 @@ or the centred input gradient. Rerun by hand with
 from __future__ import annotations
 
 import os
+import shutil
 
 import h5py
 import numpy as np
@@ -52,6 +53,15 @@ def write_modisco_inputs(h5_path, output_dir, source: str = "ism") -> tuple[str,
     np.savez_compressed(paths[0], sequences.transpose(0, 2, 1))
     np.savez_compressed(paths[1], hypothetical.transpose(0, 2, 1))
     return paths
+
+
+def remove_outputs(output_dir) -> None:
+    """Remove the files `write_modisco_inputs` and `run_modisco` write in `output_dir` (and
+    the report folder modisco-lite writes), so no results of older attributions remain."""
+    for name in (OHE_FILE, HYPOTHETICAL_FILE, RESULTS_FILE):
+        if os.path.isfile(os.path.join(output_dir, name)):
+            os.remove(os.path.join(output_dir, name))
+    shutil.rmtree(os.path.join(output_dir, REPORT_DIR), ignore_errors=True)
 
 
 def modisco_available() -> bool:

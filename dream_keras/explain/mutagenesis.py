@@ -16,7 +16,7 @@ from dream_keras.explain.strands import reverse_positions
 SUBSTITUTIONS = 3  # alternative bases per position
 
 
-def mutant_codes(codes: np.ndarray, reverse_codes: np.ndarray | None, lengths: np.ndarray):
+def mutant_codes(codes: np.ndarray, reverse_codes: np.ndarray | None):
     """Every single-base substitution of codes uint8 [n, L].
 
     Returns (mutants [m, L], reverse-strand mutants [m, L] or None, sequence index [m],
@@ -33,7 +33,7 @@ def mutant_codes(codes: np.ndarray, reverse_codes: np.ndarray | None, lengths: n
     mutants[flat, positions] = alternatives
     reverse_mutants = None
     if reverse_codes is not None:
-        partner = reverse_positions(lengths, codes.shape[1])[rows, positions]
+        partner = reverse_positions(codes)[rows, positions]
         paired = partner >= 0
         reverse_mutants = reverse_codes[rows]
         reverse_mutants[flat[paired], partner[paired]] = 3 - alternatives[paired]
@@ -41,7 +41,7 @@ def mutant_codes(codes: np.ndarray, reverse_codes: np.ndarray | None, lengths: n
 
 
 def saturation_mutagenesis(model, scaler, codes: np.ndarray, reverse_codes: np.ndarray | None,
-                           lengths, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                           *, batch_size: int = DEFAULT_BATCH_SIZE,
                            jit_compile: bool = True) -> dict:
     """{'prediction' [n] float64, 'ism' [n, L, 4] float32} on the training data's scale.
 
@@ -51,7 +51,7 @@ def saturation_mutagenesis(model, scaler, codes: np.ndarray, reverse_codes: np.n
     """
     codes = np.asarray(codes, dtype=np.uint8)
     mutants, reverse_mutants, rows, positions, alternatives = mutant_codes(
-        codes, reverse_codes, np.asarray(lengths))
+        codes, reverse_codes)
     everything = np.concatenate([codes, mutants])
     reverse_everything = (None if reverse_codes is None
                           else np.concatenate([reverse_codes, reverse_mutants]))

@@ -3,23 +3,25 @@
 The model sees the LAST seq_len bases of a string (left-padded with N); the reverse strand
 (`--reverse_complement_average`) is the package's one rule,
 data/sequences.reverse_complement_right_aligned: the reverse complement of exactly that
-window, its N padding kept on the left. With pad = max(L - n, 0) for a string of length n,
-the base at forward window index p (p >= pad) sits at reverse window index
-r = pad + L - 1 - p; every forward base has its partner. (A string whose window starts
-with N letters: the rule counts those as padding too, so its mapping shifts; such inputs
-are rare and their N positions carry no attribution.)
+window, its N padding kept on the left. The padding is read from the codes by the same
+rule (data/sequences.leading_padding: the window's leading N codes, a sequence's own
+leading Ns included), so with pad leading Ns the base at forward window index p (p >= pad)
+sits at reverse window index r = pad + L - 1 - p; every forward base has its partner.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from dream_keras.data.sequences import leading_padding
 
-def reverse_positions(lengths, seq_len: int) -> np.ndarray:
-    """int64 [n, seq_len]: reverse-window index of each forward-window index, -1 where the
-    forward position is padding or outside the reverse window."""
-    lengths = np.asarray(lengths, dtype=np.int64)[:, None]
+
+def reverse_positions(codes) -> np.ndarray:
+    """int64 [n, seq_len]: reverse-window index of each forward-window index of the encoded
+    windows codes [n, seq_len], -1 where the forward position is padding."""
+    codes = np.asarray(codes)
+    seq_len = codes.shape[-1]
     forward = np.arange(seq_len)[None, :]
-    padding = np.maximum(seq_len - lengths, 0)
+    padding = leading_padding(codes).astype(np.int64)[:, None]
     reverse = padding + seq_len - 1 - forward
     return np.where(forward >= padding, reverse, -1)
 
