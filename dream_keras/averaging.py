@@ -1,6 +1,6 @@
 """Weight averaging (EMA): validation, the best-epoch model.keras and the final model use
 the optimizer's exponential moving average of the weights, while training continues
-from the raw weights.
+from the raw weights (in every phase of a phased run too).
 
 The average is Keras' own (`use_ema=True`, `ema_momentum=m` on the optimizer): after
 each optimizer step, average <- m * average + (1 - m) * weights (the first step copies
@@ -131,14 +131,25 @@ class AveragedWeightsIn(keras.callbacks.Callback):
 
 class AveragedWeightsOut(keras.callbacks.Callback):
     """At the end of an epoch, puts the raw weights back (before the backup saves
-    the training state, so a resumed run continues from the raw weights)."""
+    the training state, so a resumed run continues from the raw weights); and again when
+    `fit` ends, which in Keras ends by copying the averages into the model
+    (`finalize_variable_values`): the next phase's `fit` then continues from the raw
+    weights, as a run resumed from the backup at that phase boundary does."""
 
     def __init__(self, swap: _Swap):
         super().__init__()
         self._swap = swap
+        self._raw = None
 
     def on_epoch_end(self, epoch, logs=None):
         self._swap.raw_in(self.model)
+        self._raw = [ops.convert_to_numpy(v) for v in self.model.trainable_variables]
+
+    def on_train_end(self, logs=None):
+        if self._raw is not None:
+            for variable, value in zip(self.model.trainable_variables, self._raw):
+                variable.assign(value)
+            self._raw = None
 
 
 def averaged_weight_callbacks(momentum: float) -> tuple[list, list]:

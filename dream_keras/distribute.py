@@ -71,8 +71,10 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
+    # TensorFlow's rule: worker 0 is the chief only in a cluster without a chief task.
+    has_chief_task = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type in ("chief", None) or (
-        resolver.task_type == "worker" and resolver.task_id == 0)
+        resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief_task)
 
 
 # ---------------------------------------------------------------------------------------
@@ -131,7 +133,8 @@ class ReplicaTrainer(keras.Model):
 
     The loss is the MSE of the replica's rows plus the weight penalties, divided by the
     replica count before the gradient, so the summed gradient equals one device's on the
-    whole global batch. BatchNorm moving statistics are averaged over replicas after each
+    whole global batch; it is summed (and clipped) before the optimizer sees it
+    (`global_gradients`). BatchNorm moving statistics are averaged over replicas after each
     step, so every replica (and worker) holds the same model. `loss` is the mean over
     real rows (a weighted evaluation batch's padding, weight 0, left out), as `metrics`.
 
@@ -226,8 +229,28 @@ class ReplicaTrainer(keras.Model):
                 new_state[i] = value
         for variable, value in zip(network.non_trainable_variables, new_state):
             variable.assign(value)
-        self.optimizer.apply_gradients(zip(gradients, network.trainable_variables))
+        self.optimizer.apply_gradients(zip(self.global_gradients(gradients, loss_scale),
+                                           network.trainable_variables))
         return self.update_metrics(loss, y, y_pred, weight)
+
+    def global_gradients(self, gradients, loss_scale):
+        """The summed gradient (clipped to the optimizer's clipnorm as one device clips
+        it), divided by the replica count: what each replica hands `apply_gradients`.
+
+        Keras' optimizer clips each replica's share BEFORE its cross-replica sum, and the
+        float16 loss-scale optimizer skips a step by replica 0's gradients alone: with
+        each replica's own gradient, R replicas clipped R parts (another size and
+        direction than one device's clip of the whole) and an overflow on replica 1
+        reached the weights as NaN. Summed here, every replica holds the global
+        gradient: the optimizer's own sum of the R equal shares restores it, its clip is
+        then a no-op (norm <= clipnorm / R), and its finiteness check sees every replica.
+        """
+        context = tf.distribute.get_replica_context()
+        total = context.all_reduce(tf.distribute.ReduceOp.SUM, list(gradients))
+        clipnorm = getattr(self.optimizer, "inner_optimizer", self.optimizer).clipnorm
+        if clipnorm:  # on the loss-scaled gradient: the scale is undone after the clip
+            total = [tf.clip_by_norm(g, clipnorm * loss_scale) for g in total]
+        return [g / context.num_replicas_in_sync for g in total]
 
     def test_step(self, data):
         x, y, weight = _unpack(data)

@@ -329,8 +329,8 @@ def _outcome(config: TrainingConfig, model: keras.Model) -> dict:
     if best is None:
         logging.warning("no epoch had a finite val_pearson and a validation loss below "
                         "%g; model.keras is the last model", EXPLODED_VALIDATION_LOSS)
-        # After fit Keras has put the averages in already (finalize_variable_values); a
-        # resumed run with nothing left to fit has not. Saved averaged, as every model.
+        # The model holds the raw weights here (averaging.AveragedWeightsOut undoes
+        # Keras' finalize_variable_values): saved averaged, as every model.keras.
         with averaging.averages_in(model, config.ema_momentum):
             save_model(model, os.path.join(config.output_dir, rundir.MODEL_FILE))
         outcome.update(best_epoch=None, best_metrics=None)

@@ -165,3 +165,59 @@ def test_pearson_metric_is_scipys_over_uneven_weighted_batches():
     r.reset_state()
     r.update_state(np.ones(5), np.arange(5.0))  # a constant side has no correlation
     assert np.isnan(float(r.result()))
+
+
+_ONE_STEP_SCRIPT = """
+import json
+import numpy as np, tensorflow as tf, keras
+from dream_keras.distribute import ReplicaTrainer, make_strategy, split_cpu
+from dream_keras.optimizers import make_optimizer
+from dream_keras.streaming_metrics import pearson_metrics
+split_cpu(2)
+strategy = make_strategy("mirrored")
+x = np.ones((8, 1), "float32")
+
+def one_step(y, replicated, **optimizer):
+    def build():
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(
+            1, kernel_initializer="zeros", dtype=optimizer.get("dtype"))])
+        opt = make_optimizer("rmsprop_tf2", 0.1, clipnorm=optimizer.get("clipnorm", 0.0),
+                             loss_scaling="dtype" in optimizer)
+        model.compile(opt, loss="mse")
+        opt.build(model.trainable_variables)
+        return model, opt
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    if not replicated:
+        model, opt = build()
+        model.fit(batches, epochs=1, verbose=0)
+    else:
+        with strategy.scope():
+            model, opt = build()
+            trainer = ReplicaTrainer(model, pearson_metrics(), jit_gradients=False,
+                                     jit_forward=False)
+            trainer.compile(optimizer=opt, jit_compile=False)
+        trainer.fit(strategy.experimental_distribute_dataset(batches), epochs=1, verbose=0)
+    scale = float(keras.ops.convert_to_numpy(opt.dynamic_scale)) if "dtype" in optimizer else 1
+    return [float(w) for w in np.concatenate([w.ravel() for w in model.get_weights()])] + [scale]
+
+# Replica 0's rows pull hard one way, replica 1's a little the other way.
+opposed = np.where(np.arange(8)[:, None] < 4, 100.0, -3.0).astype("float32")
+# Only replica 1's rows overflow float16 once the loss is scaled (initial scale 32768).
+overflowing = np.where(np.arange(8)[:, None] < 4, 1.0, 3e4).astype("float32")
+print("RESULTS " + json.dumps({
+    "clipped": [one_step(opposed, r, clipnorm=1.0) for r in (False, True)],
+    "float16": [one_step(overflowing, r, dtype="mixed_float16") for r in (False, True)]}))
+"""
+
+
+def test_clipping_and_loss_scaling_see_the_global_gradient_on_replicas():
+    """One step, one device against 2 replicas: --clipnorm clips the SUMMED gradient (Keras
+    clips each replica's share: here +1 and -1, which cancel), and the float16 loss-scale
+    optimizer skips a step that overflowed on replica 1 only (Keras checks replica 0's)."""
+    found = tagged_json(run_code(_ONE_STEP_SCRIPT, timeout=300).stdout, "RESULTS ")
+    one, two = found["clipped"]
+    assert one[0] == pytest.approx(0.1 * 10 ** 0.5, rel=1e-4)  # clipped, then RMSprop's step
+    assert two == pytest.approx(one, rel=1e-6)
+    one, two = found["float16"]
+    assert one == [0.0, 0.0, 16384.0]  # the step skipped, the scale halved
+    assert two == one

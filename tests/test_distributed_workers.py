@@ -81,3 +81,22 @@ def test_killed_workers_resume_from_the_chiefs_backup_and_stop_early_together(
     assert record["xla"]["train_step"] in ("per_replica", "off")
     assert sorted(os.listdir(run_dir)) == sorted(
         ["history.csv", "model.keras", "run.json", "target_scaler.json", "tensorboard"])
+
+
+def test_worker_0_is_the_chief_only_in_a_cluster_without_a_chief_task():
+    import types
+
+    import tensorflow as tf
+
+    from dream_keras.distribute import is_chief
+
+    def task(cluster, task_type, task_id):
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+        return is_chief(types.SimpleNamespace(cluster_resolver=resolver))
+
+    workers = {"worker": ["a:1", "b:1"]}
+    assert task(workers, "worker", 0) and not task(workers, "worker", 1)
+    with_chief = {"chief": ["c:1"], **workers}
+    assert task(with_chief, "chief", 0)
+    assert not task(with_chief, "worker", 0) and not task(with_chief, "worker", 1)

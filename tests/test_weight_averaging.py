@@ -101,3 +101,39 @@ def test_averages_are_the_ema_of_the_weights_and_the_saved_model_holds_them(
     # Validation ran on the averaged weights, and model.keras holds the best epoch's
     # averaged weights: its Pearson on the validation rows is the recorded one.
     assert found["saved_model_pearson"] == pytest.approx(found["best_val_pearson"], abs=1e-5)
+
+
+def test_each_phase_continues_from_the_raw_weights(tmp_path, small_cache):
+    """Keras' fit ends by copying the averages into the model; the next phase's fit must
+    start from the raw weights, as a run resumed at that phase boundary does (its backup
+    holds the raw weights), or a killed and resumed run would differ."""
+    import keras
+    import numpy as np
+
+    from dream_keras.averaging import averaged_weights
+    from dream_keras.training import train
+    from dream_keras.training_config import TrainingConfig
+
+    class Observe(keras.callbacks.Callback):
+        starts, raw_after_last_step = [], None
+
+        def on_train_begin(self, logs=None):
+            self.starts.append(([np.array(v) for v in self.model.trainable_variables],
+                                averaged_weights(self.model.optimizer),
+                                self.raw_after_last_step))
+
+        def on_train_batch_end(self, batch, logs=None):  # after the step: raw weights
+            self.raw_after_last_step = [np.array(v) for v in self.model.trainable_variables]
+
+    observe = Observe()
+    train(TrainingConfig(
+        train_data=str(small_cache), output_dir=str(tmp_path / "run"), epochs=1,
+        batch_size=32, passes_per_epoch=1, steps_per_epoch=3, optimizer="adam",
+        learning_rate=1e-2, singleton_keep_prob=1.0, validation_fraction=0.2,
+        jit_compile=False, ema_momentum=MOMENTUM, model=SMALL_MODEL, teacher="ridge",
+        pretrain_epochs=1, pretrain_steps_per_epoch=3), extra_callbacks=[observe])
+    assert len(observe.starts) == 2  # pre-training, fine-tuning
+    weights, averages, raw_end_of_pretraining = observe.starts[1]
+    for now, raw in zip(weights, raw_end_of_pretraining):
+        np.testing.assert_array_equal(now, raw)
+    assert max(float(np.abs(w - a).max()) for w, a in zip(weights, averages)) > 1e-4
