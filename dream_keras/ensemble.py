@@ -20,6 +20,7 @@ Cost: training is N runs; every prediction runs N models (2 x N with both strand
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 
@@ -31,11 +32,13 @@ from dream_keras import run_directory as rundir
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError, OutputExistsError, RunDirectoryError
 from dream_keras.strand_layers import ReverseComplementWindow
+from dream_keras.teachers import changed_teachers, model_teacher_checksums
 
 ENSEMBLE_FILE = "ensemble.json"
 MEMBERS_DIR = "members"
 ENSEMBLE_OUTPUTS = (rundir.MODEL_FILE, rundir.SCALER_FILE, ENSEMBLE_FILE, MEMBERS_DIR)
 FINISHED = ("completed", "stopped_on_nan")
+MAX_SEED = 2**32 - 1  # Keras' and NumPy's seeds
 
 
 def member_dir(output_dir, seed: int) -> str:
@@ -79,6 +82,13 @@ def check_same_training_data(run_dirs: list[str], records: list[dict | None],
     """Refuse members that predict on different scales: different training data
     (run.json's source checksum), or, where a run has no record of its data, a
     different target scaler."""
+    teachers = {json.dumps(_model_teachers(record), sort_keys=True) for record in records
+                if record is not None}
+    if len(teachers) > 1:
+        raise ConfigurationError("the members were pre-trained on the labels of different "
+                                 "teacher models (their run.json teacher checksums differ: "
+                                 f"{'; '.join(sorted(teachers))}); an ensemble averages runs "
+                                 "of one recipe")
     sources = [((record or {}).get("data") or {}).get("source_sha256") for record in records]
     if all(sources):
         if len(set(sources)) > 1:
@@ -96,6 +106,28 @@ def check_same_training_data(run_dirs: list[str], records: list[dict | None],
                 f"{run_dirs[0]}'s (mean {first.mean}, std {first.std}) and the runs have no "
                 "run.json recording their training data, so they cannot be shown to "
                 "predict the same scale")
+
+
+def _model_teachers(record: dict) -> list:
+    return [(t.get("path"), t.get("model_sha256"), t.get("scaler_sha256"))
+            for t in record.get("teachers") or [] if t.get("teacher") == "model"]
+
+
+def _check_members(run_dirs: list[str], records: list[dict | None]) -> None:
+    """Refuse a run listed twice (one model counted twice) or one that did not finish
+    (killed or still training: its model.keras is some epoch's, not the run's)."""
+    seen = {}
+    for run in run_dirs:
+        real = os.path.realpath(run)
+        if real in seen:
+            raise ConfigurationError(f"{run}: the same run as {seen[real]}; list each "
+                                     "member once")
+        seen[real] = run
+    for run, record in zip(run_dirs, records):
+        if (record or {}).get("status", FINISHED[0]) not in FINISHED:
+            raise ConfigurationError(
+                f"{run}: its run.json says status {record.get('status')!r} (killed or still "
+                "training); finish it (run its command again) or leave it out")
 
 
 def _load_member(run_dir):
@@ -127,8 +159,9 @@ def write_ensemble(runs: list, output_dir, *, both_strands: bool = False,
     model_path = os.path.join(output_dir, rundir.MODEL_FILE)
     if os.path.lexists(model_path) and not overwrite:
         raise OutputExistsError(f"{model_path} exists; pass --overwrite to replace it")
-    loaded = [_load_member(run) for run in runs]
     records = [rundir.read_run_record(run) for run in run_dirs]
+    _check_members(run_dirs, records)
+    loaded = [_load_member(run) for run in runs]
     scalers = [scaler for _, scaler in loaded]
     check_same_training_data(run_dirs, records, scalers)
     model, scaler = ensemble_model([model for model, _ in loaded], scalers,
@@ -136,8 +169,12 @@ def write_ensemble(runs: list, output_dir, *, both_strands: bool = False,
     os.makedirs(output_dir, exist_ok=True)
     partial = os.path.join(output_dir, f".partial-{os.getpid()}.{rundir.MODEL_FILE}")
     model.save(partial)  # moved into place only once complete
-    os.replace(partial, model_path)
+    # The old model goes first and the new one comes last: a kill (or a full disk) in
+    # between leaves no model.keras, never a new model beside the old scaler.
+    if os.path.lexists(model_path):
+        os.remove(model_path)
     scaler.save(os.path.join(output_dir, rundir.SCALER_FILE))
+    os.replace(partial, model_path)
     record = {
         "status": "completed", "both_strands": both_strands,
         "members": [_member_summary(run, record) for run, record in zip(run_dirs, records)],
@@ -206,9 +243,14 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
         raise ConfigurationError("ensembles train on one machine; with several workers, "
                                  "train each member with train.py and combine them with "
                                  "--members")
+    if config.seed + members - 1 > MAX_SEED:
+        raise ConfigurationError(f"--seed={config.seed} with {members} members reaches seed "
+                                 f"{config.seed + members - 1}, above {MAX_SEED}")
     output_dir = config.output_dir
     identity = {"training": config.run_identity(), "members": members,
                 "both_strands": both_strands}
+    # Finished members are skipped only if their teacher files are today's.
+    teachers = model_teacher_checksums(config.teacher) if config.pretrain_epochs else []
     _claim(output_dir, identity, config.overwrite)
     seeds = [config.seed + k for k in range(members)]
     record = {"status": "running", "identity": identity, "seeds": seeds}
@@ -220,6 +262,11 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
         previous = rundir.read_run_record(run_dir)
         if (previous and previous.get("identity") == member.run_identity()
                 and previous.get("status") in FINISHED):
+            change = changed_teachers(previous.get("teachers") or [], teachers)
+            if change:
+                raise RunDirectoryError(f"{run_dir}: {change} since this member was "
+                                        "trained; pass --overwrite to train every member "
+                                        "again")
             logging.info("member seed %d already trained (%s); skipping", seed,
                          previous["status"])
         else:

@@ -31,7 +31,11 @@ def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
     mean, std = tf.constant(scaler.mean, tf.float64), tf.constant(scaler.std, tf.float64)
 
     def predict(codes):
-        output = model(sequence_ops.one_hot(codes), training=False)
+        # An empty batch is answered empty: the layers cannot take 0 rows.
+        output = tf.cond(tf.shape(codes)[0] > 0,
+                         lambda: tf.cast(model(sequence_ops.one_hot(codes), training=False),
+                                         tf.float32),
+                         lambda: tf.zeros([0, 1], tf.float32))
         return tf.cast(tf.reshape(output, [-1]), tf.float64)
 
     def serve(sequences):

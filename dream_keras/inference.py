@@ -172,6 +172,15 @@ def _padded(codes: np.ndarray, batch: int) -> np.ndarray:
                                           np.uint8)])
 
 
+def sequence_list(sequences, parameter: str) -> list:
+    """`sequences` (any iterable of strings) as a list; one string is refused, since
+    iterating it would score each of its letters as a sequence of its own."""
+    if isinstance(sequences, (str, bytes)):
+        raise TypeError(f"`{parameter}` must be a list of sequences, not one string: "
+                        f"pass [{str(sequences[:20])!r}{'...' if len(sequences) > 20 else ''}]")
+    return list(sequences)
+
+
 def predict_standardised(model: keras.Model, sequences: Sequence[str], *, seq_len=None,
                          batch_size: int = DEFAULT_BATCH_SIZE,
                          reverse_complement_average: bool = False,
@@ -180,7 +189,8 @@ def predict_standardised(model: keras.Model, sequences: Sequence[str], *, seq_le
 
     Raises InvalidSequenceError (with `.row`) for a letter outside ACGTN.
     """
-    codes, reverse_codes = encode_strands(list(sequences), seq_len or model_seq_len(model),
+    codes, reverse_codes = encode_strands(sequence_list(sequences, "sequences"),
+                                          seq_len or model_seq_len(model),
                                           reverse_complement_average)
     return predict_codes(model, codes, batch_size, reverse_codes=reverse_codes,
                          jit_compile=jit_compile)
@@ -192,7 +202,7 @@ def predict_sequences(model: keras.Model, scaler: TargetScaler, sequences: Seque
                       jit_compile: bool = True) -> np.ndarray:
     """Expression float64 [n] on the training data's scale, one per sequence, in order."""
     standardised = predict_standardised(
-        model, list(sequences), seq_len=seq_len, batch_size=batch_size,
+        model, sequence_list(sequences, "sequences"), seq_len=seq_len, batch_size=batch_size,
         reverse_complement_average=reverse_complement_average, jit_compile=jit_compile)
     return scaler.inverse_transform(standardised)
 
@@ -200,6 +210,8 @@ def predict_sequences(model: keras.Model, scaler: TargetScaler, sequences: Seque
 def variant_effects(model: keras.Model, scaler: TargetScaler, ref_sequences: Sequence[str],
                     alt_sequences: Sequence[str], **predict_options) -> dict:
     """{'ref_prediction', 'alt_prediction', 'effect' = alt - ref}: float64 [n] each."""
+    ref_sequences = sequence_list(ref_sequences, "ref_sequences")
+    alt_sequences = sequence_list(alt_sequences, "alt_sequences")
     if len(ref_sequences) != len(alt_sequences):
         raise ValueError(f"{len(ref_sequences)} `ref_sequences` but {len(alt_sequences)} "
                          "`alt_sequences`")

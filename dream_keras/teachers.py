@@ -90,7 +90,7 @@ class ModelTeacher:
     y_run = (y_model * std_model + mean_model - mean_run) / std_run.
     """
 
-    def __init__(self, paths: list[str], run_scaler: TargetScaler):
+    def __init__(self, paths: list[str], run_scaler: TargetScaler, seq_len: int | None = None):
         from dream_keras.model import load_model  # TensorFlow only for model teachers
 
         self.paths = list(paths)
@@ -99,12 +99,16 @@ class ModelTeacher:
             scaler_path = os.path.join(os.path.dirname(os.path.abspath(path)),
                                        "target_scaler.json")
             scaler = TargetScaler.load(scaler_path)
-            self.models.append(load_model(path, compile=False))
+            model = load_model(path, compile=False)
+            if seq_len is not None and model.input_shape[1] != seq_len:
+                raise ConfigurationError(
+                    f"{path}: the teacher model reads sequences of {model.input_shape[1]} "
+                    f"bases, this run {seq_len} (--seq_len): its labels would be computed "
+                    "on other windows")
+            self.models.append(model)
             self.scales.append(scaler.std / run_scaler.std)
             self.offsets.append((scaler.mean - run_scaler.mean) / run_scaler.std)
-            # What a resumed run checks: the same files, not just the same path.
-            self.checksums.append({"model_sha256": file_sha256(path),
-                                   "scaler_sha256": file_sha256(scaler_path)})
+            self.checksums.append(teacher_file_checksums(path))
 
     def label_sum(self, x):
         """The sum over models of their labels (a TF op): [batch, 1] float32."""
@@ -120,6 +124,19 @@ class ModelTeacher:
         return [{"teacher": "model", "path": os.path.abspath(path), "scale": scale,
                  "offset": offset, **checksums} for path, scale, offset, checksums in
                 zip(self.paths, self.scales, self.offsets, self.checksums)]
+
+
+def teacher_file_checksums(path) -> dict:
+    """sha256 of a teacher model and of the scaler beside it: what a resumed run (or an
+    ensemble's next member) checks, the same files, not just the same path."""
+    scaler_path = os.path.join(os.path.dirname(os.path.abspath(path)), "target_scaler.json")
+    return {"model_sha256": file_sha256(path), "scaler_sha256": file_sha256(scaler_path)}
+
+
+def model_teacher_checksums(text: str) -> list[dict]:
+    """The model teachers of --teacher with their checksums, without loading them."""
+    return [{"teacher": "model", "path": os.path.abspath(path),
+             **teacher_file_checksums(path)} for path in parse_teachers(text)[1]]
 
 
 def changed_teachers(started: list[dict], now: list[dict]) -> str | None:
@@ -161,5 +178,5 @@ def make_teachers(text: str, train_codes, train_targets, run_scaler) -> Teachers
     """Teachers from --teacher, the ridge fitted on the training rows only."""
     use_ridge, paths = parse_teachers(text)
     ridge = RidgeTeacher.fit(train_codes, train_targets) if use_ridge else None
-    models = ModelTeacher(paths, run_scaler) if paths else None
+    models = ModelTeacher(paths, run_scaler, seq_len=train_codes.shape[1]) if paths else None
     return Teachers(ridge, models)

@@ -152,6 +152,8 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
     resume = rundir.resume_point(config.output_dir) if resuming else None
     steps_per_epoch = config.resolved_steps_per_epoch(len(rows.train_codes))
     phases = plan_phases(config, steps_per_epoch)
+    check_steps_per_execution(config.steps_per_execution, phases, evaluation_steps(
+        len(rows.validation_codes), config.batch_size))
     model, xla, xla_reason = compiled_model(config, strategy, steps_per_epoch)
     record = {
         "status": "running", "identity": identity, "flags": config.to_json(),
@@ -223,6 +225,20 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
     else:
         record["status"] = "worker finished (the chief wrote the run's files)"
     return record
+
+
+def check_steps_per_execution(steps_per_execution: int, phases, validation_steps: int):
+    """Keras rounds an epoch's training and validation steps up to a multiple of
+    --steps_per_execution: more optimizer steps than asked (a resumed run's data stream,
+    which starts at epoch x steps, then differs) and validation batches counted twice."""
+    counts = {f"{phase.name} steps per epoch": phase.steps_per_epoch for phase in phases}
+    counts["validation steps"] = validation_steps
+    uneven = {name: count for name, count in counts.items() if count % steps_per_execution}
+    if uneven:
+        raise ConfigurationError(
+            f"--steps_per_execution={steps_per_execution} must divide every epoch's training "
+            f"and validation steps ({', '.join(f'{k}: {v}' for k, v in uneven.items())}); "
+            "choose a divisor, or 1")
 
 
 def compiled_model(config: TrainingConfig, strategy,

@@ -2,6 +2,7 @@
 the training scale, members with different scalers), a load in a new process that had not
 imported the package, predict.py / evaluate.py / --export, refusals, and the
 dream-ensemble command killed and resumed."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -180,6 +181,81 @@ def test_members_of_different_data_or_scales_are_refused(tmp_path, members):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "model.keras").exists()
 
 
+def _edit_record(run, **changes):
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, **changes}))
+    return run
+
+
+def test_members_listed_twice_unfinished_or_of_other_teachers_are_refused(tmp_path, members):
+    from dream_keras.ensemble import write_ensemble
+    from dream_keras.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="the same run as"):
+        write_ensemble([members[0], members[0] / "model.keras"], tmp_path / "a")
+    killed = _edit_record(save_member(tmp_path / "killed", 5, SCALERS[0]), status="running")
+    with pytest.raises(ConfigurationError, match="status 'running' \\(killed or still"):
+        write_ensemble([members[0], killed], tmp_path / "b")
+
+    def taught_by(name, model_sha):
+        return _edit_record(save_member(tmp_path / name, 6, SCALERS[0]), teachers=[
+            {"teacher": "ridge"},
+            {"teacher": "model", "path": "/t/model.keras", "model_sha256": model_sha,
+             "scaler_sha256": "s"}])
+
+    with pytest.raises(ConfigurationError, match="labels of different teacher models"):
+        write_ensemble([taught_by("t1", "one"), taught_by("t2", "two")], tmp_path / "c")
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_a_failed_rewrite_leaves_no_model_beside_an_old_scaler(tmp_path, members,
+                                                              monkeypatch):
+    """The old model.keras goes before the new scaler is written, the new model last."""
+    from dream_keras.data.splits import TargetScaler
+    from dream_keras.ensemble import write_ensemble
+
+    write_ensemble(members[:2], tmp_path / "ens")
+
+    def disk_full(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TargetScaler, "save", disk_full)
+    with pytest.raises(OSError):
+        write_ensemble(members[2:], tmp_path / "ens", overwrite=True)
+    assert not (tmp_path / "ens" / "model.keras").exists()
+
+
+def test_the_ensemble_command_refuses_seeds_out_of_range_and_changed_teachers(
+        tmp_path, small_cache, small_run):
+    """Checked before any member trains: seeds past 2**32 - 1, and a finished member
+    whose teacher files changed since (it would be averaged with members taught anew)."""
+    from dream_keras.ensemble import ENSEMBLE_FILE, member_dir, train_ensemble
+    from dream_keras.errors import ConfigurationError, RunDirectoryError
+    from dream_keras.training_config import TrainingConfig
+
+    config = TrainingConfig(train_data=str(small_cache), output_dir=str(tmp_path / "ens"),
+                            teacher=str(small_run), pretrain_epochs=1, seed=2**32 - 1)
+    with pytest.raises(ConfigurationError, match="reaches seed 4294967296"):
+        train_ensemble(config, 2)
+    assert not (tmp_path / "ens").exists()
+    config = TrainingConfig(train_data=str(small_cache), output_dir=str(tmp_path / "ens"),
+                            teacher=str(small_run), pretrain_epochs=1)
+    identity = {"training": config.run_identity(), "members": 2, "both_strands": False}
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / ENSEMBLE_FILE).write_text(json.dumps(
+        {"status": "running", "identity": identity}))  # a killed ensemble command
+    first = tmp_path / "ens" / "members" / "seed_0"
+    first.mkdir(parents=True)
+    member = dataclasses.replace(config, output_dir=member_dir(str(tmp_path / "ens"), 0),
+                                 seed=0, overwrite=False)
+    (first / "run.json").write_text(json.dumps({
+        "status": "completed", "identity": member.run_identity(),
+        "teachers": [{"teacher": "model", "path": str(small_run),
+                      "model_sha256": "an older model", "scaler_sha256": "x"}]}))
+    with pytest.raises(RunDirectoryError, match="seed_0: the teacher .* changed"):
+        train_ensemble(config, 2)
+
+
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory):
     return synthetic_cache(tmp_path_factory, 320)
@@ -216,3 +292,13 @@ def test_ensemble_command_killed_in_a_member_resumes_it_and_skips_finished_ones(
     again = warm_fork.run([*command, f"--output_dir={run}"], capture_output=True,
                            text=True, timeout=300)
     assert again.returncode != 0 and "already holds a finished ensemble" in again.stderr
+
+
+def test_combining_runs_refuses_the_training_flags_it_would_ignore(tmp_path, members):
+    result = run_script("ensemble.py", f"--members={members[0]},{members[1]}",
+                        "--output_dir=ens", "--epochs=7", "--seed=3",
+                        "--ensemble_members=5", cwd=tmp_path)
+    assert result.returncode == 1 and not (tmp_path / "ens").exists()
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --ensemble_members, --epochs, --seed: training flags, which --members "
+        "(combining runs already trained) does not use; leave them out")

@@ -270,3 +270,31 @@ def test_export_reloads_without_dream_keras_and_matches(tmp_path, run, sequences
     served = np.array(tagged_json(run_code(script, cwd=tmp_path).stdout, "SERVED "))
     np.testing.assert_allclose(served[:-1], expected, atol=1e-5)
     np.testing.assert_allclose(served[-1], predict_sequences(*run, ["acgNt"])[0], atol=1e-5)
+
+
+def test_one_string_is_refused_where_a_list_of_sequences_is_asked(small_run):
+    """Iterating a string would score each of its letters as a sequence of its own."""
+    from dream_keras.inference import load_run, predict_sequences, variant_effects
+
+    model, scaler = load_run(small_run)
+    with pytest.raises(TypeError, match="`sequences` must be a list of sequences, not one "
+                                        "string: pass \\['TGCATT'\\]"):
+        predict_sequences(model, scaler, "TGCATT", jit_compile=False)
+    with pytest.raises(TypeError, match="`ref_sequences` must be a list"):
+        variant_effects(model, scaler, "ACGT", "ACGA", jit_compile=False)
+    effects = variant_effects(model, scaler, (s for s in ["ACGT"]), ["ACGA"], jit_compile=False)
+    assert effects["effect"].shape == (1,)  # any iterable of strings, generators too
+
+
+def test_the_exported_model_answers_an_empty_batch(tmp_path, small_run):
+    import tensorflow as tf
+
+    from dream_keras.export import serving_function
+    from dream_keras.inference import load_run
+
+    model, scaler = load_run(small_run)
+    for strands in (False, True):
+        serve = tf.function(serving_function(model, scaler, reverse_complement_average=strands),
+                            input_signature=[tf.TensorSpec([None], tf.string)])
+        assert serve(tf.constant([], tf.string))["expression"].shape == (0,)
+        assert serve(tf.constant(["ACGT", "TTGCA"]))["expression"].shape == (2,)

@@ -80,7 +80,9 @@ def test_model_and_ridge_teachers_average_on_the_runs_scale(tmp_path, real_rows,
     first = save_small_run(tmp_path / "a")
     second = save_small_run(tmp_path / "b")  # another random initialisation
     run_scaler = TargetScaler(10.0, 2.0)
-    models = ModelTeacher([str(first), str(second)], run_scaler)
+    models = ModelTeacher([str(first), str(second)], run_scaler, seq_len=110)
+    with pytest.raises(ConfigurationError, match="reads sequences of 110 bases, this run 100"):
+        ModelTeacher([str(first)], run_scaler, seq_len=100)  # before anything is labelled
     ridge, _ = ridge_teacher
     generator = SequenceGenerator(infer_design(encode(real_rows[0])))
 

@@ -59,3 +59,22 @@ def test_quickstart_path_writes_every_output(tmp_path):
     assert scaler["mean"] == pytest.approx(data["target_mean"]) and scaler["std"] > 0
     assert record["status"] == "completed"
     assert batches.seen == list(range(record["steps_per_epoch"])) * 2  # every batch, 2 epochs
+
+
+def test_steps_per_execution_must_divide_every_epochs_steps():
+    """Keras rounds an epoch up to a multiple of it: 2 with 3 steps per epoch trained 4
+    steps an epoch, and validation counted batches twice; refused before training."""
+    from dream_keras.errors import ConfigurationError
+    from dream_keras.phases import plan_phases
+    from dream_keras.training import check_steps_per_execution
+    from dream_keras.training_config import TrainingConfig
+
+    phases = plan_phases(TrainingConfig(train_data="x", output_dir="y", teacher="ridge",
+                                        pretrain_epochs=1, pretrain_steps_per_epoch=8), 6)
+    check_steps_per_execution(2, phases, validation_steps=4)
+    check_steps_per_execution(1, phases, validation_steps=3)
+    with pytest.raises(ConfigurationError, match=r"--steps_per_execution=2 must divide .*"
+                                                 r"\(validation steps: 3\)"):
+        check_steps_per_execution(2, phases, validation_steps=3)
+    with pytest.raises(ConfigurationError, match="finetune steps per epoch: 6"):
+        check_steps_per_execution(4, phases, validation_steps=4)

@@ -26,14 +26,28 @@ _BOTH_STRANDS = flags.DEFINE_bool(
     "the ensemble file (2 x N model evaluations per prediction).")
 flags.register_multi_flags_validator(
     ["train_data", "members"], lambda values: bool(values["train_data"]) != bool(values["members"]),
-    message="give --train_data (train the members) or --members (combine trained runs), "
-            "not both")
+    message="give either --train_data (train the members) or --members (combine trained "
+            "runs): one of them, not both")
+# What combining trained runs (--members) reads; any other flag given is a mistake.
+_USED_WITH_MEMBERS = ("output_dir", "overwrite", "members", "ensemble_strands")
+
+
+def ignored_with_members(values) -> list[str]:
+    """The training flags given on the command line that --members would ignore."""
+    ours = values.get_flags_for_module(training_flags.__name__) + [values["ensemble_members"]]
+    return sorted(f"--{flag.name}" for flag in ours
+                  if flag.present and flag.name not in _USED_WITH_MEMBERS)
 
 
 def ensemble_from_flags() -> str:
     from dream_keras import ensemble
+    from dream_keras.errors import ConfigurationError
 
     values = flags.FLAGS
+    if _FROM_RUNS.value and ignored_with_members(values):
+        raise ConfigurationError(f"{', '.join(ignored_with_members(values))}: training "
+                                 "flags, which --members (combining runs already trained) "
+                                 "does not use; leave them out")
     if _FROM_RUNS.value:
         record = ensemble.write_ensemble(_FROM_RUNS.value, values.output_dir,
                                          both_strands=_BOTH_STRANDS.value,
