@@ -33,12 +33,12 @@ from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError, OutputExistsError, RunDirectoryError
 from dream_keras.strand_layers import ReverseComplementWindow
 from dream_keras.teachers import changed_teachers, model_teacher_checksums
+from dream_keras.training_config import MAX_SEED
 
 ENSEMBLE_FILE = "ensemble.json"
 MEMBERS_DIR = "members"
 ENSEMBLE_OUTPUTS = (rundir.MODEL_FILE, rundir.SCALER_FILE, ENSEMBLE_FILE, MEMBERS_DIR)
 FINISHED = ("completed", "stopped_on_nan")
-MAX_SEED = 2**32 - 1  # Keras' and NumPy's seeds
 
 
 def member_dir(output_dir, seed: int) -> str:

@@ -55,6 +55,8 @@ def build_model(
     conv_kernel_sizes = tuple(int(k) for k in conv_kernel_sizes)
     _check_arguments(seq_len, conv_kernel_sizes, conv_out_filters, num_heads, value_size,
                      num_transformer_blocks, lstm_units)
+    _check_dropout_rates(attention_dropout=attention_dropout,
+                         positional_dropout=positional_dropout)
     sequence = keras.Input(shape=(seq_len, ONE_HOT_CHANNELS), name="one_hot_sequence")
     x = MultiScaleConv(filters=conv_filters, out_filters=conv_out_filters,
                        kernel_sizes=conv_kernel_sizes, activation=conv_activation,
@@ -97,6 +99,13 @@ def _check_arguments(seq_len, conv_kernel_sizes, conv_out_filters, num_heads, va
         raise ValueError(f"lstm_units must be positive, got {lstm_units}")
 
 
+def _check_dropout_rates(**rates) -> None:
+    # A rate of 1 drops everything in training, yet inference uses the whole layer.
+    for name, rate in rates.items():
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {rate}")
+
+
 # Architecture arguments (each becomes a train.py flag); the dtype policy is not one of
 # them: training derives it from --mixed_precision.
 MODEL_DEFAULTS = {
@@ -115,8 +124,9 @@ MODEL_ARGUMENT_HELP = {
     "num_heads": "Attention heads per transformer block.",
     "key_size": "Query/key size per attention head.",
     "value_size": "Value size per attention head; num_heads * value_size must equal conv_out_filters.",
-    "attention_dropout": "Dropout rate on the attention weights during training.",
-    "positional_dropout": "Dropout rate on the relative-position features during training.",
+    "attention_dropout": "Dropout rate on the attention weights during training, in [0, 1).",
+    "positional_dropout": "Dropout rate on the relative-position features during training, "
+                          "in [0, 1).",
     "ffn_multiplier": "Feed-forward hidden width as a multiple of the model width.",
     "ffn_activation": "Activation between the two feed-forward layers.",
     "layer_norm_epsilon": "Epsilon of the transformer LayerNorms (the notebook's tf.keras LayerNormalization default 1e-3).",

@@ -26,10 +26,15 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+from absl import logging
 
 from dream_keras.errors import ConfigurationError
+from dream_keras.training_config import TrainingConfig
 
 PRETRAIN, FINETUNE, FINETUNE_UNAUGMENTED = "pretrain", "finetune", "finetune_unaugmented"
+# TrainingConfig fields that only pre-training reads (--teacher has its own check).
+PRETRAINING_SETTINGS = ("pretrain_steps_per_epoch", "pretrain_learning_rate",
+                        "pretrain_generator", "pretrain_mutation_rate")
 # Random streams of the stateless draws (design.batch_rng): one per use, never shared.
 GENERATION_STREAM, AUGMENTATION_STREAM = 1, 2
 
@@ -59,11 +64,29 @@ def augmenting(config) -> bool:
                 or config.augment_deletion_max or config.augment_translocation_max)
 
 
+def _pretraining_settings_without_pretraining(config) -> dict:
+    """{name: (value, default)} of the pre-training settings changed from their defaults
+    in a run without pre-training: they do nothing."""
+    if config.pretrain_epochs:
+        return {}
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainingConfig)}
+    return {name: (getattr(config, name), defaults[name]) for name in PRETRAINING_SETTINGS
+            if getattr(config, name) != defaults[name]}
+
+
 def plan_phases(config, steps_per_epoch: int) -> list[Phase]:
     """The run's phases from its configuration (ConfigurationError for contradictions)."""
     if bool(config.teacher) != (config.pretrain_epochs > 0):
         raise ConfigurationError("--teacher and --pretrain_epochs go together: give both "
                                  "(pre-training) or neither")
+    ignored = _pretraining_settings_without_pretraining(config)
+    if ignored:
+        # A warning, not a refusal: `--pretrain_epochs=0 --teacher=` after a flagfile that
+        # pre-trains (flags/small_data.flags) is the documented way to turn it off.
+        given = ", ".join(f"--{name}={value}" for name, (value, _) in ignored.items())
+        logging.warning("pre-training settings without pre-training (--pretrain_epochs=0) "
+                        "have no effect: %s; give --teacher and --pretrain_epochs to "
+                        "pre-train", given)
     if config.final_unaugmented_epochs and not augmenting(config):
         raise ConfigurationError("--final_unaugmented_epochs needs an augmentation "
                                  "(--augment_mutation_rate, --augment_insertion_max, ...)")

@@ -8,13 +8,16 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from dream_keras.errors import ConfigurationError  # noqa: F401  (re-exported)
+from dream_keras.errors import ConfigurationError
 
 
 # Settings that may differ between a run and its resumption: they change how the run is
 # driven or where it executes, never what it learns.
 _NOT_PART_OF_A_RUN = ("overwrite",)
 
+
+# The largest seed Keras and NumPy take (keras.utils.set_random_seed).
+MAX_SEED = 2**32 - 1
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
@@ -77,9 +80,13 @@ class TrainingConfig:
     def resolved_steps_per_epoch(self, train_rows: int) -> int:
         """Batches per epoch: --steps_per_epoch when set, else passes_per_epoch passes over
         `train_rows` (floor, at least 1). The original's N_train/128 steps at batch 1,024
-        is passes_per_epoch=8 for any training file (36,743 steps on the DREAM data)."""
+        is passes_per_epoch=8 for any training file (36,743 steps on the DREAM data).
+        ConfigurationError when passes_per_epoch is used and not > 0."""
         if self.steps_per_epoch > 0:
             return self.steps_per_epoch
+        if not self.passes_per_epoch > 0:
+            raise ConfigurationError(f"passes_per_epoch must be > 0, got "
+                                     f"{self.passes_per_epoch}")
         return max(1, math.floor(self.passes_per_epoch * train_rows / self.batch_size))
 
     def learning_rate_steps(self, steps_per_epoch: int) -> tuple[int, int]:

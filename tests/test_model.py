@@ -75,6 +75,14 @@ def test_arguments_change_the_architecture_and_are_validated():
         build_model(num_heads=2)
 
 
+@pytest.mark.parametrize("name", ["attention_dropout", "positional_dropout"])
+@pytest.mark.parametrize("rate", [1.0, 1.5, -0.1, float("nan")])
+def test_dropout_rates_outside_0_to_1_are_refused(name, rate):
+    """A rate of 1 dropped the whole attention in training, yet inference used it."""
+    with pytest.raises(ValueError, match=rf"{name} must be in \[0, 1\), got"):
+        build_model(**{name: rate})
+
+
 def _snapshot(model):
     return {w.path: w.numpy().copy() for w in model.trainable_weights}
 

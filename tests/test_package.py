@@ -1,5 +1,6 @@
 """The package boundary: a light root, a TensorFlow-free data layer, self-contained
 repository files, one error type for the command lines, the seed's recipe in base.flags."""
+import dataclasses
 import re
 import subprocess
 import sys
@@ -108,6 +109,25 @@ def test_base_flags_is_the_seeds_schedule_and_settings():
     defaults = TrainingConfig(train_data="", output_dir="")
     assert (defaults.optimizer, defaults.passes_per_epoch) == ("rmsprop_tf2", 8.0)
     assert (defaults.lr_schedule, defaults.lr_warmup_epochs) == ("constant", 0.0)
+
+
+def test_a_training_config_refuses_what_the_flags_bound(tmp_path):
+    """API users get the flags' refusals as ConfigurationError: 0 passes trained 1 step per
+    epoch; seq_len 0 failed deep in h5py while preparing the cache."""
+    from dream_keras.data.training_data import load_training_rows
+    from dream_keras.errors import ConfigurationError
+
+    for passes in (0.0, -1.0):
+        config = TrainingConfig(train_data="", output_dir="", passes_per_epoch=passes)
+        with pytest.raises(ConfigurationError, match="passes_per_epoch must be > 0"):
+            config.resolved_steps_per_epoch(1000)
+        assert dataclasses.replace(config, steps_per_epoch=5).resolved_steps_per_epoch(10) == 5
+    (tmp_path / "rows.txt").write_text("ACGT\t1.5\n")
+    config = TrainingConfig(train_data=str(tmp_path / "rows.txt"), output_dir="")
+    for seq_len in (0, -3):
+        with pytest.raises(ConfigurationError, match=rf"seq_len must be >= 1, got {seq_len}"):
+            load_training_rows(config, seq_len)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.txt"]  # no cache begun
 
 
 def test_base_flags_parse_and_a_missing_file_says_where_to_get_it(tmp_path):

@@ -2,6 +2,7 @@
 one run directory: phases in history.csv and run.json, a run killed during pre-training
 resumes to the identical history. That a short distillation run on real rows learns is
 tests/test_recipes.py's check of flags/small_data.flags."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -105,6 +106,52 @@ def test_phase_flags_are_checked():
                                    lr_schedule="cosine"), 10)
     phases = plan_phases(TrainingConfig(**base, epochs=3, augment_deletion_max=4), 10)
     assert [(p.name, p.epochs, p.data) for p in phases] == [("finetune", 3, "augmented rows")]
+
+
+@pytest.mark.parametrize("setting", [dict(pretrain_steps_per_epoch=50),
+                                     dict(pretrain_learning_rate=0.5),
+                                     dict(pretrain_generator="mutate"),
+                                     dict(pretrain_mutation_rate=0.2)])
+def test_pretraining_settings_without_pretraining_are_named_in_a_warning(setting, caplog):
+    """They change nothing (the run trains as without them): said, not refused, since
+    `--pretrain_epochs=0 --teacher=` after flags/small_data.flags is how to turn
+    pre-training off."""
+    import logging
+
+    base = dict(train_data="x", output_dir="y")
+    (name, value), = setting.items()
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        phases = plan_phases(TrainingConfig(**base, **setting), 10)
+    assert [p.name for p in phases] == ["finetune"]
+    assert f"have no effect: --{name}={value}" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        phases = plan_phases(TrainingConfig(**base, **setting, teacher="ridge",
+                                            pretrain_epochs=1), 10)
+    assert [p.name for p in phases] == ["pretrain", "finetune"] and not caplog.text
+
+
+def _config_of_flagfile(name: str) -> TrainingConfig:
+    """The TrainingConfig fields a shipped flagfile sets (model flags aside)."""
+    fields = {field.name: field.default for field in dataclasses.fields(TrainingConfig)}
+    values = {}
+    for line in (REPO / "flags" / f"{name}.flags").read_text().splitlines():
+        if not line.startswith("--"):
+            continue
+        key, equals, value = line[2:].partition("=")
+        if not equals:  # a boolean: --name or --noname
+            key, value = (key[2:], False) if key.startswith("no") and key[2:] in fields \
+                else (key, True)
+        if key in fields and key not in ("train_data", "output_dir"):
+            cast = str if fields[key] is None else type(fields[key])
+            values[key] = value if isinstance(value, bool) else cast(value)
+    return TrainingConfig(train_data="x", output_dir="y", **values)
+
+
+def test_shipped_flagfiles_plan_their_phases():
+    assert _config_of_flagfile("small_data").pretrain_steps_per_epoch == 469
+    for name in ("base", "quickstart", "small_data"):
+        plan_phases(_config_of_flagfile(name), 10)
 
 
 def test_augmented_training_batches_keep_labels_with_their_rows():

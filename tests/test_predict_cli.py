@@ -87,6 +87,19 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(tmp_path, small_
                               export_dir=None) == "--output is required with --input or --pairs"
 
 
+def test_a_format_without_an_output_is_refused():
+    """--export alone wrote no file in --format, which was silently ignored."""
+    from dream_keras.cli.commands import prediction_problem
+
+    assert prediction_problem(input_path=None, pairs_path=None, output_path=None,
+                              export_dir="exported", output_format="dream_json") == (
+        "--format is the format of --output: give --input and --output, or drop it")
+    assert prediction_problem(input_path=None, pairs_path=None, output_path=None,
+                              export_dir="exported", output_format="tsv") is None
+    assert prediction_problem(input_path="a", pairs_path=None, output_path="b.json",
+                              export_dir="exported", output_format="dream_json") is None
+
+
 def test_the_scaler_beside_the_model_is_an_input_never_replaced(tmp_path, small_run, sequences):
     from dream_keras.cli.commands import run_prediction
     from dream_keras.errors import ConfigurationError

@@ -26,6 +26,8 @@ def prediction_problem(*, input_path, pairs_path, output_path, export_dir,
         return "--output is required with --input or --pairs"
     if pairs_path and output_format != "tsv":
         return "--pairs writes TSV only (--format=tsv)"
+    if not output_path and output_format != "tsv":
+        return "--format is the format of --output: give --input and --output, or drop it"
     return None
 
 

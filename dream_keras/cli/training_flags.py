@@ -9,10 +9,12 @@ from __future__ import annotations
 from absl import flags
 
 from dream_keras.model import MODEL_ARGUMENT_HELP, MODEL_DEFAULTS
-from dream_keras.training_config import TrainingConfig
+from dream_keras.training_config import MAX_SEED, TrainingConfig
 from dream_keras.optimizers import LR_SCHEDULES, OPTIMIZERS
 
 _DEFAULTS = TrainingConfig(train_data="", output_dir="")
+# absl bounds of generated model flags (build_model checks the rest, and these again).
+_MODEL_FLAG_BOUNDS = {"seq_len": {"lower_bound": 1}}
 
 
 def _define_data_flags():
@@ -23,9 +25,11 @@ def _define_data_flags():
                         "--train_data. Default: beside it, as <file>.seq<seq_len>.h5.")
     flags.DEFINE_integer("synthetic_rows", _DEFAULTS.synthetic_rows, "If > 0 and "
                          "--train_data does not exist, first write that many rows of the "
-                         "package's synthetic data there (the quickstart).", lower_bound=0)
+                         "package's synthetic data there (the quickstart): a text file, so "
+                         "not a .h5/.hdf5 name.", lower_bound=0)
     flags.DEFINE_integer("synthetic_seed", _DEFAULTS.synthetic_seed,
-                         "Seed of the synthetic data written by --synthetic_rows.")
+                         "Seed of the synthetic data written by --synthetic_rows (as "
+                         "dream-synthetic's --seed).", lower_bound=0)
     flags.DEFINE_float("singleton_keep_prob", _DEFAULTS.singleton_keep_prob,
                        "Keep each whole-number (single sort bin) row with this probability; "
                        "0.5 as the original, 1 keeps all.", lower_bound=0.0, upper_bound=1.0)
@@ -79,15 +83,19 @@ def _define_training_flags():
                        upper_bound=0.9999)
     flags.DEFINE_float("passes_per_epoch", _DEFAULTS.passes_per_epoch, "Length of an "
                        "epoch in passes over the training rows: floor(passes * N_train / "
-                       "batch_size) batches. The original's N_train/128 steps at batch 1024 "
-                       "is 8 (36,743 steps on the DREAM data).", lower_bound=0.0)
+                       "batch_size) batches, at least 1; must be > 0. The original's "
+                       "N_train/128 steps at batch 1024 is 8 (36,743 steps on the DREAM "
+                       "data).")
+    flags.register_validator("passes_per_epoch", lambda value: value > 0,
+                             "--passes_per_epoch must be > 0")
     flags.DEFINE_integer("steps_per_epoch", _DEFAULTS.steps_per_epoch, "Batches per epoch; "
                          "overrides --passes_per_epoch when > 0.", lower_bound=0)
     flags.DEFINE_integer("early_stopping_patience", _DEFAULTS.early_stopping_patience,
                          "Stop after this many epochs without a better val_pearson.",
                          lower_bound=1)
     flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seeds the filter, split, shuffling and "
-                         "weight initialisation.")
+                         "weight initialisation (0 to 2**32 - 1).", lower_bound=0,
+                         upper_bound=MAX_SEED)
 
 
 def _define_phase_flags():
@@ -149,7 +157,8 @@ def _define_device_flags():
                       ["none", "float16", "bfloat16"], "Compute dtype; weights stay "
                       "float32, float16 uses loss scaling, outputs stay float32.")
     flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution,
-                         "Train steps run per call into the compiled function.",
+                         "Train steps run per call into the compiled function; must "
+                         "divide every epoch's training and validation steps.",
                          lower_bound=1)
     flags.DEFINE_integer("data_parallel_calls", _DEFAULTS.data_parallel_calls,
                          "Parallel batch-assembly calls in tf.data; -1 = autotune.",
@@ -165,7 +174,7 @@ def _define_model_flags():
         if isinstance(default, bool):
             flags.DEFINE_bool(name, default, help_text)
         elif isinstance(default, int):
-            flags.DEFINE_integer(name, default, help_text)
+            flags.DEFINE_integer(name, default, help_text, **_MODEL_FLAG_BOUNDS.get(name, {}))
         elif isinstance(default, float):
             flags.DEFINE_float(name, default, help_text)
         elif isinstance(default, tuple):

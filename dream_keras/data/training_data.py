@@ -44,6 +44,12 @@ def ensure_train_file(config: TrainingConfig) -> None:
     if config.synthetic_rows > 0:
         from dream_keras.data import synthetic
 
+        if _is_cache_file(config):  # the text would be read as a cache and fail, every rerun
+            raise ConfigurationError(
+                f"{config.train_data}: --synthetic_rows writes a text file, not an HDF5 "
+                "cache: give --train_data a text file name (e.g. synthetic.txt; its cache "
+                "is prepared beside it)")
+
         logging.info("writing %d synthetic rows to %s", config.synthetic_rows,
                      config.train_data)
         os.makedirs(os.path.dirname(os.path.abspath(config.train_data)), exist_ok=True)
@@ -137,6 +143,8 @@ def _split_sha256(train: np.ndarray, validation: np.ndarray) -> str:
 
 def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
     """Filter, split and standardise the cached rows, all seeded by config.seed."""
+    if seq_len < 1:
+        raise ConfigurationError(f"seq_len must be >= 1, got {seq_len}")
     if config.validation_fraction <= 0:
         raise ConfigurationError("validation_fraction must be > 0: the best model is "
                                  "chosen by val_pearson")
