@@ -19,6 +19,7 @@ _NOT_PART_OF_A_RUN = ("overwrite",)
 # The largest seed Keras and NumPy take (keras.utils.set_random_seed).
 MAX_SEED = 2**32 - 1
 
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     train_data: str
