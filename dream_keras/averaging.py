@@ -15,10 +15,11 @@ trainable variables they were built from (checked: one average per trainable var
 keras.callbacks.SwapEMAWeights(swap_on_epoch=True) would leave the averaged weights in
 the model when the backup is saved at the end of the epoch (raw and averaged weights
 would come back exchanged on resume), and it swaps by addition and subtraction, which
-rounds. Here the swap is an exact copy, and it happens in two places: validation
-(`AveragedWeightsForValidation`) and around the epoch-end callbacks that save the model
+rounds. Here the swap is an exact copy, and it happens in validation
+(`AveragedWeightsForValidation`), around the epoch-end callbacks that save the model
 (`AveragedWeightsIn` before the best-model checkpoint, `AveragedWeightsOut` before the
-backup). BatchNorm moving statistics are not trainable weights: they are not averaged.
+backup), at the end of every `fit` (`AveragedWeightsOut` puts the raw weights back after
+Keras copies the averages in) and around the final save (`averages_in`). BatchNorm moving statistics are not trainable weights: they are not averaged.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 One process owns the run directory (run_directory.locked). Killed at any moment, the same
 command resumes from the last committed epoch backup (callbacks.EpochBackup), continuing
 history.csv and the best-model and early-stopping state, and the data stream at the step
-where that epoch ended, once it has checked that the data is the data the run started on.
+where that epoch ended, once it has checked that the data (and the teacher files) are
+those the run started on.
 Several replicas and workers: docs/multi_device.md (XLA per replica, full replica-split
 batches, chief-only files).
 """

@@ -97,9 +97,9 @@ def test_skip_bad_rows_drops_rows_of_any_width_and_keeps_line_numbers(tmp_path, 
     assert np.concatenate([c.expression for c in chunks]).tolist() == [2.0, 5.0, 6.0]
     assert np.concatenate([c.line_numbers for c in chunks]).tolist() == [2, 5, 7]
     assert [(e.line, e.reason) for e in skipped] == [
-        (1, "expected 2 tab-separated columns, found 4"),
-        (3, "expected 2 tab-separated columns, found 3"),
-        (4, "expected 2 tab-separated columns, found 4"), (6, "empty line")]
+        (1, "expected at most 2 tab-separated columns, found 4"),
+        (3, "expected at most 2 tab-separated columns, found 3"),
+        (4, "expected at most 2 tab-separated columns, found 4"), (6, "empty line")]
 
 
 def test_sequence_only_file_ignores_a_label_column(tmp_path):

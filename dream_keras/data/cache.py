@@ -14,7 +14,8 @@ Preparation streams the source in chunks of `chunk_rows` rows, so peak memory is
 the chunk size (about 1 KB per row of working memory: 200k rows ~ 200 MB), not the file.
 It writes `<cache>.partial-<host>-<pid>` and renames it at the end, so a cache that exists
 is complete; a killed preparation's partial file is removed by the next one.
-`inspect_cache` tells a current cache from a missing, stale, damaged or foreign one.
+`inspect_cache` tells a current cache from a missing, stale, damaged, unreadable or
+foreign one.
 """
 from __future__ import annotations
 

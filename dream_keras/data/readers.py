@@ -154,7 +154,8 @@ def _frames(reader, path, skip_bad_rows, chunk_rows):
     fields = _fields_on_line_1(path)
     if fields > len(_COLUMNS):
         if not skip_bad_rows:
-            raise DataFormatError(path, 1, f"expected 2 tab-separated columns, found {fields}")
+            raise DataFormatError(path, 1, f"expected at most 2 tab-separated columns, "
+                                           f"found {fields}")
         yield from _split_lines(path, 0, chunk_rows)
         return
     try:
@@ -229,7 +230,7 @@ def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_ba
             problems.setdefault(row, _expression_problem(text[row], expression[row]))
         extra = frame["extra"].to_numpy()
         for row in np.flatnonzero(extra != ""):
-            problems.setdefault(row, f"expected 2 tab-separated columns, found "
+            problems.setdefault(row, f"expected at most 2 tab-separated columns, found "
                                      f"{3 + extra[row].count(chr(9))}")
     if problems:
         bad_rows = np.array(sorted(problems))

@@ -143,7 +143,8 @@ MOTIFS = (
 
 # ----------------------------------------------------------------------------- the function
 def position_weights(position_effect: str, distances: np.ndarray) -> np.ndarray:
-    """Weight p(d) of a hit whose 3' end lies d bases before the sequence's 3' end; [len(d)]."""
+    """Weight p(d) of a hit whose last base on the forward strand lies d bases before the
+    sequence's 3' end; [len(d)]."""
     distances = np.asarray(distances, dtype=np.float64)
     if position_effect == "uniform":
         return np.ones_like(distances)
