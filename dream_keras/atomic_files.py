@@ -31,7 +31,7 @@ def is_partial(name: str) -> bool:
     return name.startswith(PARTIAL_PREFIX)
 
 
-def _destination(path) -> str:
+def destination(path) -> str:
     """Where the bytes go: through a symlink to its target, so the link survives."""
     path = os.fspath(path)
     return os.path.realpath(path) if os.path.islink(path) else path
@@ -42,15 +42,16 @@ def replacing(path):
     """Yield a temporary path to write; on success it replaces `path` (fsynced first),
     on any error it is removed and `path` is left as it was. Missing parent directories
     are created."""
-    destination = _destination(path)
-    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
-    temporary = partial_path(destination)
+    destination_path = destination(path)
+    os.makedirs(os.path.dirname(os.path.abspath(destination_path)), exist_ok=True)
+    _remove_dead_partials_of(destination_path)
+    temporary = partial_path(destination_path)
     try:
         yield temporary
         _fsync_file(temporary)
-        _keep_mode(destination, temporary)
-        os.replace(temporary, destination)
-        _fsync_directory(os.path.dirname(os.path.abspath(destination)))
+        _keep_mode(destination_path, temporary)
+        os.replace(temporary, destination_path)
+        _fsync_directory(os.path.dirname(os.path.abspath(destination_path)))
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -95,6 +96,32 @@ def replacing_directory(path):
     finally:
         if os.path.exists(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _remove_dead_partials_of(path) -> None:
+    """Remove `.partial-<pid>.<name>` files of `path` whose writer is dead (killed), so
+    a killed command's leftover does not stay beside its output for good; a live writer's
+    file is left alone."""
+    directory, name = os.path.split(os.path.abspath(path))
+    suffix = "." + name
+    for entry in os.listdir(directory):
+        pid = entry[len(PARTIAL_PREFIX):-len(suffix)] if (
+            entry.startswith(PARTIAL_PREFIX) and entry.endswith(suffix)) else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.remove(os.path.join(directory, entry))
+            except (FileNotFoundError, IsADirectoryError, PermissionError):
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def remove_stale_partials(directory) -> list[str]:

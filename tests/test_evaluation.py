@@ -123,6 +123,15 @@ def test_a_model_predicting_nan_is_refused_before_anything_is_written(tmp_path, 
                                               rf"{labelled_file}:1, not a finite"):
         evaluate_file(nan_run, labelled_file, output_dir=str(tmp_path / "e"), chunk_rows=100)
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+    # predict.py's file path too: no output, rather than a file of nan.
+    from dream_keras.inference import load_run
+    from dream_keras.prediction_files import predict_file
+
+    model, scaler = load_run(nan_run)
+    with pytest.raises(DataFormatError, match=r"the model predicts nan for sequence 0 "
+                                              r"\(0-based\), not a finite number"):
+        predict_file(model, scaler, labelled_file, tmp_path / "p.tsv", jit_compile=False)
+    assert not (tmp_path / "p.tsv").exists()
 
 
 def test_refused_incomplete_dream_score_loads_no_model_and_writes_nothing(tmp_path,

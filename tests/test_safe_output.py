@@ -123,6 +123,7 @@ def test_start_up_log_filter_keeps_errors_and_python_output():
             "to STDERR\n"
             "I0000 00:00:1796162673.515521    5736 port.cc:153] oneDNN custom operations\n"
             "I0000 00:00:1796162673.650688    5736 cpu_feature_guard.cc:227] This binary\n"
+            "I0000 00:00:1796162673.65 5736 cudart_stub.cc:31] Could not find cuda drivers\n"
             "To enable the following instructions: AVX2, in other operations, rebuild\n"
             "E0000 00:00:1796162673.6 5736 cuda_platform.cc:52] failed call to cuInit: x\n"
             "E0000 00:00:1796162673.7 5736 other.cc:1] a real error\n"
@@ -131,6 +132,39 @@ def test_start_up_log_filter_keeps_errors_and_python_output():
                                               "real error\n/x.py:1: DeprecationWarning: "
                                               "something\n")
     assert filter_start_up_lines(text, 0) == text
+    # A driver found (no such notice) that fails cuInit is broken or mismatched: kept.
+    found = "".join(line + "\n" for line in text.splitlines() if "Could not find" not in line)
+    assert "failed call to cuInit" in filter_start_up_lines(found, 2)
+
+
+def test_a_symlinked_cache_output_is_written_through_and_dead_partials_go(tmp_path):
+    """dream-prepare writes through a symlink as every output does (the link kept), and a
+    killed writer's `.partial-<pid>.<name>` beside an output is removed by the next write
+    (a live writer's is left alone)."""
+    import subprocess
+    import sys
+
+    from dream_keras import atomic_files
+    from dream_keras.data.cache import load_cache, prepare_cache
+
+    source = tmp_path / "rows.txt"
+    source.write_text("ACGT\t1.5\nGGCC\t2.5\n")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "cache.h5").write_text("old")
+    (tmp_path / "link.h5").symlink_to(tmp_path / "real" / "cache.h5")
+    prepare_cache(source, tmp_path / "link.h5", overwrite=True)
+    assert (tmp_path / "link.h5").is_symlink()
+    assert len(load_cache(tmp_path / "real" / "cache.h5")) == 2
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid no live process has (until reused)
+    killed = tmp_path / f".partial-{dead.pid}.out.tsv"
+    live = tmp_path / f".partial-{os.getppid()}.out.tsv"
+    other = tmp_path / f".partial-{dead.pid}.other.tsv"
+    for path in (killed, live, other):
+        path.write_text("half")
+    atomic_files.write_text(tmp_path / "out.tsv", "whole\n")
+    assert not killed.exists() and live.exists() and other.exists()
 
 
 def test_threshold_follows_the_environment_and_verbosity():

@@ -14,7 +14,8 @@ only; it is also exported, so TensorFlow's later C++ logging follows it). `--ver
 (absl's own flag, `-v 1`) shows everything too. Python warnings and errors raised by the
 import are always replayed. The first device query runs inside too: it probes CUDA and,
 without a driver, logs "failed call to cuInit" at ERROR level, the same news as "Could not
-find cuda drivers", so it is dropped with them unless the threshold is 0. Logical devices
+find cuda drivers", so it is dropped with them unless the threshold is 0 (and kept when
+no such notice came: a driver was found, and failed). Logical devices
 (--cpu_devices) can still be configured afterwards.
 """
 from __future__ import annotations
@@ -29,8 +30,11 @@ _CPP_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
 _PRE_INIT_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
 _CONTINUATION = "To enable the following instructions:"
 # Logged at ERROR level by the first device query on a machine without a GPU driver: the
-# same news as "Could not find cuda drivers", so it is start-up noise, not an error.
+# same news as "Could not find cuda drivers", so it is start-up noise, not an error; but
+# only then: with a driver found (no such notice), a failed cuInit is a broken or
+# mismatched driver, and the run would fall back to the CPU without a word.
 _NO_CUDA = re.compile(r"cuda_platform\.cc:\d+\] failed call to cuInit")
+_NO_DRIVER = "Could not find cuda drivers"
 
 
 def _verbosity_from_argv(argv) -> int:
@@ -66,11 +70,12 @@ def start_up_log_threshold(argv=None, environ=None) -> int:
 def filter_start_up_lines(text: str, threshold: int) -> str:
     """`text` without the C++ log lines (and their notices) below `threshold`."""
     kept, dropping = [], False
+    no_driver = _NO_DRIVER in text
     for line in text.splitlines(keepends=True):
         match = _CPP_LOG_LINE.match(line)
         if match:
             dropping = (_LEVEL_LETTERS[match.group(1)] < threshold
-                        or (threshold > 0 and bool(_NO_CUDA.search(line))))
+                        or (threshold > 0 and no_driver and bool(_NO_CUDA.search(line))))
         elif line.startswith(_PRE_INIT_NOTICE):
             dropping = threshold > 1
         elif not line.startswith(_CONTINUATION):

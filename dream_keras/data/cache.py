@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 from absl import logging
 
+from dream_keras import atomic_files
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
 from dream_keras.data.sequences import DEFAULT_SEQ_LEN
 from dream_keras.errors import OutputExistsError
@@ -108,6 +109,7 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
     Writes to `<output>.partial` and renames at the end, so an interrupted run never leaves
     a cache that looks complete. Refuses to replace an existing file unless `overwrite`.
     """
+    output_path = atomic_files.destination(output_path)  # through a symlink, link kept
     if os.path.exists(output_path) and not overwrite:
         raise OutputExistsError(f"{output_path} exists; pass overwrite=True (--overwrite) "
                               "to replace it")
