@@ -107,14 +107,15 @@ def _remove_dead_partials_of(path) -> None:
     for entry in os.listdir(directory):
         pid = entry[len(PARTIAL_PREFIX):-len(suffix)] if (
             entry.startswith(PARTIAL_PREFIX) and entry.endswith(suffix)) else ""
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             try:
                 os.remove(os.path.join(directory, entry))
             except (FileNotFoundError, IsADirectoryError, PermissionError):
                 pass
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this pid runs on this host (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -165,7 +165,8 @@ def _remove_dead_partials(output_path) -> None:
     pattern = re.compile(re.escape(name) + r"\.partial-(?:(.+)-)?(\d+)$")
     for entry in os.listdir(directory) if os.path.isdir(directory) else ():
         match = pattern.match(entry)
-        if not match or match.group(1) not in (None, _HOST) or _alive(int(match.group(2))):
+        if (not match or match.group(1) not in (None, _HOST)
+                or atomic_files.process_alive(int(match.group(2)))):
             continue
         logging.warning("removing %s, left by a killed cache preparation",
                         os.path.join(directory, entry))
@@ -173,16 +174,6 @@ def _remove_dead_partials(output_path) -> None:
             os.remove(os.path.join(directory, entry))
         except FileNotFoundError:
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 def _create_datasets(h5, seq_len):
