@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from dream_keras import dream_score
 from dream_keras.baseline import KmerRidge
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, load_run, model_path_of,
-                                   predict_sequences, predict_standardised, scaler_path_of)
+                                   predict_sequences, predict_standardised,
+                                   refuse_non_finite, scaler_path_of)
 from dream_keras.metrics import correlation_summary, pearson_r
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
 from dream_keras.data.sequences import InvalidSequenceError
@@ -188,17 +189,6 @@ def data_stem(data_path) -> str:
     name = os.path.basename(os.fspath(data_path))
     name = name[:-len(".gz")] if name.endswith(".gz") else name
     return os.path.splitext(name)[0] or "data"
-
-
-def refuse_non_finite(predictions, model_path, describe) -> None:
-    """Raise DataFormatError naming the model and its first NaN or infinite prediction
-    (`describe(index)` says which row or position): metrics, plots and a submission of such
-    values mean nothing, so it is called before anything is written."""
-    bad = np.flatnonzero(~np.isfinite(predictions))
-    if bad.size:
-        raise DataFormatError(model_path, None, f"the model predicts {predictions[bad[0]]} "
-                              f"for {describe(int(bad[0]))}, not a finite number (its weights "
-                              "diverged or overflow); nothing was written")
 
 
 def record_output_files(output_dir, filenames) -> None:

@@ -29,7 +29,7 @@ from dream_keras.data.sequences import N_CODE, encode_strands
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import MissingDataError
 from dream_keras.model import load_model
-from dream_keras.run_directory import MODEL_FILE, SCALER_FILE
+from dream_keras.run_directory import model_path_of, scaler_path_of
 
 # On 2 CPU cores throughput per CPU-second is flat (within 7 %) from batch 64 to 1,024
 # (docs/scoring.md); 256 keeps a padded last batch and a tiny input's compile cheap.
@@ -38,18 +38,6 @@ MIN_BATCH_SHAPE = 8
 # model -> {(batch, both strands, one-hot input, jit): tf.function}; entries go when the
 # model does.
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def model_path_of(path) -> str:
-    """`path` itself if it is a file, else `path/model.keras` (a run directory)."""
-    path = os.fspath(path)
-    return os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
-
-
-def scaler_path_of(path) -> str:
-    """The target scaler `load_run` reads with the model `path` (RUN/model.keras or RUN):
-    target_scaler.json beside the model."""
-    return os.path.join(os.path.dirname(os.path.abspath(model_path_of(path))), SCALER_FILE)
 
 
 def load_run(path) -> tuple[keras.Model, TargetScaler]:
@@ -170,6 +158,18 @@ def _padded(codes: np.ndarray, batch: int) -> np.ndarray:
         return codes
     return np.concatenate([codes, np.full((batch - len(codes), codes.shape[1]), N_CODE,
                                           np.uint8)])
+
+
+def refuse_non_finite(predictions, path, describe) -> None:
+    """Raise DataFormatError naming `path` (the model, or the input read) and the first
+    NaN or infinite prediction (`describe(index)` says which row or position): metrics,
+    plots, a submission or a file of such values mean nothing (a diverged model), so the
+    commands call it before their outputs are written."""
+    bad = np.flatnonzero(~np.isfinite(predictions))
+    if bad.size:
+        raise DataFormatError(path, None, f"the model predicts {predictions[bad[0]]} for "
+                              f"{describe(int(bad[0]))}, not a finite number (its weights "
+                              "diverged or overflow); nothing was written")
 
 
 def sequence_list(sequences, parameter: str) -> list:

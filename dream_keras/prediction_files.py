@@ -26,7 +26,7 @@ from dream_keras.data.sequences import InvalidSequenceError, encode_strands
 from dream_keras.errors import ConfigurationError
 from dream_keras.file_errors import writing
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, model_seq_len, padded_batch_size,
-                                   predict_codes)
+                                   predict_codes, refuse_non_finite)
 from dream_keras.safe_output import check_output_path
 
 # Rows handed from the reader to the model and on to the writer at a time, in batches.
@@ -163,17 +163,6 @@ def _effect_rows(sequences, values, first_row: int) -> str:
                    zip(sequences[:half], sequences[half:], values[:half], values[half:]))
 
 
-def _refuse_non_finite(values, first_row: int, layout: _Layout, input_path) -> None:
-    """A NaN or infinite prediction (a diverged model) stops the command: the output,
-    written whole or not at all, is then not written, as evaluate.py refuses such a model."""
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        row = first_row + int(bad[0]) % (len(values) // layout.sequences_per_row)
-        raise DataFormatError(input_path, None, f"the model predicts {values[bad[0]]} for "
-                              f"{layout.noun[:-1]} {row} (0-based), not a finite number (its "
-                              "weights diverged or overflow); nothing was written")
-
-
 def _write_rows(out, layout: _Layout, sequences, values, first_row: int) -> None:
     """Format and write one piece (in the writer thread, off the model's path)."""
     out.write(layout.format_rows(sequences, values, first_row))
@@ -252,7 +241,10 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
             values = scaler.inverse_transform(predict_codes(
                 model, codes, batch_size, reverse_codes=reverse_codes,
                 jit_compile=jit_compile, batch_shape=batch_shape))
-            _refuse_non_finite(values, rows, layout, input_path)
+            # A diverged model: the output (written whole or not at all) is not written.
+            per_row = len(values) // layout.sequences_per_row
+            refuse_non_finite(values, input_path, lambda index: f"{layout.noun[:-1]} "
+                              f"{rows + index % per_row} (0-based)")
             writer.submit(_write_rows, out, layout, sequences, values, rows)
             rows += len(values) // layout.sequences_per_row
             logging.log_every_n_seconds(logging.INFO, "predicted %d %s", 10, rows, layout.noun)

@@ -33,6 +33,18 @@ START_AFRESH = "to start afresh pass --overwrite (replaces this run's outputs) o
                 "a new --output_dir"
 
 
+def model_path_of(path) -> str:
+    """`path` itself if it is a file, else `path/model.keras` (a run directory)."""
+    path = os.fspath(path)
+    return os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
+
+
+def scaler_path_of(path) -> str:
+    """The target scaler read with the model `path` (RUN/model.keras or RUN):
+    target_scaler.json beside the model."""
+    return os.path.join(os.path.dirname(os.path.abspath(model_path_of(path))), SCALER_FILE)
+
+
 @contextlib.contextmanager
 def locked(output_dir):
     """Own `output_dir` (created if needed) for the duration of the block, or raise

@@ -23,6 +23,7 @@ from dream_keras.data.cache import file_sha256
 from dream_keras.data.sequences import decode
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError
+from dream_keras.run_directory import model_path_of, scaler_path_of
 
 RIDGE = "ridge"
 
@@ -36,12 +37,11 @@ def parse_teachers(text: str) -> tuple[bool, list[str]]:
     for name in names:
         if name == RIDGE:
             continue
-        path = os.path.join(name, "model.keras") if os.path.isdir(name) else name
+        path = model_path_of(name)
         if not os.path.isfile(path):
             raise ConfigurationError(f"--teacher: {name} is neither 'ridge' nor a model.keras "
                                      "file or run directory")
-        scaler = os.path.join(os.path.dirname(os.path.abspath(path)), "target_scaler.json")
-        if not os.path.isfile(scaler):
+        if not os.path.isfile(scaler_path_of(path)):
             raise ConfigurationError(f"--teacher: {path} has no target_scaler.json beside it")
         paths.append(path)
     if len(set(paths)) != len(paths) or names.count(RIDGE) > 1:
@@ -96,9 +96,7 @@ class ModelTeacher:
         self.paths = list(paths)
         self.models, self.scales, self.offsets, self.checksums = [], [], [], []
         for path in self.paths:
-            scaler_path = os.path.join(os.path.dirname(os.path.abspath(path)),
-                                       "target_scaler.json")
-            scaler = TargetScaler.load(scaler_path)
+            scaler = TargetScaler.load(scaler_path_of(path))
             model = load_model(path, compile=False)
             if seq_len is not None and model.input_shape[1] != seq_len:
                 raise ConfigurationError(
@@ -129,8 +127,8 @@ class ModelTeacher:
 def teacher_file_checksums(path) -> dict:
     """sha256 of a teacher model and of the scaler beside it: what a resumed run (or an
     ensemble's next member) checks, the same files, not just the same path."""
-    scaler_path = os.path.join(os.path.dirname(os.path.abspath(path)), "target_scaler.json")
-    return {"model_sha256": file_sha256(path), "scaler_sha256": file_sha256(scaler_path)}
+    return {"model_sha256": file_sha256(path),
+            "scaler_sha256": file_sha256(scaler_path_of(path))}
 
 
 def model_teacher_checksums(text: str) -> list[dict]:

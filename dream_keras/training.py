@@ -168,16 +168,17 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
     # Teachers are fitted (or loaded) before run.json is rewritten: a resumed run whose
     # teacher model changed is refused with the directory untouched.
     inputs = PhaseInputs(config, rows, phases, resumed_epoch)
+    inputs_summary = inputs.summary()
     prior = rundir.read_run_record(config.output_dir) if resuming and chief else None
     if prior:
         change = changed_teachers(prior.get("teachers") or [],
-                                  inputs.summary().get("teachers") or [])
+                                  inputs_summary.get("teachers") or [])
         if change:
             raise RunDirectoryError(f"{config.output_dir}: cannot resume: {change} since "
                                     f"the run started; {rundir.START_AFRESH}")
         # A run resumed after pre-training fits no teacher again: keep the first record.
         record.update({key: prior[key] for key in ("teachers", "design") if key in prior})
-    record.update(inputs.summary())
+    record.update(inputs_summary)
     if chief:
         rundir.clear_partials(config.output_dir)
         # run.json first: a run killed before the scaler is written is still resumable.

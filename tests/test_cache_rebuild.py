@@ -123,7 +123,7 @@ def test_a_cache_prepared_skipping_bad_rows_is_not_used_by_a_strict_run(tmp_path
     source.write_text("ACGT\t1\nACXT\t2\nGGCC\t3\nTTAA\t4\n")
     skipping = TrainingConfig(train_data=str(source), output_dir="unused", skip_bad_rows=True)
     path = resolve_cache(skipping, 110)
-    assert cache_files.read_cache_attrs(path)["skipped_rows"] == 1
+    assert load_cache(path).attrs["skipped_rows"] == 1
     before = open(path, "rb").read()
     with pytest.raises(DataFormatError, match=r"bad\.txt:2: letter 'X'"):
         resolve_cache(_config(source), 110)

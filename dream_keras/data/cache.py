@@ -228,13 +228,16 @@ def _has_hdf5_signature(path) -> bool:
         return False
 
 
-def inspect_cache(cache_path, source_path, seq_len: int) -> tuple[str, str]:
-    """(state, why) of the file at `cache_path` as the cache of `source_path`:
+def inspect_cache(cache_path, source_path, seq_len: int, *,
+                  skip_bad_rows: bool = True) -> tuple[str, str]:
+    """(state, why) of the file at `cache_path` as the cache of `source_path`, for a reader
+    that skips bad rows (`skip_bad_rows`) or must stop at the first one:
 
     CURRENT     a complete cache prepared from exactly this source (size, sha256) and
                 seq_len
     MISSING     no file
-    STALE       a readable dream_keras cache of another source, seq_len or format
+    STALE       a readable dream_keras cache of another source, seq_len or format, or one
+                whose preparation skipped bad rows, for a reader that must not
     DAMAGED     empty, or a dream_keras cache whose datasets do not match its row count
     UNREADABLE  HDF5 that cannot be read (truncated, corrupt): whose file it was cannot
                 be told (a cache of ours is never left truncated: it is renamed complete)
@@ -268,12 +271,11 @@ def inspect_cache(cache_path, source_path, seq_len: int) -> tuple[str, str]:
     if (attrs.get("source_size") != os.path.getsize(source_path)
             or attrs.get("source_sha256") != file_sha256(source_path)):
         return STALE, f"prepared from another version of {os.path.basename(source_path)}"
+    if attrs.get("skipped_rows") and not skip_bad_rows:
+        # A strict run must stop at the first bad row, which preparing again does (the
+        # cache is only replaced if that succeeds).
+        return STALE, "prepared with --skip_bad_rows, which dropped rows"
     return CURRENT, "prepared from this source"
-
-
-def read_cache_attrs(path) -> dict:
-    with h5py.File(path, "r") as h5:
-        return _plain(h5.attrs)
 
 
 def _plain(attrs) -> dict:

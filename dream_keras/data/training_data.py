@@ -75,12 +75,8 @@ def resolve_cache(config: TrainingConfig, seq_len: int) -> str:
     if os.path.exists(cache_path) and os.path.samefile(cache_path, config.train_data):
         raise ConfigurationError(f"--cache_path {cache_path} is the training file itself; "
                                  "choose another path for the cache")
-    state, why = cache_files.inspect_cache(cache_path, config.train_data, seq_len)
-    if state == cache_files.CURRENT and not config.skip_bad_rows and \
-            cache_files.read_cache_attrs(cache_path)["skipped_rows"]:
-        # Prepared with --skip_bad_rows: a strict run must stop at the first bad row, which
-        # preparing again does (the cache is only replaced if that succeeds).
-        state, why = cache_files.STALE, "prepared with --skip_bad_rows, which dropped rows"
+    state, why = cache_files.inspect_cache(cache_path, config.train_data, seq_len,
+                                           skip_bad_rows=config.skip_bad_rows)
     if state == cache_files.CURRENT:
         logging.info("reusing cache %s (source unchanged)", cache_path)
         return cache_path
