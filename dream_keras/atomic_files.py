@@ -14,6 +14,8 @@ data/ may use it.
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import os
 import shutil
 import stat
@@ -58,11 +60,25 @@ def replacing(path):
 
 
 @contextlib.contextmanager
-def replacing_open(path, mode: str = "w", **open_options):
-    """`replacing`, opened: yield the temporary file's handle (open() arguments)."""
+def replacing_open(path, mode: str = "w", *, compresslevel: int = 6, **open_options):
+    """`replacing`, opened: yield the temporary file's handle (open() arguments).
+
+    A name ending in `.gz` is written gzipped (at `compresslevel`), as every reader of the
+    package reads it, and without the clock or a file name in the gzip header, so equal
+    content gives equal bytes."""
     with replacing(path) as temporary:
-        with open(temporary, mode, **open_options) as handle:
-            yield handle
+        if not os.fspath(path).endswith(".gz"):
+            with open(temporary, mode, **open_options) as handle:
+                yield handle
+            return
+        with open(temporary, "wb") as raw, gzip.GzipFile(
+                filename="", mode="wb", fileobj=raw, compresslevel=compresslevel,
+                mtime=0) as compressed:
+            if "b" in mode:
+                yield compressed
+            else:
+                with io.TextIOWrapper(compressed, **open_options) as handle:
+                    yield handle
 
 
 def write_text(path, text: str) -> None:

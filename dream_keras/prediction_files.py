@@ -44,9 +44,10 @@ def check_output_writable(path, overwrite: bool, inputs=()) -> None:
 
 @contextlib.contextmanager
 def _atomic_output(path):
-    """Write to a temporary file beside `path`, moved into place only on success; an OS
-    failure (disk full, permission) is one line naming the file."""
-    with writing(path), replacing_open(path, "w", newline="\n") as handle:
+    """Write to a temporary file beside `path`, moved into place only on success (gzipped
+    when its name ends in .gz); an OS failure (disk full, permission) is one line naming
+    the file."""
+    with writing(path), replacing_open(path, "w", encoding="utf-8", newline="\n") as handle:
         yield handle
 
 

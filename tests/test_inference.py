@@ -150,6 +150,20 @@ def test_predict_file_in_many_pieces_keeps_order(tmp_path, run, sequences, expec
         predict_sequences(*run, sequences, reverse_complement_average=True), atol=1e-5)
 
 
+def test_an_output_named_gz_is_gzipped_with_the_plain_files_text(tmp_path, run, sequences):
+    import gzip
+
+    path = write_inputs(tmp_path, sequences)["text"]
+    predict_file(*run, path, tmp_path / "out.tsv")
+    predict_file(*run, path, tmp_path / "out.tsv.gz")
+    with gzip.open(tmp_path / "out.tsv.gz", "rb") as handle:
+        assert handle.read() == (tmp_path / "out.tsv").read_bytes()
+    # No clock in the gzip header: the same predictions give the same bytes.
+    first = (tmp_path / "out.tsv.gz").read_bytes()
+    predict_file(*run, path, tmp_path / "out.tsv.gz", overwrite=True)
+    assert (tmp_path / "out.tsv.gz").read_bytes() == first
+
+
 def test_bad_letters_raise_with_the_row(run):
     with pytest.raises(InvalidSequenceError) as caught:
         predict_sequences(*run, ["ACGT", "ACXT"])

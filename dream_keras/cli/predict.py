@@ -24,7 +24,8 @@ _INPUT = flags.DEFINE_string("input", None, "Sequences to predict: one per line 
                              "header holding a `sequence` column; gzip accepted.")
 _PAIRS = flags.DEFINE_string("pairs", None, "Variant pairs: CSV/TSV with header columns "
                              "ref_sequence and alt_sequence.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output file for --input or --pairs.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output file for --input or --pairs "
+                               "(gzipped when the name ends in .gz).")
 _FORMAT = flags.DEFINE_enum("format", "tsv", ["tsv", "dream_json"], "Output of --input: TSV "
                             "sequence<TAB>prediction, or the challenge's JSON "
                             "{\"<row index>\": prediction}.")
