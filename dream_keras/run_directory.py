@@ -48,22 +48,54 @@ def scaler_path_of(path) -> str:
 @contextlib.contextmanager
 def locked(output_dir):
     """Own `output_dir` (created if needed) for the duration of the block, or raise
-    RunDirectoryError naming the owner's pid when another process owns it."""
+    RunDirectoryError naming the owner's pid when another process owns it. A block that
+    fails (a refused configuration, bad data) leaves no empty directory that it created."""
+    created = _missing_directories(output_dir)
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as error:
         raise RunDirectoryError(f"{output_dir}: cannot create the run directory "
                                 f"({error.strerror})") from None
     path = os.path.join(output_dir, LOCK_FILE)
-    descriptor = _acquire(path, output_dir)
+    try:
+        descriptor = _acquire(path, output_dir)
+    except RunDirectoryError:
+        _remove_if_empty(created)
+        raise
+    failed = True
     try:
         yield
+        failed = False
     finally:
         # Removed while still held: a process that opened it meanwhile sees, once it gets
         # the lock, that the name no longer leads to its file, and starts over (_acquire).
         with contextlib.suppress(OSError):
             os.remove(path)
         os.close(descriptor)
+        if failed:
+            _remove_if_empty(created)
+
+
+def _missing_directories(path) -> list:
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _remove_if_empty(directories) -> None:
+    """rmdir each of `directories` (deepest first) while it is empty: never a file."""
+    for directory in directories:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return
 
 
 def _acquire(path, output_dir) -> int:

@@ -117,6 +117,28 @@ def test_lock_refuses_a_second_owner_naming_the_first(tmp_path):
     assert os.listdir(run_dir) == []  # the owner removes its lock file
 
 
+def test_a_failed_owner_removes_only_the_empty_directories_it_created(tmp_path):
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    for run_dir, kept in [(tmp_path / "new" / "deeper" / "run", tmp_path),
+                          (existing / "run", existing), (existing, existing)]:
+        with pytest.raises(ValueError):
+            with rundir.locked(run_dir):
+                raise ValueError("refused after the directory was created")
+        assert kept.is_dir() and not run_dir.exists() or run_dir == kept
+    assert sorted(os.listdir(tmp_path)) == ["existing"] and os.listdir(existing) == []
+    # A directory the failed block wrote into is kept, with what was written.
+    with pytest.raises(ValueError):
+        with rundir.locked(tmp_path / "wrote"):
+            (tmp_path / "wrote" / "run.json").write_text("{}")
+            raise ValueError("failed after writing")
+    assert os.listdir(tmp_path / "wrote") == ["run.json"]
+    # A block that succeeds keeps its directory, empty or not.
+    with rundir.locked(tmp_path / "fine"):
+        pass
+    assert (tmp_path / "fine").is_dir()
+
+
 def test_a_killed_owner_leaves_no_stale_lock(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
