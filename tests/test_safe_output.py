@@ -4,6 +4,9 @@ test_fuzz_cli.py)."""
 import gzip
 import json
 import os
+import signal
+import subprocess
+import sys
 import types
 
 import pytest
@@ -14,6 +17,7 @@ from dream_keras.data.readers import iter_chunks, iter_sequence_chunks
 from dream_keras.errors import DataFormatError, DreamKerasError
 from dream_keras.atomic_files import replacing_open
 from dream_keras.safe_output import check_output_path, write_json
+from tests.conftest import REPO
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -175,6 +179,37 @@ def test_threshold_follows_the_environment_and_verbosity():
     assert start_up_log_threshold(["prog"], {"TF_CPP_MIN_LOG_LEVEL": "0"}) == 0
     assert start_up_log_threshold(["prog", "--verbosity=1"], {}) == 0
     assert start_up_log_threshold(["prog", "-v", "1"], {}) == 0
+
+
+_FAKE_TENSORFLOW = """
+import os
+os.write(2, b"I0000 00:00:1.5 11 port.cc:153] oneDNN custom operations are on.\\n")
+os.write(2, b"{last}\\n")
+{end}
+"""
+
+
+@pytest.mark.parametrize("dies", [False, True])
+def test_the_quiet_import_filters_start_up_lines_and_keeps_a_fatal_one(tmp_path, dies):
+    """A stand-in `tensorflow` package logs like TensorFlow's start-up, then either imports
+    or aborts inside the import as a LOG(FATAL) does: the fatal line reaches stderr."""
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    last = ("F0000 00:00:1.5 11 cpu_feature_guard.cc:42] The TensorFlow library was compiled "
+            "to use AVX instructions, but these are not available on this machine."
+            if dies else "E0000 00:00:1.5 11 some.cc:7] an error worth showing")
+    end = "os.abort()" if dies else "class config:\n    list_physical_devices = list"
+    (fake / "__init__.py").write_text(_FAKE_TENSORFLOW.format(last=last, end=end))
+    code = ("import sys\nfrom dream_keras.cli.tensorflow_logging import "
+            "import_tensorflow_quietly\nimport_tensorflow_quietly()\n"
+            "sys.stderr.write('after the import\\n')\n")
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environment["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{REPO}"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=environment, timeout=60)
+    assert result.returncode == (-signal.SIGABRT if dies else 0), result.stderr
+    assert result.stderr.splitlines()[:2] == [last] + ([] if dies else ["after the import"])
+    assert "oneDNN" not in result.stderr
 
 
 def test_a_full_disk_while_writing_is_one_line_naming_the_file(tmp_path):

@@ -8,8 +8,7 @@ initialised, which is also why TF_CPP_MIN_LOG_LEVEL does not silence them. It is
 import of TensorFlow, not two initialisations.
 
 `import_tensorflow_quietly()` therefore imports TensorFlow with file descriptor 2 sent to
-a temporary file and then replays what was written, less the C++ log lines below the
-threshold: TF_CPP_MIN_LOG_LEVEL when the user set it (0 shows everything), else 2 (errors
+a pipe, and what was written is replayed, less the C++ log lines below the threshold: TF_CPP_MIN_LOG_LEVEL when the user set it (0 shows everything), else 2 (errors
 only; it is also exported, so TensorFlow's later C++ logging follows it). `--verbosity=1`
 (absl's own flag, `-v 1`) shows everything too. Python warnings and errors raised by the
 import are always replayed. The first device query runs inside too: it probes CUDA and,
@@ -23,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 
 _LEVEL_LETTERS = {"I": 0, "W": 1, "E": 2, "F": 3}
 _CPP_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
@@ -86,7 +84,13 @@ def filter_start_up_lines(text: str, threshold: int) -> str:
 
 
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow (once) with its start-up logging filtered as described above."""
+    """Import TensorFlow (once) with its start-up logging filtered as described above.
+
+    The import's file descriptor 2 is a pipe read by a forked process of this one, which
+    writes the filtered text to the real stderr when the pipe closes. An import that dies
+    inside C++ (a LOG(FATAL) abort: a CPU without the instructions TensorFlow was built
+    for, a broken CUDA library) closes the pipe too, so its fatal line still reaches the
+    user; a temporary file read back by this process would be lost with it."""
     if "tensorflow" in sys.modules:
         return
     threshold = start_up_log_threshold()
@@ -94,18 +98,35 @@ def import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401
         return
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), 2)
+    read_end, write_end = os.pipe()
+    drainer = os.fork()
+    if drainer == 0:  # the drain process: nothing here returns into the caller's code
         try:
-            import tensorflow
-
-            tensorflow.config.list_physical_devices()  # its CUDA probe logs too
+            os.close(write_end)
+            _drain(read_end, threshold)
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode("utf-8", "replace")
-            sys.stderr.write(filter_start_up_lines(text, threshold))
-            sys.stderr.flush()
+            os._exit(0)
+    os.close(read_end)
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # its CUDA probe logs too
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the drain process finishes
+        os.close(saved)
+        os.waitpid(drainer, 0)  # its lines come before anything this process writes next
+
+
+def _drain(read_end: int, threshold: int) -> None:
+    """Read the pipe to its end, then write the filtered text to stderr (fd 2)."""
+    chunks = []
+    while chunk := os.read(read_end, 1 << 16):
+        chunks.append(chunk)
+    text = filter_start_up_lines(b"".join(chunks).decode("utf-8", "replace"), threshold)
+    data = text.encode("utf-8")
+    while data:
+        data = data[os.write(2, data):]
