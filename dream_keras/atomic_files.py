@@ -5,7 +5,8 @@ The one place the package replaces files: run files (run.json, history.csv, mode
 backups, target_scaler.json) and every command output (predictions, evaluation files, the
 SavedModel export, through safe_output's rules). A process killed at any moment leaves
 the destination untouched (or complete) and, at worst, a temporary file or directory named
-`.partial-<pid>.<name>` that `remove_stale_partials` clears. The temporary name keeps the
+`.partial-<host>-<pid>.<name>`, which the next write of that destination removes (or
+`remove_stale_partials`, in a run directory). The temporary name keeps the
 destination's ending, so writers that insist on one (Keras: `.keras`, `.weights.h5`)
 accept it. A destination that is a symlink is written through (the target is replaced,
 the link kept), and a replaced file keeps its permissions. Standard library only, so
@@ -17,16 +18,26 @@ import contextlib
 import gzip
 import io
 import os
+import re
 import shutil
+import socket
 import stat
 
 PARTIAL_PREFIX = ".partial-"
 
 
+# A pid means something only on its own host: writers on several hosts (the workers of a
+# multi-worker run preparing one cache on a shared file system) never take each other's
+# temporary files for a dead process's.
+# (Letters, digits and dots only: the name splits unambiguously at the dash before the pid.)
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
 def partial_path(path) -> str:
-    """The temporary name this process writes `path` under (same directory)."""
+    """The temporary name this process writes `path` under (same directory):
+    `.partial-<host>-<pid>.<name>`."""
     directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f"{PARTIAL_PREFIX}{os.getpid()}.{name}")
+    return os.path.join(directory, f"{PARTIAL_PREFIX}{_HOST}-{os.getpid()}.{name}")
 
 
 def is_partial(name: str) -> bool:
@@ -115,15 +126,16 @@ def replacing_directory(path):
 
 
 def _remove_dead_partials_of(path) -> None:
-    """Remove `.partial-<pid>.<name>` files of `path` whose writer is dead (killed), so
-    a killed command's leftover does not stay beside its output for good; a live writer's
-    file is left alone."""
+    """Remove the temporary files of `path` whose writer, a process of this host, is dead
+    (killed), so a killed command's leftover does not stay beside its output for good; a
+    live writer's file, or another host's, is left alone. (Names without a host, written
+    by earlier releases, count as this host's.)"""
     directory, name = os.path.split(os.path.abspath(path))
-    suffix = "." + name
+    pattern = re.compile(re.escape(PARTIAL_PREFIX) + r"(?:([^-]+)-)?(\d+)\." + re.escape(name) + "$")
     for entry in os.listdir(directory):
-        pid = entry[len(PARTIAL_PREFIX):-len(suffix)] if (
-            entry.startswith(PARTIAL_PREFIX) and entry.endswith(suffix)) else ""
-        if pid.isdigit() and not process_alive(int(pid)):
+        match = pattern.match(entry)
+        if (match and match.group(1) in (None, _HOST)
+                and not process_alive(int(match.group(2)))):
             try:
                 os.remove(os.path.join(directory, entry))
             except (FileNotFoundError, IsADirectoryError, PermissionError):

@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from dream_keras import atomic_files
 from dream_keras.data import cache as cache_files
 from dream_keras.data.cache import inspect_cache, load_cache, prepare_cache
 from dream_keras.data.duplicates import conflicting_duplicates
@@ -146,7 +147,7 @@ def test_cache_path_equal_to_the_training_file_is_refused(source):
         resolve_cache(_config(source, str(source)), 110)
 
 
-def test_a_killed_preparation_leaves_nothing_in_the_way(source, tmp_path, caplog):
+def test_a_killed_preparation_leaves_nothing_in_the_way(source, tmp_path):
     output = tmp_path / "killed.h5"
     # Killed (SIGKILL) after its first chunk: the partial file stays, no cache appears.
     script = textwrap.dedent(f"""
@@ -161,23 +162,25 @@ def test_a_killed_preparation_leaves_nothing_in_the_way(source, tmp_path, caplog
         """)
     killed = subprocess.run([sys.executable, "-c", script], timeout=120)
     assert killed.returncode == -9
-    partials = [name for name in os.listdir(tmp_path) if name.startswith("killed.h5.partial-")]
+    partials = [name for name in os.listdir(tmp_path)
+                if atomic_files.is_partial(name) and name.endswith(".killed.h5")]
     assert len(partials) == 1 and not output.exists()
-    with caplog.at_level(logging.WARNING, logger="absl"):
-        prepare_cache(source, output)
-    assert "left by a killed cache preparation" in caplog.text
+    prepare_cache(source, output)
     assert not (tmp_path / partials[0]).exists()
     assert len(load_cache(output)) == REAL_TRAIN_ROWS
 
 
 def test_a_live_preparations_partial_file_is_left_alone(source, tmp_path):
-    live = tmp_path / f"out.h5.partial-{cache_files._HOST}-{os.getppid()}"  # alive
-    other_host = tmp_path / "out.h5.partial-elsewhere-1"
-    live.write_bytes(b"being written")
-    other_host.write_bytes(b"being written elsewhere")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid no live process has (until reused)
+    live = tmp_path / f".partial-{atomic_files._HOST}-{os.getppid()}.out.h5"
+    other_host = tmp_path / f".partial-elsewhere-{dead.pid}.out.h5"  # its pid is not ours
+    killed = tmp_path / f".partial-{atomic_files._HOST}-{dead.pid}.out.h5"
+    for path in (live, other_host, killed):
+        path.write_bytes(b"being written")
     prepare_cache(source, tmp_path / "out.h5")
-    assert live.read_bytes() == b"being written"
-    assert other_host.exists()
+    assert live.read_bytes() == b"being written" and other_host.exists()
+    assert not killed.exists()
 
 
 def _brute_force(codes, values):

@@ -12,8 +12,9 @@ training time, so one cache serves every recipe.
 
 Preparation streams the source in chunks of `chunk_rows` rows, so peak memory is bounded by
 the chunk size (about 1 KB per row of working memory: 200k rows ~ 200 MB), not the file.
-It writes `<cache>.partial-<host>-<pid>` and renames it at the end, so a cache that exists
-is complete; a killed preparation's partial file is removed by the next one.
+It writes a temporary file beside the cache and renames it at the end (atomic_files), so a
+cache that exists is complete; a killed preparation's temporary file is removed by the
+next one.
 `inspect_cache` tells a current cache from a missing, stale, damaged, unreadable or
 foreign one.
 """
@@ -22,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import re
-import socket
 import sys
 import threading
 import time
@@ -49,8 +48,6 @@ UNREADABLE = "unreadable"
 # (a lone `format_version` is a common name in other HDF5 files).
 _CACHE_ATTRS = ("format_version", "seq_len", "num_rows", "skipped_rows", "source_size",
                 "source_sha256", "package_version")
-# In partial file names: a pid is only meaningful on its own host.
-_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
 
 
 @dataclasses.dataclass
@@ -106,8 +103,9 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
                   overwrite: bool = False, show_progress: bool | None = None) -> dict:
     """Convert a `sequence<TAB>expression` text file into the HDF5 cache; returns its attrs.
 
-    Writes to `<output>.partial` and renames at the end, so an interrupted run never leaves
-    a cache that looks complete. Refuses to replace an existing file unless `overwrite`.
+    Writes a temporary file beside `output_path` and renames it at the end, so an
+    interrupted run never leaves a cache that looks complete. Refuses to replace an
+    existing file unless `overwrite`.
     """
     output_path = atomic_files.destination(output_path)  # through a symlink, link kept
     if os.path.exists(output_path) and not overwrite:
@@ -121,13 +119,13 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
     checksum = {}
     hasher = threading.Thread(target=lambda: checksum.update(sha=file_sha256(input_path)))
     hasher.start()
-    _remove_dead_partials(output_path)
-    # Per-process name: concurrent workers preparing the same cache never collide.
-    partial_path = f"{output_path}.partial-{_HOST}-{os.getpid()}"
     skipped = []
     progress = _ProgressLine(f"prepare {os.path.basename(input_path)}", show_progress)
+    # Per-process temporary name (atomic_files): concurrent workers preparing the same
+    # cache never collide, and each removes only dead writers' leftovers of its own host.
     try:
-        with h5py.File(partial_path, "w") as h5:
+        with atomic_files.replacing(output_path) as partial_path, \
+                h5py.File(partial_path, "w") as h5:
             datasets = _create_datasets(h5, seq_len)
             num_rows = 0
             for chunk in iter_chunks(input_path, chunk_rows=chunk_rows,
@@ -146,34 +144,13 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
                 "source_sha256": checksum["sha"], "package_version": __version__,
             }
             h5.attrs.update(attrs)
-        os.replace(partial_path, output_path)
     finally:
         progress.close()
         hasher.join()
-        if os.path.exists(partial_path):
-            os.remove(partial_path)
     if skipped:
         logging.warning("skipped %d bad rows of %s; first: %s", len(skipped), input_path,
                         skipped[0])
     return attrs
-
-
-def _remove_dead_partials(output_path) -> None:
-    """Remove partial files of `output_path` left by killed preparations on this host
-    (a live process's, or another host's, are left alone)."""
-    directory, name = os.path.split(os.path.abspath(output_path))
-    pattern = re.compile(re.escape(name) + r"\.partial-(?:(.+)-)?(\d+)$")
-    for entry in os.listdir(directory) if os.path.isdir(directory) else ():
-        match = pattern.match(entry)
-        if (not match or match.group(1) not in (None, _HOST)
-                or atomic_files.process_alive(int(match.group(2)))):
-            continue
-        logging.warning("removing %s, left by a killed cache preparation",
-                        os.path.join(directory, entry))
-        try:
-            os.remove(os.path.join(directory, entry))
-        except FileNotFoundError:
-            pass
 
 
 def _create_datasets(h5, seq_len):
