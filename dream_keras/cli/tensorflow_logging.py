@@ -94,12 +94,18 @@ def import_tensorflow_quietly() -> None:
     if "tensorflow" in sys.modules:
         return
     threshold = start_up_log_threshold()
-    if threshold <= 0:
+    if threshold <= 0 or not _stderr_is_open():
         import tensorflow  # noqa: F401
         return
     sys.stderr.flush()
-    read_end, write_end = os.pipe()
-    drainer = os.fork()
+    read_end, write_end = os.pipe()  # fd 2 is open, so neither end can take its number
+    try:
+        drainer = os.fork()
+    except OSError:  # no process to spare: import unfiltered rather than not at all
+        os.close(read_end)
+        os.close(write_end)
+        import tensorflow  # noqa: F401
+        return
     if drainer == 0:  # the drain process: nothing here returns into the caller's code
         try:
             os.close(write_end)
@@ -118,7 +124,21 @@ def import_tensorflow_quietly() -> None:
         sys.stderr.flush()
         os.dup2(saved, 2)  # closes the pipe's last write end: the drain process finishes
         os.close(saved)
-        os.waitpid(drainer, 0)  # its lines come before anything this process writes next
+        try:
+            os.waitpid(drainer, 0)  # its lines come before anything this process writes
+        except ChildProcessError:
+            pass  # SIGCHLD ignored: the kernel reaped it, after it had finished
+
+
+def _stderr_is_open() -> bool:
+    """Whether there is a stderr to filter into (`python 2>&-` has none)."""
+    if sys.stderr is None:
+        return False
+    try:
+        os.fstat(2)
+    except OSError:
+        return False
+    return True
 
 
 def _drain(read_end: int, threshold: int) -> None:
