@@ -102,6 +102,15 @@ def _acquire(path, output_dir) -> int:
     while True:
         try:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            # A previous owner that failed removed the (empty) directory it had created
+            # while this process waited on its lock file: create it again and go round.
+            try:
+                os.makedirs(output_dir, exist_ok=True)
+            except OSError as error:
+                raise RunDirectoryError(f"{output_dir}: cannot create the run directory "
+                                        f"({error.strerror})") from None
+            continue
         except OSError as error:
             raise RunDirectoryError(f"{output_dir}: cannot write to the run directory "
                                     f"({error.strerror})") from None

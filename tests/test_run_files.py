@@ -139,6 +139,28 @@ def test_a_failed_owner_removes_only_the_empty_directories_it_created(tmp_path):
     assert (tmp_path / "fine").is_dir()
 
 
+def test_a_waiter_whose_failed_owner_removed_the_directory_takes_it_over(tmp_path,
+                                                                          monkeypatch):
+    """B opens A's lock file; A's block fails (removing its lock and the directory it
+    created); B then finds the name gone and must own a recreated directory, not fail."""
+    run_dir = tmp_path / "run"
+    first = rundir.locked(run_dir)
+    first.__enter__()
+    real_open = os.open
+
+    def open_then_the_first_owner_fails(path, flags, mode=0o777):
+        descriptor = real_open(path, flags, mode)
+        if not getattr(first, "failed", False):
+            first.failed = True
+            assert first.__exit__(ValueError, ValueError("bad data"), None) is False
+            assert not run_dir.exists()
+        return descriptor
+
+    monkeypatch.setattr(rundir.os, "open", open_then_the_first_owner_fails)
+    with rundir.locked(run_dir):
+        assert (run_dir / rundir.LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
 def test_a_killed_owner_leaves_no_stale_lock(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
