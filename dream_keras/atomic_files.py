@@ -30,18 +30,31 @@ PARTIAL_PREFIX = ".partial-"
 # multi-worker run preparing one cache on a shared file system) never take each other's
 # temporary files for a dead process's.
 # (Letters, digits and dots only: the name splits unambiguously at the dash before the pid.)
-_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
 
 
 def partial_path(path) -> str:
     """The temporary name this process writes `path` under (same directory):
     `.partial-<host>-<pid>.<name>`."""
     directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f"{PARTIAL_PREFIX}{_HOST}-{os.getpid()}.{name}")
+    return os.path.join(directory, f"{PARTIAL_PREFIX}{HOST}-{os.getpid()}.{name}")
 
 
 def is_partial(name: str) -> bool:
     return name.startswith(PARTIAL_PREFIX)
+
+
+_PARTIAL_NAME = re.compile(re.escape(PARTIAL_PREFIX) + r"(?:([^-]+)-)?(\d+)\.(.+)$")
+
+
+def dead_writers_destination(name: str) -> str | None:
+    """For a temporary `name` whose writer, a process of this host, is dead (killed): the
+    name it was written for; otherwise (a live writer's, another host's, not a temporary)
+    None. Names without a host, written by earlier releases, count as this host's."""
+    match = _PARTIAL_NAME.match(name)
+    if match and match.group(1) in (None, HOST) and not process_alive(int(match.group(2))):
+        return match.group(3)
+    return None
 
 
 def destination(path) -> str:
@@ -106,6 +119,7 @@ def replacing_directory(path):
     """
     path = os.path.abspath(os.fspath(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    _clear_dead_directories_of(path)
     temporary = partial_path(path)
     shutil.rmtree(temporary, ignore_errors=True)  # a killed earlier attempt of this pid
     os.mkdir(temporary)
@@ -126,20 +140,37 @@ def replacing_directory(path):
 
 
 def _remove_dead_partials_of(path) -> None:
-    """Remove the temporary files of `path` whose writer, a process of this host, is dead
-    (killed), so a killed command's leftover does not stay beside its output for good; a
-    live writer's file, or another host's, is left alone. (Names without a host, written
-    by earlier releases, count as this host's.)"""
+    """Remove the temporary files of `path` left by dead writers (dead_writers_destination),
+    so a killed command's leftover does not stay beside its output for good."""
     directory, name = os.path.split(os.path.abspath(path))
-    pattern = re.compile(re.escape(PARTIAL_PREFIX) + r"(?:([^-]+)-)?(\d+)\." + re.escape(name) + "$")
     for entry in os.listdir(directory):
-        match = pattern.match(entry)
-        if (match and match.group(1) in (None, _HOST)
-                and not process_alive(int(match.group(2)))):
+        if dead_writers_destination(entry) == name:
             try:
                 os.remove(os.path.join(directory, entry))
             except (FileNotFoundError, IsADirectoryError, PermissionError):
                 pass
+
+
+def _clear_dead_directories_of(path) -> None:
+    """`replacing_directory`'s leftovers of dead writers: a writer killed between its two
+    renames left the previous directory aside as `<temporary>.old` and none at `path`, so
+    that one is put back; the rest (half-written new directories) are removed."""
+    directory, name = os.path.split(path)
+    leftovers = sorted(os.path.join(directory, entry) for entry in os.listdir(directory)
+                       if dead_writers_destination(entry) in (name, name + ".old"))
+    for leftover in leftovers:
+        if leftover.endswith(".old") and not os.path.lexists(path):
+            os.replace(leftover, path)
+    for leftover in leftovers:
+        _remove_tree_or_file(leftover)
+
+
+def _remove_tree_or_file(path) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.remove(path)
 
 
 def process_alive(pid: int) -> bool:
@@ -154,16 +185,15 @@ def process_alive(pid: int) -> bool:
 
 
 def remove_stale_partials(directory) -> list[str]:
-    """Remove the temporary files killed writers left in `directory`; their names.
-
-    Call it only while owning the directory (run-directory lock): any partial file then
-    belongs to a process that died."""
+    """Remove the temporary files and directories that dead writers left in `directory`
+    (dead_writers_destination); their names. A live process's, such as another worker's
+    cache being prepared in a run directory on a shared file system, are left alone."""
     removed = []
     if not os.path.isdir(directory):
         return removed
     for name in sorted(os.listdir(directory)):
-        if is_partial(name) and os.path.isfile(os.path.join(directory, name)):
-            os.remove(os.path.join(directory, name))
+        if dead_writers_destination(name) is not None:
+            _remove_tree_or_file(os.path.join(directory, name))
             removed.append(name)
     return removed
 

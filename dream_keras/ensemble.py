@@ -28,9 +28,11 @@ import keras
 import numpy as np
 from absl import logging
 
+from dream_keras import atomic_files
 from dream_keras import run_directory as rundir
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError, OutputExistsError, RunDirectoryError
+from dream_keras.file_errors import writing
 from dream_keras.strand_layers import ReverseComplementWindow
 from dream_keras.teachers import changed_teachers, model_teacher_checksums
 from dream_keras.training_config import MAX_SEED
@@ -166,15 +168,16 @@ def write_ensemble(runs: list, output_dir, *, both_strands: bool = False,
     check_same_training_data(run_dirs, records, scalers)
     model, scaler = ensemble_model([model for model, _ in loaded], scalers,
                                    both_strands=both_strands)
-    os.makedirs(output_dir, exist_ok=True)
-    partial = os.path.join(output_dir, f".partial-{os.getpid()}.{rundir.MODEL_FILE}")
-    model.save(partial)  # moved into place only once complete
-    # The old model goes first and the new one comes last: a kill (or a full disk) in
+    # Saved under a temporary name, moved into place only once complete (atomic_files);
+    # the old model goes first and the new one comes last: a kill (or a full disk) in
     # between leaves no model.keras, never a new model beside the old scaler.
-    if os.path.lexists(model_path):
-        os.remove(model_path)
-    scaler.save(os.path.join(output_dir, rundir.SCALER_FILE))
-    os.replace(partial, model_path)
+    scaler_path = os.path.join(output_dir, rundir.SCALER_FILE)
+    with writing(model_path), atomic_files.replacing(model_path) as partial:
+        model.save(partial)
+        if os.path.lexists(model_path):
+            os.remove(model_path)
+        with writing(scaler_path):
+            scaler.save(scaler_path)
     record = {
         "status": "completed", "both_strands": both_strands,
         "members": [_member_summary(run, record) for run, record in zip(run_dirs, records)],

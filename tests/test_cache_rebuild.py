@@ -173,14 +173,15 @@ def test_a_killed_preparation_leaves_nothing_in_the_way(source, tmp_path):
 def test_a_live_preparations_partial_file_is_left_alone(source, tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid no live process has (until reused)
-    live = tmp_path / f".partial-{atomic_files._HOST}-{os.getppid()}.out.h5"
+    live = tmp_path / f".partial-{atomic_files.HOST}-{os.getppid()}.out.h5"
     other_host = tmp_path / f".partial-elsewhere-{dead.pid}.out.h5"  # its pid is not ours
-    killed = tmp_path / f".partial-{atomic_files._HOST}-{dead.pid}.out.h5"
-    for path in (live, other_host, killed):
+    killed = tmp_path / f".partial-{atomic_files.HOST}-{dead.pid}.out.h5"
+    killed_by_0_1 = tmp_path / f"out.h5.partial-{atomic_files.HOST}-{dead.pid}"  # old name
+    for path in (live, other_host, killed, killed_by_0_1):
         path.write_bytes(b"being written")
     prepare_cache(source, tmp_path / "out.h5")
     assert live.read_bytes() == b"being written" and other_host.exists()
-    assert not killed.exists()
+    assert not killed.exists() and not killed_by_0_1.exists()
 
 
 def _brute_force(codes, values):

@@ -4,6 +4,7 @@ imported the package, predict.py / evaluate.py / --export, refusals, and the
 dream-ensemble command killed and resumed."""
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -213,6 +214,7 @@ def test_a_failed_rewrite_leaves_no_model_beside_an_old_scaler(tmp_path, members
     """The old model.keras goes before the new scaler is written, the new model last."""
     from dream_keras.data.splits import TargetScaler
     from dream_keras.ensemble import write_ensemble
+    from dream_keras.file_errors import FileAccessError
 
     write_ensemble(members[:2], tmp_path / "ens")
 
@@ -220,9 +222,12 @@ def test_a_failed_rewrite_leaves_no_model_beside_an_old_scaler(tmp_path, members
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(TargetScaler, "save", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(FileAccessError) as refused:  # one line naming the file
         write_ensemble(members[2:], tmp_path / "ens", overwrite=True)
+    assert str(refused.value).startswith(f"{tmp_path / 'ens' / 'target_scaler.json'}: ")
     assert not (tmp_path / "ens" / "model.keras").exists()
+    # ... and no temporary model is left behind.
+    assert sorted(os.listdir(tmp_path / "ens")) == ["ensemble.json", "target_scaler.json"]
 
 
 def test_the_ensemble_command_refuses_seeds_out_of_range_and_changed_teachers(

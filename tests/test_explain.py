@@ -267,3 +267,40 @@ def test_overwrite_reads_the_input_first_and_replaces_only_its_own_outputs(tmp_p
     assert not any((out / name).exists() for name in ours)
     assert all((out / name).read_text() == "old" for name in theirs)
     assert sorted(os.listdir(out)) == ["attributions.h5", "logos", "modisco", "notes.txt"]
+
+
+def test_a_diverged_model_is_refused_and_a_killed_explains_leftovers_are_cleared(tmp_path,
+                                                                                   run):
+    """NaN attributions or predictions are refused before anything is written; short
+    sequences (ISM is NaN by design where the window holds N) are explained; a killed
+    explain's temporary files neither block the next one nor stay."""
+    import subprocess
+    import sys
+
+    import keras
+
+    from dream_keras import atomic_files
+    from dream_keras.errors import DataFormatError
+    from dream_keras.explain.files import explain_file
+
+    _, model, scaler = run
+    (tmp_path / "in.txt").write_text("ACGTACGTAC\nTTTTGGGACA\n")  # short: N-padded windows
+    out = tmp_path / "explained"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid no live process has (until reused)
+    leftover = out / f".partial-{atomic_files.HOST}-{dead.pid}.attributions.h5"
+    leftover.write_text("half")
+    options = dict(methods=("ism", "gradient_x_input"), jit_compile=False)
+    written = explain_file(model, scaler, tmp_path / "in.txt", out, **options)
+    assert written["rows"] == 2 and not leftover.exists()
+    assert sorted(os.listdir(out)) == ["attributions.h5", "attributions.tsv"]
+
+    diverged = keras.models.clone_model(model)
+    diverged.set_weights(model.get_weights())
+    kernel, bias = diverged.get_layer("expression").get_weights()
+    diverged.get_layer("expression").set_weights([kernel, np.full_like(bias, np.nan)])
+    with pytest.raises(DataFormatError, match=r"in\.txt: the model's .* for sequence 0 "
+                                              r"\(0-based\) is not a finite number"):
+        explain_file(diverged, scaler, tmp_path / "in.txt", tmp_path / "nan", **options)
+    assert not (tmp_path / "nan").exists()

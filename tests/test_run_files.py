@@ -30,12 +30,21 @@ def test_replacing_keeps_the_old_file_when_writing_fails(tmp_path):
     assert target.read_text() == "new" and os.listdir(tmp_path) == ["run.json"]
 
 
-def test_partial_names_keep_the_ending_and_are_cleared(tmp_path):
-    assert atomic_files.partial_path(tmp_path / "model.keras").endswith(".model.keras")
-    (tmp_path / ".partial-99.history.csv").write_text("epoch,lo")
-    (tmp_path / "history.csv").write_text("epoch\n")
-    assert atomic_files.remove_stale_partials(tmp_path) == [".partial-99.history.csv"]
-    assert os.listdir(tmp_path) == ["history.csv"]
+def test_partial_names_keep_the_ending_and_only_dead_writers_are_cleared(tmp_path):
+    assert atomic_files.partial_path(tmp_path / "model.keras").endswith(
+        f".partial-{atomic_files.HOST}-{os.getpid()}.model.keras")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid no live process has (until reused)
+    host = atomic_files.HOST
+    killed = [f".partial-{host}-{dead.pid}.history.csv", f".partial-{dead.pid}.run.json",
+              f".partial-{host}-{dead.pid}.backup"]  # the last a directory
+    kept = [f".partial-{host}-{os.getpid()}.model.keras",  # a live writer's
+            f".partial-elsewhere-{dead.pid}.cache.h5", "history.csv"]  # another host's
+    for name in killed + kept:
+        (tmp_path / name).write_text("half") if name != killed[2] else \
+            (tmp_path / name).mkdir()
+    assert atomic_files.remove_stale_partials(tmp_path) == sorted(killed)
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)
 
 
 def _rows(count):

@@ -4,6 +4,7 @@ test_fuzz_cli.py)."""
 import gzip
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from dream_keras.artefacts import check_model, scaler_values
 from dream_keras.cli.tensorflow_logging import filter_start_up_lines, start_up_log_threshold
 from dream_keras.data.readers import iter_chunks, iter_sequence_chunks
 from dream_keras.errors import DataFormatError, DreamKerasError
+from dream_keras import atomic_files
 from dream_keras.atomic_files import replacing_open
 from dream_keras.safe_output import check_output_path, write_json
 from tests.conftest import REPO
@@ -148,7 +150,6 @@ def test_a_symlinked_cache_output_is_written_through_and_dead_partials_go(tmp_pa
     import subprocess
     import sys
 
-    from dream_keras import atomic_files
     from dream_keras.data.cache import load_cache, prepare_cache
 
     source = tmp_path / "rows.txt"
@@ -213,6 +214,25 @@ def test_the_quiet_import_filters_start_up_lines_and_keeps_a_fatal_one(tmp_path,
     assert result.returncode == (-signal.SIGABRT if dies else 0), result.stderr
     assert result.stderr.splitlines()[:2] == [last] + ([] if dies else ["after the import"])
     assert "oneDNN" not in result.stderr
+
+
+def test_a_directory_writer_killed_between_its_renames_gets_the_old_directory_back(
+        tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid no live process has (until reused)
+    aside = tmp_path / f".partial-{atomic_files.HOST}-{dead.pid}.export"
+    (aside / "half").mkdir(parents=True)  # the killed writer's new directory
+    (tmp_path / (aside.name + ".old")).mkdir()  # the previous export, set aside
+    (tmp_path / (aside.name + ".old") / "saved_model.pb").write_text("previous")
+    with pytest.raises(RuntimeError):  # the next write fails too: the old one is back
+        with atomic_files.replacing_directory(tmp_path / "export"):
+            raise RuntimeError("failed")
+    assert os.listdir(tmp_path) == ["export"]
+    assert (tmp_path / "export" / "saved_model.pb").read_text() == "previous"
+    with atomic_files.replacing_directory(tmp_path / "export") as temporary:
+        (pathlib.Path(temporary) / "saved_model.pb").write_text("new")
+    assert os.listdir(tmp_path) == ["export"]
+    assert (tmp_path / "export" / "saved_model.pb").read_text() == "new"
 
 
 def test_a_full_disk_while_writing_is_one_line_naming_the_file(tmp_path):

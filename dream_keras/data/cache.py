@@ -121,6 +121,7 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
     hasher.start()
     skipped = []
     progress = _ProgressLine(f"prepare {os.path.basename(input_path)}", show_progress)
+    _remove_legacy_partials(output_path)
     # Per-process temporary name (atomic_files): concurrent workers preparing the same
     # cache never collide, and each removes only dead writers' leftovers of its own host.
     try:
@@ -151,6 +152,20 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
         logging.warning("skipped %d bad rows of %s; first: %s", len(skipped), input_path,
                         skipped[0])
     return attrs
+
+
+def _remove_legacy_partials(output_path) -> None:
+    """Release 0.1.0 named a preparation's temporary file `<cache>.partial-<host>-<pid>`
+    (as large as the cache): remove those a killed preparation of this host left."""
+    directory, name = os.path.split(os.path.abspath(output_path))
+    prefix = f"{name}.partial-{atomic_files.HOST}-"
+    for entry in os.listdir(directory):
+        pid = entry[len(prefix):] if entry.startswith(prefix) else ""
+        if pid.isdigit() and not atomic_files.process_alive(int(pid)):
+            try:
+                os.remove(os.path.join(directory, entry))
+            except OSError:
+                pass
 
 
 def _create_datasets(h5, seq_len):

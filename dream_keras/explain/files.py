@@ -17,8 +17,9 @@ import h5py
 import numpy as np
 from absl import logging
 
+from dream_keras import atomic_files
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_sequence_chunks
-from dream_keras.data.sequences import InvalidSequenceError
+from dream_keras.data.sequences import N_CODE, InvalidSequenceError
 from dream_keras.errors import OutputExistsError
 from dream_keras.file_errors import check_input_file
 from dream_keras.explain import core, gradients, logos, motifs
@@ -37,10 +38,13 @@ TSV_COLUMNS = ("row", "position", "sequence_position", "base", "ism_A", "ism_C",
 
 
 def check_output_dir(output_dir, overwrite: bool) -> None:
-    """Refuse early (before loading a model) to mix outputs into a non-empty directory."""
+    """Refuse early (before loading a model) to mix outputs into a non-empty directory
+    (a killed explain's temporary files do not count: the next one removes them)."""
     if os.path.isfile(output_dir):
         raise OutputExistsError(f"{output_dir}: is a file, not an output directory")
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+    if os.path.isdir(output_dir) and not overwrite and [
+            name for name in os.listdir(output_dir)
+            if atomic_files.dead_writers_destination(name) is None]:
         raise OutputExistsError(f"{output_dir}: output directory is not empty; pass "
                                 "--overwrite to replace its explain outputs")
 
@@ -124,10 +128,12 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
     check_output_dir(output_dir, overwrite)
     created = not os.path.isdir(output_dir)
     os.makedirs(output_dir, exist_ok=True)
+    atomic_files.remove_stale_partials(output_dir)  # a killed explain's
     seq_len = model_seq_len(model)
     h5_path, tsv_path = (os.path.join(output_dir, name) for name in (H5_FILE, TSV_FILE))
-    partial = {path: path + f".partial-{os.getpid()}" for path in (h5_path, tsv_path)}
-    logo_dir = os.path.join(output_dir, f"{LOGO_DIR}.partial-{os.getpid()}")
+    # Written under temporary names (atomic_files' scheme) and renamed at the end.
+    partial = {path: atomic_files.partial_path(path) for path in (h5_path, tsv_path)}
+    logo_dir = atomic_files.partial_path(os.path.join(output_dir, LOGO_DIR))
     wanted = None if logo_rows == "all" else set(int(row) for row in logo_rows)
     drawn, rows = [], 0
     writer = _H5Writer(partial[h5_path], {
@@ -150,6 +156,7 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
             arrays = core.explain_encoded(model, scaler, codes, reverse_codes, lengths,
                                           methods=methods, steps=steps, baseline=baseline,
                                           batch_size=batch_size, jit_compile=jit_compile)
+            _refuse_non_finite(arrays, input_path, rows)
             writer.append({"sequence": np.array(sequences, dtype=object),
                            "line": np.asarray(line_numbers, np.int64), **arrays})
             if tsv:
@@ -183,6 +190,29 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
         logging.warning("no logo for rows %s: the input has %d rows", missing[:10], rows)
     return {"rows": rows, "h5": h5_path, "tsv": tsv_path if write_tsv else None,
             "logos": drawn}
+
+
+# The arrays that hold what the model computed (a diverged model gives NaN in them).
+_MODEL_ARRAYS = ("prediction", "ism", "gradient", "gradient_x_input", "integrated_gradients",
+                 "baseline_prediction")
+
+
+def _refuse_non_finite(arrays: dict, input_path, first_row: int) -> None:
+    """Refuse (before anything is written) a NaN or infinity in what the model computed:
+    attributions of a diverged model mean nothing, as its predictions do (predict.py and
+    evaluate.py refuse them too)."""
+    for name in _MODEL_ARRAYS:
+        if name not in arrays:
+            continue
+        values = np.asarray(arrays[name], np.float64)
+        if name == "ism":  # NaN by design where the window holds N (nothing to mutate)
+            values = np.where((np.asarray(arrays["codes"]) == N_CODE)[..., None], 0.0, values)
+        finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        if not finite.all():
+            row = first_row + int(np.flatnonzero(~finite)[0])
+            raise DataFormatError(input_path, None, f"the model's {name} for sequence {row} "
+                                  "(0-based) is not a finite number (its weights diverged "
+                                  "or overflow); nothing was written")
 
 
 def _remove_stale_outputs(output_dir, write_tsv: bool) -> None:
