@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 
 import keras
@@ -209,8 +210,11 @@ def read_record(output_dir) -> dict | None:
 
 
 def _claim(output_dir, identity: dict, overwrite: bool) -> None:
-    """Make `output_dir` ready for an ensemble with this identity (resuming an unfinished
-    one); refuse anything else unless overwrite, which removes only ensemble outputs."""
+    """Check that `output_dir` may take an ensemble with this identity (empty, or an
+    unfinished one to resume); refuse anything else unless overwrite. Reads only: with
+    overwrite, each member's previous outputs go once its own run has passed its checks
+    (train's --overwrite), the ensemble file is replaced at the end, and members of the
+    old ensemble that the new one does not have are removed once the new ones trained."""
     os.makedirs(output_dir, exist_ok=True)
     if not os.listdir(output_dir):
         return
@@ -225,12 +229,16 @@ def _claim(output_dir, identity: dict, overwrite: bool) -> None:
         raise RunDirectoryError(f"{output_dir} is not empty and is not an unfinished "
                                 "ensemble of this configuration; choose another "
                                 "--output_dir or pass --overwrite to replace its outputs")
-    for name in ENSEMBLE_OUTPUTS:
-        path = os.path.join(output_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+
+
+def _remove_other_members(output_dir, seeds) -> None:
+    """Remove members/seed_K run directories of seeds not in `seeds` (an overwritten
+    ensemble's); anything else under members/ is kept."""
+    members = os.path.join(output_dir, MEMBERS_DIR)
+    keep = {f"seed_{seed}" for seed in seeds}
+    for name in os.listdir(members) if os.path.isdir(members) else ():
+        if re.fullmatch(r"seed_\d+", name) and name not in keep:
+            shutil.rmtree(os.path.join(members, name))
 
 
 def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
@@ -261,9 +269,12 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
     run_dirs = []
     for seed in seeds:
         run_dir = member_dir(output_dir, seed)
-        member = dataclasses.replace(config, output_dir=run_dir, seed=seed, overwrite=False)
+        # With --overwrite every member trains again, replacing its previous outputs only
+        # once its run has passed its checks (a refused start leaves them as they were).
+        member = dataclasses.replace(config, output_dir=run_dir, seed=seed)
         previous = rundir.read_run_record(run_dir)
-        if (previous and previous.get("identity") == member.run_identity()
+        if (not config.overwrite and previous
+                and previous.get("identity") == member.run_identity()
                 and previous.get("status") in FINISHED):
             change = changed_teachers(previous.get("teachers") or [], teachers)
             if change:
@@ -279,5 +290,7 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
             train(member)
         run_dirs.append(run_dir)
     keras.backend.clear_session()
+    if config.overwrite:
+        _remove_other_members(output_dir, seeds)
     return write_ensemble(run_dirs, output_dir, both_strands=both_strands, overwrite=True,
                           extra={"identity": identity, "seeds": seeds})

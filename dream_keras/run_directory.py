@@ -181,10 +181,13 @@ def write_run_record(output_dir, record: dict) -> None:
 
 
 def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
-    """Make `output_dir` ready for a run with this identity; True when resuming one.
+    """Decide what a run with this identity does with `output_dir`; True when resuming.
 
     Raises RunDirectoryError for a non-empty directory that is not an unfinished run of
-    the same configuration (unless overwrite), or for a run that already finished.
+    the same configuration (unless overwrite), or for a run that already finished. Reads
+    only: with `overwrite`, the previous run's outputs are removed by
+    `remove_run_outputs`, which the run calls once its settings, data and teachers have
+    passed every check, so a refused start leaves the previous run as it was.
     """
     os.makedirs(output_dir, exist_ok=True)
     if not [name for name in os.listdir(output_dir) if not _ours_to_ignore(name)]:
@@ -202,7 +205,12 @@ def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
             f"{output_dir} is not empty and is not a resumable run of this configuration"
             f"{_differences(record, identity)}; choose another --output_dir or pass "
             "--overwrite to replace its run outputs")
-    # run.json first: a kill part-way leaves no record that would resume what remains.
+    return False
+
+
+def remove_run_outputs(output_dir) -> None:
+    """Remove a previous run's outputs (--overwrite), run.json first: a kill part-way
+    leaves no record that would resume what remains."""
     for name in (RUN_FILE, *(name for name in RUN_OUTPUTS if name != RUN_FILE)):
         path = os.path.join(output_dir, name)
         if os.path.isdir(path):
@@ -210,7 +218,6 @@ def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
         elif os.path.exists(path):
             os.remove(path)
     atomic_files.remove_stale_partials(output_dir)
-    return False
 
 
 def check_same_data(output_dir, data: dict, scaler) -> None:

@@ -139,8 +139,10 @@ def train(config: TrainingConfig, extra_callbacks=()) -> dict:
 def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
                              extra_callbacks: list) -> dict:
     identity = config.run_identity()
+    # Workers never write the run directory; they resume from the chief's backup, unless
+    # the run starts afresh (--overwrite), as the chief does.
     resuming = (rundir.claim_output_dir(config.output_dir, identity, config.overwrite)
-                if chief else True)
+                if chief else not config.overwrite)
     _seed_everything(config.seed)
     model_config = {**MODEL_DEFAULTS, **config.model}
     rows = load_training_rows(config, model_config["seq_len"])
@@ -180,6 +182,9 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
         record.update({key: prior[key] for key in ("teachers", "design") if key in prior})
     record.update(inputs_summary)
     if chief:
+        # Every check has passed: only now does --overwrite remove the previous run.
+        if config.overwrite:
+            rundir.remove_run_outputs(config.output_dir)
         rundir.clear_partials(config.output_dir)
         # run.json first: a run killed before the scaler is written is still resumable.
         rundir.write_run_record(config.output_dir, record)

@@ -261,6 +261,37 @@ def test_the_ensemble_command_refuses_seeds_out_of_range_and_changed_teachers(
         train_ensemble(config, 2)
 
 
+def test_a_refused_overwrite_leaves_the_previous_ensemble_and_its_members(tmp_path,
+                                                                           small_cache):
+    """--overwrite replaces a member only once its run has passed its checks: contradictory
+    settings leave the previous ensemble's model, scaler and members as they were."""
+    from dream_keras.ensemble import train_ensemble
+    from dream_keras.errors import ConfigurationError
+    from dream_keras.training_config import TrainingConfig
+
+    ensemble = tmp_path / "ens"
+    previous = {"model.keras": "the old ensemble", "target_scaler.json": "{}",
+                "members/seed_0/model.keras": "member 0", "members/seed_0/run.json": "{}",
+                "members/seed_7/model.keras": "member 7"}
+    for name, text in previous.items():
+        (ensemble / name).parent.mkdir(parents=True, exist_ok=True)
+        (ensemble / name).write_text(text)
+    config = TrainingConfig(train_data=str(small_cache), output_dir=str(ensemble),
+                            teacher="ridge", pretrain_epochs=0, batch_size=32, overwrite=True)
+    with pytest.raises(ConfigurationError, match="--teacher and --pretrain_epochs go"):
+        train_ensemble(config, 2)
+    assert all((ensemble / name).read_text() == text for name, text in previous.items())
+    # A start that passes replaces them: its member (seed 0) trained anew, seed 7 gone.
+    config = TrainingConfig(train_data=str(small_cache), output_dir=str(ensemble),
+                            batch_size=32, epochs=1, steps_per_epoch=2, jit_compile=False,
+                            model=dict(SMALL_MODEL), overwrite=True)
+    record = train_ensemble(config, 1)
+    assert [member["seed"] for member in record["members"]] == [0]
+    assert os.listdir(ensemble / "members") == ["seed_0"]
+    assert json.loads((ensemble / "members" / "seed_0" / "run.json").read_text())[
+        "status"] == "completed"
+
+
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory):
     return synthetic_cache(tmp_path_factory, 320)

@@ -6,6 +6,7 @@ the process at a chosen point (a batch, validation, the end of an epoch, or the 
 a named file's write). Tiny runs: the narrow model, 2 steps per epoch, 3 epochs, a
 learning-rate schedule and weight averaging (both must carry over a kill).
 """
+import dataclasses
 import io
 import json
 import os
@@ -233,3 +234,15 @@ def test_one_owner_and_resume_only_on_the_same_data(tmp_path, small_cache,  # no
     assert train(_config(data, run_dir))["status"] == "completed"
     assert history(run_dir) == history(reference)
     assert ".dream_keras.lock" not in os.listdir(run_dir)  # removed by its last owner
+
+    # --overwrite removes the finished run only once the new start has passed its checks:
+    # a refused one (contradictory settings, a bad row) leaves it as it was.
+    from dream_keras.errors import ConfigurationError, DataFormatError
+
+    before = _snapshot(run_dir)
+    with pytest.raises(ConfigurationError, match="--teacher and --pretrain_epochs go"):
+        train(dataclasses.replace(_config(data, run_dir), overwrite=True, teacher="ridge"))
+    (tmp_path / "bad.txt").write_text("ACGTACGT\t1.5\nACGXACGT\t2.5\n")
+    with pytest.raises(DataFormatError, match=r"bad\.txt:2: "):
+        train(dataclasses.replace(_config(tmp_path / "bad.txt", run_dir), overwrite=True))
+    assert _snapshot(run_dir) == before
