@@ -18,7 +18,7 @@ would come back exchanged on resume), and it swaps by addition and subtraction, 
 rounds. Here the swap is an exact copy, and it happens in validation
 (`AveragedWeightsForValidation`), around the epoch-end callbacks that save the model
 (`AveragedWeightsIn` before the best-model checkpoint, `AveragedWeightsOut` before the
-backup), at the end of every `fit` (`AveragedWeightsOut` puts the raw weights back after
+backup), at the end of every `fit` (`RawWeightsAfterFit` puts the raw weights back after
 Keras copies the averages in) and around the final save (`averages_in`). BatchNorm moving statistics are not trainable weights: they are not averaged.
 """
 from __future__ import annotations
@@ -58,6 +58,17 @@ def _averages(optimizer) -> list:
     if not averages:
         raise ValueError("the optimizer holds no moving averages (not built, or use_ema off)")
     return averages
+
+
+def restart_averages(model) -> None:
+    """Set the optimizer's averages to the model's trainable weights, as Keras' first
+    step does. For a rollback to before the first step: its averages were Keras' zero
+    placeholders, and since the step counter is not rolled back, the next step would
+    average from zero instead of copying the weights."""
+    optimizer = averaging_optimizer(model.optimizer)
+    if getattr(optimizer, "use_ema", False):
+        for variable, average in zip(model.trainable_variables, _averages(optimizer)):
+            average.assign(variable)
 
 
 class _Swap:
@@ -131,19 +142,29 @@ class AveragedWeightsIn(keras.callbacks.Callback):
 
 
 class AveragedWeightsOut(keras.callbacks.Callback):
-    """At the end of an epoch, puts the raw weights back (before the backup saves
-    the training state, so a resumed run continues from the raw weights); and again when
-    `fit` ends, which in Keras ends by copying the averages into the model
-    (`finalize_variable_values`): the next phase's `fit` then continues from the raw
-    weights, as a run resumed from the backup at that phase boundary does."""
+    """At the end of an epoch, puts the raw weights back (before the backup saves the
+    training state, so a resumed run continues from the raw weights)."""
 
     def __init__(self, swap: _Swap):
         super().__init__()
         self._swap = swap
-        self._raw = None
 
     def on_epoch_end(self, epoch, logs=None):
         self._swap.raw_in(self.model)
+
+
+class RawWeightsAfterFit(keras.callbacks.Callback):
+    """Keras ends `fit` by copying the averages into the model (`finalize_variable_values`);
+    this puts back the raw weights of the last epoch's end, as the epoch backup holds them
+    (taken after every other epoch-end callback, an exploded epoch's rollback included),
+    so the next phase's `fit` continues from them, as a run resumed from the backup at that
+    phase boundary does."""
+
+    def __init__(self):
+        super().__init__()
+        self._raw = None
+
+    def on_epoch_end(self, epoch, logs=None):
         self._raw = [ops.convert_to_numpy(v) for v in self.model.trainable_variables]
 
     def on_train_end(self, logs=None):
@@ -153,12 +174,14 @@ class AveragedWeightsOut(keras.callbacks.Callback):
             self._raw = None
 
 
-def averaged_weight_callbacks(momentum: float) -> tuple[list, list]:
-    """(first, before_backup) callback lists for fit, both empty when momentum is 0.
+def averaged_weight_callbacks(momentum: float) -> tuple[list, list, list]:
+    """(first, raw_back, last) callback lists for fit, all empty when momentum is 0.
     `first` (validation on the averages; averages into the model at the end of an epoch)
-    goes before the callbacks that save the model; `before_backup` (raw weights back) after
-    them and before the epoch backup."""
+    goes before the callbacks that save the model; `raw_back` (raw weights back) after
+    them; `last` (the raw weights kept past the end of fit) after every other epoch-end
+    callback but the backup."""
     if not ema_enabled(momentum):
-        return [], []
+        return [], [], []
     swap = _Swap()
-    return [AveragedWeightsForValidation(swap), AveragedWeightsIn(swap)], [AveragedWeightsOut(swap)]
+    return ([AveragedWeightsForValidation(swap), AveragedWeightsIn(swap)],
+            [AveragedWeightsOut(swap)], [RawWeightsAfterFit()])

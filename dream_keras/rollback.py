@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from absl import logging
 
+from dream_keras import averaging
 from dream_keras.callbacks import exploded
 from dream_keras.errors import ConfigurationError
 
@@ -61,6 +62,7 @@ class ExplodedEpochRollback(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = [keras.ops.convert_to_numpy(v) for v in self._restorable()]
+        self.start_step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -68,6 +70,8 @@ class ExplodedEpochRollback(keras.callbacks.Callback):
         if rolled_back:
             for variable, value in zip(self._restorable(), self.start):
                 variable.assign(value)
+            if self.start_step == 0:  # the step counter runs on: averages must be real
+                averaging.restart_averages(self.model)
             self.rollbacks += 1
             optimizer = self.model.optimizer
             # (a MirroredVariable under a replicated strategy: read through NumPy)

@@ -78,8 +78,8 @@ class _RunCallbacks:
                                   if self.chief else None)
         # Weight averaging: validation and the epoch-end saves see the averaged weights;
         # the raw ones are back before the backup (dream_keras.averaging).
-        averages_in, raw_weights_back = averaging.averaged_weight_callbacks(
-            config.ema_momentum)
+        averages_in, raw_weights_back, self.raw_after_fit = \
+            averaging.averaged_weight_callbacks(config.ema_momentum)
         # A non-finite loss ends the run (status stopped_on_nan), unless exploded epochs
         # are rolled back: then the epoch runs to its end (so the data stream, and a
         # resumed run, stay on epoch boundaries), its NaN validation loss undoes it, and
@@ -112,7 +112,7 @@ class _RunCallbacks:
         # recorded it; the phase's rate is set after the backup's restore.
         rollback = [self.rollback] if self.rollback else []
         scale = self.rollback.rate_scale if self.rollback else 1.0
-        return (callbacks + self.saving + rollback + [self.backup]
+        return (callbacks + self.saving + rollback + self.raw_after_fit + [self.backup]
                 + ([PhaseLearningRate(phase.learning_rate * scale)] if in_phases else []))
 
 
@@ -352,7 +352,7 @@ def _outcome(config: TrainingConfig, model: keras.Model) -> dict:
     if best is None:
         logging.warning("no epoch had a finite val_pearson and a validation loss below "
                         "%g; model.keras is the last model", EXPLODED_VALIDATION_LOSS)
-        # The model holds the raw weights here (averaging.AveragedWeightsOut undoes
+        # The model holds the raw weights here (averaging.RawWeightsAfterFit undoes
         # Keras' finalize_variable_values): saved averaged, as every model.keras.
         with averaging.averages_in(model, config.ema_momentum):
             save_model(model, os.path.join(config.output_dir, rundir.MODEL_FILE))
