@@ -91,13 +91,15 @@ class ModelTeacher:
     """
 
     def __init__(self, paths: list[str], run_scaler: TargetScaler, seq_len: int | None = None):
-        from dream_keras.model import load_model  # TensorFlow only for model teachers
+        # TensorFlow only for model teachers. load_run checks the files as predict.py
+        # does: a missing scaler, a damaged archive or a model of another shape is one
+        # line naming the file, not a Keras traceback.
+        from dream_keras.inference import load_run
 
         self.paths = list(paths)
         self.models, self.scales, self.offsets, self.checksums = [], [], [], []
         for path in self.paths:
-            scaler = TargetScaler.load(scaler_path_of(path))
-            model = load_model(path, compile=False)
+            model, scaler = load_run(path)
             if seq_len is not None and model.input_shape[1] != seq_len:
                 raise ConfigurationError(
                     f"{path}: the teacher model reads sequences of {model.input_shape[1]} "

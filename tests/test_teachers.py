@@ -73,6 +73,20 @@ def test_teacher_flag_is_checked(tmp_path):
         parse_teachers("ridge,ridge")
 
 
+def test_a_damaged_teacher_model_is_one_line_naming_the_file(tmp_path):
+    from dream_keras.data.splits import TargetScaler
+    from dream_keras.errors import DataFormatError
+    from dream_keras.teachers import ModelTeacher
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.keras").write_text("garbage")  # not a .keras archive
+    TargetScaler(11.0, 2.5).save(tmp_path / "run" / "target_scaler.json")
+    with pytest.raises(DataFormatError) as refused:
+        ModelTeacher([str(tmp_path / "run" / "model.keras")], TargetScaler(11.0, 2.5))
+    assert str(refused.value).startswith(f"{tmp_path / 'run' / 'model.keras'}: ")
+    assert "\n" not in str(refused.value)
+
+
 def test_model_and_ridge_teachers_average_on_the_runs_scale(tmp_path, real_rows,
                                                             ridge_teacher):
     from dream_keras.dataset import generated_dataset
