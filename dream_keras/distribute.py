@@ -104,7 +104,9 @@ def xla_mode(strategy, jit_compile: bool, synchronized_batchnorm: bool) -> tuple
         return XLA_OFF, "--nojit_compile"
     if not replicated(strategy):
         return XLA_WHOLE_STEP, "one replica: Keras compiles the whole train step"
-    if synchronized_batchnorm and strategy.num_replicas_in_sync > 1:
+    # Under a replicated strategy Keras all-reduces synchronised BatchNorm statistics
+    # even across a single replica (one GPU with --strategy=mirrored): off there too.
+    if synchronized_batchnorm:
         return XLA_OFF, ("synchronised BatchNorm all-reduces its batch statistics inside "
                          "the forward pass, which a per-replica XLA program cannot do; "
                          "without --batchnorm_sync each replica compiles with XLA")

@@ -221,3 +221,16 @@ def test_clipping_and_loss_scaling_see_the_global_gradient_on_replicas():
     one, two = found["float16"]
     assert one == [0.0, 0.0, 16384.0]  # the step skipped, the scale halved
     assert two == one
+
+
+def test_synchronised_batchnorm_trains_on_a_single_mirrored_replica(tmp_path, small_cache):
+    """One GPU with --strategy=mirrored: Keras all-reduces synchronised BatchNorm even
+    across one replica, which an XLA program cannot hold; the step runs without XLA."""
+    results, _ = _train_runs(tmp_path, small_cache, 1, {
+        "one_mirrored": {"batch_size": 32, "strategy": "mirrored",
+                         "model": {"batchnorm_sync": True}}})
+    record = results["one_mirrored"]["record"]
+    assert record["num_replicas_in_sync"] == 1 and record["status"] == "completed"
+    assert record["xla"]["train_step"] == "off"
+    assert _history(tmp_path, "one_mirrored")["val_pearson"] == pytest.approx(
+        results["one_mirrored"]["scipy_pearson"], abs=1e-5)
