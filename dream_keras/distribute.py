@@ -87,6 +87,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 # cross-replica gradient sum, the optimizer update and the BatchNorm statistics update
 # stay outside XLA in the replica context, where tf.distribute does them.
 
+# Between replicas' dropout seeds (distribute.ReplicaTrainer._replica_seeds): a large odd
+# number, so no replica's seed is another's.
+_REPLICA_SEED_STRIDE = 1_000_003
 XLA_PER_REPLICA = "per_replica"
 XLA_WHOLE_STEP = "whole_step"
 XLA_OFF = "off"
@@ -185,6 +188,7 @@ class ReplicaTrainer(keras.Model):
         the weight values, so that XLA can compile it inside one replica."""
         network = self.network
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        non_trainable = self._replica_seeds(non_trainable, 1)
         with tf.GradientTape() as tape:
             tape.watch(trainable)
             with keras.StatelessScope(
@@ -197,7 +201,23 @@ class ReplicaTrainer(keras.Model):
             scaled = loss * loss_scale / replicas
         gradients = tape.gradient(scaled, trainable)
         new_state = [scope.get_current_value(v) for v in network.non_trainable_variables]
-        return loss, gradients, new_state, y_pred
+        return loss, gradients, self._replica_seeds(new_state, -1), y_pred
+
+    def _replica_seeds(self, values, sign: int) -> list:
+        """Each replica draws its own random numbers (dropout masks), as the rows of one
+        batch do on one device: the seed-generator states (the integer non-trainable
+        variables, [seed, counter]) carry the replica's offset on the seed while its
+        forward pass runs (sign 1) and lose it after (sign -1), so the stored state stays
+        the same on every replica. Replica 0 draws what one device draws."""
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        shifted = []
+        for variable, value in zip(self.network.non_trainable_variables, values):
+            if variable.dtype.startswith(("int", "uint")):
+                offset = tf.one_hot(0, tf.size(value), dtype=value.dtype) * tf.cast(
+                    replica * _REPLICA_SEED_STRIDE, value.dtype)
+                value = value + offset if sign > 0 else value - offset
+            shifted.append(value)
+        return shifted
 
     def forward(self, trainable, non_trainable, x):
         """(inference-mode predictions, weight penalty) from the weight values."""
@@ -220,8 +240,9 @@ class ReplicaTrainer(keras.Model):
         loss_scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
         loss, gradients, new_state, y_pred = self.replica_gradients(
             trainable, non_trainable, x, y, weight, loss_scale)
-        # BatchNorm moving statistics: the replicas' mean, in one batched all-reduce (any
-        # integer state, e.g. a seed generator's, is the same on every replica anyway).
+        # BatchNorm moving statistics: the replicas' mean, in one batched all-reduce (the
+        # integer state, the seed generators', is the same on every replica: see
+        # _replica_seeds).
         floats = [i for i, v in enumerate(network.non_trainable_variables)
                   if v.dtype in ("float16", "bfloat16", "float32", "float64")]
         if floats:

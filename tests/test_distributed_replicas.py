@@ -234,3 +234,53 @@ def test_synchronised_batchnorm_trains_on_a_single_mirrored_replica(tmp_path, sm
     assert record["xla"]["train_step"] == "off"
     assert _history(tmp_path, "one_mirrored")["val_pearson"] == pytest.approx(
         results["one_mirrored"]["scipy_pearson"], abs=1e-5)
+
+
+_DROPOUT_SCRIPT = """
+import json
+import numpy as np
+from dream_keras.distribute import ReplicaTrainer, make_strategy, split_cpu
+split_cpu(2)
+import keras
+import tensorflow as tf
+from dream_keras.streaming_metrics import pearson_metrics
+strategy = make_strategy("mirrored")
+with strategy.scope():
+    network = keras.Sequential([keras.Input((64,)), keras.layers.Dropout(0.5),
+                                keras.layers.Dense(1, kernel_initializer="ones",
+                                                   use_bias=False)])
+    trainer = ReplicaTrainer(network, pearson_metrics(), jit_gradients=True,
+                             jit_forward=True)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
+(state,) = [v for v in network.non_trainable_variables if "seed" in v.path]
+before = keras.ops.convert_to_numpy(state)
+batches = tf.data.Dataset.from_tensor_slices((np.ones((8, 64), "float32"),
+                                              np.zeros((8, 1), "float32"))).batch(8)
+
+@tf.function
+def step(batch):
+    def kept(x, y):
+        trainable, non_trainable = trainer.weight_values()
+        return trainer.replica_gradients(trainable, non_trainable, x, y,
+                                         tf.ones(tf.shape(y)[:1]), tf.constant(1.0))[3]
+    return strategy.run(kept, args=batch)
+
+kept = [v.numpy().ravel().tolist() for v in strategy.experimental_local_results(
+    step(next(iter(strategy.experimental_distribute_dataset(batches)))))]
+trainer.fit(batches, epochs=1, verbose=0)
+print("RESULT " + json.dumps({
+    "kept": kept, "before": before.tolist(),
+    "after": [v.numpy().tolist()
+              for v in strategy.experimental_local_results(state.value)]}))
+"""
+
+
+def test_each_replica_draws_its_own_dropout_masks_from_one_stored_seed_state():
+    """Dropout on identical rows: the two replicas' rows keep different units (as rows
+    of one batch do on one device), and after a train step the seed state each replica
+    stores is the same, advanced once."""
+    found = tagged_json(run_code(_DROPOUT_SCRIPT).stdout, "RESULT ")
+    first, second = found["kept"]
+    assert len(first) == len(second) == 4 and first != second
+    assert found["after"][0] == found["after"][1] != found["before"]
+    assert found["after"][0][0] == found["before"][0]  # the seed itself is unchanged
