@@ -19,10 +19,14 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TF2RMSprop(keras.optimizers.Optimizer):
-    """RMSprop with epsilon added after the square root, as TF 2.x:
+    """RMSprop as TF 2.x's (optimizer_v2) computed it:
 
         v   <- rho * v + (1 - rho) * g^2            (centered: minus the mean gradient^2)
-        var <- var - lr * g / (sqrt(v) + epsilon)   (with momentum: through the momentum)
+        var <- var - lr * g / (sqrt(v) + epsilon)   (epsilon AFTER the root)
+
+    With momentum TF 2.x called its fused kernels (ResourceApplyRMSProp, and the centered
+    one), which put epsilon inside the root: mom <- momentum * mom + lr * g / sqrt(v +
+    epsilon); var <- var - mom. So does this class (the original used no momentum).
 
     Built on the public optimizer API only (`build`, `add_variable_from_reference`,
     `update_step`); its arguments, config and variables (velocity, then momentum, then
@@ -72,7 +76,10 @@ class TF2RMSprop(keras.optimizers.Optimizer):
             average_grad = self.average_gradients[index]
             self.assign(average_grad, rho * average_grad + (1 - rho) * gradient)
             mean_square = velocity - ops.square(average_grad)
-        increment = lr * gradient / (ops.sqrt(mean_square) + self.epsilon)
+        if self.momentum > 0:  # TF 2.x's fused kernels: epsilon inside the root here
+            increment = lr * gradient / ops.sqrt(mean_square + self.epsilon)
+        else:
+            increment = lr * gradient / (ops.sqrt(mean_square) + self.epsilon)
         if self.momentum > 0:
             momentum = self.momentums[index]
             self.assign(momentum, self.momentum * momentum + increment)

@@ -30,6 +30,31 @@ def test_update_matches_tf2_formula_for_large_and_tiny_gradients():
     np.testing.assert_allclose(result, _by_hand(start, gradients, 1e-2), rtol=0, atol=2e-6)
 
 
+@pytest.mark.parametrize("centered", [False, True])
+def test_with_momentum_matches_tf2s_fused_kernels(centered):
+    """TF 2.x ran RMSprop with momentum through ResourceApply(Centered)RMSProp, which TF
+    still ships: the same steps must come out (epsilon inside the root there)."""
+    import tensorflow as tf
+
+    gradients = [[0.5, 1e-6, -2e-5, 3.0], [0.25, 3e-6, -1e-5, -1.0], [-0.1, 2e-6, 4e-5, 2.0]]
+    start = [1.0, 1.0, 1.0, 1.0]
+    ours = _steps(TF2RMSprop(learning_rate=1e-2, momentum=0.9, centered=centered), start,
+                  gradients)
+    var, ms, mom, mg = (tf.Variable(np.array(v, np.float32)) for v in
+                        (start, [0.0] * 4, [0.0] * 4, [0.0] * 4))
+    options = dict(lr=1e-2, rho=0.9, momentum=0.9, epsilon=1e-7)
+    for gradient in gradients:
+        gradient = np.array(gradient, np.float32)
+        if centered:
+            tf.raw_ops.ResourceApplyCenteredRMSProp(var=var.handle, mg=mg.handle,
+                                                    ms=ms.handle, mom=mom.handle,
+                                                    grad=gradient, **options)
+        else:
+            tf.raw_ops.ResourceApplyRMSProp(var=var.handle, ms=ms.handle, mom=mom.handle,
+                                            grad=gradient, **options)
+    np.testing.assert_allclose(ours, var.numpy(), rtol=0, atol=1e-6)
+
+
 def test_differs_from_keras3_where_the_gradient_is_tiny():
     """Keras 3 adds epsilon inside the root, which caps tiny-gradient steps."""
     tiny = [[1e-6]]
