@@ -219,7 +219,7 @@ def _claim(output_dir, identity: dict, overwrite: bool) -> None:
     if not os.listdir(output_dir):
         return
     record = read_record(output_dir)
-    same = record is not None and record.get("identity") == identity
+    same = record is not None and rundir.same_identity(record.get("identity"), identity)
     if same and record.get("status") == "running" and not overwrite:
         return
     if not overwrite:
@@ -274,7 +274,7 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
         member = dataclasses.replace(config, output_dir=run_dir, seed=seed)
         previous = rundir.read_run_record(run_dir)
         if (not config.overwrite and previous
-                and previous.get("identity") == member.run_identity()
+                and rundir.same_identity(previous.get("identity"), member.run_identity())
                 and previous.get("status") in FINISHED):
             change = changed_teachers(previous.get("teachers") or [], teachers)
             if change:

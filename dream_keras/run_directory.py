@@ -193,7 +193,7 @@ def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
     if not [name for name in os.listdir(output_dir) if not _ours_to_ignore(name)]:
         return False
     record = read_run_record(output_dir)
-    same_run = record is not None and record.get("identity") == identity
+    same_run = record is not None and same_identity(record.get("identity"), identity)
     if same_run and record.get("status") == "running" and not overwrite:
         return True
     if not overwrite:
@@ -296,10 +296,39 @@ def remove_backups(output_dir) -> None:
     shutil.rmtree(os.path.join(output_dir, BACKUP_DIR), ignore_errors=True)
 
 
+# Identity entries that name files or directories: compared by where they lead, so
+# `runs/x`, `runs/x/` and `/home/me/runs/x` (from the same working directory) resume one
+# run. The recorded identity keeps the spelling the run started with.
+_PATH_KEYS = ("train_data", "output_dir", "cache_path")
+
+
+def _comparable(identity):
+    """`identity` (a run's, or an ensemble's holding one under "training") with its paths
+    resolved; anything that is not a dict is returned as it is."""
+    if not isinstance(identity, dict):
+        return identity
+    resolved = {key: _comparable(value) if key == "training" else value
+                for key, value in identity.items()}
+    for key in _PATH_KEYS:
+        if isinstance(resolved.get(key), str) and resolved[key]:
+            resolved[key] = os.path.realpath(resolved[key])
+    teacher = resolved.get("teacher")
+    if isinstance(teacher, str) and teacher:
+        resolved["teacher"] = ",".join(
+            part.strip() if part.strip() in ("", "ridge") else os.path.realpath(part.strip())
+            for part in teacher.split(","))
+    return resolved
+
+
+def same_identity(recorded, identity) -> bool:
+    """Whether a recorded run (or ensemble) identity is this one's, paths resolved."""
+    return recorded is not None and _comparable(recorded) == _comparable(identity)
+
+
 def _differences(record, identity) -> str:
     if record is None or "identity" not in record:
         return " (it has no run.json of this package)"
-    old = record["identity"]
+    old, identity = _comparable(record["identity"]), _comparable(identity)
     changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
     if "model" in changed:
         changed.remove("model")

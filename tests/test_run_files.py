@@ -199,6 +199,24 @@ def test_claim_ignores_the_lock_and_killed_writers_files(tmp_path):
     assert rundir.claim_output_dir(tmp_path, {"seed": 0}, overwrite=False) is False
 
 
+def test_a_run_resumes_under_any_spelling_of_its_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    started = {"output_dir": "runs/x", "train_data": "data/train.txt", "cache_path": None,
+               "teacher": "ridge,runs/teacher", "seed": 0}
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "runs" / "x" / "run.json").write_text(json.dumps(
+        {"status": "running", "identity": started}))
+    for spelling in ({"output_dir": "runs/x/"},
+                     {"output_dir": str(tmp_path / "runs" / "x"),
+                      "train_data": "data//train.txt", "teacher": "ridge, runs/teacher/"}):
+        assert rundir.claim_output_dir(tmp_path / "runs" / "x", {**started, **spelling},
+                                       overwrite=False) is True
+    with pytest.raises(RunDirectoryError, match=r"differs in: seed, train_data\)"):
+        rundir.claim_output_dir(tmp_path / "runs" / "x", {
+            **started, "train_data": "data/other.txt", "seed": 1}, overwrite=False)
+
+
 DATA = {"train_data": "/d/train.txt", "source_sha256": "a" * 64, "rows_in_cache": 300,
         "skipped_rows": 0, "rows_after_singleton_filter": 300, "train_rows": 240,
         "validation_rows": 60, "split_sha256": "b" * 64, "target_mean": 11.0,
