@@ -7,6 +7,8 @@ written beside its destination and renamed into place when complete (atomic_file
 """
 from __future__ import annotations
 
+import os
+
 import keras
 import tensorflow as tf
 from absl import logging
@@ -14,6 +16,7 @@ from absl import logging
 from dream_keras import sequence_ops
 from dream_keras.atomic_files import replacing_directory
 from dream_keras.data.splits import TargetScaler
+from dream_keras.errors import OutputExistsError
 from dream_keras.file_errors import writing
 from dream_keras.inference import model_seq_len
 from dream_keras.safe_output import check_output_path
@@ -55,6 +58,14 @@ def check_export_dir(export_dir, overwrite: bool, inputs=()) -> None:
     path that is not a directory (safe_output.check_output_path)."""
     check_output_path(export_dir, inputs=inputs, overwrite=overwrite, parameter="export_dir",
                       directory=True)
+    # Replaced whole: only an earlier export (or an empty directory), never a folder of
+    # the user's that happens to be named so.
+    if (os.path.isdir(export_dir) and os.listdir(export_dir)
+            and not os.path.exists(os.path.join(export_dir, "saved_model.pb"))):
+        raise OutputExistsError(f"{export_dir}: `export_dir` is a directory that holds no "
+                                "SavedModel (no saved_model.pb); the export replaces its "
+                                "directory whole, so choose another `export_dir` (even "
+                                "with `overwrite=True`)")
 
 
 def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_len=None,

@@ -304,3 +304,12 @@ def test_a_diverged_model_is_refused_and_a_killed_explains_leftovers_are_cleared
                                               r"\(0-based\) is not a finite number"):
         explain_file(diverged, scaler, tmp_path / "in.txt", tmp_path / "nan", **options)
     assert not (tmp_path / "nan").exists()
+
+    # An input that is one of the outputs is refused, --overwrite or not.
+    from dream_keras.errors import ConfigurationError
+
+    table = out / "attributions.tsv"
+    table.write_text("ACGTACGTAC\n")
+    with pytest.raises(ConfigurationError, match="is or holds the input"):
+        explain_file(model, scaler, table, out, overwrite=True, **options)
+    assert table.read_text() == "ACGTACGTAC\n"

@@ -272,6 +272,14 @@ def test_export_reloads_without_dream_keras_and_matches(tmp_path, run, sequences
     export_serving(*run, export_dir)
     with pytest.raises(FileExistsError):
         export_serving(*run, export_dir)
+    # Replaced whole, so only an earlier export: a folder of the user's is refused.
+    from dream_keras.export import check_export_dir
+
+    check_export_dir(export_dir, overwrite=True)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds no SavedModel"):
+        check_export_dir(tmp_path / "mine", overwrite=True)
     inputs = tmp_path / "inputs.json"
     inputs.write_text(json.dumps(sequences + ["acgXt"]))  # odd letters read as N when served
     script = (

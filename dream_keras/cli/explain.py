@@ -78,7 +78,7 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
         raise ConfigurationError("--motif_source=gradient needs --methods to include "
                                  "gradient_x_input")
     check_input_file(input_path)
-    files.check_output_dir(output_dir, overwrite)
+    files.check_output_dir(output_dir, overwrite, inputs=[input_path])
     model, scaler = load_run(model_path)
     written = files.explain_file(model, scaler, input_path, output_dir, methods=methods,
                                  logo_rows=logo_rows, overwrite=overwrite, **options)

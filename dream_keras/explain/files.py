@@ -21,6 +21,7 @@ from dream_keras import atomic_files
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_sequence_chunks
 from dream_keras.data.sequences import N_CODE, InvalidSequenceError
 from dream_keras.errors import OutputExistsError
+from dream_keras.safe_output import check_output_path
 from dream_keras.file_errors import check_input_file
 from dream_keras.explain import core, gradients, logos, motifs
 from dream_keras.explain.model_access import DEFAULT_BATCH_SIZE, encode_strands, model_seq_len
@@ -37,11 +38,15 @@ TSV_COLUMNS = ("row", "position", "sequence_position", "base", "ism_A", "ism_C",
                "ism_T", "ism_position", "gradient_x_input", "integrated_gradients")
 
 
-def check_output_dir(output_dir, overwrite: bool) -> None:
+def check_output_dir(output_dir, overwrite: bool, inputs=()) -> None:
     """Refuse early (before loading a model) to mix outputs into a non-empty directory
-    (a killed explain's temporary files do not count: the next one removes them)."""
+    (a killed explain's temporary files do not count: the next one removes them), and
+    an output that is one of `inputs` (--overwrite would replace the input)."""
     if os.path.isfile(output_dir):
         raise OutputExistsError(f"{output_dir}: is a file, not an output directory")
+    for name in (H5_FILE, TSV_FILE):
+        check_output_path(os.path.join(output_dir, name), inputs=inputs, overwrite=True,
+                          parameter="output_dir", in_directory=True)
     if os.path.isdir(output_dir) and not overwrite and [
             name for name in os.listdir(output_dir)
             if atomic_files.dead_writers_destination(name) is None]:
@@ -125,7 +130,7 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
     """
     methods = core.check_methods(methods)
     check_input_file(input_path)
-    check_output_dir(output_dir, overwrite)
+    check_output_dir(output_dir, overwrite, inputs=[input_path])
     created = not os.path.isdir(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     atomic_files.remove_stale_partials(output_dir)  # a killed explain's
