@@ -7,6 +7,8 @@ written beside its destination and renamed into place when complete (atomic_file
 """
 from __future__ import annotations
 
+import contextlib
+import logging as stdlib_logging
 import os
 
 import keras
@@ -80,6 +82,24 @@ def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_
         fn=serving_function(model, scaler, seq_len=seq_len,
                             reverse_complement_average=reverse_complement_average),
         input_signature=[tf.TensorSpec([None], tf.string, name="sequences")])
-    with writing(export_dir), replacing_directory(export_dir) as temporary:
+    with writing(export_dir), replacing_directory(export_dir) as temporary, \
+            _tensorflow_info_quiet():
         archive.write_out(temporary, verbose=False)
     logging.info("exported a SavedModel to %s", export_dir)
+
+
+@contextlib.contextmanager
+def _tensorflow_info_quiet():
+    """While TensorFlow writes the SavedModel it logs, at INFO (through absl and its own
+    logger), which signature inputs it found, sharding timings and "Writing fingerprint
+    to <the temporary directory>": noise, and a name the user never chose. Warnings and
+    errors still show."""
+    logger, verbosity = tf.get_logger(), logging.get_verbosity()
+    level = logger.level
+    logger.setLevel(max(level, stdlib_logging.WARNING))
+    logging.set_verbosity(min(verbosity, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        logging.set_verbosity(verbosity)

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import queue
 import threading
+import time
 from typing import Callable, Iterator
 
 import numpy as np
@@ -233,7 +234,7 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
 
     pieces = map(encoded, _pieces(layout.read_chunks(input_path, chunk_rows),
                                   PIECE_BATCHES * batch_size // layout.sequences_per_row))
-    rows = 0
+    rows, last_report = 0, time.monotonic()
     with _atomic_output(output_path) as out, _BackgroundWriter() as writer:
         writer.submit(out.write, layout.header)
         batch_shape = None
@@ -248,7 +249,9 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
                               f"{rows + index % per_row} (0-based)")
             writer.submit(_write_rows, out, layout, sequences, values, rows)
             rows += len(values) // layout.sequences_per_row
-            logging.log_every_n_seconds(logging.INFO, "predicted %d %s", 10, rows, layout.noun)
+            if time.monotonic() - last_report >= 10:  # progress on long files only
+                logging.info("predicted %d %s", rows, layout.noun)
+                last_report = time.monotonic()
         writer.submit(out.write, layout.footer)
     logging.info("predicted %d %s", rows, layout.noun)
     return rows

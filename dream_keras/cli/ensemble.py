@@ -10,9 +10,13 @@ Every train.py flag applies to each member; member K trains with --seed + K.
 """
 from __future__ import annotations
 
-from absl import flags
+from dream_keras.cli.tensorflow_logging import import_tensorflow_quietly
 
-from dream_keras.cli import runner, training_flags
+import_tensorflow_quietly()  # before the flags, whose defaults come from the model
+
+from absl import flags  # noqa: E402
+
+from dream_keras.cli import runner, training_flags  # noqa: E402
 
 training_flags.define_flags(required=("output_dir",))
 _MEMBERS = flags.DEFINE_integer(

@@ -1,9 +1,10 @@
 """dream-train (and train.py): train or resume a run; flags in training_flags.py.
 
-  dream-train --train_data=train_sequences.txt --output_dir=runs/base --flagfile=flags/base.flags
+  dream-train --flagfile=flags/base.flags --train_data=train_sequences.txt --output_dir=runs/base
   dream-train --flagfile=flags/quickstart.flags            (synthetic data, a few minutes)
 
-Rerunning the same command resumes a killed run; see README and docs/training.md.
+Flags after --flagfile override its values. Rerunning the same command resumes a killed
+run; see README and docs/training.md.
 """
 from __future__ import annotations
 
