@@ -155,6 +155,7 @@ def fit_kmer_ridge(sequences, targets, *, ks=DEFAULT_KS, penalties=DEFAULT_PENAL
     if targets.size < 3:
         raise ConfigurationError("the k-mer baseline needs at least 3 training rows, got "
                                  f"{targets.size}")
+    ks, penalties = tuple(int(k) for k in ks), tuple(float(p) for p in penalties)
     if not ks or not penalties:
         raise ConfigurationError("give at least one k-mer length and one penalty")
     factors = np.asarray(penalties, dtype=np.float64)
@@ -163,13 +164,21 @@ def fit_kmer_ridge(sequences, targets, *, ks=DEFAULT_KS, penalties=DEFAULT_PENAL
         counts = kmer_counts(sequences, k)
         solve = _dual_leave_one_out if counts.shape[0] < counts.shape[1] else \
             _primal_leave_one_out
-        scores, coef, means, target_mean = solve(counts, targets, factors)
+        with np.errstate(divide="ignore", invalid="ignore"):  # k-mers that never vary
+            scores, coef, means, target_mean = solve(counts, targets, factors)
         for i, (factor, (mse, pearson)) in enumerate(zip(penalties, scores)):
             cv.append({"k": int(k), "penalty": float(factor), "cv_mse": mse,
                        "cv_pearson": pearson})
-            if best is None or mse < best[0]:
+            # A candidate whose held-out error is not a number (rows whose k-mer counts
+            # are all alike: no variance to fit, 0/0 scores) never wins.
+            if np.isfinite(mse) and (best is None or mse < best[0]):
                 best = (mse, int(k), float(factor), coef[:, i],
                         float(target_mean - means @ coef[:, i]))
+    if best is None:
+        raise ConfigurationError(
+            f"the k-mer baseline cannot be fitted on these {targets.size} rows: their k-mer "
+            f"counts (k in {', '.join(map(str, ks))}) do not vary (identical sequences, or "
+            "all shorter than k)")
     _, k, factor, coef, intercept = best
     return KmerRidge(k=k, penalty=factor, coef=coef, intercept=intercept,
                      train_rows=int(targets.size), cv=cv)

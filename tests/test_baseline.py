@@ -78,6 +78,20 @@ def test_leave_one_out_scores_match_refitting():
     assert baseline.cv[0]["cv_mse"] == pytest.approx(np.mean(np.square(errors)), rel=1e-8)
 
 
+def test_a_k_without_variance_never_wins_and_no_variance_at_all_is_refused():
+    """5-bp rows hold no 6-mer (every count 0: held-out scores 0/0): the choice must not
+    depend on where k=6 sits in the grid; rows shorter than every k cannot be fitted."""
+    rng = np.random.default_rng(0)
+    sequences = ["".join(rng.choice(list("ACGT"), 5)) for _ in range(200)]
+    targets = rng.normal(size=200)
+    forward = fit_kmer_ridge(sequences, targets, ks=(3, 4, 5, 6))
+    backward = fit_kmer_ridge(sequences, targets, ks=np.array([6, 5, 4, 3]),
+                              penalties=np.logspace(-3, 2, 11))  # arrays are grids too
+    assert forward.k == backward.k != 6 and np.isfinite(backward.intercept)
+    with pytest.raises(ConfigurationError, match="do not vary"):
+        fit_kmer_ridge(["AC", "GT", "CA", "TT"], [1.0, 2.0, 3.0, 4.0], ks=(3, 4))
+
+
 def test_too_few_rows_is_a_configuration_error():
     with pytest.raises(ConfigurationError):
         fit_kmer_ridge(["ACGT", "ACGA"], [1.0, 2.0])

@@ -62,6 +62,18 @@ def test_generated_sequences_keep_flanks_and_length_distribution(real_codes):
     assert np.allclose(composition, design.composition, atol=0.01)
 
 
+def test_rows_shorter_than_the_3_prime_flank_keep_their_drawn_length(real_codes):
+    """A training file with a few 6-bp rows (shorter than the 13-bp 3' flank): generated
+    rows of that length are 6 bases (the flank's last 6), not the whole flank."""
+    short = encode(["GGCTGT"] * 5, real_codes.shape[1])
+    design = infer_design(np.concatenate([real_codes, short]))
+    batch = SequenceGenerator(design, "design").batch(0, 1, 0, 20000)
+    lengths = batch.shape[1] - (batch == N_CODE).cumprod(axis=1).sum(axis=1)
+    assert set(lengths) <= set(design.lengths) and (lengths == 6).any()
+    six = batch[lengths == 6][:, -6:]
+    np.testing.assert_array_equal(six, np.broadcast_to(design.suffix[-6:], six.shape))
+
+
 def test_generation_is_stateless_and_seeded(real_codes):
     generator = SequenceGenerator(infer_design(real_codes))
     first = generator.batch(3, 1, 41, 64)

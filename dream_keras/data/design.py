@@ -97,8 +97,10 @@ class SequenceDesign:
         prefix_index = np.clip(columns - first, 0, max(len(self.prefix) - 1, 0))
         if len(self.prefix):
             out = np.where(in_prefix, self.prefix[prefix_index], out)
-        if len(self.suffix):
-            out[:, self.seq_len - len(self.suffix):] = self.suffix
+        if len(self.suffix):  # never over a row's padding (rows shorter than the flank)
+            suffix_start = self.seq_len - len(self.suffix)
+            in_suffix = (columns >= suffix_start) & (columns >= first)
+            out = np.where(in_suffix, self.suffix[np.maximum(columns - suffix_start, 0)], out)
         return out.astype(np.uint8)
 
 
