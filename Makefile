@@ -40,6 +40,7 @@ $(HELDOUT):
 evaluate: $(if $(filter $(HELDOUT),$(DATA)),$(HELDOUT))
 	$(PY) evaluate.py --model=$(MODEL) --data=$(DATA)
 
-# Benchmarks (a few minutes on 2 cores): writes benchmarks/results.json and results.md.
+# Benchmarks (several minutes on 2 cores; benchmarks/README.md): writes
+# benchmarks/results.json and results.md.
 bench:
 	$(PY) benchmarks/run_all.py

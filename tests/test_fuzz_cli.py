@@ -277,7 +277,9 @@ def cases() -> list:
               ("seq_len_zero", "--seq_len=0", r"--seq_len=0: 0 is not a positive integer"),
               ("seq_len_negative", "--seq_len=-5", r"--seq_len=-5: -5 is not a positive"),
               ("passes_per_epoch", "--passes_per_epoch=0",
-               r"--passes_per_epoch=0(\.0)?: --passes_per_epoch must be > 0")]],
+               r"--passes_per_epoch=0(\.0)?: --passes_per_epoch must be > 0"),
+              ("validation_fraction", "--validation_fraction=0",
+               r"--validation_fraction=0(\.0)?: --validation_fraction must be > 0")]],
         # A text file named .h5 would then be read as a cache and fail on every rerun.
         Case("train_synthetic_rows_into_h5", "train",
              [f"--train_data={out}/synthetic.h5", "--synthetic_rows=300",

@@ -142,6 +142,12 @@ def test_base_flags_parse_and_a_missing_file_says_where_to_get_it(tmp_path):
     assert str(tmp_path / "train_sequences.txt") in last
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+    # A file of another name is the user's own: just missing, no download hint.
+    result = run_script("train.py", f"--flagfile={REPO / 'flags' / 'base.flags'}",
+                        f"--train_data={tmp_path / 'mine.txt'}",
+                        f"--output_dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: training data {tmp_path / 'mine.txt'} not found")
 
 
 def test_multi_worker_patches_refuse_an_untested_keras(monkeypatch):

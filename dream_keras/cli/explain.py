@@ -29,7 +29,8 @@ _METHODS = flags.DEFINE_multi_enum(
     ["ism", "gradient_x_input", "integrated_gradients"],
     "Attribution methods: ism (every single-base substitution, exact, 3 x seq_len + 1 "
     "forward rows per sequence), gradient_x_input (one gradient), integrated_gradients "
-    "(ig_steps + 1 gradients).")
+    "(ig_steps + 1 gradients). Repeat the flag for several: --methods=ism "
+    "--methods=gradient_x_input (default: all three).")
 _IG_STEPS = flags.DEFINE_integer("ig_steps", 100, "Integrated gradients: path points "
                                  "minus one (trapezoid rule).", lower_bound=1)
 _IG_BASELINE = flags.DEFINE_enum("ig_baseline", "zeros", ["zeros", "uniform"],

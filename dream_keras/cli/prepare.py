@@ -18,7 +18,7 @@ from dream_keras.safe_output import check_output_path
 _INPUT = flags.DEFINE_string("input", None, "Text file of sequence<TAB>expression rows "
                              "(optionally gzipped).")
 _OUTPUT = flags.DEFINE_string("output", None, "HDF5 cache to write (see docs/data.md, "
-                              "'Cache format').")
+                              "'The HDF5 cache').")
 _SEQ_LEN = flags.DEFINE_integer("seq_len", DEFAULT_SEQ_LEN, "Fixed length: keep the last "
                                 "seq_len bases, left-pad shorter sequences with N.",
                                 lower_bound=1)

@@ -34,8 +34,12 @@ def _define_data_flags():
                        "Keep each whole-number (single sort bin) row with this probability; "
                        "0.5 as the original, 1 keeps all.", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_float("validation_fraction", _DEFAULTS.validation_fraction,
-                       "Fraction of the kept rows held out, fixed by --seed.",
+                       "Fraction of the kept rows held out, fixed by --seed; in (0, 0.5] "
+                       "(validation picks the best epoch).",
                        lower_bound=0.0, upper_bound=0.5)
+    flags.register_validator("validation_fraction", lambda value: value > 0,
+                             message="--validation_fraction must be > 0: validation rows "
+                                     "choose the best epoch")
     flags.DEFINE_bool("augment_reverse_complement", _DEFAULTS.augment_reverse_complement,
                       "Show each training row on a random strand (reverse complement with "
                       "probability 0.5, same target). The original did not.")

@@ -25,6 +25,9 @@ from dream_keras.file_errors import writing
 from dream_keras.training_config import TrainingConfig
 
 ZENODO_RECORD = "https://zenodo.org/records/10633252"
+# Its name in the record (flags/base.flags' default): a missing file of that name gets the
+# download hint; any other missing file is just missing.
+DREAM_TRAINING_FILE = "train_sequences.txt"
 
 
 @dataclasses.dataclass
@@ -56,10 +59,12 @@ def ensure_train_file(config: TrainingConfig) -> None:
         synthetic.write_dream_file(config.train_data, config.synthetic_rows,
                                    config.synthetic_seed)
         return
+    if os.path.basename(config.train_data) != DREAM_TRAINING_FILE:
+        raise MissingDataError(f"training data {config.train_data} not found")
     raise MissingDataError(
         f"training data {config.train_data} not found. The DREAM 2022 training set is "
-        f"train_sequences.txt from Zenodo record 10633252 ({ZENODO_RECORD}); download it "
-        f"and put it at {config.train_data} (or pass --train_data=PATH). To try the "
+        f"{DREAM_TRAINING_FILE} from Zenodo record 10633252 ({ZENODO_RECORD}); download "
+        f"it and put it at {config.train_data} (or pass --train_data=PATH). To try the "
         "package without it: make quickstart.")
 
 
