@@ -184,15 +184,18 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_partials(directory) -> list[str]:
+def remove_stale_partials(directory, destinations=None) -> list[str]:
     """Remove the temporary files and directories that dead writers left in `directory`
-    (dead_writers_destination); their names. A live process's, such as another worker's
-    cache being prepared in a run directory on a shared file system, are left alone."""
+    (dead_writers_destination), of `destinations` (names) only when given; their names.
+    A live process's, such as another worker's cache being prepared in a run directory on
+    a shared file system, are left alone."""
     removed = []
     if not os.path.isdir(directory):
         return removed
     for name in sorted(os.listdir(directory)):
-        if dead_writers_destination(name) is not None:
+        destination_name = dead_writers_destination(name)
+        if destination_name is not None and (destinations is None
+                                             or destination_name in destinations):
             _remove_tree_or_file(os.path.join(directory, name))
             removed.append(name)
     return removed

@@ -173,10 +173,11 @@ def write_ensemble(runs: list, output_dir, *, both_strands: bool = False,
     # the old model goes first and the new one comes last: a kill (or a full disk) in
     # between leaves no model.keras, never a new model beside the old scaler.
     scaler_path = os.path.join(output_dir, rundir.SCALER_FILE)
+    target = atomic_files.destination(model_path)  # a symlinked model.keras: its target
     with writing(model_path), atomic_files.replacing(model_path) as partial:
         model.save(partial)
-        if os.path.lexists(model_path):
-            os.remove(model_path)
+        if os.path.lexists(target):
+            os.remove(target)
         with writing(scaler_path):
             scaler.save(scaler_path)
     record = {

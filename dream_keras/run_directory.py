@@ -99,17 +99,23 @@ def _remove_if_empty(directories) -> None:
 
 
 def _acquire(path, output_dir) -> int:
+    recreated = False
     while True:
         try:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:
+        except FileNotFoundError as error:
             # A previous owner that failed removed the (empty) directory it had created
-            # while this process waited on its lock file: create it again and go round.
+            # while this process waited on its lock file: create it again and go round
+            # (once: anything else that keeps the name unopenable is an error).
+            if os.path.isdir(output_dir) or recreated:
+                raise RunDirectoryError(f"{output_dir}: cannot write to the run directory "
+                                        f"({error.strerror})") from None
             try:
                 os.makedirs(output_dir, exist_ok=True)
             except OSError as error:
                 raise RunDirectoryError(f"{output_dir}: cannot create the run directory "
                                         f"({error.strerror})") from None
+            recreated = True
             continue
         except OSError as error:
             raise RunDirectoryError(f"{output_dir}: cannot write to the run directory "

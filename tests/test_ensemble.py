@@ -230,6 +230,18 @@ def test_a_failed_rewrite_leaves_no_model_beside_an_old_scaler(tmp_path, members
     assert sorted(os.listdir(tmp_path / "ens")) == ["ensemble.json", "target_scaler.json"]
 
 
+def test_a_symlinked_model_file_is_written_through(tmp_path, members):
+    from dream_keras.ensemble import write_ensemble
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "ens.keras").write_text("the old ensemble")
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "model.keras").symlink_to(tmp_path / "store" / "ens.keras")
+    write_ensemble(members[:2], tmp_path / "ens", overwrite=True)
+    assert (tmp_path / "ens" / "model.keras").is_symlink()
+    assert (tmp_path / "store" / "ens.keras").read_bytes()[:2] == b"PK"  # a .keras zip
+
+
 def test_the_ensemble_command_refuses_seeds_out_of_range_and_changed_teachers(
         tmp_path, small_cache, small_run):
     """Checked before any member trains: seeds past 2**32 - 1, and a finished member

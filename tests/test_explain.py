@@ -295,6 +295,12 @@ def test_a_diverged_model_is_refused_and_a_killed_explains_leftovers_are_cleared
     written = explain_file(model, scaler, tmp_path / "in.txt", out, **options)
     assert written["rows"] == 2 and not leftover.exists()
     assert sorted(os.listdir(out)) == ["attributions.h5", "attributions.tsv"]
+    # Only explain's own: another command's leftover (a killed export's set-aside
+    # directory) is not explain's to remove, and makes the directory not empty.
+    other = out / f".partial-{atomic_files.HOST}-{dead.pid}.export.old"
+    other.mkdir()
+    explain_file(model, scaler, tmp_path / "in.txt", out, overwrite=True, **options)
+    assert other.is_dir()
 
     diverged = keras.models.clone_model(model)
     diverged.set_weights(model.get_weights())

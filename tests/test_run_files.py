@@ -170,6 +170,14 @@ def test_a_waiter_whose_failed_owner_removed_the_directory_takes_it_over(tmp_pat
         assert (run_dir / rundir.LOCK_FILE).read_text() == f"{os.getpid()}\n"
 
 
+def test_a_lock_name_that_cannot_be_opened_is_one_error_not_a_loop(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / rundir.LOCK_FILE).symlink_to(tmp_path / "gone" / "lock")  # dangling
+    with pytest.raises(RunDirectoryError, match="cannot write to the run directory"):
+        with rundir.locked(tmp_path / "run"):
+            pass
+
+
 def test_a_killed_owner_leaves_no_stale_lock(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time

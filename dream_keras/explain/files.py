@@ -27,6 +27,7 @@ from dream_keras.explain import core, gradients, logos, motifs
 from dream_keras.explain.model_access import DEFAULT_BATCH_SIZE, encode_strands, model_seq_len
 
 H5_FILE, TSV_FILE, LOGO_DIR = "attributions.h5", "attributions.tsv", "logos"
+_OUTPUT_NAMES = (H5_FILE, TSV_FILE, LOGO_DIR)  # what explain writes under temporary names
 # Sequences explained at a time: ISM turns 64 into ~21,000 mutant rows (~83 full batches
 # of 256, so the one padded batch costs ~1 %), a few MB of codes.
 PIECE_SEQUENCES = 64
@@ -49,7 +50,7 @@ def check_output_dir(output_dir, overwrite: bool, inputs=()) -> None:
                           parameter="output_dir", in_directory=True)
     if os.path.isdir(output_dir) and not overwrite and [
             name for name in os.listdir(output_dir)
-            if atomic_files.dead_writers_destination(name) is None]:
+            if atomic_files.dead_writers_destination(name) not in _OUTPUT_NAMES]:
         raise OutputExistsError(f"{output_dir}: output directory is not empty; pass "
                                 "--overwrite to replace its explain outputs")
 
@@ -133,7 +134,7 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
     check_output_dir(output_dir, overwrite, inputs=[input_path])
     created = not os.path.isdir(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    atomic_files.remove_stale_partials(output_dir)  # a killed explain's
+    atomic_files.remove_stale_partials(output_dir, _OUTPUT_NAMES)  # a killed explain's
     seq_len = model_seq_len(model)
     h5_path, tsv_path = (os.path.join(output_dir, name) for name in (H5_FILE, TSV_FILE))
     # Written under temporary names (atomic_files' scheme) and renamed at the end.
