@@ -264,19 +264,27 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
     # Finished members are skipped only if their teacher files are today's.
     teachers = model_teacher_checksums(config.teacher) if config.pretrain_epochs else []
     _claim(output_dir, identity, config.overwrite)
+    # Replacing another ensemble (--overwrite, or resuming an overwrite that was killed):
+    # its members are replaced one by one and its extra members removed at the end, so
+    # the same command, rerun without --overwrite, finishes the replacement.
+    replacing = config.overwrite or bool((read_record(output_dir) or {}).get("replacing"))
     seeds = [config.seed + k for k in range(members)]
-    record = {"status": "running", "identity": identity, "seeds": seeds}
+    record = {"status": "running", "identity": identity, "seeds": seeds,
+              "replacing": replacing}
     _write_record(output_dir, record)
     run_dirs = []
     for seed in seeds:
         run_dir = member_dir(output_dir, seed)
-        # With --overwrite every member trains again, replacing its previous outputs only
-        # once its run has passed its checks (a refused start leaves them as they were).
-        member = dataclasses.replace(config, output_dir=run_dir, seed=seed)
+        member = dataclasses.replace(config, output_dir=run_dir, seed=seed, overwrite=False)
         previous = rundir.read_run_record(run_dir)
-        if (not config.overwrite and previous
-                and rundir.same_identity(previous.get("identity"), member.run_identity())
-                and previous.get("status") in FINISHED):
+        same = previous is not None and rundir.same_identity(previous.get("identity"),
+                                                             member.run_identity())
+        # With --overwrite every member trains again; when replacing, a member directory
+        # of the other ensemble is replaced. Either way its previous outputs go only once
+        # its run has passed its checks (a refused start leaves them as they were).
+        member = dataclasses.replace(member, overwrite=config.overwrite or (
+            replacing and previous is not None and not same))
+        if (not config.overwrite and same and previous.get("status") in FINISHED):
             change = changed_teachers(previous.get("teachers") or [], teachers)
             if change:
                 raise RunDirectoryError(f"{run_dir}: {change} since this member was "
@@ -291,7 +299,7 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
             train(member)
         run_dirs.append(run_dir)
     keras.backend.clear_session()
-    if config.overwrite:
+    if replacing:
         _remove_other_members(output_dir, seeds)
     return write_ensemble(run_dirs, output_dir, both_strands=both_strands, overwrite=True,
                           extra={"identity": identity, "seeds": seeds})

@@ -274,7 +274,8 @@ def test_the_ensemble_command_refuses_seeds_out_of_range_and_changed_teachers(
 
 
 def test_a_refused_overwrite_leaves_the_previous_ensemble_and_its_members(tmp_path,
-                                                                           small_cache):
+                                                                           small_cache,
+                                                                           monkeypatch):
     """--overwrite replaces a member only once its run has passed its checks: contradictory
     settings leave the previous ensemble's model, scaler and members as they were."""
     from dream_keras.ensemble import train_ensemble
@@ -293,11 +294,22 @@ def test_a_refused_overwrite_leaves_the_previous_ensemble_and_its_members(tmp_pa
     with pytest.raises(ConfigurationError, match="--teacher and --pretrain_epochs go"):
         train_ensemble(config, 2)
     assert all((ensemble / name).read_text() == text for name, text in previous.items())
-    # A start that passes replaces them: its member (seed 0) trained anew, seed 7 gone.
+    # A start that passes replaces them: its member (seed 0) trained anew, seed 7 gone;
+    # also when that start was killed and the command is rerun without --overwrite.
+    from dream_keras import training
+
     config = TrainingConfig(train_data=str(small_cache), output_dir=str(ensemble),
                             batch_size=32, epochs=1, steps_per_epoch=2, jit_compile=False,
                             model=dict(SMALL_MODEL), overwrite=True)
-    record = train_ensemble(config, 1)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed in member 0")
+
+    monkeypatch.setattr(training, "train", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_ensemble(config, 1)
+    monkeypatch.undo()
+    record = train_ensemble(dataclasses.replace(config, overwrite=False), 1)
     assert [member["seed"] for member in record["members"]] == [0]
     assert os.listdir(ensemble / "members") == ["seed_0"]
     assert json.loads((ensemble / "members" / "seed_0" / "run.json").read_text())[
