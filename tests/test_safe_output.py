@@ -216,6 +216,33 @@ def test_the_quiet_import_filters_start_up_lines_and_keeps_a_fatal_one(tmp_path,
     assert "oneDNN" not in result.stderr
 
 
+def test_a_process_the_import_leaves_running_does_not_hold_it_up(tmp_path):
+    """A stand-in `tensorflow` starts a process that outlives the import and inherits its
+    fd 2 (the pipe): the import still returns at once, its lines filtered and shown."""
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os, subprocess\n"
+        "os.write(2, b'I0000 00:00:1.5 11 port.cc:153] oneDNN custom operations are on.\\n')\n"
+        f"open({str(tmp_path / 'pid')!r}, 'w').write(str(subprocess.Popen(['sleep', '60']).pid))\n"
+        "os.write(2, b'E0000 00:00:1.5 11 some.cc:7] an error worth showing\\n')\n"
+        "class config:\n    list_physical_devices = list\n")
+    code = ("import sys, time\nfrom dream_keras.cli.tensorflow_logging import "
+            "import_tensorflow_quietly\nstart = time.monotonic()\n"
+            "import_tensorflow_quietly()\nprint(round(time.monotonic() - start, 1))\n")
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environment["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{REPO}"
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        subprocess.run([sys.executable, "-c", code], stdout=out, stderr=err, env=environment,
+                       timeout=60, check=True)  # waits for the process, not for its fd 2
+    try:
+        assert float((tmp_path / "out").read_text()) < 20  # not the 60 s of the sleep
+        assert (tmp_path / "err").read_text().splitlines() == [
+            "E0000 00:00:1.5 11 some.cc:7] an error worth showing"]
+    finally:
+        os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)
+
+
 def test_a_directory_writer_killed_between_its_renames_gets_the_old_directory_back(
         tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import sys
 
 _LEVEL_LETTERS = {"I": 0, "W": 1, "E": 2, "F": 3}
@@ -87,10 +88,12 @@ def import_tensorflow_quietly() -> None:
     """Import TensorFlow (once) with its start-up logging filtered as described above.
 
     The import's file descriptor 2 is a pipe read by a forked process of this one, which
-    writes the filtered text to the real stderr when the pipe closes. An import that dies
-    inside C++ (a LOG(FATAL) abort: a CPU without the instructions TensorFlow was built
-    for, a broken CUDA library) closes the pipe too, so its fatal line still reaches the
-    user; a temporary file read back by this process would be lost with it."""
+    writes the filtered text to the real stderr once the import is over: this process
+    closes a second pipe to say so, or dies. An import that dies inside C++ (a LOG(FATAL)
+    abort: a CPU without the instructions TensorFlow was built for, a broken CUDA
+    library) so still shows its fatal line; a temporary file read back by this process
+    would be lost with it. A process started during the import that keeps running (and
+    holds fd 2) does not hold the import up."""
     if "tensorflow" in sys.modules:
         return
     threshold = start_up_log_threshold()
@@ -98,21 +101,25 @@ def import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401
         return
     sys.stderr.flush()
-    read_end, write_end = os.pipe()  # fd 2 is open, so neither end can take its number
+    # fd 2 is open, so none of these can take its number.
+    read_end, write_end = os.pipe()
+    done_read, done_write = os.pipe()  # closed by this process when the import is over
     try:
         drainer = os.fork()
     except OSError:  # no process to spare: import unfiltered rather than not at all
-        os.close(read_end)
-        os.close(write_end)
+        for descriptor in (read_end, write_end, done_read, done_write):
+            os.close(descriptor)
         import tensorflow  # noqa: F401
         return
     if drainer == 0:  # the drain process: nothing here returns into the caller's code
         try:
             os.close(write_end)
-            _drain(read_end, threshold)
+            os.close(done_write)
+            _drain(read_end, done_read, threshold)
         finally:
             os._exit(0)
     os.close(read_end)
+    os.close(done_read)
     saved = os.dup(2)
     os.dup2(write_end, 2)
     os.close(write_end)
@@ -122,8 +129,9 @@ def import_tensorflow_quietly() -> None:
         tensorflow.config.list_physical_devices()  # its CUDA probe logs too
     finally:
         sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the pipe's last write end: the drain process finishes
+        os.dup2(saved, 2)  # this process's last write end of the pipe
         os.close(saved)
+        os.close(done_write)  # the drain process takes what the pipe holds and finishes
         try:
             os.waitpid(drainer, 0)  # its lines come before anything this process writes
         except ChildProcessError:
@@ -141,11 +149,29 @@ def _stderr_is_open() -> bool:
     return True
 
 
-def _drain(read_end: int, threshold: int) -> None:
-    """Read the pipe to its end, then write the filtered text to stderr (fd 2)."""
+def _drain(read_end: int, done_read: int, threshold: int) -> None:
+    """Read the pipe until the import is over (EOF on `done_read`; not the pipe's own
+    EOF, which a process started during the import and still running, holding fd 2,
+    would put off), then write the filtered text to stderr (fd 2)."""
     chunks = []
-    while chunk := os.read(read_end, 1 << 16):
-        chunks.append(chunk)
+    while True:
+        ready, _, _ = select.select([read_end, done_read], [], [])
+        if read_end in ready:
+            chunk = os.read(read_end, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            continue  # what the pipe holds comes first
+        os.set_blocking(read_end, False)  # the import is over: take what the pipe holds
+        while True:
+            try:
+                chunk = os.read(read_end, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        break
     text = filter_start_up_lines(b"".join(chunks).decode("utf-8", "replace"), threshold)
     data = text.encode("utf-8")
     while data:
