@@ -70,7 +70,8 @@ def replacing(path):
     are created."""
     destination_path = destination(path)
     os.makedirs(os.path.dirname(os.path.abspath(destination_path)), exist_ok=True)
-    _remove_dead_partials_of(destination_path)
+    directory, name = os.path.split(os.path.abspath(destination_path))
+    remove_stale_partials(directory, (name,))  # a killed earlier writer's
     temporary = partial_path(destination_path)
     try:
         yield temporary
@@ -137,18 +138,6 @@ def replacing_directory(path):
     finally:
         if os.path.exists(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
-
-
-def _remove_dead_partials_of(path) -> None:
-    """Remove the temporary files of `path` left by dead writers (dead_writers_destination),
-    so a killed command's leftover does not stay beside its output for good."""
-    directory, name = os.path.split(os.path.abspath(path))
-    for entry in os.listdir(directory):
-        if dead_writers_destination(entry) == name:
-            try:
-                os.remove(os.path.join(directory, entry))
-            except (FileNotFoundError, IsADirectoryError, PermissionError):
-                pass
 
 
 def _clear_dead_directories_of(path) -> None:

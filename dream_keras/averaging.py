@@ -19,7 +19,8 @@ rounds. Here the swap is an exact copy, and it happens in validation
 (`AveragedWeightsForValidation`), around the epoch-end callbacks that save the model
 (`AveragedWeightsIn` before the best-model checkpoint, `AveragedWeightsOut` before the
 backup), at the end of every `fit` (`RawWeightsAfterFit` puts the raw weights back after
-Keras copies the averages in) and around the final save (`averages_in`). BatchNorm moving statistics are not trainable weights: they are not averaged.
+Keras copies the averages in) and around the final save (`averages_in`). BatchNorm moving
+statistics are not trainable weights: they are not averaged.
 """
 from __future__ import annotations
 

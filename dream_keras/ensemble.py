@@ -40,7 +40,6 @@ from dream_keras.training_config import MAX_SEED
 
 ENSEMBLE_FILE = "ensemble.json"
 MEMBERS_DIR = "members"
-ENSEMBLE_OUTPUTS = (rundir.MODEL_FILE, rundir.SCALER_FILE, ENSEMBLE_FILE, MEMBERS_DIR)
 FINISHED = ("completed", "stopped_on_nan")
 
 

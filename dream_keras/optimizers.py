@@ -77,15 +77,12 @@ class TF2RMSprop(keras.optimizers.Optimizer):
             self.assign(average_grad, rho * average_grad + (1 - rho) * gradient)
             mean_square = velocity - ops.square(average_grad)
         if self.momentum > 0:  # TF 2.x's fused kernels: epsilon inside the root here
-            increment = lr * gradient / ops.sqrt(mean_square + self.epsilon)
-        else:
-            increment = lr * gradient / (ops.sqrt(mean_square) + self.epsilon)
-        if self.momentum > 0:
             momentum = self.momentums[index]
-            self.assign(momentum, self.momentum * momentum + increment)
+            self.assign(momentum, self.momentum * momentum
+                        + lr * gradient / ops.sqrt(mean_square + self.epsilon))
             self.assign_sub(variable, momentum)
         else:
-            self.assign_sub(variable, increment)
+            self.assign_sub(variable, lr * gradient / (ops.sqrt(mean_square) + self.epsilon))
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,

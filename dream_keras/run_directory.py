@@ -216,14 +216,14 @@ def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
 
 def remove_run_outputs(output_dir) -> None:
     """Remove a previous run's outputs (--overwrite), run.json first: a kill part-way
-    leaves no record that would resume what remains."""
+    leaves no record that would resume what remains. (Killed writers' temporary files
+    are clear_partials' job, which the run calls next.)"""
     for name in (RUN_FILE, *(name for name in RUN_OUTPUTS if name != RUN_FILE)):
         path = os.path.join(output_dir, name)
         if os.path.isdir(path):
             shutil.rmtree(path)
         elif os.path.exists(path):
             os.remove(path)
-    atomic_files.remove_stale_partials(output_dir)
 
 
 def check_same_data(output_dir, data: dict, scaler) -> None:

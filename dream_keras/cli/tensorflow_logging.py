@@ -8,8 +8,9 @@ initialised, which is also why TF_CPP_MIN_LOG_LEVEL does not silence them. It is
 import of TensorFlow, not two initialisations.
 
 `import_tensorflow_quietly()` therefore imports TensorFlow with file descriptor 2 sent to
-a pipe, and what was written is replayed, less the C++ log lines below the threshold: TF_CPP_MIN_LOG_LEVEL when the user set it (0 shows everything), else 2 (errors
-only; it is also exported, so TensorFlow's later C++ logging follows it). `--verbosity=1`
+a pipe, and what was written is replayed, less the C++ log lines below the threshold:
+TF_CPP_MIN_LOG_LEVEL when the user set it (0 shows everything), else 2 (errors only; it is
+also exported, so TensorFlow's later C++ logging follows it). `--verbosity=1`
 (absl's own flag, `-v 1`) shows everything too. Python warnings and errors raised by the
 import are always replayed. The first device query runs inside too: it probes CUDA and,
 without a driver, logs "failed call to cuInit" at ERROR level, the same news as "Could not
