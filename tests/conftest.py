@@ -34,10 +34,18 @@ SMALL_MODEL = {"conv_kernel_sizes": (5,), "conv_filters": 16, "conv_out_filters"
 
 
 def pytest_collection_modifyitems(items):
-    """Modules marked `long` (pytestmark = pytest.mark.long) run first: `make test` deals
-    whole files to two workers (pytest-xdist --dist loadfile), which finish together only
-    when the longest files do not start last. A stable sort: the order is otherwise kept."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    """Modules marked `long` (pytestmark = pytest.mark.long(seconds=S), S: the module's
+    time in a whole-suite run) run first, the longest first: `make test` deals whole files
+    to two workers (pytest-xdist --dist loadfile), which finish together only when the
+    longest files do not start last. Longest-first ended the suite 9 s sooner than the
+    alphabetical order of the long files (344 s against 353 s, replayed with each test's
+    measured time, 2026-12-03). A stable sort: the order is otherwise kept. S is only a
+    scheduling hint; a stale one costs seconds, never a test."""
+    def seconds(item):
+        marker = item.get_closest_marker("long")
+        return marker.kwargs.get("seconds", 0) if marker else 0
+
+    items.sort(key=lambda item: -seconds(item))
 
 
 def small_model_flags() -> list:

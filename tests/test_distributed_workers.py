@@ -12,7 +12,7 @@ from tests import warm_fork
 from tests.conftest import REPO, small_model_flags
 from tests.run_helpers import history, kill_after_backup
 
-pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=28)  # scheduled by length (tests/conftest.py)
 
 RUN = ["--passes_per_epoch=1", "--batch_size=32", "--optimizer=adam",
        "--singleton_keep_prob=1", "--validation_fraction=0.2", "--strategy=multi_worker",

@@ -19,7 +19,7 @@ from tests.run_helpers import (SMALL_RUN, history, kill_after_backup, run_code, 
                                synthetic_cache, tagged_json)
 from tests.saved_run import random_sequences
 
-pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=72)  # scheduled by length (tests/conftest.py)
 
 SCALERS = [(11.0, 2.5), (11.3, 2.2), (10.8, 2.9)]  # members of one file, different seeds
 SOURCE = "ab" * 32

@@ -15,6 +15,8 @@ from dream_keras.evaluation import (MANIFEST, METRICS_JSON, data_stem, evaluate_
                                     plot_predicted_vs_measured, regression_metrics)
 from tests.saved_run import SCALER_MEAN, SCALER_STD, reference_predictions
 
+pytestmark = pytest.mark.long(seconds=14)  # scheduled by length (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def labelled_file(tmp_path_factory, real_train_file):

@@ -14,7 +14,7 @@ from dream_keras.inference import load_run, predict_sequences  # the scoring API
 from tests import warm_fork
 from tests.saved_run import SCALER_STD, random_sequences, save_small_run
 
-pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=23)  # scheduled by length (tests/conftest.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 L = 110

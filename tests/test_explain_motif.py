@@ -9,6 +9,8 @@ from dream_keras.data.sequences import encode, one_hot
 from tests.conftest import SMALL_MODEL
 from tests.layer_test_utils import compile_mse
 
+pytestmark = pytest.mark.long(seconds=22)  # scheduled by length (tests/conftest.py)
+
 L = 110
 GCN4 = next(motif for motif in synthetic.MOTIFS if motif.name == "GCN4")
 SITE = GCN4.consensus

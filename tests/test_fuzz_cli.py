@@ -33,7 +33,7 @@ from tests import warm_fork
 from tests.conftest import DREAM_DIR, REPO
 from tests.saved_run import random_sequences
 
-pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=25)  # scheduled by length (tests/conftest.py)
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 NOBODY = 65534

@@ -18,6 +18,8 @@ from dream_keras.data.sequences import InvalidSequenceError
 from tests.run_helpers import run_code, tagged_json
 from tests.saved_run import SCALER_MEAN, SCALER_STD, random_sequences, reference_predictions
 
+pytestmark = pytest.mark.long(seconds=15)  # scheduled by length (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def run(small_run):

@@ -12,7 +12,7 @@ from tests.conftest import SMALL_MODEL
 from tests.layer_test_utils import compile_mse
 from tests.run_helpers import run_code
 
-pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=44)  # scheduled by length (tests/conftest.py)
 
 ATTENTION_WEIGHTS = ("q_kernel", "k_kernel", "v_kernel", "r_k_kernel", "r_w_bias", "r_r_bias")
 ATTENTION_OUTPUT = ("output_kernel", "output_bias")

@@ -13,7 +13,7 @@ from dream_keras.inference import load_run, predict_sequences, variant_effects
 from tests.run_helpers import run_script
 from tests.saved_run import random_sequences
 
-pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=12)  # scheduled by length (tests/conftest.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

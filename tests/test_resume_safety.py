@@ -24,7 +24,7 @@ from tests import warm_fork
 from tests.conftest import REPO, SMALL_MODEL, small_model_flags
 from tests.run_helpers import history, run_train
 
-pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=45)  # scheduled by length (tests/conftest.py)
 
 SMALL_MODEL_FLAGS = small_model_flags()
 

@@ -14,6 +14,8 @@ from dream_keras.rollback import (ROLLED_BACK_COLUMN, ExplodedEpochRollback,
                                   check_constant_rate, rolled_back_epochs)
 from dream_keras.training_config import TrainingConfig
 
+pytestmark = pytest.mark.long(seconds=10)  # scheduled by length (tests/conftest.py)
+
 
 def test_an_exploded_epoch_is_one_whose_validation_loss_is_huge_or_not_finite():
     assert exploded({"val_loss": 7e21}) and exploded({"val_loss": np.nan})

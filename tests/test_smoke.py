@@ -19,7 +19,8 @@ import pytest
 import dream_keras
 from tests.conftest import REPO, small_model_flags
 
-pytestmark = pytest.mark.smoke
+# smoke: the oldest-pair subset (.ci/run); long: scheduled by length (tests/conftest.py)
+pytestmark = [pytest.mark.smoke, pytest.mark.long(seconds=24)]
 
 
 def _script(name, *args, cwd):

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import SMALL_MODEL
 from tests.run_helpers import history
 
-pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=5)  # scheduled by length (tests/conftest.py)
 
 
 def test_quickstart_path_writes_every_output(tmp_path):

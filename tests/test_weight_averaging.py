@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import SMALL_MODEL
 from tests.run_helpers import run_code, synthetic_cache, tagged_json
 
-pytestmark = pytest.mark.long  # scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=33)  # scheduled by length (tests/conftest.py)
 
 MOMENTUM = 0.9
 
