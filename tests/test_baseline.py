@@ -168,11 +168,41 @@ def test_dual_and_primal_forms_agree():
     from dream_keras import baseline as module
 
     rng = np.random.default_rng(2)
-    sequences = ["".join(rng.choice(list("ACGT"), 30)) for _ in range(40)]
-    counts = kmer_counts(sequences, 3)  # 40 rows < 64 columns
+    sequences = ["".join(rng.choice(list("ACGT"), 30)) for _ in range(40)]  # 40 rows < 64
     targets = rng.normal(size=40)
     factors = np.array([0.01, 1.0])
-    primal = module._primal_leave_one_out(counts, targets, factors)
-    dual = module._dual_leave_one_out(counts, targets, factors)
+    primal = module._primal_leave_one_out(sequences, 3, targets, factors)
+    dual = module._dual_leave_one_out(sequences, 3, targets, factors)
     assert np.allclose(primal[0], dual[0], rtol=1e-6)
     assert np.allclose(primal[1], dual[1], atol=1e-8)
+
+
+def test_the_fit_is_the_same_whatever_the_chunk_of_rows_counted_at_once():
+    """Memory is bounded by counting k-mers a chunk of rows at a time (twice per k in the
+    primal form); chunks of 7 rows, 4,096 and all rows at once give one fit, every
+    leave-one-out score included; the scores summed chunk by chunk are scipy's."""
+    rng = np.random.default_rng(4)
+    sequences = ["".join(rng.choice(list("ACGT"), int(n))) for n in rng.integers(8, 30, 400)]
+    targets = rng.normal(size=400) + kmer_counts(sequences, 2).toarray()[:, _index("GA")]
+    fits = [fit_kmer_ridge(sequences, targets, ks=(2, 3, 5), chunk_rows=rows)
+            for rows in (7, 4096, 400)]  # k=5: 400 rows < 1,024 k-mers, the dual form
+    for other in fits[1:]:
+        assert other.k == fits[0].k == 2 and other.penalty == fits[0].penalty
+        np.testing.assert_allclose(other.coef, fits[0].coef, rtol=1e-9, atol=1e-12)
+        for mine, theirs in zip(fits[0].cv, other.cv):
+            assert mine["cv_mse"] == pytest.approx(theirs["cv_mse"], rel=1e-10)
+            assert mine["cv_pearson"] == pytest.approx(theirs["cv_pearson"], rel=1e-9)
+    # Scores summed over uneven chunks against a plain MSE and scipy's Pearson r.
+    from dream_keras import baseline as module
+
+    held_out = module._HeldOutScores(float(targets.mean()), 1)
+    predictions = rng.normal(targets.mean(), 1.0, size=(400, 1)) + 0.5 * targets[:, None]
+    for start in range(0, 400, 33):
+        held_out.add(predictions[start:start + 33], targets[start:start + 33])
+    ((mse, pearson),) = held_out.scores()
+    from scipy import stats
+
+    assert mse == pytest.approx(np.mean((predictions[:, 0] - targets) ** 2), rel=1e-12)
+    assert pearson == pytest.approx(stats.pearsonr(predictions[:, 0], targets)[0], rel=1e-10)
+    with pytest.raises(ConfigurationError, match="chunk_rows"):
+        fit_kmer_ridge(sequences, targets, chunk_rows=0)

@@ -35,7 +35,9 @@ _BASELINE_TRAIN_DATA = flags.DEFINE_string(
     "baseline_train_data", None, "Also fit the built-in baseline (ridge regression on k-mer "
     "counts, k in 3..6 and the penalty chosen by leave-one-out cross-validation) on every "
     "row of this labelled file (normally the run's --train_data) and report its metrics "
-    "beside the model's. About a minute of CPU for 40,000 rows.")
+    "beside the model's. About a minute of CPU for 40,000 rows and 2.2 minutes for "
+    "200,000; the fit's working memory stays about 0.7 GiB whatever the rows (the file's "
+    "sequences are held besides: ~1 GB for the 6.7M DREAM rows; benchmarks/ridge_bench.py).")
 _DREAM_PARTIAL = flags.DEFINE_enum(
     "dream_partial", "mark", ["mark", "refuse"], "With --dream_dir, when a subset is missing "
     "(its file absent, or no labelled row with a known sequence) or has fewer than "
