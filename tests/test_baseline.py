@@ -206,3 +206,5 @@ def test_the_fit_is_the_same_whatever_the_chunk_of_rows_counted_at_once():
     assert pearson == pytest.approx(stats.pearsonr(predictions[:, 0], targets)[0], rel=1e-10)
     with pytest.raises(ConfigurationError, match="chunk_rows"):
         fit_kmer_ridge(sequences, targets, chunk_rows=0)
+    with pytest.raises(ConfigurationError, match=r"1\.\.7, got 8"):  # before any counting
+        fit_kmer_ridge(sequences, targets, ks=(3, 8))
