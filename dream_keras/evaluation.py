@@ -157,6 +157,33 @@ def check_output_files(output_dir, filenames, inputs=()) -> None:
                           parameter="output_dir", in_directory=True)
 
 
+def _start_writing(output_dir, outputs) -> None:
+    """Make `output_dir`, record `outputs` as ours BEFORE writing any (an evaluation killed
+    half-way leaves files that the next one may replace, not "not written by an
+    evaluation"), and remove their previous versions, so a failure while writing never
+    leaves new results beside old ones."""
+    make_output_dir(output_dir)
+    record_output_files(output_dir, outputs)
+    for name in outputs:
+        path = os.path.join(output_dir, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            with writing(path):
+                os.remove(path)
+
+
+def _baseline(baseline: KmerRidge | None, baseline_train_data) -> KmerRidge | None:
+    """`baseline`, or, without one, the k-mer ridge fitted on `baseline_train_data` (once
+    the inputs and outputs have passed their checks: on a large file the fit is long)."""
+    if baseline is not None or not baseline_train_data:
+        return baseline
+    from dream_keras.baseline import fit_kmer_ridge_file
+
+    logging.info("fitting the k-mer ridge baseline on %s", baseline_train_data)
+    baseline = fit_kmer_ridge_file(baseline_train_data)
+    logging.info("baseline: %d-mer ridge, penalty factor %g", baseline.k, baseline.penalty)
+    return baseline
+
+
 def make_output_dir(output_dir) -> None:
     """Create `output_dir` (checked by `check_output_files`) once there is something to
     write, so a refusal or a failed prediction leaves no empty directory behind."""
@@ -168,19 +195,44 @@ def check_same_data(output_dir, data_path, overwrite: bool) -> None:
     """Refuse to replace the results of another data file (the `data` of the metrics.json
     an evaluation wrote there) unless `overwrite`: fold.1.txt and fold.2.txt, or x.txt and
     x.tsv, would otherwise share RUN/evaluation/<stem>/ and the second hide the first."""
-    metrics_path = os.path.join(output_dir, METRICS_JSON)
-    if overwrite or METRICS_JSON not in _files_we_wrote(output_dir) \
-            or not os.path.isfile(metrics_path):
+    _check_same_source(output_dir, METRICS_JSON, {"data": os.path.abspath(data_path)},
+                       overwrite)
+
+
+def check_same_dream_labels(output_dir, dream_dir, labels_path, overwrite: bool) -> None:
+    """The same for a DREAM score: refuse to replace, unless `overwrite`, the score that
+    dream_score.json records against other labels or another test layout (the public
+    leaderboard's labels and a ground.json share RUN/evaluation/dream_score/)."""
+    _check_same_source(output_dir, DREAM_SCORE_JSON, _dream_source(dream_dir, labels_path),
+                       overwrite)
+
+
+def _dream_source(dream_dir, labels_path) -> dict:
+    return {"dream_dir": os.path.abspath(dream_dir),
+            "labels": os.path.abspath(labels_path) if labels_path else "public_leaderboard"}
+
+
+def _check_same_source(output_dir, results_file, source: dict, overwrite: bool) -> None:
+    """Refuse when `results_file`, written there by an evaluation, records other values
+    of the keys of `source` (what the results were computed on)."""
+    path = os.path.join(output_dir, results_file)
+    if overwrite or results_file not in _files_we_wrote(output_dir) or not os.path.isfile(path):
         return
     try:
-        with open(metrics_path, encoding="utf-8") as handle:
-            previous = json.load(handle).get("data")
+        with open(path, encoding="utf-8") as handle:
+            previous = json.load(handle)
+        previous = {key: previous.get(key) for key in source}
     except (OSError, ValueError, AttributeError):
         return  # unreadable: our own file, replaced as before
-    if previous and os.path.abspath(previous) != os.path.abspath(data_path):
-        raise OutputExistsError(f"{output_dir}: holds the evaluation of {previous}, not of "
-                                f"{os.path.abspath(data_path)}; choose another `output_dir` "
-                                "or pass `overwrite=True` to replace it")
+    for key, value in source.items():
+        if previous[key] and _comparable(previous[key]) != _comparable(value):
+            raise OutputExistsError(f"{output_dir}: holds the evaluation of {previous[key]}, "
+                                    f"not of {value}; choose another `output_dir` or pass "
+                                    "`overwrite=True` to replace it")
+
+
+def _comparable(source: str) -> str:
+    return source if source == "public_leaderboard" else os.path.abspath(source)
 
 
 def data_stem(data_path) -> str:
@@ -270,7 +322,8 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
                   baseline: KmerRidge | None = None, baseline_train_data=None,
                   overwrite: bool = False):
     """Metrics of a run on a labelled file, written as JSON, Markdown and two PNGs;
-    with `baseline` (fitted on `baseline_train_data`), its metrics under "baseline".
+    with `baseline` (fitted on `baseline_train_data`), its metrics under "baseline";
+    without one, `baseline_train_data` is fitted (after the checks).
 
     Results of another data file in `output_dir` are replaced only with `overwrite`; a
     model that predicts NaN or infinity is refused before anything is written.
@@ -283,6 +336,7 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
                                                     scaler_path_of(model_path),
                                                     baseline_train_data])
     check_same_data(output_dir, data_path, overwrite)
+    baseline = _baseline(baseline, baseline_train_data)
     model, scaler = load_run(model_path)
     predicted, measured = predict_labelled_file(
         model, scaler, data_path, batch_size=batch_size, chunk_rows=chunk_rows,
@@ -298,7 +352,7 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
             baseline, predict_baseline_file(baseline, scaler, data_path, chunk_rows=chunk_rows),
             measured, baseline_train_data)
     title = f"{os.path.basename(os.fspath(data_path))}"
-    make_output_dir(output_dir)
+    _start_writing(output_dir, outputs)
     _write_json(os.path.join(output_dir, METRICS_JSON), metrics)
     _write_text(os.path.join(output_dir, METRICS_MD),
                 metrics_markdown(metrics, f"Evaluation on {title}"))
@@ -306,14 +360,14 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
                  predicted, measured, title)
     _save_figure(plot_residuals, os.path.join(output_dir, RESIDUALS_PNG), predicted, measured,
                  title)
-    record_output_files(output_dir, outputs)
     return metrics, output_dir
 
 
 def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
                    batch_size=DEFAULT_BATCH_SIZE, reverse_complement_average=False,
                    baseline: KmerRidge | None = None, baseline_train_data=None,
-                   partial: str = "mark", min_subset_rows: int = dream_score.MIN_SUBSET_ROWS):
+                   partial: str = "mark", min_subset_rows: int = dream_score.MIN_SUBSET_ROWS,
+                   overwrite: bool = False):
     """The official challenge score of a run on the DREAM test layout.
 
     Predicts every labelled position whose sequence is known, scores it with
@@ -324,7 +378,9 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
     it marked so (complete false, the missing subsets and files named, renormalised scores
     over the weights actually scored); `partial="refuse"` stops with one line instead,
     before anything is written or the model loaded. A model that predicts NaN or infinity
-    is refused, naming the first such position, before anything is written.
+    is refused, naming the first such position, before anything is written. A score of
+    other labels or another layout in `output_dir` is replaced only with `overwrite`.
+    Without `baseline`, `baseline_train_data` is fitted (after the checks).
     Returns (score dict, output directory).
     """
     if partial not in PARTIAL_CHOICES:
@@ -339,9 +395,11 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
         raise DataFormatError(dream_dir, None, "no labelled position has a known sequence")
     if partial == "refuse":
         _refuse_incomplete(dream_dir, test_set, min_subset_rows)
+    check_same_dream_labels(output_dir, dream_dir, labels_path, overwrite)
     if test_set.missing_files:
         logging.warning("DREAM layout incomplete, missing: %s",
                         ", ".join(test_set.missing_files))
+    baseline = _baseline(baseline, baseline_train_data)
     model, scaler = load_run(model_path)
     values = predict_sequences(model, scaler, [test_set.sequences[p] for p in positions],
                                batch_size=batch_size,
@@ -350,8 +408,7 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
                       lambda index: f"DREAM test position {positions[index]}")
     predictions = dict(zip(positions, values.tolist()))
     score = dream_score.score_predictions(predictions, test_set, min_rows=min_subset_rows)
-    score.update(dream_dir=os.path.abspath(dream_dir),
-                 labels=os.path.abspath(labels_path) if labels_path else "public_leaderboard",
+    score.update(**_dream_source(dream_dir, labels_path),
                  model=os.path.abspath(model_path_of(model_path)),
                  reverse_complement_average=bool(reverse_complement_average))
     if baseline is not None:
@@ -361,11 +418,10 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
                                             test_set, min_rows=min_subset_rows),
             **baseline.summary(),
             "train_data": os.path.abspath(baseline_train_data) if baseline_train_data else None}
-    make_output_dir(output_dir)
+    _start_writing(output_dir, outputs)
     _write_json(os.path.join(output_dir, DREAM_SCORE_JSON), score)
     _write_json(os.path.join(output_dir, DREAM_PREDICTIONS_JSON),
                 {str(p): v for p, v in predictions.items()})
-    record_output_files(output_dir, outputs)
     return score, output_dir
 
 

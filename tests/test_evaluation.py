@@ -1,4 +1,5 @@
 """Evaluation: metrics against NumPy, output files, the output-directory rule, DREAM score."""
+import os
 import json
 import re
 import shutil
@@ -10,6 +11,7 @@ import pytest
 from dream_keras.dream_score import load_dream_test_set, score_predictions
 from dream_keras.cli.commands import run_evaluation
 from dream_keras.errors import DataFormatError, OutputExistsError
+from dream_keras.file_errors import FileAccessError
 from dream_keras.evaluation import (MANIFEST, METRICS_JSON, data_stem, evaluate_dream,
                                     evaluate_file, format_metrics_table, metrics_markdown,
                                     plot_predicted_vs_measured, regression_metrics)
@@ -92,6 +94,20 @@ def test_evaluate_dream_scores_the_predictions_it_writes(tmp_path, small_run, dr
     assert written["subsets"]["motif_tiling"]["n"] == 263
     assert written["missing_subsets"] == ["SNVs"]
     assert 0.0 <= score["pearson_score"] < 3.4 / 4.65
+    # A score of other labels does not silently replace this one (ground.json and the
+    # public leaderboard's labels share RUN/evaluation/dream_score/).
+    labels = tmp_path / "ground.json"
+    labels.write_text(json.dumps({str(p): v for p, v in
+                                  load_dream_test_set(dream_dir).labels.items()}))
+    with pytest.raises(OutputExistsError, match=r"holds the evaluation of "
+                                                r"public_leaderboard, not of .*ground\.json"):
+        evaluate_dream(small_run, dream_dir, labels, output_dir=str(tmp_path / "d"))
+    assert json.loads((tmp_path / "d" / "dream_score.json").read_text())["labels"] == \
+        "public_leaderboard"
+    evaluate_dream(small_run, dream_dir, labels, output_dir=str(tmp_path / "d"),
+                   batch_size=512, overwrite=True)
+    assert json.loads((tmp_path / "d" / "dream_score.json").read_text())["labels"] == \
+        str(labels)
 
 
 def test_run_evaluation_needs_exactly_one_source(small_run, labelled_file, dream_dir):
@@ -166,3 +182,39 @@ def test_data_files_of_one_stem_never_silently_replace_each_other(tmp_path, smal
     assert json.loads((tmp_path / "x" / METRICS_JSON).read_text())["data"].endswith("x.txt")
     run_evaluation(small_run, data_path=tmp_path / "x.tsv", output_dir=shared, overwrite=True)
     assert json.loads((tmp_path / "x" / METRICS_JSON).read_text())["data"].endswith("x.tsv")
+
+
+def test_an_interrupted_evaluation_is_replaced_by_the_next_and_leaves_no_old_results(
+        tmp_path, small_run, labelled_file, monkeypatch):
+    """Outputs are recorded as the evaluation's own before the first is written, and their
+    previous versions removed: a run killed while writing neither locks the folder ("not
+    written by an evaluation") nor leaves new metrics beside old plots."""
+    from dream_keras import evaluation
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = str(tmp_path / "e")
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluation, "plot_residuals", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate_file(small_run, labelled_file, output_dir=out)
+    assert sorted(os.listdir(out)) == sorted([MANIFEST, METRICS_JSON, "metrics.md",
+                                              "predicted_vs_measured.png"])
+    evaluate_file(small_run, labelled_file, output_dir=out)  # the same data: replaced
+    assert (tmp_path / "e" / "residuals.png").is_file()
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluation, "plot_residuals", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate_file(small_run, labelled_file, output_dir=out)
+    assert not (tmp_path / "e" / "residuals.png").exists()  # not the previous run's
+
+
+def test_bad_inputs_are_refused_before_the_baseline_is_fitted(tmp_path, small_run):
+    """The k-mer ridge fit takes long on a large training file: a missing data file is
+    reported first (were the baseline fitted first, its bad file would be reported)."""
+    bad_train = tmp_path / "train.txt"
+    bad_train.write_text("ACGT\tnot-a-number\n")
+    with pytest.raises(FileAccessError, match=r"absent\.txt: no such file"):
+        run_evaluation(small_run, data_path=tmp_path / "absent.txt",
+                       baseline_train_data=bad_train)

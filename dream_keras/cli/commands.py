@@ -7,7 +7,6 @@ the `run_*` functions below all call them. Library errors name parameters in bac
 """
 from __future__ import annotations
 
-from absl import logging
 
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS
 from dream_keras.dream_score import MIN_SUBSET_ROWS
@@ -106,35 +105,31 @@ def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=N
     `baseline_train_data`: fit the k-mer ridge baseline on that labelled file first and
     report it beside the model. `dream_partial` and `dream_min_subset_rows`: what
     `evaluate_dream` does with an incomplete DREAM score (its `partial`, `min_subset_rows`).
-    `overwrite`: `evaluate_file` may replace results of another data file."""
+    `overwrite`: results of another data file (or other DREAM labels) may be replaced."""
     from dream_keras import dream_score
-    from dream_keras.baseline import fit_kmer_ridge_file
     from dream_keras.evaluation import (DREAM_PREDICTIONS_JSON, DREAM_SCORE_JSON, METRICS_JSON,
                                         METRICS_MD, RESIDUALS_PNG, SCATTER_PNG, evaluate_dream,
                                         evaluate_file, format_metrics_table)
 
     _refuse(evaluation_problem(data_path=data_path, dream_dir=dream_dir,
                                dream_labels=dream_labels))
-    baseline = None
-    if baseline_train_data:
-        logging.info("fitting the k-mer ridge baseline on %s", baseline_train_data)
-        baseline = fit_kmer_ridge_file(baseline_train_data, chunk_rows=chunk_rows)
-        logging.info("baseline: %d-mer ridge, penalty factor %g", baseline.k, baseline.penalty)
-    with_baseline = {"baseline": baseline, "baseline_train_data": baseline_train_data}
+    # The baseline is fitted once the inputs and outputs have passed their checks.
     if data_path:
         metrics, where = evaluate_file(model_path, data_path, output_dir,
                                        batch_size=batch_size, chunk_rows=chunk_rows,
                                        reverse_complement_average=reverse_complement_average,
-                                       overwrite=overwrite, **with_baseline)
+                                       overwrite=overwrite,
+                                       baseline_train_data=baseline_train_data)
         return f"{format_metrics_table(metrics)}\nwrote {METRICS_JSON}, {METRICS_MD}, " \
                f"{SCATTER_PNG}, {RESIDUALS_PNG} to {where}"
     score, where = evaluate_dream(model_path, dream_dir, dream_labels, output_dir,
                                   batch_size=batch_size,
                                   reverse_complement_average=reverse_complement_average,
                                   partial=dream_partial, min_subset_rows=dream_min_subset_rows,
-                                  **with_baseline)
+                                  baseline_train_data=baseline_train_data, overwrite=overwrite)
     text = dream_score.format_score_table(score)
-    if baseline is not None:
-        text += (f"\nbaseline ({baseline.k}-mer ridge on {baseline.train_rows:,} rows):\n"
-                 + dream_score.format_score_table(score["baseline"]))
+    if "baseline" in score:
+        baseline = score["baseline"]
+        text += (f"\nbaseline ({baseline['k']}-mer ridge on {baseline['train_rows']:,} rows):\n"
+                 + dream_score.format_score_table(baseline))
     return f"{text}\nwrote {DREAM_SCORE_JSON}, {DREAM_PREDICTIONS_JSON} to {where}"

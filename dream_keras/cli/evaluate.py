@@ -49,10 +49,11 @@ _DREAM_MIN_SUBSET_ROWS = flags.DEFINE_integer(
     "dream_min_subset_rows", 10, "With --dream_dir: a subset with fewer rows is reported "
     "but not counted (a correlation of a few points means nothing).", lower_bound=2)
 _OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "With --data: replace results of ANOTHER data file in the output "
-    "directory (fold.1.txt and fold.2.txt have their own; x.txt and x.tsv share "
-    "RUN/evaluation/x/). Results of the same file are always replaced; files this command "
-    "did not write never are.")
+    "overwrite", False, "Replace results of ANOTHER data file in the output directory "
+    "(fold.1.txt and fold.2.txt have their own; x.txt and x.tsv share RUN/evaluation/x/), "
+    "or with --dream_dir a score of other labels (--dream_labels or the public "
+    "leaderboard's). Results of the same data are always replaced; files this command did "
+    "not write never are.")
 flags.register_multi_flags_validator(
     ["data", "dream_dir", "dream_labels"],
     lambda values: runner.no_problem(commands.evaluation_problem(
