@@ -89,8 +89,15 @@ def score_predictions(predictions: Mapping[int, float], test_set: DreamTestSet, 
     constant side, counted as 0); the official `pearson_score` / `spearman_score` (missing
     subsets count 0, /4.65) and `renormalised_*_score` (divided by the weights of the
     subsets actually scored). `missing_files` lists the layout's absent files.
+    Only the predicted positions are scored (a subset none of whose positions is predicted
+    is 'missing'); a NaN or infinite prediction is refused (ValueError).
     """
     predictions = {int(p): float(v) for p, v in predictions.items()}
+    not_finite = [p for p, v in predictions.items() if not math.isfinite(v)]
+    if not_finite:
+        raise ValueError(f"the prediction for position {min(not_finite)} is "
+                         f"{predictions[min(not_finite)]}, not a finite number: a subset "
+                         "holding it would score as undefined (0)")
     labels = {int(p): float(v) for p, v in test_set.labels.items()}
     subsets = {}
     for name, kept in scored_members(test_set, set(predictions)).items():
@@ -219,7 +226,7 @@ def load_dream_test_set(dream_dir, labels_path=None) -> DreamTestSet:
     for name, (csv_stem, _) in SUBSET_FILES.items():
         path = os.path.join(subsets_dir, csv_stem + ".csv")
         if os.path.lexists(path):
-            members = _read_subset_csv(path, sequences)
+            members = _read_subset_csv(path, sequences, pairs=name in PAIR_SUBSETS)
             (csv_pairs if name in PAIR_SUBSETS else csv_singles)[name] = members
         else:
             missing.append(path)
@@ -231,8 +238,10 @@ def load_dream_test_set(dream_dir, labels_path=None) -> DreamTestSet:
     return DreamTestSet(sequences, labels, singles, pairs, missing + missing_json)
 
 
-def _read_subset_csv(path, sequences: dict) -> np.ndarray:
-    """Members of one subset CSV ([n] or [n, 2]); records each position's sequence."""
+def _read_subset_csv(path, sequences: dict, pairs: bool) -> np.ndarray:
+    """Members of one subset CSV ([n], or [n, 2] for a subset scored as `pairs`); records
+    each position's sequence. The columns must be the subset's kind: a pair subset read
+    from pos/sequence columns would pair consecutive rows silently."""
     check_input_file(path, "subset CSV")
     try:
         with reading(path):
@@ -242,13 +251,15 @@ def _read_subset_csv(path, sequences: dict) -> np.ndarray:
                                           "and rows)") from None
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
         raise DataFormatError(path, None, f"not a CSV file ({error})") from None
-    if {"pos", "sequence"} <= set(header):
-        columns = [("pos", "sequence")]
-    elif {"alt_pos", "ref_pos", "alt_sequence", "ref_sequence"} <= set(header):
+    if pairs and {"alt_pos", "ref_pos", "alt_sequence", "ref_sequence"} <= set(header):
         columns = [("alt_pos", "alt_sequence"), ("ref_pos", "ref_sequence")]
+    elif not pairs and {"pos", "sequence"} <= set(header):
+        columns = [("pos", "sequence")]
     else:
-        raise DataFormatError(path, 1, "expected columns pos, sequence or alt_pos, ref_pos, "
-                                       "alt_sequence, ref_sequence")
+        expected = "alt_pos, ref_pos, alt_sequence, ref_sequence (a subset scored as " \
+            "variant pairs)" if pairs else "pos, sequence (a subset scored per sequence)"
+        raise DataFormatError(path, 1, f"expected columns {expected}; found "
+                                       f"{', '.join(map(str, header))}")
     try:
         with reading(path):
             frame = pd.read_csv(path, usecols=[c for pair in columns for c in pair],
@@ -283,12 +294,24 @@ def _read_json(path, what: str):
     check_input_file(path, what)
     with reading(path), open(path, encoding="utf-8-sig") as handle:
         try:
-            return json.load(handle, parse_constant=_no_constant)
+            return json.load(handle, parse_constant=_no_constant,
+                             object_pairs_hook=_no_conflicting_keys)
         except json.JSONDecodeError as error:
             raise DataFormatError(path, error.lineno, f"invalid JSON: {error.msg} "
                                                       f"(column {error.colno})") from None
         except ValueError as error:
             raise DataFormatError(path, None, f"invalid JSON: {error}") from None
+
+
+def _no_conflicting_keys(pairs) -> dict:
+    """A JSON object whose repeated keys agree (json.load would keep the last silently)."""
+    result = {}
+    for key, value in pairs:
+        if key in result and result[key] != value:
+            raise ValueError(f"key {key!r} appears twice with different values "
+                             f"({result[key]!r} and {value!r})")
+        result[key] = value
+    return result
 
 
 def _no_constant(name):
@@ -316,7 +339,15 @@ def _read_label_json(path) -> dict:
     if not isinstance(raw, dict):
         raise DataFormatError(path, None, 'expected a JSON object {"<pos>": value}, found '
                                           f"{type(raw).__name__}")
-    return {_position(path, pos): _label_value(path, pos, value) for pos, value in raw.items()}
+    labels, keys = {}, {}
+    for key, value in raw.items():
+        position, label = _position(path, key), _label_value(path, key, value)
+        if labels.setdefault(position, label) != label:
+            raise DataFormatError(path, None, f"position {position} has two labels: "
+                                              f"{keys[position]!r}: {labels[position]} and "
+                                              f"{key!r}: {label}")
+        keys.setdefault(position, key)
+    return labels
 
 
 def _read_leaderboard(directory):

@@ -163,3 +163,36 @@ def test_loader_errors_name_the_file(tmp_path):
     labels.write_text(json.dumps({"5": 1.5}))
     test_set = load_dream_test_set(tmp_path, labels)
     assert test_set.positions_to_predict() == [5] and test_set.sequences[5] == "ACGT"
+
+
+def test_a_subset_file_of_the_wrong_kind_and_conflicting_labels_are_refused(tmp_path):
+    """A pair subset read from pos/sequence columns would pair consecutive rows silently;
+    a labels JSON whose key repeats (or "7" and "07") with different values would keep
+    one silently."""
+    subsets = tmp_path / "test_subsets"
+    subsets.mkdir()
+    (subsets / "motif_tiling_seqs.csv").write_text("tag,sequence,pos\na,ACGT,5\nb,AAAA,6\n")
+    with pytest.raises(DataFormatError, match=r"motif_tiling_seqs.csv:1: expected columns "
+                                              r"alt_pos, .*variant pairs\); found tag, "):
+        load_dream_test_set(tmp_path)
+    (subsets / "motif_tiling_seqs.csv").unlink()
+    (subsets / "high_exp_seqs.csv").write_text(
+        "alt_sequence,ref_sequence,alt_pos,ref_pos\nACGT,AAAA,5,6\n")
+    with pytest.raises(DataFormatError, match=r"high_exp_seqs.csv:1: expected columns pos, "
+                                              r"sequence \(a subset scored per sequence\)"):
+        load_dream_test_set(tmp_path)
+    (subsets / "high_exp_seqs.csv").write_text("sequence,pos\nACGT,5\nAAAA,7\n")
+    labels = tmp_path / "labels.json"
+    labels.write_text('{"5": 0.1, "5": 0.9}')
+    with pytest.raises(DataFormatError, match=r"labels.json: invalid JSON: key '5' appears "
+                                              r"twice with different values \(0.1 and 0.9\)"):
+        load_dream_test_set(tmp_path, labels)
+    labels.write_text('{"7": 0.2, "07": 0.8, "5": 0.1, "5": 0.1}')  # the same value: fine
+    with pytest.raises(DataFormatError, match=r"position 7 has two labels: '7': 0.2 and "
+                                              r"'07': 0.8"):
+        load_dream_test_set(tmp_path, labels)
+    labels.write_text('{"7": 0.2, "5": 0.1, "5": 0.1}')
+    test_set = load_dream_test_set(tmp_path, labels)
+    assert test_set.labels == {5: 0.1, 7: 0.2}
+    with pytest.raises(ValueError, match="position 7 is nan, not a finite number"):
+        score_predictions({5: 1.0, 7: float("nan")}, test_set)
