@@ -25,7 +25,7 @@ from absl import logging
 from dream_keras import sequence_ops
 from dream_keras.artefacts import check_model, check_model_archive, model_file_problem
 from dream_keras.data.readers import DataFormatError
-from dream_keras.data.sequences import N_CODE, encode_strands
+from dream_keras.data.sequences import N_CODE, encode, encode_strands, hidden_differences
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import MissingDataError
 from dream_keras.model import load_model
@@ -209,7 +209,9 @@ def predict_sequences(model: keras.Model, scaler: TargetScaler, sequences: Seque
 
 def variant_effects(model: keras.Model, scaler: TargetScaler, ref_sequences: Sequence[str],
                     alt_sequences: Sequence[str], **predict_options) -> dict:
-    """{'ref_prediction', 'alt_prediction', 'effect' = alt - ref}: float64 [n] each."""
+    """{'ref_prediction', 'alt_prediction', 'effect' = alt - ref}: float64 [n] each. Pairs
+    that differ only before the model's window (the last seq_len bases) are counted in a
+    warning: their effect is 0 because the model never sees the difference."""
     ref_sequences = sequence_list(ref_sequences, "ref_sequences")
     alt_sequences = sequence_list(alt_sequences, "alt_sequences")
     if len(ref_sequences) != len(alt_sequences):
@@ -218,4 +220,12 @@ def variant_effects(model: keras.Model, scaler: TargetScaler, ref_sequences: Seq
     both = predict_sequences(model, scaler, list(ref_sequences) + list(alt_sequences),
                              **predict_options)
     ref, alt = both[:len(ref_sequences)], both[len(ref_sequences):]
+    seq_len = predict_options.get("seq_len") or model_seq_len(model)
+    hidden = np.flatnonzero(hidden_differences(ref_sequences, alt_sequences,
+                                               encode(ref_sequences, seq_len),
+                                               encode(alt_sequences, seq_len)))
+    if hidden.size:
+        logging.warning("%d pair(s) (first: index %d) differ only outside the model's %d-bp "
+                        "window (the last %d bases, identical): their effect is 0 by "
+                        "construction", hidden.size, hidden[0], seq_len, seq_len)
     return {"ref_prediction": ref, "alt_prediction": alt, "effect": alt - ref}

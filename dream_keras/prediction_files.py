@@ -23,7 +23,7 @@ from absl import logging
 from dream_keras.atomic_files import replacing_open
 from dream_keras.data.readers import (DEFAULT_CHUNK_ROWS, DataFormatError, iter_pair_chunks,
                                       iter_sequence_chunks)
-from dream_keras.data.sequences import InvalidSequenceError, encode_strands
+from dream_keras.data.sequences import InvalidSequenceError, encode_strands, hidden_differences
 from dream_keras.errors import ConfigurationError
 from dream_keras.file_errors import writing
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, model_seq_len, padded_batch_size,
@@ -210,6 +210,8 @@ def predict_pairs_file(model, scaler, pairs_path, output_path, *, seq_len=None,
 
     Writes TSV ref_sequence, alt_sequence, ref_prediction, alt_prediction, effect
     (alt minus ref, training scale), rows in input order. Returns the number of pairs.
+    Pairs that differ only before the model's window (sequences longer than it) are
+    counted in a warning: their effect is 0 because the model never sees the difference.
     """
     return _predict_table(_PAIR_LAYOUT, model, scaler, pairs_path, output_path,
                           seq_len=seq_len, batch_size=batch_size, chunk_rows=chunk_rows,
@@ -227,18 +229,26 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
         chunk, rows = item
         sequences = layout.piece_sequences(chunk, rows)
         try:
-            return (sequences, *encode_strands(sequences, seq_len, both_strands))
+            codes, reverse_codes = encode_strands(sequences, seq_len, both_strands)
         except InvalidSequenceError as error:
             lines = np.tile(chunk.line_numbers[rows], layout.sequences_per_row)
             raise DataFormatError(input_path, int(lines[error.row]), str(error)) from None
+        hidden_lines = np.zeros(0, np.int64)
+        if layout.sequences_per_row == 2:  # ref then alt: a difference the window hides
+            pairs = len(sequences) // 2
+            hidden = hidden_differences(sequences[:pairs], sequences[pairs:], codes[:pairs],
+                                        codes[pairs:])
+            hidden_lines = np.asarray(chunk.line_numbers[rows])[hidden]
+        return sequences, codes, reverse_codes, hidden_lines
 
     pieces = map(encoded, _pieces(layout.read_chunks(input_path, chunk_rows),
                                   PIECE_BATCHES * batch_size // layout.sequences_per_row))
-    rows, last_report = 0, time.monotonic()
+    rows, last_report, hidden_lines = 0, time.monotonic(), []
     with _atomic_output(output_path) as out, _BackgroundWriter() as writer:
         writer.submit(out.write, layout.header)
         batch_shape = None
-        for sequences, codes, reverse_codes in _read_ahead(pieces):
+        for sequences, codes, reverse_codes, hidden in _read_ahead(pieces):
+            hidden_lines.extend(hidden.tolist())
             batch_shape = batch_shape or padded_batch_size(len(codes), batch_size)
             values = scaler.inverse_transform(predict_codes(
                 model, codes, batch_size, reverse_codes=reverse_codes,
@@ -254,4 +264,9 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
                 last_report = time.monotonic()
         writer.submit(out.write, layout.footer)
     logging.info("predicted %d %s", rows, layout.noun)
+    if hidden_lines:
+        logging.warning("%s: %d pair(s) (first: line %d) differ only outside the model's "
+                        "%d-bp window (the last %d bases, identical): their effect is 0 by "
+                        "construction, not a measured neutral variant", input_path,
+                        len(hidden_lines), hidden_lines[0], seq_len, seq_len)
     return rows

@@ -43,16 +43,26 @@ def test_predict_fasta_with_strand_average_and_export(tmp_path, small_run, seque
                                from_api, atol=1e-5)
 
 
-def test_predict_pairs_gives_effects(tmp_path, small_run, sequences):
+def test_predict_pairs_gives_effects(tmp_path, small_run, sequences, caplog):
+    """Effects equal the API's; a pair of 150-bp sequences that differ only in a base
+    before the model's 110-bp window (effect 0 by construction) is named in a warning, a
+    pair that differs inside it is not."""
+    long = "C" * 40 + "ACGT" * 27 + "AC"
+    refs, alts = sequences[:10] + [long, long], sequences[10:20] + ["G" + long[1:],
+                                                                    long[:-1] + "T"]
     (tmp_path / "pairs.tsv").write_text("ref_sequence\talt_sequence\n" + "".join(
-        f"{sequences[i]}\t{sequences[i + 10]}\n" for i in range(10)))
+        f"{ref}\t{alt}\n" for ref, alt in zip(refs, alts)))
     result = run_script("predict.py", f"--model={small_run}", "--pairs=pairs.tsv",
                         "--output=effects.tsv", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "pairs.tsv: 1 pair(s) (first: line 12) differ only outside the model's 110-bp " \
+           "window" in result.stderr
     rows = [line.split("\t") for line in (tmp_path / "effects.tsv").read_text().splitlines()[1:]]
-    effects = variant_effects(*load_run(small_run), sequences[:10], sequences[10:20])
+    effects = variant_effects(*load_run(small_run), refs, alts)
+    assert "1 pair(s) (first: index 10) differ only outside" in caplog.text
     np.testing.assert_allclose([float(r[4]) for r in rows], effects["effect"], atol=1e-5)
     np.testing.assert_allclose([float(r[2]) for r in rows], effects["ref_prediction"], atol=1e-5)
+    assert effects["effect"][10] == 0.0 and effects["effect"][11] != 0.0
 
 
 def test_evaluate_prints_the_table_and_writes_metrics(tmp_path, small_run, real_train_file):

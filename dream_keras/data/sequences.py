@@ -193,6 +193,16 @@ def reverse_complement_right_aligned(codes: np.ndarray) -> np.ndarray:
     return np.take_along_axis(flipped, columns, axis=-1)
 
 
+def hidden_differences(ref_sequences: Sequence[str], alt_sequences: Sequence[str],
+                       ref_codes: np.ndarray, alt_codes: np.ndarray) -> np.ndarray:
+    """bool [n]: pairs whose sequences differ (ignoring case) while their encoded windows
+    (`ref_codes`, `alt_codes` [n, seq_len]: the last seq_len bases) are identical. The
+    model never sees such a difference, so its predicted effect is 0 by construction."""
+    same_window = (np.asarray(ref_codes) == np.asarray(alt_codes)).all(axis=1)
+    return np.array([same and ref.upper() != alt.upper() for same, ref, alt
+                     in zip(same_window, ref_sequences, alt_sequences)], dtype=bool)
+
+
 def encode_strands(sequences: Sequence[str], seq_len: int = DEFAULT_SEQ_LEN,
                    both_strands: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """(forward codes, reverse-strand codes or None): uint8 [n, seq_len] each.
