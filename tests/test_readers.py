@@ -142,3 +142,22 @@ def test_table_problems_name_their_line(tmp_path, text, line, reason):
     with pytest.raises(DataFormatError) as error:
         list(iter_sequence_chunks(path))
     assert error.value.line == line and error.value.reason.startswith(reason)
+
+
+def test_sequences_longer_than_the_csv_modules_field_limit_are_read(tmp_path):
+    """The model keeps the last bases of any sequence: a 200,000-bp one is valid input in
+    every format (the csv module's default field limit is 131,072 characters), and the
+    limit is left as it was."""
+    import csv
+
+    from dream_keras.data.readers import TEXT, detect_input_format, iter_sequence_chunks
+
+    long = "ACGT" * 50_000
+    text = write(tmp_path, f"{long}\nACGT\n", "long.txt")
+    assert detect_input_format(text) == TEXT
+    assert [len(s) for c in iter_sequence_chunks(text) for s in c.sequences] == [200_000, 4]
+    table = write(tmp_path, f"id,sequence\n1,{long}\n2,ACGT,5\n", "long.csv")
+    with pytest.raises(DataFormatError) as error:  # the too-wide row, found past the long one
+        list(iter_sequence_chunks(table))
+    assert error.value.line == 3 and error.value.reason.startswith("3 fields, but the header")
+    assert csv.field_size_limit() == 131_072

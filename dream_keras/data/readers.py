@@ -19,6 +19,7 @@ Pair files (variant effects, `iter_pair_chunks`) must be CSV/TSV with header col
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import gzip
@@ -319,11 +320,23 @@ def _first_line(path) -> tuple[int, str]:
     raise DataFormatError(path, None, "the file is empty")
 
 
+@contextlib.contextmanager
+def _long_csv_fields():
+    """The csv module refuses fields over 131,072 characters by default, but a sequence
+    may be longer (valid input: the model keeps its last bases): lifted for the block."""
+    previous = csv.field_size_limit(2 ** 31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _header_fields(line: str) -> tuple[str, list]:
     """(delimiter, lower-cased field names) of a header, split as the rows are parsed:
     with CSV quoting, so a quoted name holding the delimiter stays one field."""
     delimiter = "\t" if "\t" in line else ","
-    fields = next(csv.reader([line], delimiter=delimiter), [])
+    with _long_csv_fields():
+        fields = next(csv.reader([line], delimiter=delimiter), [])
     return delimiter, [field.strip().lower() for field in fields]
 
 
@@ -404,7 +417,7 @@ def _strict(call):
 def _overlong_row(path, header_line: int, delimiter: str, header_fields: int):
     """(line, fields) of the first row with more fields than the header, or (None, None):
     pandas reports such a row without its line (or, with `usecols`, as an internal error)."""
-    with reading(path), _open_text(path) as handle:
+    with reading(path), _open_text(path) as handle, _long_csv_fields():
         for number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
             if number > header_line and len(row) > header_fields:
                 return number, len(row)
