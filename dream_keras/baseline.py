@@ -100,38 +100,51 @@ class KmerRidge:
 class _HeldOutScores:
     """MSE and Pearson r of held-out predictions, per penalty, summed chunk by chunk: the
     [rows, penalties] array of held-out predictions is never held whole (on the 6.7M
-    DREAM rows it would take 0.6 GB). Sums are of deviations from the targets' mean, near
-    which held-out predictions lie, so the one-pass variances do not cancel badly."""
+    DREAM rows it would take 0.6 GB). Means and co-moments are merged pairwise (Chan et
+    al.'s update), so r keeps its precision whatever the predictions' offset."""
 
-    def __init__(self, target_mean: float, num_penalties: int):
-        self.target_mean, self.rows = target_mean, 0
-        self.squared_error, self.sum_p, self.sum_pp, self.sum_py = np.zeros((4, num_penalties))
-        self.sum_y = self.sum_yy = 0.0
+    def __init__(self, num_penalties: int):
+        self.rows, self.mean_y, self.m2_y = 0, 0.0, 0.0
+        self.squared_error, self.mean_p, self.m2_p, self.c_py = np.zeros((4, num_penalties))
         self.low, self.high = np.full(num_penalties, np.inf), np.full(num_penalties, -np.inf)
 
     def add(self, held_out: np.ndarray, targets: np.ndarray) -> None:
         """Held-out predictions [m, P] of `targets` [m]."""
-        p, y = held_out - self.target_mean, targets - self.target_mean
-        self.rows += targets.size
+        m = targets.size
+        if m == 0:
+            return
+        mean_p, mean_y = held_out.mean(axis=0), float(targets.mean())
+        dp, dy = held_out - mean_p, targets - mean_y
+        total = self.rows + m
+        delta_p, delta_y = mean_p - self.mean_p, mean_y - self.mean_y
+        weight = self.rows * m / total
+        self.m2_p += (dp * dp).sum(axis=0) + delta_p ** 2 * weight
+        self.m2_y += float((dy * dy).sum()) + delta_y ** 2 * weight
+        self.c_py += (dp * dy[:, None]).sum(axis=0) + delta_p * delta_y * weight
+        self.mean_p += delta_p * m / total
+        self.mean_y += delta_y * m / total
+        self.rows = total
         self.squared_error += ((held_out - targets[:, None]) ** 2).sum(axis=0)
-        self.sum_p += p.sum(axis=0)
-        self.sum_pp += (p * p).sum(axis=0)
-        self.sum_py += (p * y[:, None]).sum(axis=0)
-        self.sum_y += float(y.sum())
-        self.sum_yy += float((y * y).sum())
         self.low = np.minimum(self.low, held_out.min(axis=0))  # NaN stays NaN
         self.high = np.maximum(self.high, held_out.max(axis=0))
 
     def scores(self) -> list:
         """[(MSE, Pearson r)] per penalty; r is NaN for constant (or NaN) predictions."""
-        n = self.rows
-        covariance = self.sum_py - self.sum_p * self.sum_y / n
-        variance_p = self.sum_pp - self.sum_p ** 2 / n
-        variance_y = self.sum_yy - self.sum_y ** 2 / n
         varying = self.high - self.low > 0
-        pearson = np.where(varying, covariance / np.sqrt(np.where(varying, variance_p, 1.0)
-                                                         * variance_y), np.nan)
-        return list(zip((self.squared_error / n).tolist(), pearson.tolist()))
+        denominator = np.sqrt(np.where(varying, self.m2_p, 1.0) * self.m2_y)
+        pearson = np.clip(np.where(varying, self.c_py / denominator, np.nan), -1.0, 1.0)
+        return list(zip((self.squared_error / self.rows).tolist(), pearson.tolist()))
+
+
+def _without_rounding_noise(eigenvalues: np.ndarray, uncentred_trace: float) -> np.ndarray:
+    """Eigenvalues of a centred X'X (or X X'), negatives from rounding set to 0, and all of
+    them to 0 when their sum (the counts' total variance) is rounding noise next to the
+    uncentred trace: rows whose counts are all alike. The penalty is relative to that sum,
+    so noise left in would be fitted as a model; all 0 gives 0/0 scores, never chosen."""
+    eigenvalues = np.maximum(eigenvalues, 0.0)
+    if eigenvalues.sum() <= 1e-10 * uncentred_trace:
+        return np.zeros_like(eigenvalues)
+    return eigenvalues
 
 
 def _count_chunks(sequences, k: int, chunk_rows: int):
@@ -155,13 +168,14 @@ def _primal_leave_one_out(sequences, k, targets, factors, chunk_rows=DEFAULT_FIT
         sums += np.asarray(counts.sum(axis=0)).ravel()
         cross += counts.T @ (targets[start:start + counts.shape[0]] - target_mean)
     means = sums / rows
+    uncentred_trace = float(np.trace(gram))
     gram -= rows * np.outer(means, means)
     eigenvalues, eigenvectors = linalg.eigh(gram, check_finite=False, overwrite_a=True)
-    eigenvalues = np.maximum(eigenvalues, 0.0)
+    eigenvalues = _without_rounding_noise(eigenvalues, uncentred_trace)
     inverse = 1.0 / (eigenvalues[:, None] + factors[None, :] * eigenvalues.sum() / columns)
     weights = (cross @ eigenvectors)[:, None] * inverse
     centre = means @ eigenvectors
-    scores = _HeldOutScores(target_mean, factors.size)
+    scores = _HeldOutScores(factors.size)
     for start, counts in _count_chunks(sequences, k, chunk_rows):
         for first in range(0, counts.shape[0], 4096):
             rotated = counts[first:first + 4096] @ eigenvectors - centre
@@ -183,14 +197,15 @@ def _dual_leave_one_out(sequences, k, targets, factors):
     row_dot_means = counts @ means
     kernel = ((counts @ counts.T).toarray() - row_dot_means[:, None] - row_dot_means[None, :]
               + means @ means)
+    uncentred_trace = float(counts.multiply(counts).sum())
     eigenvalues, eigenvectors = linalg.eigh(kernel, check_finite=False, overwrite_a=True)
-    eigenvalues = np.maximum(eigenvalues, 0.0)
+    eigenvalues = _without_rounding_noise(eigenvalues, uncentred_trace)
     target_mean = float(targets.mean())
     inverse = 1.0 / (eigenvalues[:, None] + factors[None, :] * eigenvalues.sum() / columns)
     projected = eigenvectors.T @ (targets - target_mean)
     fitted = target_mean + eigenvectors @ (projected[:, None] * eigenvalues[:, None] * inverse)
     hat = 1.0 / rows + (eigenvectors ** 2) @ (eigenvalues[:, None] * inverse)
-    scores = _HeldOutScores(target_mean, factors.size)
+    scores = _HeldOutScores(factors.size)
     scores.add(targets[:, None] - (targets[:, None] - fitted) / (1.0 - hat), targets)
     dual = eigenvectors @ (projected[:, None] * inverse)  # [n, P]
     coef = counts.T @ dual - np.outer(means, dual.sum(axis=0))
@@ -209,14 +224,23 @@ def fit_kmer_ridge(sequences, targets, *, ks=DEFAULT_KS, penalties=DEFAULT_PENAL
     if targets.size < 3:
         raise ConfigurationError("the k-mer baseline needs at least 3 training rows, got "
                                  f"{targets.size}")
-    if chunk_rows < 1:
-        raise ConfigurationError(f"chunk_rows must be at least 1, got {chunk_rows}")
-    ks, penalties = tuple(int(k) for k in ks), tuple(float(p) for p in penalties)
+    if not np.isfinite(targets).all():
+        row = int(np.flatnonzero(~np.isfinite(targets))[0])
+        raise ValueError(f"targets must be finite numbers: row {row} (0-based) is "
+                         f"{targets[row]}")
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
+            or chunk_rows < 1:
+        raise ConfigurationError(f"chunk_rows must be a whole number >= 1, got {chunk_rows!r}")
+    ks, penalties = list(ks), list(penalties)
     if not ks or not penalties:
         raise ConfigurationError("give at least one k-mer length and one penalty")
     for k in ks:
-        if not 1 <= k <= MAX_K:
-            raise ConfigurationError(f"k-mer length must be 1..{MAX_K}, got {k}")
+        if isinstance(k, bool) or float(k) != int(k) or not 1 <= int(k) <= MAX_K:
+            raise ConfigurationError(f"k-mer length must be a whole number 1..{MAX_K}, got {k}")
+    for penalty in penalties:
+        if not np.isfinite(float(penalty)) or float(penalty) <= 0:
+            raise ConfigurationError(f"penalties must be finite and above 0, got {penalty}")
+    ks, penalties = tuple(int(k) for k in ks), tuple(float(p) for p in penalties)
     factors = np.asarray(penalties, dtype=np.float64)
     cv, best = [], None
     for k in ks:

@@ -90,6 +90,11 @@ def test_a_k_without_variance_never_wins_and_no_variance_at_all_is_refused():
     assert forward.k == backward.k != 6 and np.isfinite(backward.intercept)
     with pytest.raises(ConfigurationError, match="do not vary"):
         fit_kmer_ridge(["AC", "GT", "CA", "TT"], [1.0, 2.0, 3.0, 4.0], ks=(3, 4))
+    # Identical rows: the centred counts are rounding noise, which the relative penalty
+    # would fit as a model (predictions away from the mean); refused in both forms.
+    for rows in (14, 100):  # 14 < 64 3-mers: the dual form; 100: the primal
+        with pytest.raises(ConfigurationError, match="do not vary"):
+            fit_kmer_ridge([sequences[0] * 6] * rows, targets[:rows], ks=(3,))
 
 
 def test_too_few_rows_is_a_configuration_error():
@@ -195,7 +200,7 @@ def test_the_fit_is_the_same_whatever_the_chunk_of_rows_counted_at_once():
     # Scores summed over uneven chunks against a plain MSE and scipy's Pearson r.
     from dream_keras import baseline as module
 
-    held_out = module._HeldOutScores(float(targets.mean()), 1)
+    held_out = module._HeldOutScores(1)
     predictions = rng.normal(targets.mean(), 1.0, size=(400, 1)) + 0.5 * targets[:, None]
     for start in range(0, 400, 33):
         held_out.add(predictions[start:start + 33], targets[start:start + 33])
@@ -204,7 +209,18 @@ def test_the_fit_is_the_same_whatever_the_chunk_of_rows_counted_at_once():
 
     assert mse == pytest.approx(np.mean((predictions[:, 0] - targets) ** 2), rel=1e-12)
     assert pearson == pytest.approx(stats.pearsonr(predictions[:, 0], targets)[0], rel=1e-10)
+    # Predictions far from the targets' mean relative to their spread keep r's precision.
+    offset = module._HeldOutScores(1)
+    far = 1e4 + 1e-4 * predictions
+    for start in range(0, 400, 33):
+        offset.add(far[start:start + 33], targets[start:start + 33])
+    assert offset.scores()[0][1] == pytest.approx(stats.pearsonr(far[:, 0], targets)[0],
+                                                  rel=1e-6)
     with pytest.raises(ConfigurationError, match="chunk_rows"):
         fit_kmer_ridge(sequences, targets, chunk_rows=0)
-    with pytest.raises(ConfigurationError, match=r"1\.\.7, got 8"):  # before any counting
-        fit_kmer_ridge(sequences, targets, ks=(3, 8))
+    for bad in ({"ks": (3, 8)}, {"ks": (3.7,)}, {"penalties": (1.0, -1e-3)},
+                {"chunk_rows": 2.5}):  # refused before any counting
+        with pytest.raises(ConfigurationError, match="whole number|above 0"):
+            fit_kmer_ridge(sequences, targets, **bad)
+    with pytest.raises(ValueError, match=r"row 3 \(0-based\) is nan"):
+        fit_kmer_ridge(sequences, np.where(np.arange(400) == 3, np.nan, targets))

@@ -165,3 +165,17 @@ def test_a_run_resumed_with_a_changed_teacher_model_is_refused(tmp_path, small_r
                                                 r"changed \(scaler file sha256"):
         train(config)
     assert (tmp_path / "run" / "run.json").read_text() == started
+
+
+def test_the_ridge_teachers_summary_gives_the_chosen_candidates_scores():
+    """5-bp rows hold no 6-mer: k=6 scores NaN and comes first; the summary must report
+    the chosen k's own leave-one-out scores, not the first row of the grid."""
+    rng = np.random.default_rng(0)
+    codes = encode(["".join(rng.choice(list("ACGT"), 5)) for _ in range(200)], 5)
+    teacher = RidgeTeacher.fit(codes, rng.normal(size=200), ks=(6, 3))
+    summary = teacher.summary()
+    chosen = [row for row in teacher.ridge.cv
+              if (row["k"], row["penalty"]) == (summary["k"], summary["penalty"])]
+    assert summary["k"] == 3 and np.isfinite(summary["cv_mse"])
+    assert summary["cv_mse"] == chosen[0]["cv_mse"] == min(
+        row["cv_mse"] for row in teacher.ridge.cv if np.isfinite(row["cv_mse"]))
