@@ -44,8 +44,10 @@ def _code_of_byte() -> np.ndarray:
 def encode_strings(sequences, seq_len: int) -> tf.Tensor:
     """int32 codes [batch, seq_len] from tf.string [batch]: `encode`'s window rule (last
     seq_len bases, left-padded with N), any case. Unlike `encode`, a letter outside ACGTN
-    is not an error but reads as N: a server should answer."""
-    padded = tf.strings.join(["N" * seq_len, tf.strings.upper(sequences)])
+    is not an error but reads as N: a server should answer. Whitespace around a sequence
+    (a request's trailing newline) is stripped first, as predict.py's readers strip it:
+    kept, it would read as N inside the window and shift the sequence out of it."""
+    padded = tf.strings.join(["N" * seq_len, tf.strings.upper(tf.strings.strip(sequences))])
     start = tf.strings.length(padded) - seq_len
     windows = tf.strings.substr(padded, start, tf.fill(tf.shape(start), seq_len))
     raw = tf.io.decode_raw(windows, tf.uint8, fixed_length=seq_len)

@@ -45,3 +45,8 @@ def test_tensorflow_mirrors_equal_the_numpy_rules():
     np.testing.assert_array_equal(
         sequence_ops.encode_strings(tf.constant(["AXGt-"]), 6).numpy(),
         seq.encode(["ANGtN"], 6))
+    # Whitespace around a request (a trailing newline) is stripped, as predict.py strips
+    # it: kept, it would read as N inside the window and shift the sequence.
+    np.testing.assert_array_equal(
+        sequence_ops.encode_strings(tf.constant(["ACGTAC\n", " ACGTAC\r\n", "AC GT\t"]),
+                                    6).numpy(), seq.encode(["ACGTAC", "ACGTAC", "ACNGT"], 6))
