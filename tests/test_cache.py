@@ -76,6 +76,13 @@ def test_skip_bad_rows_recorded(tmp_path):
     assert attrs["skipped_rows"] == 1 and len(cache) == 2
     np.testing.assert_array_equal(cache.codes, [[0, 1, 2, 3], [4, 4, 0, 1]])
     np.testing.assert_array_equal(cache.singleton, [True, False])
+    # Every row bad (columns swapped): refused, no empty cache left to fail training later.
+    swapped = tmp_path / "swapped.txt"
+    swapped.write_text("1\tACGT\n2\tACGA\n")
+    with pytest.raises(DataFormatError, match=r"swapped.txt: no usable row: all 2 rows are bad"):
+        prepare_cache(swapped, tmp_path / "empty.h5", skip_bad_rows=True)
+    assert not (tmp_path / "empty.h5").exists()
+    assert not [name for name in os.listdir(tmp_path) if "partial" in name]
 
 
 def test_not_a_cache(tmp_path):

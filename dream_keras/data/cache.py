@@ -135,6 +135,9 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
                                      on_progress=lambda done, total: progress.update(
                                          num_rows, done, total)):
                 num_rows = _append(datasets, chunk, num_rows)
+            if num_rows == 0:  # every row skipped: an empty cache would only fail later
+                raise DataFormatError(input_path, None, f"no usable row: all {len(skipped)} "
+                                      f"rows are bad (first: {skipped[0] if skipped else '-'})")
             progress.update(num_rows, 1, 1)
             hasher.join()
             attrs = {
