@@ -217,3 +217,29 @@ def test_training_warns_about_conflicting_duplicates(tmp_path, real_train_file, 
     assert (f"{source}: 1 sequences occur more than once with different expression "
             "values (2 rows; compared as encoded to 110 bases); training keeps every row"
             ) in caplog.text
+
+
+def test_validation_rows_with_a_copy_among_training_rows_are_counted_and_named(
+        tmp_path, real_train_file, caplog):
+    """The split is by row: a sequence listed twice (same value or not) can validate and
+    train at once, which makes val_pearson optimistic; training says how many."""
+    from dream_keras.data.duplicates import rows_also_in
+
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 2, size=(500, 9)).astype(np.uint8)  # many repeats
+    reference = rng.integers(0, 2, size=(300, 9)).astype(np.uint8)
+    known = {row.tobytes() for row in reference}
+    assert rows_also_in(codes, reference) == sum(row.tobytes() in known for row in codes) > 10
+    assert rows_also_in(codes[:0], reference) == 0
+    lines = real_train_file.read_text().splitlines()[:400]
+    source = tmp_path / "twice.txt"
+    source.write_text("\n".join(lines + lines) + "\n")  # every row listed twice
+    config = TrainingConfig(train_data=str(source), output_dir="unused",
+                            validation_fraction=0.1, singleton_keep_prob=1.0)
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        rows = load_training_rows(config, 110)
+    train = {row.tobytes() for row in rows.train_codes}
+    shared = sum(row.tobytes() in train for row in rows.validation_codes)
+    assert shared > 0
+    assert (f"{source}: {shared} of the {len(rows.validation_codes)} validation rows have an "
+            "exact copy among the training rows") in caplog.text

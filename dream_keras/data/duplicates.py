@@ -1,8 +1,11 @@
-"""Sequences that occur more than once in a training file with different values.
+"""Sequences that occur more than once in a training file: with different values, and
+on both sides of the train/validation split.
 
 Such rows are kept (a sequence measured twice is real data, and the original trained on
-every row), but they cap what any model can reach on them, so training says how many
-there are. Sequences are compared as the model sees them: encoded to seq_len.
+every row), but differing values cap what any model can reach on them, and a validation
+row whose copy trains makes val_pearson (which picks the best epoch) optimistic, so
+training says how many there are. Sequences are compared as the model sees them: encoded
+to seq_len.
 """
 from __future__ import annotations
 
@@ -51,6 +54,23 @@ def conflicting_duplicates(codes: np.ndarray, values: np.ndarray) -> Conflicting
     conflicting = (sizes > 1) & (np.maximum.reduceat(grouped_values, starts)
                                  != np.minimum.reduceat(grouped_values, starts))
     return ConflictingDuplicates(int(conflicting.sum()), int(sizes[conflicting].sum()))
+
+
+def rows_also_in(codes: np.ndarray, reference: np.ndarray) -> int:
+    """How many rows of `codes` (uint8 [N, L]) also occur, byte for byte, among the rows of
+    `reference` ([M, L]). Hash candidates first (linear time), then an exact comparison,
+    so a hash collision never counts."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    reference = np.ascontiguousarray(reference, dtype=np.uint8)
+    if not len(codes) or not len(reference):
+        return 0
+    hashes, reference_hashes = _row_hashes(codes), _row_hashes(reference)
+    candidates = np.flatnonzero(np.isin(hashes, reference_hashes))
+    if not len(candidates):
+        return 0
+    in_reference = np.isin(reference_hashes, hashes[candidates])
+    known = {row.tobytes() for row in reference[in_reference]}
+    return sum(codes[row].tobytes() in known for row in candidates)
 
 
 def _row_hashes(codes: np.ndarray, chunk_rows: int = 1 << 18) -> np.ndarray:

@@ -17,7 +17,7 @@ from absl import logging
 
 from dream_keras.data import cache as cache_files
 from dream_keras.data.cache import load_cache, prepare_cache
-from dream_keras.data.duplicates import conflicting_duplicates
+from dream_keras.data.duplicates import conflicting_duplicates, rows_also_in
 from dream_keras.data.splits import TargetScaler, singleton_keep_mask, split_train_validation
 from dream_keras.errors import (ConfigurationError, DataFormatError, MissingDataError,
                                 OutputExistsError)
@@ -134,6 +134,17 @@ def _warn_conflicting_duplicates(path, cache) -> None:
             path, found.sequences, found.rows, cache.seq_len)
 
 
+def _warn_validation_rows_that_train(path, seq_len, train_codes, validation_codes) -> None:
+    """The split is by row: a sequence listed twice can validate and train at once."""
+    shared = rows_also_in(validation_codes, train_codes)
+    if shared:
+        logging.warning(
+            "%s: %d of the %d validation rows have an exact copy among the training rows "
+            "(compared as encoded to %d bases): val_pearson, which picks the best epoch, "
+            "is optimistic on them; remove duplicate sequences from the file to avoid it",
+            path, shared, len(validation_codes), seq_len)
+
+
 def _split_sha256(train: np.ndarray, validation: np.ndarray) -> str:
     """Which rows train and which validate: resuming needs the same split."""
     digest = hashlib.sha256(np.asarray(train, dtype="<i8").tobytes())
@@ -162,6 +173,9 @@ def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
                                  f"train, {len(validation)} validation after filtering and "
                                  "splitting)")
     _warn_conflicting_duplicates(config.train_data, cache)
+    train_codes, validation_codes = cache.codes[train], cache.codes[validation]
+    _warn_validation_rows_that_train(config.train_data, cache.seq_len, train_codes,
+                                     validation_codes)
     scaler = TargetScaler.fit(cache.expression[train])  # training rows only
     summary = {
         "train_data": os.path.abspath(config.train_data),
@@ -175,6 +189,6 @@ def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
     }
     logging.info("rows: %d in cache, %d after singleton filter, %d train, %d validation",
                  len(cache), len(kept), len(train), len(validation))
-    return TrainingRows(cache.codes[train], scaler.transform(cache.expression[train]),
-                        cache.codes[validation], scaler.transform(cache.expression[validation]),
+    return TrainingRows(train_codes, scaler.transform(cache.expression[train]),
+                        validation_codes, scaler.transform(cache.expression[validation]),
                         scaler, summary)
