@@ -161,3 +161,24 @@ def test_sequences_longer_than_the_csv_modules_field_limit_are_read(tmp_path):
         list(iter_sequence_chunks(table))
     assert error.value.line == 3 and error.value.reason.startswith("3 fields, but the header")
     assert csv.field_size_limit() == 131_072
+
+
+def test_a_byte_that_is_not_utf8_is_reported_at_its_line_and_can_be_skipped(tmp_path):
+    """The decoder does not count lines: the reader finds the one holding the bad byte
+    (plain and gzip), and with skip_bad_rows the row is skipped like any other bad row."""
+    good = b"ACGTACGT\t1.5\n" * 6
+    for name, opener in (("bad.txt", open), ("bad.txt.gz", gzip.open)):
+        path = tmp_path / name
+        with opener(path, "wb") as handle:
+            handle.write(good + b"AC\xe9GT\t2.0\n" + good)
+        with pytest.raises(DataFormatError) as error:
+            list(iter_chunks(path, chunk_rows=4))
+        assert error.value.line == 7
+        assert error.value.reason == "not a text file: byte 0xe9 (byte 3 of the line) is " \
+                                     "not UTF-8"
+        skipped = []
+        chunks = list(iter_chunks(path, chunk_rows=4, skip_bad_rows=True, skipped=skipped))
+        assert sum(len(c.sequences) for c in chunks) == 12 and len(skipped) == 1
+        assert skipped[0].line == 7
+        assert [int(n) for c in chunks for n in c.line_numbers] == [*range(1, 7),
+                                                                    *range(8, 14)]

@@ -120,10 +120,13 @@ def iter_chunks(path, *, with_expression: bool = True, chunk_rows: int = DEFAULT
     try:
         try:
             with reading(path):
+                # With skip_bad_rows, bytes that are not UTF-8 decode to surrogates, which
+                # row validation refuses: the row is skipped, with its line.
                 reader = pd.read_csv(
                     source.stream, sep="\t", header=None, names=list(_COLUMNS), dtype=str,
                     na_filter=False, quoting=csv.QUOTE_NONE, skip_blank_lines=False,
-                    index_col=False, chunksize=chunk_rows, engine="c")
+                    index_col=False, chunksize=chunk_rows, engine="c",
+                    encoding_errors="surrogateescape" if skip_bad_rows else "strict")
         except pd.errors.EmptyDataError:
             raise DataFormatError(path, None, "the file is empty") from None
         first_line = 1
@@ -176,16 +179,16 @@ def _frames(reader, path, skip_bad_rows, chunk_rows):
             raise DataFormatError(path, line, f"expected at most 2 tab-separated columns, "
                                               f"found {found}") from None
     except UnicodeDecodeError as error:
-        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+        raise _not_text(path, error) from None
     yield from _split_lines(path, lines_read, chunk_rows)
 
 
 def _fields_on_line_1(path) -> int:
-    try:
-        with reading(path), _open_text(path) as handle:
+    try:  # only tabs are counted here: a bad byte is reported, at its line, by the parser
+        with reading(path), _open_text(path, errors="surrogateescape") as handle:
             return handle.readline().rstrip("\r\n").count("\t") + 1
     except UnicodeDecodeError as error:
-        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+        raise _not_text(path, error) from None
 
 
 def _split_lines(path, lines_done: int, chunk_rows: int):
@@ -194,7 +197,8 @@ def _split_lines(path, lines_done: int, chunk_rows: int):
     `skip_bad_rows` can drop them): `extra` keeps every surplus field."""
     rows, number = [], 0
     try:
-        with reading(path, lambda: number), _open_text(path) as handle:
+        with reading(path, lambda: number), \
+                _open_text(path, errors="surrogateescape") as handle:
             for number, line in enumerate(handle, start=1):
                 if number <= lines_done:
                     continue
@@ -204,7 +208,7 @@ def _split_lines(path, lines_done: int, chunk_rows: int):
                     yield pd.DataFrame(rows, columns=_COLUMNS)
                     rows = []
     except UnicodeDecodeError as error:
-        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+        raise _not_text(path, error) from None
     if rows:
         yield pd.DataFrame(rows, columns=_COLUMNS)
 
@@ -303,9 +307,32 @@ class PairChunk:
     line_numbers: np.ndarray
 
 
-def _open_text(path) -> io.TextIOBase:
+def _not_text(path, error: UnicodeDecodeError) -> DataFormatError:
+    """The error for bytes that are not UTF-8, at the line that holds them: the decoder
+    does not count lines, so a second, binary pass finds it (a line break never falls
+    inside a UTF-8 character, so each line decodes alone)."""
+    number = 0
+    try:
+        raw, stream = _open_binary(path)
+        try:
+            for number, line in enumerate(stream, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    return DataFormatError(path, number, f"not a text file: byte "
+                                           f"0x{line[bad.start]:02x} (byte {bad.start + 1} of "
+                                           "the line) is not UTF-8")
+        finally:
+            stream.close()
+            raw.close()
+    except (OSError, EOFError, DataFormatError):
+        pass
+    return DataFormatError(path, None, f"not a text file ({error.reason})")
+
+
+def _open_text(path, errors: str = "strict") -> io.TextIOBase:
     _, stream = _open_binary(path)  # without a byte-order mark
-    return io.TextIOWrapper(stream, encoding="utf-8", newline=None)
+    return io.TextIOWrapper(stream, encoding="utf-8", errors=errors, newline=None)
 
 
 def _first_line(path) -> tuple[int, str]:
@@ -316,7 +343,7 @@ def _first_line(path) -> tuple[int, str]:
                 if line.strip():
                     return number, line.rstrip("\r\n")
     except UnicodeDecodeError as error:
-        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+        raise _not_text(path, error) from None
     raise DataFormatError(path, None, "the file is empty")
 
 
@@ -398,7 +425,7 @@ def _table_frames(path, wanted: list, chunk_rows: int):
     except DataFormatError:
         raise
     except UnicodeDecodeError as error:
-        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+        raise _not_text(path, error) from None
     except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError) as error:
         line, found = _overlong_row(path, header_line, delimiter, len(fields))
         if line is not None:
@@ -465,7 +492,7 @@ def _fasta_records(path) -> Iterator[tuple[int, str]]:
                         raise DataFormatError(path, number, _sequence_problem(line))
                     parts.append(line)
     except UnicodeDecodeError as error:
-        raise DataFormatError(path, None, f"not a text file ({error.reason})") from None
+        raise _not_text(path, error) from None
     if header_line is not None:
         yield header_line, _joined(path, header_line, parts)
 
