@@ -238,8 +238,8 @@ def fit_kmer_ridge(sequences, targets, *, ks=DEFAULT_KS, penalties=DEFAULT_PENAL
         if isinstance(k, bool) or float(k) != int(k) or not 1 <= int(k) <= MAX_K:
             raise ConfigurationError(f"k-mer length must be a whole number 1..{MAX_K}, got {k}")
     for penalty in penalties:
-        if not np.isfinite(float(penalty)) or float(penalty) <= 0:
-            raise ConfigurationError(f"penalties must be finite and above 0, got {penalty}")
+        if not np.isfinite(float(penalty)) or float(penalty) < 0:
+            raise ConfigurationError(f"penalties must be finite and >= 0, got {penalty}")
     ks, penalties = tuple(int(k) for k in ks), tuple(float(p) for p in penalties)
     factors = np.asarray(penalties, dtype=np.float64)
     cv, best = [], None

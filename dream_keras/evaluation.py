@@ -171,15 +171,17 @@ def _start_writing(output_dir, outputs) -> None:
                 os.remove(path)
 
 
-def _baseline(baseline: KmerRidge | None, baseline_train_data) -> KmerRidge | None:
+def _baseline(baseline: KmerRidge | None, baseline_train_data,
+              chunk_rows: int = DEFAULT_CHUNK_ROWS) -> KmerRidge | None:
     """`baseline`, or, without one, the k-mer ridge fitted on `baseline_train_data` (once
-    the inputs and outputs have passed their checks: on a large file the fit is long)."""
+    the inputs, the outputs and the model have passed their checks: on a large file the
+    fit is long); `chunk_rows`: rows read at a time."""
     if baseline is not None or not baseline_train_data:
         return baseline
     from dream_keras.baseline import fit_kmer_ridge_file
 
     logging.info("fitting the k-mer ridge baseline on %s", baseline_train_data)
-    baseline = fit_kmer_ridge_file(baseline_train_data)
+    baseline = fit_kmer_ridge_file(baseline_train_data, chunk_rows=chunk_rows)
     logging.info("baseline: %d-mer ridge, penalty factor %g", baseline.k, baseline.penalty)
     return baseline
 
@@ -336,8 +338,8 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
                                                     scaler_path_of(model_path),
                                                     baseline_train_data])
     check_same_data(output_dir, data_path, overwrite)
-    baseline = _baseline(baseline, baseline_train_data)
     model, scaler = load_run(model_path)
+    baseline = _baseline(baseline, baseline_train_data, chunk_rows)
     predicted, measured = predict_labelled_file(
         model, scaler, data_path, batch_size=batch_size, chunk_rows=chunk_rows,
         reverse_complement_average=reverse_complement_average,
@@ -399,8 +401,8 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
     if test_set.missing_files:
         logging.warning("DREAM layout incomplete, missing: %s",
                         ", ".join(test_set.missing_files))
-    baseline = _baseline(baseline, baseline_train_data)
     model, scaler = load_run(model_path)
+    baseline = _baseline(baseline, baseline_train_data)
     values = predict_sequences(model, scaler, [test_set.sequences[p] for p in positions],
                                batch_size=batch_size,
                                reverse_complement_average=reverse_complement_average)

@@ -77,8 +77,8 @@ class RidgeTeacher:
         return (weights[index].sum(axis=1) + self.ridge.intercept).astype(np.float32)
 
     def summary(self) -> dict:
-        (best,) = [row for row in self.ridge.cv  # the chosen candidate's own scores
-                   if row["k"] == self.ridge.k and row["penalty"] == self.ridge.penalty]
+        best = next(row for row in self.ridge.cv  # the chosen candidate's own scores
+                    if row["k"] == self.ridge.k and row["penalty"] == self.ridge.penalty)
         return {"teacher": RIDGE, "k": self.ridge.k, "penalty": self.ridge.penalty,
                 "train_rows": self.ridge.train_rows, "cv_mse": best["cv_mse"],
                 "cv_pearson": best["cv_pearson"]}

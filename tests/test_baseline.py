@@ -223,7 +223,7 @@ def test_the_fit_is_the_same_whatever_the_chunk_of_rows_counted_at_once():
         fit_kmer_ridge(sequences, targets, chunk_rows=0)
     for bad in ({"ks": (3, 8)}, {"ks": (3.7,)}, {"penalties": (1.0, -1e-3)},
                 {"chunk_rows": 2.5}):  # refused before any counting
-        with pytest.raises(ConfigurationError, match="whole number|above 0"):
+        with pytest.raises(ConfigurationError, match="whole number|>= 0"):
             fit_kmer_ridge(sequences, targets, **bad)
     with pytest.raises(ValueError, match=r"row 3 \(0-based\) is nan"):
         fit_kmer_ridge(sequences, np.where(np.arange(400) == 3, np.nan, targets))

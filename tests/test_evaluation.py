@@ -218,3 +218,7 @@ def test_bad_inputs_are_refused_before_the_baseline_is_fitted(tmp_path, small_ru
     with pytest.raises(FileAccessError, match=r"absent\.txt: no such file"):
         run_evaluation(small_run, data_path=tmp_path / "absent.txt",
                        baseline_train_data=bad_train)
+    (tmp_path / "data.txt").write_text("ACGT\t1.0\nACGA\t2.0\n")
+    with pytest.raises(FileNotFoundError, match=r"no_run.model\.keras: model not found"):
+        run_evaluation(tmp_path / "no_run" / "model.keras", data_path=tmp_path / "data.txt",
+                       baseline_train_data=bad_train)

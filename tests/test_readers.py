@@ -161,6 +161,18 @@ def test_sequences_longer_than_the_csv_modules_field_limit_are_read(tmp_path):
         list(iter_sequence_chunks(table))
     assert error.value.line == 3 and error.value.reason.startswith("3 fields, but the header")
     assert csv.field_size_limit() == 131_072
+    # Overlapping reads in threads restore the limit once the last one ends.
+    import threading
+
+    from dream_keras.data import readers
+
+    threads = [threading.Thread(target=lambda: [readers._header_fields(long)
+                                                for _ in range(20)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert csv.field_size_limit() == 131_072
 
 
 def test_a_byte_that_is_not_utf8_is_reported_at_its_line_and_can_be_skipped(tmp_path):
@@ -182,3 +194,8 @@ def test_a_byte_that_is_not_utf8_is_reported_at_its_line_and_can_be_skipped(tmp_
         assert skipped[0].line == 7
         assert [int(n) for c in chunks for n in c.line_numbers] == [*range(1, 7),
                                                                     *range(8, 14)]
+    cr_only = tmp_path / "cr.txt"  # old Mac line ends: lines counted as the readers do
+    cr_only.write_bytes(good.replace(b"\n", b"\r") + b"AC\xe9GT\t2.0\r" + good[:13])
+    with pytest.raises(DataFormatError) as error:
+        list(iter_chunks(cr_only))
+    assert error.value.line == 7 and "byte 3 of the line" in error.value.reason

@@ -179,3 +179,4 @@ def test_the_ridge_teachers_summary_gives_the_chosen_candidates_scores():
     assert summary["k"] == 3 and np.isfinite(summary["cv_mse"])
     assert summary["cv_mse"] == chosen[0]["cv_mse"] == min(
         row["cv_mse"] for row in teacher.ridge.cv if np.isfinite(row["cv_mse"]))
+    assert RidgeTeacher.fit(codes, rng.normal(size=200), ks=(3, 3)).summary()["k"] == 3

@@ -26,6 +26,7 @@ import gzip
 import io
 import os
 import re
+import threading
 import warnings
 from typing import Iterator
 
@@ -309,13 +310,16 @@ class PairChunk:
 
 def _not_text(path, error: UnicodeDecodeError) -> DataFormatError:
     """The error for bytes that are not UTF-8, at the line that holds them: the decoder
-    does not count lines, so a second, binary pass finds it (a line break never falls
-    inside a UTF-8 character, so each line decodes alone)."""
+    does not count lines, so a second pass finds it: Latin-1 maps every byte to one
+    character, so the lines (universal newlines, as the readers count them) come back as
+    their bytes, and a line break never falls inside a UTF-8 character."""
     number = 0
     try:
         raw, stream = _open_binary(path)
         try:
-            for number, line in enumerate(stream, start=1):
+            lines = io.TextIOWrapper(stream, encoding="latin-1", newline=None)
+            for number, text in enumerate(lines, start=1):
+                line = text.encode("latin-1")
                 try:
                     line.decode("utf-8")
                 except UnicodeDecodeError as bad:
@@ -347,15 +351,26 @@ def _first_line(path) -> tuple[int, str]:
     raise DataFormatError(path, None, "the file is empty")
 
 
+_CSV_LIMIT_LOCK = threading.Lock()
+_csv_limit_users = [0, None]  # blocks inside _long_csv_fields, the limit they replaced
+
+
 @contextlib.contextmanager
 def _long_csv_fields():
     """The csv module refuses fields over 131,072 characters by default, but a sequence
-    may be longer (valid input: the model keeps its last bases): lifted for the block."""
-    previous = csv.field_size_limit(2 ** 31 - 1)
+    may be longer (valid input: the model keeps its last bases): lifted for the block,
+    and restored when the last of overlapping blocks (threads) ends."""
+    with _CSV_LIMIT_LOCK:
+        if _csv_limit_users[0] == 0:
+            _csv_limit_users[1] = csv.field_size_limit(2 ** 31 - 1)
+        _csv_limit_users[0] += 1
     try:
         yield
     finally:
-        csv.field_size_limit(previous)
+        with _CSV_LIMIT_LOCK:
+            _csv_limit_users[0] -= 1
+            if _csv_limit_users[0] == 0:
+                csv.field_size_limit(_csv_limit_users[1])
 
 
 def _header_fields(line: str) -> tuple[str, list]:
