@@ -5,8 +5,8 @@ combine existing runs into one.
   dream-ensemble --members=RUN1,RUN2,RUN3 --output_dir=OUT
 
 OUT/model.keras (+ target_scaler.json, ensemble.json) then works with predict.py,
-evaluate.py and --export like any run; the members' runs are in OUT/members/seed_K/.
-Every train.py flag applies to each member; member K trains with --seed + K.
+evaluate.py and --export like any run. Every train.py flag applies to each member; member
+K (0, 1, ...) trains with --seed + K, in OUT/members/seed_<--seed + K>/.
 """
 from __future__ import annotations
 
