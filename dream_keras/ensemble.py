@@ -116,10 +116,14 @@ def _model_teachers(record: dict) -> list:
 
 
 def _check_members(run_dirs: list[str], records: list[dict | None]) -> None:
-    """Refuse a run listed twice (one model counted twice) or one that did not finish
-    (killed or still training: its model.keras is some epoch's, not the run's)."""
+    """Refuse a run listed twice (one model counted twice), an ensemble (its members would
+    weigh less, or twice when also listed), or a run that did not finish (killed or still
+    training: its model.keras is some epoch's, not the run's)."""
     seen = {}
     for run in run_dirs:
+        if os.path.isfile(os.path.join(run, ENSEMBLE_FILE)):
+            raise ConfigurationError(f"{run}: an ensemble, not a run; list its members (its "
+                                     "members/seed_<seed> runs) instead")
         real = os.path.realpath(run)
         if real in seen:
             raise ConfigurationError(f"{run}: the same run as {seen[real]}; list each "

@@ -30,6 +30,7 @@ from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import MissingDataError
 from dream_keras.model import load_model
 from dream_keras.run_directory import model_path_of, scaler_path_of
+from dream_keras.strand_layers import refuse_second_strand_average
 
 # On 2 CPU cores throughput per CPU-second is flat (within 7 %) from batch 64 to 1,024
 # (docs/scoring.md); 256 keeps a padded last batch and a tiny input's compile cheap.
@@ -100,6 +101,8 @@ def compiled_forward(model: keras.Model, batch_size: int, *, both_strands: bool 
     zeros), so only bytes cross into TensorFlow. The fixed input signature keeps a padded
     last batch from retracing; the cache lives as long as the model.
     """
+    if both_strands:
+        refuse_second_strand_average(model)
     key = (int(batch_size), bool(both_strands), bool(one_hot_input), bool(jit_compile))
     functions = _COMPILED.setdefault(model, {})
     if key not in functions:

@@ -157,6 +157,22 @@ def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequenc
     served = tf.saved_model.load(str(tmp_path / "served"))
     np.testing.assert_allclose(served.serve(tf.constant(sequences))["expression"].numpy(),
                                expected, atol=1e-4)
+    # The file averages the strands inside: a second average outside (not harmless for a
+    # sequence ending in N), and the file as a member of another ensemble, are refused.
+    from dream_keras.cli.runner import flag_spelling
+    from dream_keras.ensemble import write_ensemble
+    from dream_keras.errors import ConfigurationError
+    from dream_keras.explain.core import explain_sequences
+    from dream_keras.inference import load_run, predict_sequences
+
+    model, scaler = load_run(tmp_path / "ens")
+    for refused in (predict_sequences, explain_sequences):
+        with pytest.raises(ConfigurationError, match="already averages both strands") as error:
+            refused(model, scaler, sequences[:3], reverse_complement_average=True)
+    assert "leave out --reverse_complement_average," in flag_spelling(str(error.value))
+    with pytest.raises(ConfigurationError, match=r"ens: an ensemble, not a run; list its "
+                                                 r"members"):
+        write_ensemble([tmp_path / "ens", members[0]], tmp_path / "nested")
     data = tmp_path / "labelled.txt"
     data.write_text("\n".join(real_train_file.read_text().splitlines()[:100]) + "\n")
     result = run_script("evaluate.py", "--model=ens/model.keras", f"--data={data}",

@@ -30,6 +30,7 @@ PARAMETER_FLAGS = {
     "labels_path": "dream_labels", "dream_dir": "dream_dir", "output_dir": "output_dir",
     "overwrite": "overwrite", "batch_size": "batch_size", "chunk_rows": "chunk_rows",
     "partial": "dream_partial", "min_subset_rows": "dream_min_subset_rows",
+    "reverse_complement_average": "reverse_complement_average",
 }
 _PARAMETER = re.compile(r"`(\w+)(=[^`]*)?`")
 

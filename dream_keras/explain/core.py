@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from dream_keras.errors import ConfigurationError
+from dream_keras.strand_layers import refuse_second_strand_average
 from dream_keras.explain import gradients, mutagenesis
 from dream_keras.explain.model_access import (DEFAULT_BATCH_SIZE, encode_strands, load_run,
                                               model_seq_len, predict_codes)
@@ -62,6 +63,8 @@ def explain_sequences(model, scaler, sequences, *, reverse_complement_average: b
     InvalidSequenceError (with `.row`) for a letter outside ACGTN.
     """
     sequences = list(sequences)
+    if reverse_complement_average:
+        refuse_second_strand_average(model)
     codes, reverse_codes = encode_strands(sequences, model_seq_len(model),
                                           reverse_complement_average)
     lengths = np.fromiter(map(len, sequences), np.int64, len(sequences))

@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 
 from dream_keras import atomic_files
+from dream_keras.strand_layers import refuse_second_strand_average
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_sequence_chunks
 from dream_keras.data.sequences import N_CODE, InvalidSequenceError
 from dream_keras.errors import OutputExistsError
@@ -130,6 +131,8 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
     `logo_rows`: 0-based input rows to draw ('all' for every row).
     """
     methods = core.check_methods(methods)
+    if reverse_complement_average:
+        refuse_second_strand_average(model)
     check_input_file(input_path)
     check_output_dir(output_dir, overwrite, inputs=[input_path])
     created = not os.path.isdir(output_dir)
