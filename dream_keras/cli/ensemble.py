@@ -28,6 +28,10 @@ _FROM_RUNS = flags.DEFINE_list(
 _BOTH_STRANDS = flags.DEFINE_bool(
     "ensemble_strands", False, "Also average each member over the reverse strand inside "
     "the ensemble file (2 x N model evaluations per prediction).")
+flags.register_validator(
+    "members", lambda runs: all(run.strip() for run in runs),
+    message="--members: an empty entry (a doubled or trailing comma?); list run directories "
+            "or model.keras files separated by single commas")
 flags.register_multi_flags_validator(
     ["train_data", "members"], lambda values: bool(values["train_data"]) != bool(values["members"]),
     message="give either --train_data (train the members) or --members (combine trained "

@@ -94,7 +94,8 @@ class _H5Writer:
 
 
 def tidy_rows(arrays: dict, first_row: int) -> list:
-    """TSV lines, one per (sequence, position holding a base) of the window."""
+    """TSV lines, one per (sequence, position of the input in the window): an N of the
+    input included, the N padding of a short sequence not."""
     codes = arrays["codes"]
     seq_len = codes.shape[1]
     lines = []
