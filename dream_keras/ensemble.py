@@ -32,7 +32,8 @@ from absl import logging
 from dream_keras import atomic_files
 from dream_keras import run_directory as rundir
 from dream_keras.data.splits import TargetScaler
-from dream_keras.errors import ConfigurationError, OutputExistsError, RunDirectoryError
+from dream_keras.errors import (ConfigurationError, DreamKerasError, OutputExistsError,
+                                RunDirectoryError)
 from dream_keras.file_errors import writing
 from dream_keras.strand_layers import ReverseComplementWindow
 from dream_keras.teachers import changed_teachers, model_teacher_checksums
@@ -245,6 +246,35 @@ def _remove_other_members(output_dir, seeds) -> None:
             shutil.rmtree(os.path.join(members, name))
 
 
+class _SourceCheck:
+    """Whether a finished member was trained on other contents than the training file
+    holds now (edited between a kill and the rerun): it must not be skipped then, or the
+    members left to train would be refused only after training. The file is hashed once."""
+
+    def __init__(self):
+        self.sha256 = None
+
+    def changed_data(self, record: dict, config) -> str | None:
+        """What changed, or None; a cache given as --train_data records its source's
+        checksum, which run.json holds for either kind."""
+        from dream_keras.data.cache import cache_source_sha256, file_sha256
+        from dream_keras.data.training_data import is_cache_file
+
+        trained_on = (record.get("data") or {}).get("source_sha256")
+        if not trained_on or not os.path.isfile(config.train_data):
+            return None
+        if self.sha256 is None:
+            try:
+                self.sha256 = (cache_source_sha256(config.train_data)
+                               if is_cache_file(config) else file_sha256(config.train_data))
+            except (OSError, DreamKerasError):
+                return None  # unreadable: training the next member reports it
+        if self.sha256 and self.sha256 != trained_on:
+            return (f"{config.train_data} has changed (its contents differ from those this "
+                    "member trained on)")
+        return None
+
+
 def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
     """Train `members` runs (seeds config.seed, config.seed + 1, ...) into
     OUTPUT/members/seed_K/, then write the ensemble file to OUTPUT. Killed at any point,
@@ -276,6 +306,7 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
               "replacing": replacing}
     _write_record(output_dir, record)
     run_dirs = []
+    source_checks = _SourceCheck()
     for seed in seeds:
         run_dir = member_dir(output_dir, seed)
         member = dataclasses.replace(config, output_dir=run_dir, seed=seed, overwrite=False)
@@ -288,7 +319,8 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
         member = dataclasses.replace(member, overwrite=config.overwrite or (
             replacing and previous is not None and not same))
         if (not config.overwrite and same and previous.get("status") in FINISHED):
-            change = changed_teachers(previous.get("teachers") or [], teachers)
+            change = changed_teachers(previous.get("teachers") or [], teachers) or \
+                source_checks.changed_data(previous, config)
             if change:
                 raise RunDirectoryError(f"{run_dir}: {change} since this member was "
                                         "trained; pass --overwrite to train every member "

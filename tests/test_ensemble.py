@@ -378,3 +378,27 @@ def test_combining_runs_refuses_the_training_flags_it_would_ignore(tmp_path, mem
     assert result.stderr.strip().splitlines()[-1] == (
         "error: --ensemble_members, --epochs, --seed: training flags, which --members "
         "(combining runs already trained) does not use; leave them out")
+
+
+def test_a_finished_member_is_not_skipped_when_the_training_file_changed(tmp_path):
+    """Edited between a kill and the rerun, the file no longer holds what the finished
+    members trained on: the rerun says so before training anything (it used to skip them
+    and refuse the mix only after training the rest). A cache given as --train_data is
+    compared by the checksum of the text it was prepared from, as run.json records."""
+    from dream_keras.data import synthetic
+    from dream_keras.data.cache import file_sha256, prepare_cache
+    from dream_keras.ensemble import _SourceCheck
+    from dream_keras.training_config import TrainingConfig
+
+    text = tmp_path / "rows.txt"
+    synthetic.write_dream_file(text, 50, seed=1)
+    prepare_cache(text, tmp_path / "rows.h5")
+    record = {"data": {"source_sha256": file_sha256(text)}}
+    for train_data in (text, tmp_path / "rows.h5"):
+        config = TrainingConfig(train_data=str(train_data), output_dir="unused")
+        assert _SourceCheck().changed_data(record, config) is None
+    text.write_text(text.read_text().replace("\t", "\t1", 1))
+    change = _SourceCheck().changed_data(record, TrainingConfig(train_data=str(text),
+                                                                output_dir="unused"))
+    assert change == (f"{text} has changed (its contents differ from those this member "
+                      "trained on)")

@@ -209,6 +209,17 @@ def load_cache(path) -> ExpressionCache:
         raise DataFormatError(path, None, _unreadable(path, error)) from None
 
 
+def cache_source_sha256(path) -> str | None:
+    """The checksum of the text file a cache was prepared from (its attrs only: the rows
+    are not read); None when the cache records none."""
+    try:
+        with h5py.File(path, "r") as h5:
+            value = h5.attrs.get("source_sha256")
+    except OSError as error:
+        raise DataFormatError(path, None, _unreadable(path, error)) from None
+    return None if value is None else str(value)
+
+
 def _unreadable(path, error) -> str:
     if _has_hdf5_signature(path):
         return f"damaged HDF5 file, truncated or corrupt ({error})"

@@ -47,7 +47,7 @@ def ensure_train_file(config: TrainingConfig) -> None:
     if config.synthetic_rows > 0:
         from dream_keras.data import synthetic
 
-        if _is_cache_file(config):  # the text would be read as a cache and fail, every rerun
+        if is_cache_file(config):  # the text would be read as a cache and fail, every rerun
             raise ConfigurationError(
                 f"{config.train_data}: --synthetic_rows writes a text file, not an HDF5 "
                 "cache: give --train_data a text file name (e.g. synthetic.txt; its cache "
@@ -68,13 +68,14 @@ def ensure_train_file(config: TrainingConfig) -> None:
         "package without it: make quickstart.")
 
 
-def _is_cache_file(config: TrainingConfig) -> bool:
+def is_cache_file(config: TrainingConfig) -> bool:
+    """Whether --train_data names a prepared cache rather than a text file."""
     return config.train_data.endswith((".h5", ".hdf5"))
 
 
 def resolve_cache(config: TrainingConfig, seq_len: int) -> str:
     """Path of an up-to-date HDF5 cache for --train_data, preparing it when needed."""
-    if _is_cache_file(config):
+    if is_cache_file(config):
         return config.train_data
     cache_path = config.cache_path or f"{config.train_data}.seq{seq_len}.h5"
     if os.path.exists(cache_path) and os.path.samefile(cache_path, config.train_data):
@@ -118,7 +119,7 @@ def _load_cache(config: TrainingConfig, seq_len: int):
     try:
         return cache_path, load_cache(cache_path)
     except DataFormatError as error:
-        if _is_cache_file(config):
+        if is_cache_file(config):
             raise
         _rebuild_notice(cache_path, config.train_data, cache_files.DAMAGED, error.reason)
     _prepare(config, cache_path, seq_len)
