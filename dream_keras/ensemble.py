@@ -167,6 +167,11 @@ def write_ensemble(runs: list, output_dir, *, both_strands: bool = False,
     if os.path.lexists(model_path) and not overwrite:
         raise OutputExistsError(f"{model_path} exists; pass --overwrite to replace it")
     records = [rundir.read_run_record(run) for run in run_dirs]
+    for run, record in zip(run_dirs, records):
+        if record is None and os.path.lexists(os.path.join(run, rundir.RUN_FILE)):
+            raise ConfigurationError(f"{os.path.join(run, rundir.RUN_FILE)}: not readable as "
+                                     "a run record (damaged?); without it the member's data, "
+                                     "status and teachers cannot be checked")
     _check_members(run_dirs, records)
     loaded = [_load_member(run) for run in runs]
     scalers = [scaler for _, scaler in loaded]

@@ -173,6 +173,14 @@ def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequenc
     with pytest.raises(ConfigurationError, match=r"ens: an ensemble, not a run; list its "
                                                  r"members"):
         write_ensemble([tmp_path / "ens", members[0]], tmp_path / "nested")
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(members[0], damaged)
+    (damaged / "run.json").write_text("{bad")  # read as "no record" before
+    with pytest.raises(ConfigurationError, match=r"damaged.run\.json: not readable as a run "
+                                                 r"record"):
+        write_ensemble([damaged, members[1]], tmp_path / "with_damaged")
     data = tmp_path / "labelled.txt"
     data.write_text("\n".join(real_train_file.read_text().splitlines()[:100]) + "\n")
     result = run_script("evaluate.py", "--model=ens/model.keras", f"--data={data}",
