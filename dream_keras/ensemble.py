@@ -118,8 +118,9 @@ def _model_teachers(record: dict) -> list:
 
 def _check_members(run_dirs: list[str], records: list[dict | None]) -> None:
     """Refuse a run listed twice (one model counted twice), an ensemble (its members would
-    weigh less, or twice when also listed), or a run that did not finish (killed or still
-    training: its model.keras is some epoch's, not the run's)."""
+    weigh less, or twice when also listed), a damaged run.json (nothing could be checked),
+    or a run that did not finish (killed or still training: its model.keras is some
+    epoch's, not the run's)."""
     seen = {}
     for run in run_dirs:
         if os.path.isfile(os.path.join(run, ENSEMBLE_FILE)):
@@ -131,6 +132,10 @@ def _check_members(run_dirs: list[str], records: list[dict | None]) -> None:
                                      "member once")
         seen[real] = run
     for run, record in zip(run_dirs, records):
+        if record is None and os.path.lexists(os.path.join(run, rundir.RUN_FILE)):
+            raise ConfigurationError(f"{os.path.join(run, rundir.RUN_FILE)}: not readable as "
+                                     "a run record (damaged?); without it the member's data, "
+                                     "status and teachers cannot be checked")
         if (record or {}).get("status", FINISHED[0]) not in FINISHED:
             raise ConfigurationError(
                 f"{run}: its run.json says status {record.get('status')!r} (killed or still "
@@ -167,11 +172,6 @@ def write_ensemble(runs: list, output_dir, *, both_strands: bool = False,
     if os.path.lexists(model_path) and not overwrite:
         raise OutputExistsError(f"{model_path} exists; pass --overwrite to replace it")
     records = [rundir.read_run_record(run) for run in run_dirs]
-    for run, record in zip(run_dirs, records):
-        if record is None and os.path.lexists(os.path.join(run, rundir.RUN_FILE)):
-            raise ConfigurationError(f"{os.path.join(run, rundir.RUN_FILE)}: not readable as "
-                                     "a run record (damaged?); without it the member's data, "
-                                     "status and teachers cannot be checked")
     _check_members(run_dirs, records)
     loaded = [_load_member(run) for run in runs]
     scalers = [scaler for _, scaler in loaded]

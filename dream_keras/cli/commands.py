@@ -7,7 +7,6 @@ the `run_*` functions below all call them. Library errors name parameters in bac
 """
 from __future__ import annotations
 
-
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS
 from dream_keras.dream_score import MIN_SUBSET_ROWS
 from dream_keras.errors import ConfigurationError

@@ -185,11 +185,9 @@ def _frames(reader, path, skip_bad_rows, chunk_rows):
 
 
 def _fields_on_line_1(path) -> int:
-    try:  # only tabs are counted here: a bad byte is reported, at its line, by the parser
-        with reading(path), _open_text(path, errors="surrogateescape") as handle:
-            return handle.readline().rstrip("\r\n").count("\t") + 1
-    except UnicodeDecodeError as error:
-        raise _not_text(path, error) from None
+    # Only tabs are counted here: a bad byte is reported, at its line, by the parser.
+    with reading(path), _open_text(path, errors="surrogateescape") as handle:
+        return handle.readline().rstrip("\r\n").count("\t") + 1
 
 
 def _split_lines(path, lines_done: int, chunk_rows: int):
@@ -197,19 +195,17 @@ def _split_lines(path, lines_done: int, chunk_rows: int):
     Python (the slow path, only for files with rows of too many fields, so that
     `skip_bad_rows` can drop them): `extra` keeps every surplus field."""
     rows, number = [], 0
-    try:
-        with reading(path, lambda: number), \
-                _open_text(path, errors="surrogateescape") as handle:
-            for number, line in enumerate(handle, start=1):
-                if number <= lines_done:
-                    continue
-                fields = line.rstrip("\r\n").split("\t", 2)
-                rows.append(fields + [""] * (len(_COLUMNS) - len(fields)))
-                if len(rows) == chunk_rows:
-                    yield pd.DataFrame(rows, columns=_COLUMNS)
-                    rows = []
-    except UnicodeDecodeError as error:
-        raise _not_text(path, error) from None
+    # Only with skip_bad_rows: a byte that is not UTF-8 decodes to a surrogate, and row
+    # validation skips its row.
+    with reading(path, lambda: number), _open_text(path, errors="surrogateescape") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number <= lines_done:
+                continue
+            fields = line.rstrip("\r\n").split("\t", 2)
+            rows.append(fields + [""] * (len(_COLUMNS) - len(fields)))
+            if len(rows) == chunk_rows:
+                yield pd.DataFrame(rows, columns=_COLUMNS)
+                rows = []
     if rows:
         yield pd.DataFrame(rows, columns=_COLUMNS)
 
@@ -313,7 +309,6 @@ def _not_text(path, error: UnicodeDecodeError) -> DataFormatError:
     does not count lines, so a second pass finds it: Latin-1 maps every byte to one
     character, so the lines (universal newlines, as the readers count them) come back as
     their bytes, and a line break never falls inside a UTF-8 character."""
-    number = 0
     try:
         raw, stream = _open_binary(path)
         try:

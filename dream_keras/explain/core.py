@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from dream_keras.errors import ConfigurationError
-from dream_keras.strand_layers import refuse_second_strand_average
 from dream_keras.explain import gradients, mutagenesis
 from dream_keras.explain.model_access import (DEFAULT_BATCH_SIZE, encode_strands, load_run,
                                               model_seq_len, predict_codes)
+from dream_keras.strand_layers import refuse_second_strand_average
 
 METHODS = ("ism", "gradient_x_input", "integrated_gradients")
 

@@ -18,7 +18,6 @@ import numpy as np
 from absl import logging
 
 from dream_keras import atomic_files
-from dream_keras.strand_layers import refuse_second_strand_average
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_sequence_chunks
 from dream_keras.data.sequences import N_CODE, InvalidSequenceError
 from dream_keras.errors import OutputExistsError
@@ -26,6 +25,7 @@ from dream_keras.safe_output import check_output_path
 from dream_keras.file_errors import check_input_file
 from dream_keras.explain import core, gradients, logos, motifs
 from dream_keras.explain.model_access import DEFAULT_BATCH_SIZE, encode_strands, model_seq_len
+from dream_keras.strand_layers import refuse_second_strand_average
 
 H5_FILE, TSV_FILE, LOGO_DIR = "attributions.h5", "attributions.tsv", "logos"
 _OUTPUT_NAMES = (H5_FILE, TSV_FILE, LOGO_DIR)  # what explain writes under temporary names
