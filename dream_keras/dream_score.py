@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import warnings
 from typing import Mapping
 
 import numpy as np
@@ -90,7 +91,11 @@ def score_predictions(predictions: Mapping[int, float], test_set: DreamTestSet, 
     subsets count 0, /4.65) and `renormalised_*_score` (divided by the weights of the
     subsets actually scored). `missing_files` lists the layout's absent files.
     Only the predicted positions are scored (a subset none of whose positions is predicted
-    is 'missing'); a NaN or infinite prediction is refused (ValueError).
+    is 'missing'); a NaN or infinite prediction is refused (ValueError). Predictions that
+    leave out scorable positions (labelled, sequence known) or name positions the test set
+    does not hold (an off-by-one numbering, say) make the score partial and are counted in
+    `unpredicted_positions` / `unknown_positions`, with a warning: the subsets' n then
+    shrink silently otherwise.
     """
     predictions = {int(p): float(v) for p, v in predictions.items()}
     not_finite = [p for p, v in predictions.items() if not math.isfinite(v)]
@@ -110,9 +115,27 @@ def score_predictions(predictions: Mapping[int, float], test_set: DreamTestSet, 
             result.update(pearson=None, pearson_r2=None, spearman=None,
                           status="too_few_rows")
     combined = _combined(subsets)
+    combined.update(_coverage(predictions, test_set))
+    combined["complete"] = combined["complete"] and not combined["unpredicted_positions"]
     combined["min_subset_rows"] = int(min_rows)
     combined["missing_files"] = list(test_set.missing_files)
     return combined
+
+
+def _coverage(predictions: Mapping[int, float], test_set: DreamTestSet) -> dict:
+    """How the predicted positions cover the scorable ones; warns when they differ."""
+    scorable = set(test_set.positions_to_predict())
+    unpredicted = len(scorable - set(predictions))
+    unknown = sorted(set(predictions) - set(test_set.labels) - set(test_set.sequences))
+    if unpredicted:
+        warnings.warn(f"{unpredicted} of {len(scorable)} scorable test positions have no "
+                      "prediction: the subsets are scored on the predicted positions only",
+                      stacklevel=3)
+    if unknown:
+        warnings.warn(f"{len(unknown)} predicted positions are not in the test set (the "
+                      f"first: {unknown[0]}): is the numbering the test set's?", stacklevel=3)
+    return {"scorable_positions": len(scorable), "unpredicted_positions": unpredicted,
+            "unknown_positions": len(unknown)}
 
 
 def scored_members(test_set: DreamTestSet, predicted) -> dict:
@@ -195,7 +218,10 @@ def format_score_table(score: dict) -> str:
         lines.append(f"{name:<20}{s['weight']:>7.2f}{s['n']:>7d}{r2:>12}{rho:>10}  {s['status']}")
     lines.append(f"Pearson score  {score['pearson_score']:.4f}   "
                  f"Spearman score  {score['spearman_score']:.4f}   (official: sum / 4.65)")
-    if not score["complete"]:
+    if score.get("unpredicted_positions"):
+        lines.append(f"PARTIAL: {score['unpredicted_positions']} of "
+                     f"{score['scorable_positions']} scorable positions not predicted")
+    if score["missing_subsets"]:
         used = sum(score["weights_used"].values())
         if score.get("missing_files"):
             lines.append(f"missing files: {', '.join(score['missing_files'])}")

@@ -196,3 +196,28 @@ def test_a_subset_file_of_the_wrong_kind_and_conflicting_labels_are_refused(tmp_
     assert test_set.labels == {5: 0.1, 7: 0.2}
     with pytest.raises(ValueError, match="position 7 is nan, not a finite number"):
         score_predictions({5: 1.0, 7: float("nan")}, test_set)
+
+
+def test_predictions_that_miss_or_misnumber_positions_are_a_partial_score(leaderboard):
+    """Scoring only the predicted positions shrinks each subset's n without a word: left-out
+    scorable positions and positions the test set does not hold (a shifted numbering) are
+    counted, warned about and make the score partial."""
+    full = oracle(leaderboard)
+    score = score_predictions(full, leaderboard)
+    assert (score["scorable_positions"], score["unpredicted_positions"],
+            score["unknown_positions"]) == (1921, 0, 0)
+    assert "not predicted" not in format_score_table(score)
+    half = dict(list(full.items())[::2])
+    with pytest.warns(UserWarning, match="960 of 1921 scorable test positions have no "
+                                         "prediction"):
+        score = score_predictions(half, leaderboard)
+    assert score["unpredicted_positions"] == 960 and not score["complete"]
+    assert score["subsets"]["all"]["n"] == 961
+    assert "PARTIAL: 960 of 1921 scorable positions not predicted" in format_score_table(score)
+    shifted = {p + 10**9: v for p, v in full.items()}
+    with pytest.warns(UserWarning) as warned:
+        score = score_predictions(shifted, leaderboard)
+    assert [str(w.message) for w in warned][-1] == (
+        f"1921 predicted positions are not in the test set (the first: {min(shifted)}): is "
+        "the numbering the test set's?")
+    assert score["unknown_positions"] == 1921
