@@ -192,6 +192,8 @@ def test_a_byte_that_is_not_utf8_is_reported_at_its_line_and_can_be_skipped(tmp_
         chunks = list(iter_chunks(path, chunk_rows=4, skip_bad_rows=True, skipped=skipped))
         assert sum(len(c.sequences) for c in chunks) == 12 and len(skipped) == 1
         assert skipped[0].line == 7
+        # The byte as it was, not the surrogate it was read as ('\udce9').
+        assert skipped[0].reason == r"byte 0xe9 (not UTF-8 text) in sequence 'AC\xe9GT'"
         assert [int(n) for c in chunks for n in c.line_numbers] == [*range(1, 7),
                                                                     *range(8, 14)]
     cr_only = tmp_path / "cr.txt"  # old Mac line ends: lines counted as the readers do

@@ -40,6 +40,7 @@ from dream_keras.file_errors import check_input_file, reading
 DEFAULT_CHUNK_ROWS = 200_000
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
+_SURROGATE_ESCAPE = re.compile(r"\\udc([89a-f][0-9a-f])")
 _NOT_A_BASE = re.compile(r"[^ACGTNacgtn]")
 TEXT, FASTA, TABLE = "challenge text", "FASTA", "CSV/TSV table"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -256,16 +257,30 @@ def _sequence_problem(sequence: str, column: str = "sequence",
     if sequence == "":
         return "empty line" if rest_of_line == "" and column == "sequence" else f"empty {column}"
     bad = _NOT_A_BASE.search(sequence).group(0)
-    shown = sequence if len(sequence) <= 40 else sequence[:37] + "..."
-    return f"letter {bad!r} outside ACGTN in {column} {shown!r}"
+    shown = _shown(sequence if len(sequence) <= 40 else sequence[:37] + "...")
+    if _undecoded(bad):
+        return f"byte {_undecoded(bad)} (not UTF-8 text) in {column} {shown}"
+    return f"letter {bad!r} outside ACGTN in {column} {shown}"
 
 
 def _expression_problem(text: str, value: float = float("nan")) -> str:
     if text == "":
         return "missing expression column (expected sequence<TAB>expression)"
     if np.isfinite(value):
-        return f"expression {text!r} is beyond float32's range (+-{_FLOAT32_MAX:.2e})"
-    return f"expression {text!r} is not a finite number"
+        return f"expression {_shown(text)} is beyond float32's range (+-{_FLOAT32_MAX:.2e})"
+    return f"expression {_shown(text)} is not a finite number"
+
+
+def _undecoded(char: str) -> str | None:
+    """'0xe9' for a byte that was not UTF-8 (read with errors='surrogateescape', as
+    skip_bad_rows reads), else None."""
+    return f"0x{ord(char) - 0xDC00:02x}" if "\udc80" <= char <= "\udcff" else None
+
+
+def _shown(text: str) -> str:
+    """repr(text), with bytes that were not UTF-8 shown as \\xNN rather than as the
+    surrogates they were read as (repr's \\udcNN)."""
+    return _SURROGATE_ESCAPE.sub(r"\\x\1", repr(text))
 
 
 def read_expression_file(path, *, skip_bad_rows: bool = False, skipped: list | None = None):
