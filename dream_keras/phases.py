@@ -28,7 +28,7 @@ import dataclasses
 import keras
 from absl import logging
 
-from dream_keras.errors import ConfigurationError
+from dream_keras.errors import ConfigurationError, DataFormatError
 from dream_keras.training_config import TrainingConfig
 
 PRETRAIN, FINETUNE, FINETUNE_UNAUGMENTED = "pretrain", "finetune", "finetune_unaugmented"
@@ -156,7 +156,12 @@ class PhaseInputs:
             config.augment_deletion_max, config.augment_translocation_max,
             config.augment_probability)
         if config.teacher or self.augmentations.enabled:
-            self.design = infer_design(rows.train_codes)
+            try:
+                self.design = infer_design(rows.train_codes)
+            except ValueError as error:  # e.g. every row is its flanks: nothing to vary
+                raise DataFormatError(config.train_data, None,
+                                      f"cannot read a design off the training rows ({error}), "
+                                      "which --teacher and --augment_* need") from None
         if config.teacher:
             self.generator = pretraining_generator(config, self.design, rows.train_codes)
             if resumed_epoch < phases[0].end_epoch:

@@ -183,3 +183,21 @@ def test_augmented_training_batches_keep_labels_with_their_rows():
         agreement = [max(np.mean(np.roll(a[10:100], s) == b[10:100]) for s in range(-3, 4))
                      for a, b in zip(shown, source)]
         assert min(agreement) > 0.8  # its own row, lightly mutated and rotated
+
+
+def test_rows_without_a_variable_part_are_refused_naming_the_file():
+    """Rows that are all flank (every window the same bases) give augmentation nothing to
+    vary: a one-line error naming the training file, not a ValueError traceback."""
+    from types import SimpleNamespace
+
+    from dream_keras.data.sequences import encode
+    from dream_keras.errors import DataFormatError
+    from dream_keras.phases import PhaseInputs
+
+    config = TrainingConfig(train_data="same.txt", output_dir="unused",
+                            augment_mutation_rate=0.1)
+    rows = SimpleNamespace(train_codes=encode(["ACGTTGCA" * 14] * 20))
+    with pytest.raises(DataFormatError, match=r"^same.txt: cannot read a design off the "
+                                              r"training rows \(the rows have no variable "
+                                              r"bases"):
+        PhaseInputs(config, rows, [], resumed_epoch=0)

@@ -4,10 +4,13 @@ DREAM-style libraries are random bases between constant flanks. `infer_design` r
 that design off the encoded training rows (right-aligned uint8 codes, left-padded with N,
 as the cache holds them): the 5' flank is the longest prefix (after the padding) and the
 3' flank the longest suffix that at least `agreement` of the rows share (1.0: the strict
-longest common prefix/suffix; the default 0.99 tolerates the few rows longer than seq_len,
-whose 5' flank was cut off when they were trimmed to their last seq_len bases), the
-lengths are the rows' encoded lengths (their empirical distribution), and the base
-composition is that of the variable parts (N not counted).
+longest common prefix/suffix; the default 0.9 tolerates the rows longer than seq_len,
+whose 5' flank was cut off when they were trimmed to their last seq_len bases, and rows
+too short to hold a flank: 0.99 lost the DREAM 5' flank in 1 of 40 random subsets of
+300 real rows, while a random column agrees in ~30 % of rows), the lengths are the rows'
+encoded lengths (their empirical distribution), and the base composition is that of the
+variable parts (N not counted). Read column by column and in row chunks: the memory it
+needs beyond the codes is a few bytes per row (the 6.7M DREAM rows included).
 
 Drawing is stateless: batch `step` of stream `stream` is a pure function of
 (seed, stream, step) (`batch_rng`), like the shuffled order of dataset.py, so a resumed run
@@ -23,7 +26,8 @@ from dream_keras.data import augment
 from dream_keras.data.sequences import N_CODE, leading_padding
 
 GENERATORS = ("design", "mutate", "shuffle")
-DEFAULT_AGREEMENT = 0.99
+DEFAULT_AGREEMENT = 0.9
+_CHUNK_ROWS = 100_000  # rows per chunk of the composition count
 
 
 def batch_rng(seed: int, stream: int, step: int) -> np.random.Generator:
@@ -37,15 +41,15 @@ def padding_lengths(codes: np.ndarray) -> np.ndarray:
     return leading_padding(codes).astype(np.int64)
 
 
-def _shared_length(aligned: np.ndarray, valid: np.ndarray, agreement: float) -> int:
+def _shared_length(column_of, lengths: np.ndarray, width: int, agreement: float) -> int:
     """Longest k such that >= `agreement` of the rows hold the modal letters in columns
-    [0, k) of `aligned` (rows too short count as disagreeing)."""
-    rows, width = aligned.shape
-    needed = int(np.ceil(agreement * rows))
-    agrees = np.ones(rows, dtype=bool)
+    [0, k) (`column_of(c)`: column c of the rows, read from the flank's end; rows too
+    short to reach it count as disagreeing)."""
+    needed = int(np.ceil(agreement * len(lengths)))
+    agrees = np.ones(len(lengths), dtype=bool)
     for column in range(width):
-        letters = aligned[:, column]
-        ok = agrees & valid[:, column] & (letters != N_CODE)
+        letters = column_of(column)
+        ok = agrees & (lengths > column) & (letters != N_CODE)
         if not ok.any():
             return column
         modal = np.bincount(letters[ok], minlength=N_CODE + 1).argmax()
@@ -105,40 +109,48 @@ class SequenceDesign:
 
 
 def infer_design(codes: np.ndarray, agreement: float = DEFAULT_AGREEMENT) -> SequenceDesign:
-    """The design of right-aligned training rows `codes` [n, seq_len] (see module doc)."""
+    """The design of right-aligned training rows `codes` [n, seq_len] (see module doc).
+    Raises ValueError for rows that hold no variable base (every row its flanks)."""
     codes = np.asarray(codes, dtype=np.uint8)
     if codes.ndim != 2 or len(codes) == 0:
         raise ValueError(f"need encoded rows [n, seq_len], got shape {codes.shape}")
     if not 0.5 < agreement <= 1.0:
         raise ValueError(f"agreement must be in (0.5, 1], got {agreement}")
     rows, seq_len = codes.shape
-    padding = padding_lengths(codes)
+    padding = np.concatenate([padding_lengths(codes[first:first + _CHUNK_ROWS])
+                              for first in range(0, rows, _CHUNK_ROWS)])
     lengths = seq_len - padding
-    # Left-align each row (roll left by its padding) to read the 5' flank.
-    columns = np.arange(seq_len)[None, :]
-    left = np.take_along_axis(codes, (columns + padding[:, None]) % seq_len, axis=1)
-    valid_left = columns < lengths[:, None]
-    prefix_length = _shared_length(left, valid_left, agreement)
-    right = codes[:, ::-1]
-    suffix_length = _shared_length(right, columns < lengths[:, None], agreement)
+    every_row = np.arange(rows)
+
+    def from_5_prime(column):  # column `column` of the rows left-aligned
+        return codes[every_row, np.minimum(padding + column, seq_len - 1)]
+
+    def from_3_prime(column):
+        return codes[:, seq_len - 1 - column]
+
+    prefix_length = _shared_length(from_5_prime, lengths, seq_len, agreement)
+    suffix_length = _shared_length(from_3_prime, lengths, seq_len, agreement)
     shortest = int(np.quantile(lengths, 1.0 - agreement)) if agreement < 1 else int(lengths.min())
     suffix_length = max(0, min(suffix_length, shortest - prefix_length))
-    prefix = _modal_row(left[:, :prefix_length])
-    suffix = _modal_row(codes[:, seq_len - suffix_length:])
-    start = padding + prefix_length
-    variable = (columns >= start[:, None]) & (columns < seq_len - suffix_length)
-    counts = np.bincount(codes[variable & (codes < N_CODE)], minlength=4)[:4].astype(float)
+    prefix = np.array([_modal(from_5_prime(c)[lengths > c]) for c in range(prefix_length)],
+                      dtype=np.uint8)
+    suffix = np.array([_modal(from_3_prime(c)[lengths > c])
+                       for c in reversed(range(suffix_length))], dtype=np.uint8)
+    counts = np.zeros(4)
+    columns = np.arange(seq_len)[None, :]
+    for first in range(0, rows, _CHUNK_ROWS):
+        chunk = codes[first:first + _CHUNK_ROWS]
+        start = padding[first:first + _CHUNK_ROWS, None] + prefix_length
+        variable = (columns >= start) & (columns < seq_len - suffix_length) & (chunk < N_CODE)
+        counts += np.bincount(chunk[variable], minlength=4)[:4]
     if counts.sum() == 0:
         raise ValueError("the rows have no variable bases: every row is its flanks")
     return SequenceDesign(prefix=prefix, suffix=suffix, lengths=lengths,
                           composition=counts / counts.sum(), seq_len=seq_len)
 
 
-def _modal_row(block: np.ndarray) -> np.ndarray:
-    if block.shape[1] == 0:
-        return np.zeros(0, dtype=np.uint8)
-    return np.array([np.bincount(column, minlength=N_CODE + 1).argmax() for column in block.T],
-                    dtype=np.uint8)
+def _modal(letters: np.ndarray) -> int:
+    return int(np.bincount(letters, minlength=N_CODE + 1).argmax())
 
 
 @dataclasses.dataclass(frozen=True)
