@@ -30,9 +30,21 @@ def test_gzip_detected_by_content(tmp_path):
     assert sequences == ["ACGT", "NNAC"] and expression.tolist() == [3.0, 4.25]
 
 
-def test_sequence_n_and_na_are_not_missing_values(tmp_path):
-    sequences, _ = read_expression_file(write(tmp_path, "NA\t1\nN\t2\nNAN\t3\n"))
-    assert sequences == ["NA", "N", "NAN"]
+def test_missing_value_markers_are_refused_and_n_letters_are_bases(tmp_path):
+    """R's NA and pandas' nan, written into an empty cell, are spelled in ACGTN letters:
+    they used to be read (and predicted, and trained on) as 2- and 3-base sequences."""
+    sequences, _ = read_expression_file(write(tmp_path, "N\t2\nNNA\t3\nNANN\t4\n"))
+    assert sequences == ["N", "NNA", "NANN"]
+    for marker, line in (("NA", 2), ("nan", 2), ("NaN", 2)):
+        path = write(tmp_path, f"ACGT\t1\n{marker}\t2\n")
+        with pytest.raises(DataFormatError) as error:
+            read_expression_file(path)
+        assert str(error.value) == (f"{path}:{line}: sequence {marker!r} is a missing-value "
+                                    "marker (NA, nan), not a sequence")
+    skipped = []
+    sequences, _ = read_expression_file(write(tmp_path, "ACGT\t1\nna\t2\nAC\t3\n"),
+                                        skip_bad_rows=True, skipped=skipped)
+    assert sequences == ["ACGT", "AC"] and [e.line for e in skipped] == [2]
 
 
 def test_real_file_reads_every_row(real_train_file):

@@ -38,6 +38,14 @@ def test_invalid_letter_names_row_and_letter():
     assert "'X'" in str(error.value)
 
 
+def test_a_missing_value_marker_is_not_encoded():
+    with pytest.raises(seq.InvalidSequenceError) as error:
+        seq.encode(["ACGT", "NA", "nan"], seq_len=4)
+    assert error.value.row == 1 and error.value.letter is None
+    assert str(error.value) == "'NA' is a missing-value marker (NA, nan), not a sequence"
+    assert seq.encode(["NNA", "N"], seq_len=3).tolist() == [[4, 4, 0], [4, 4, 4]]
+
+
 def test_invalid_letter_in_trimmed_part_is_still_an_error():
     with pytest.raises(seq.InvalidSequenceError):
         seq.encode(["Z" + "A" * 10], seq_len=4)

@@ -33,7 +33,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from dream_keras.data.sequences import encode_and_find_invalid, find_invalid_rows
+from dream_keras.data.sequences import (MISSING_MARKER_PROBLEM, MISSING_MARKERS,
+                                        encode_and_find_invalid, find_invalid_rows)
 from dream_keras.errors import DataFormatError
 from dream_keras.file_errors import check_input_file, reading
 
@@ -256,6 +257,8 @@ def _sequence_problem(sequence: str, column: str = "sequence",
     field, where an empty one is not an empty line)."""
     if sequence == "":
         return "empty line" if rest_of_line == "" and column == "sequence" else f"empty {column}"
+    if sequence.upper() in MISSING_MARKERS:
+        return f"{column} {sequence!r} is {MISSING_MARKER_PROBLEM}"
     bad = _NOT_A_BASE.search(sequence).group(0)
     shown = _shown(sequence if len(sequence) <= 40 else sequence[:37] + "...")
     if _undecoded(bad):

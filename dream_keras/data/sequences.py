@@ -37,13 +37,29 @@ _COMPLEMENT_CODE = np.array([3, 2, 1, 0, N_CODE], dtype=np.uint8)
 class InvalidSequenceError(DreamKerasError, ValueError):
     """A sequence holds a letter outside ACGTN; `row` is its 0-based index in the batch."""
 
-    def __init__(self, row: int, letter: str, sequence: str):
+    def __init__(self, row: int, letter: str | None, sequence: str):
         self.row = row
-        self.letter = letter
+        self.letter = letter  # None: the sequence is a missing-value marker
         super().__init__(
+            f"{sequence!r} is {MISSING_MARKER_PROBLEM}" if letter is None else
             f"invalid letter {letter!r} in sequence {_abbreviate(sequence)!r} "
             "(allowed: A, C, G, T, N, any case)"
         )
+
+
+# The missing-value markers other tools write into empty cells (R's NA, NumPy's and
+# pandas' nan) are spelled in ACGTN letters: taken as 2- and 3-base sequences, they were
+# predicted, and even trained on, without a word.
+MISSING_MARKERS = frozenset({"NA", "NAN"})
+MISSING_MARKER_PROBLEM = "a missing-value marker (NA, nan), not a sequence"
+
+
+def missing_marker_rows(sequences: Sequence[str], lengths: np.ndarray) -> np.ndarray:
+    """Indices of the sequences that are a missing-value marker, any case (`lengths`:
+    their lengths, so that only the 2- and 3-letter ones are looked at)."""
+    short = np.flatnonzero((lengths == 2) | (lengths == 3))
+    return np.array([i for i in short if sequences[i].upper() in MISSING_MARKERS],
+                    dtype=np.int64)
 
 
 def _abbreviate(text: str, limit: int = 40) -> str:
@@ -56,7 +72,7 @@ def find_invalid_rows(sequences: Sequence[str]) -> np.ndarray:
     if not sequences:
         return np.zeros(0, dtype=np.int64)
     lengths, codes = _concatenated_codes(sequences)
-    return _invalid_rows(codes, lengths)
+    return _invalid_rows(sequences, codes, lengths)
 
 
 def encode_and_find_invalid(sequences: Sequence[str],
@@ -70,13 +86,14 @@ def encode_and_find_invalid(sequences: Sequence[str],
     if not sequences:
         return np.zeros((0, seq_len), dtype=np.uint8), np.zeros(0, dtype=np.int64)
     lengths, codes = _concatenated_codes(sequences)
-    return _right_aligned(codes, lengths, seq_len), _invalid_rows(codes, lengths)
+    return _right_aligned(codes, lengths, seq_len), _invalid_rows(sequences, codes, lengths)
 
 
-def _invalid_rows(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def _invalid_rows(sequences: list[str], codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     bad_positions = np.flatnonzero(codes == INVALID_CODE)
     bad_rows = np.searchsorted(np.cumsum(lengths), bad_positions, side="right")
-    return np.union1d(np.unique(bad_rows), np.flatnonzero(lengths == 0))
+    return np.union1d(np.union1d(np.unique(bad_rows), np.flatnonzero(lengths == 0)),
+                      missing_marker_rows(sequences, lengths))
 
 
 def encode(sequences: Sequence[str], seq_len: int = DEFAULT_SEQ_LEN) -> np.ndarray:
@@ -100,6 +117,9 @@ def encode(sequences: Sequence[str], seq_len: int = DEFAULT_SEQ_LEN) -> np.ndarr
         start = int(np.sum(lengths[:row]))
         raise InvalidSequenceError(row, chr(_letter_at(sequences[row], invalid[0] - start)),
                                    sequences[row])
+    markers = missing_marker_rows(sequences, lengths)
+    if markers.size:
+        raise InvalidSequenceError(int(markers[0]), None, sequences[markers[0]])
     return _right_aligned(codes, lengths, seq_len)
 
 
