@@ -228,27 +228,33 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
     def encoded(item):
         chunk, rows = item
         sequences = layout.piece_sequences(chunk, rows)
+        lines = np.tile(np.asarray(chunk.line_numbers[rows]), layout.sequences_per_row)
         try:
             codes, reverse_codes = encode_strands(sequences, seq_len, both_strands)
         except InvalidSequenceError as error:
-            lines = np.tile(chunk.line_numbers[rows], layout.sequences_per_row)
             raise DataFormatError(input_path, int(lines[error.row]), str(error)) from None
+        # Rows longer than the window: the model sees their last seq_len bases only.
+        lengths = np.fromiter(map(len, sequences), np.int64, len(sequences))
+        longer = np.flatnonzero(lengths > seq_len)
+        cut = (len(longer), int(lines[longer].min()) if len(longer) else 0,
+               int(lengths.max(initial=0)))
         hidden_lines = np.zeros(0, np.int64)
         if layout.sequences_per_row == 2:  # ref then alt: a difference the window hides
             pairs = len(sequences) // 2
             hidden = hidden_differences(sequences[:pairs], sequences[pairs:], codes[:pairs],
                                         codes[pairs:])
             hidden_lines = np.asarray(chunk.line_numbers[rows])[hidden]
-        return sequences, codes, reverse_codes, hidden_lines
+        return sequences, codes, reverse_codes, hidden_lines, cut
 
     pieces = map(encoded, _pieces(layout.read_chunks(input_path, chunk_rows),
                                   PIECE_BATCHES * batch_size // layout.sequences_per_row))
-    rows, last_report, hidden_lines = 0, time.monotonic(), []
+    rows, last_report, hidden_lines, cut_rows = 0, time.monotonic(), [], []
     with _atomic_output(output_path) as out, _BackgroundWriter() as writer:
         writer.submit(out.write, layout.header)
         batch_shape = None
-        for sequences, codes, reverse_codes, hidden in _read_ahead(pieces):
+        for sequences, codes, reverse_codes, hidden, cut in _read_ahead(pieces):
             hidden_lines.extend(hidden.tolist())
+            cut_rows += [cut] if cut[0] else []
             batch_shape = batch_shape or padded_batch_size(len(codes), batch_size)
             values = scaler.inverse_transform(predict_codes(
                 model, codes, batch_size, reverse_codes=reverse_codes,
@@ -264,6 +270,11 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
                 last_report = time.monotonic()
         writer.submit(out.write, layout.footer)
     logging.info("predicted %d %s", rows, layout.noun)
+    if cut_rows:
+        logging.warning("%s: %d sequence(s) (first: line %d; the longest %d bases) are longer "
+                        "than the model's %d-bp window: it sees only their last %d bases",
+                        input_path, sum(c[0] for c in cut_rows), cut_rows[0][1],
+                        max(c[2] for c in cut_rows), seq_len, seq_len)
     if hidden_lines:
         logging.warning("%s: %d pair(s) (first: line %d) differ only outside the model's "
                         "%d-bp window (the last %d bases, identical): their effect is 0 by "

@@ -49,6 +49,8 @@ def test_attributes(real_cache, real_train_file):
     assert attrs["source_size"] == os.path.getsize(real_train_file)
     assert attrs["source_sha256"] == hashlib.sha256(real_train_file.read_bytes()).hexdigest()
     assert attrs["package_version"] == __version__
+    # 18 of the 3,000 real rows are longer than 110 bases (up to 135): cut to their last 110
+    assert (attrs["rows_longer_than_seq_len"], attrs["longest_row"]) == (18, 135)
     assert cache_is_current(real_cache, real_train_file, 110)
     assert not cache_is_current(real_cache, real_train_file, 100)
 
@@ -128,3 +130,15 @@ def test_second_real_file(dream_dir, tmp_path):
     letters = np.frombuffer(b"ACGTN", dtype=np.uint8)[cache.codes]
     expected = [s.upper()[-110:].rjust(110, "N") for s in sequences]
     assert [row.tobytes().decode() for row in letters] == expected
+
+
+def test_rows_longer_than_the_window_are_counted_in_a_warning(tmp_path, caplog):
+    import logging
+
+    source = tmp_path / "long.txt"
+    source.write_text("ACGT\t1.5\n" + "A" * 12 + "\t2.5\n" + "C" * 15 + "\t3.5\n")
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        attrs = prepare_cache(source, tmp_path / "long.h5", seq_len=10)
+    assert (attrs["rows_longer_than_seq_len"], attrs["longest_row"]) == (2, 15)
+    assert (f"{source}: 2 of 3 rows (the longest 15 bases) are longer than seq_len=10: the "
+            "model sees only their last 10 bases") in caplog.text

@@ -2,6 +2,7 @@
 (damaged, stale, or unreadable or foreign at the default path), never silently used; a
 killed preparation leaves nothing that a later one trips on; training warns about
 sequences repeated with conflicting values."""
+import dataclasses
 import logging
 import os
 import shutil
@@ -243,3 +244,24 @@ def test_validation_rows_with_a_copy_among_training_rows_are_counted_and_named(
     assert shared > 0
     assert (f"{source}: {shared} of the {len(rows.validation_codes)} validation rows have an "
             "exact copy among the training rows") in caplog.text
+
+
+def test_rows_the_singleton_filter_drops_are_counted_in_a_warning(tmp_path, caplog):
+    """Whole-number values are DREAM's single-read mark; other data has them too, and the
+    default filter used to drop half of them with only an info line."""
+    source = tmp_path / "rounded.txt"
+    rng = np.random.default_rng(0)
+    source.write_text("".join(f"{''.join(rng.choice(list('ACGT'), 20))}\t{v}\n"
+                              for v in [1.0, 2.0, 3.0, 4.0] * 10 + [0.5] * 40))
+    config = TrainingConfig(train_data=str(source), output_dir="unused",
+                            validation_fraction=0.2, singleton_keep_prob=0.5)
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        rows = load_training_rows(config, 110)
+    dropped = 80 - rows.summary["rows_after_singleton_filter"]
+    assert 0 < dropped < 40
+    assert (f"{source}: the singleton filter dropped {dropped} of 80 rows "
+            "(singleton_keep_prob=0.5 keeps") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        load_training_rows(dataclasses.replace(config, singleton_keep_prob=1.0), 110)
+    assert "singleton filter" not in caplog.text

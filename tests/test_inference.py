@@ -322,3 +322,21 @@ def test_the_exported_model_answers_an_empty_batch(tmp_path, small_run):
                             input_signature=[tf.TensorSpec([None], tf.string)])
         assert serve(tf.constant([], tf.string))["expression"].shape == (0,)
         assert serve(tf.constant(["ACGT", "TTGCA"]))["expression"].shape == (2,)
+
+
+def test_sequences_longer_than_the_window_are_counted_in_a_warning(tmp_path, run, caplog):
+    """The model reads a sequence's last 110 bases: a file of longer constructs (a 150-200
+    bp reporter library, say) used to be cut without a word."""
+    import logging
+
+    path = tmp_path / "long.txt"
+    path.write_text("ACGT\n" + "A" * 150 + "\n" + "C" * 200 + "\nGGG\n")
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        predict_file(*run, path, tmp_path / "out.tsv")
+    assert (f"{path}: 2 sequence(s) (first: line 2; the longest 200 bases) are longer than "
+            "the model's 110-bp window: it sees only their last 110 bases") in caplog.text
+    caplog.clear()
+    path.write_text("ACGT\n" + "A" * 110 + "\n")
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        predict_file(*run, path, tmp_path / "out.tsv", overwrite=True)
+    assert "longer than" not in caplog.text

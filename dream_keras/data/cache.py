@@ -128,13 +128,17 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
         with atomic_files.replacing(output_path) as partial_path, \
                 h5py.File(partial_path, "w") as h5:
             datasets = _create_datasets(h5, seq_len)
-            num_rows = 0
+            num_rows, longer, longest = 0, 0, 0
             for chunk in iter_chunks(input_path, chunk_rows=chunk_rows,
                                      skip_bad_rows=skip_bad_rows, skipped=skipped,
                                      encode_to=seq_len,
                                      on_progress=lambda done, total: progress.update(
                                          num_rows, done, total)):
                 num_rows = _append(datasets, chunk, num_rows)
+                lengths = np.fromiter(map(len, chunk.sequences), np.int64,
+                                      len(chunk.sequences))
+                longer += int((lengths > seq_len).sum())
+                longest = max(longest, int(lengths.max(initial=0)))
             if num_rows == 0:  # every row skipped: an empty cache would only fail later
                 raise DataFormatError(input_path, None, f"no usable row: all {len(skipped)} "
                                       f"rows are bad (first: {skipped[0] if skipped else '-'})")
@@ -142,7 +146,8 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
             hasher.join()
             attrs = {
                 "format_version": FORMAT_VERSION, "seq_len": seq_len, "num_rows": num_rows,
-                "skipped_rows": len(skipped),
+                "skipped_rows": len(skipped), "rows_longer_than_seq_len": longer,
+                "longest_row": longest,
                 "source_name": os.path.basename(input_path),
                 "source_size": os.path.getsize(input_path),
                 "source_sha256": checksum["sha"], "package_version": __version__,
@@ -154,6 +159,10 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
     if skipped:
         logging.warning("skipped %d bad rows of %s; first: %s", len(skipped), input_path,
                         skipped[0])
+    if longer:  # the window rule keeps their last seq_len bases: say so, once per file
+        logging.warning("%s: %d of %d rows (the longest %d bases) are longer than seq_len=%d: "
+                        "the model sees only their last %d bases", input_path, longer,
+                        num_rows, longest, seq_len, seq_len)
     return attrs
 
 

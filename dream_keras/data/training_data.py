@@ -183,6 +183,8 @@ def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
         "cache": os.path.abspath(cache_path),
         "source_sha256": cache.attrs.get("source_sha256"),
         "rows_in_cache": len(cache), "skipped_rows": cache.attrs.get("skipped_rows", 0),
+        # None for a cache prepared before it was counted
+        "rows_longer_than_seq_len": cache.attrs.get("rows_longer_than_seq_len"),
         "rows_after_singleton_filter": int(len(kept)),
         "train_rows": int(len(train)), "validation_rows": int(len(validation)),
         "split_sha256": _split_sha256(train, validation),
@@ -190,6 +192,12 @@ def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
     }
     logging.info("rows: %d in cache, %d after singleton filter, %d train, %d validation",
                  len(cache), len(kept), len(train), len(validation))
+    if len(kept) < len(cache):  # data that is not DREAM's can have whole-number values too
+        logging.warning("%s: the singleton filter dropped %d of %d rows (singleton_keep_prob="
+                        "%g keeps that share of the rows whose expression is a whole number, "
+                        "DREAM's mark of a single-read measurement); with other data, keep "
+                        "every row with singleton_keep_prob=1", config.train_data,
+                        len(cache) - len(kept), len(cache), config.singleton_keep_prob)
     return TrainingRows(train_codes, scaler.transform(cache.expression[train]),
                         validation_codes, scaler.transform(cache.expression[validation]),
                         scaler, summary)
