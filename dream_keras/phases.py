@@ -168,7 +168,7 @@ class PhaseInputs:
                 from dream_keras.teachers import make_teachers
 
                 self.teachers = make_teachers(config.teacher, rows.train_codes,
-                                              rows.train_targets, rows.scaler)
+                                              rows.train_targets, rows.scaler, rows.summary)
 
     def summary(self) -> dict:
         out = {}

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from absl import logging
+
 import numpy as np
 
 from dream_keras.baseline import DEFAULT_KS, KmerRidge, fit_kmer_ridge, kmer_indices
@@ -23,7 +25,8 @@ from dream_keras.data.cache import file_sha256
 from dream_keras.data.sequences import decode
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError
-from dream_keras.run_directory import model_path_of, scaler_path_of
+from dream_keras.run_directory import (model_path_of, read_json_record, read_run_record,
+                                       scaler_path_of)
 
 RIDGE = "ridge"
 
@@ -44,7 +47,8 @@ def parse_teachers(text: str) -> tuple[bool, list[str]]:
         if not os.path.isfile(scaler_path_of(path)):
             raise ConfigurationError(f"--teacher: {path} has no target_scaler.json beside it")
         paths.append(path)
-    if len(set(paths)) != len(paths) or names.count(RIDGE) > 1:
+    # One file named two ways (./run, run/model.keras, a link) would count twice.
+    if len({os.path.realpath(p) for p in paths}) != len(paths) or names.count(RIDGE) > 1:
         raise ConfigurationError(f"--teacher lists a teacher twice: {text}")
     return RIDGE in names, paths
 
@@ -175,9 +179,45 @@ class Teachers:
                 + (self.models.summary() if self.models else []))
 
 
-def make_teachers(text: str, train_codes, train_targets, run_scaler) -> Teachers:
-    """Teachers from --teacher, the ridge fitted on the training rows only."""
+def _trained_runs(model_path) -> list[dict]:
+    """The run.json records behind a teacher model: its own run's, or an ensemble's
+    members' (ensemble.json lists them); [] when none is found."""
+    directory = os.path.dirname(os.path.abspath(model_path))
+    record = read_run_record(directory)
+    if record is not None:
+        return [record]
+    ensemble = read_json_record(os.path.join(directory, "ensemble.json")) or {}
+    return [read_run_record(member.get("run", "")) or {}
+            for member in ensemble.get("members", [])]
+
+
+def teachers_seeing_validation_rows(paths, data: dict) -> list[str]:
+    """The teacher models trained on this run's file (same source checksum) with another
+    split (another --seed or --validation_fraction): their training rows include some of
+    this run's validation rows, whose val_pearson picks model.keras and stops training."""
+    seen = []
+    for path in paths:
+        for record in _trained_runs(path):
+            trained_on = record.get("data") or {}
+            if (trained_on.get("source_sha256") == data.get("source_sha256") is not None
+                    and trained_on.get("split_sha256") != data.get("split_sha256")):
+                seen.append(path)
+                break
+    return seen
+
+
+def make_teachers(text: str, train_codes, train_targets, run_scaler,
+                  data: dict | None = None) -> Teachers:
+    """Teachers from --teacher, the ridge fitted on the training rows only. `data` (the
+    run's data summary: source and split checksums) lets a model teacher that trained on
+    this run's validation rows be named in a warning."""
     use_ridge, paths = parse_teachers(text)
+    for path in teachers_seeing_validation_rows(paths, data or {}):
+        logging.warning("--teacher %s trained on this training file with another split (its "
+                        "--seed or --validation_fraction): it has seen some of this run's "
+                        "validation rows, so val_pearson, which picks model.keras and stops "
+                        "training, is optimistic. Train teachers with this run's --seed and "
+                        "--validation_fraction, or judge on rows held out of both", path)
     ridge = RidgeTeacher.fit(train_codes, train_targets) if use_ridge else None
     models = ModelTeacher(paths, run_scaler, seq_len=train_codes.shape[1]) if paths else None
     return Teachers(ridge, models)

@@ -71,6 +71,37 @@ def test_teacher_flag_is_checked(tmp_path):
                                                                       "model.keras")])
     with pytest.raises(ConfigurationError, match="twice"):
         parse_teachers("ridge,ridge")
+    (tmp_path / "link").symlink_to(tmp_path / "run")
+    for twice in (f"{tmp_path / 'run'},{tmp_path / 'run' / '.' / 'model.keras'}",
+                  f"{tmp_path / 'run'},{tmp_path / 'link'}"):  # one file, named two ways
+        with pytest.raises(ConfigurationError, match="twice"):
+            parse_teachers(twice)
+
+
+def test_a_model_teacher_that_trained_on_the_validation_rows_is_named(tmp_path):
+    """A teacher trained on this run's file with another split (seed) has seen some of its
+    validation rows; a run, or an ensemble whose member, did so is named. Another file,
+    or the same split, is not."""
+    import json
+
+    from dream_keras.teachers import teachers_seeing_validation_rows
+
+    def run(name, source, split):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps(
+            {"data": {"source_sha256": source, "split_sha256": split}}))
+        return tmp_path / name
+
+    data = {"source_sha256": "file", "split_sha256": "mine"}
+    same, other_split, other_file = (run("same", "file", "mine"), run("seed1", "file", "x"),
+                                     run("other", "elsewhere", "x"))
+    ensemble = tmp_path / "ensemble"
+    ensemble.mkdir()
+    (ensemble / "ensemble.json").write_text(json.dumps(
+        {"members": [{"run": str(same)}, {"run": str(other_split)}]}))
+    paths = [str(d / "model.keras") for d in (same, other_split, other_file, ensemble)]
+    assert teachers_seeing_validation_rows(paths, data) == [paths[1], paths[3]]
+    assert teachers_seeing_validation_rows(paths, {}) == []  # nothing known of the run
 
 
 def test_a_damaged_teacher_model_is_one_line_naming_the_file(tmp_path):
