@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from absl import logging
 from scipy import linalg, sparse
 
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, iter_chunks
@@ -82,6 +83,8 @@ class KmerRidge:
     intercept: float
     train_rows: int
     cv: list  # one {'k', 'penalty', 'cv_mse', 'cv_pearson'} (leave-one-out) per candidate
+    longest_train_row: int = 0  # bases: k-mers are counted over the whole sequence
+    skipped_train_rows: int = 0  # bad rows of the training file left out (skip_bad_rows)
 
     def predict(self, sequences) -> np.ndarray:
         """Predictions [n] (float64) on the training targets' scale."""
@@ -94,6 +97,8 @@ class KmerRidge:
         """JSON-ready description (no coefficients)."""
         return {"model": f"ridge regression on {self.k}-mer counts", "k": self.k,
                 "penalty": self.penalty, "train_rows": self.train_rows,
+                "longest_train_row": self.longest_train_row,
+                "skipped_train_rows": self.skipped_train_rows,
                 "selection": "leave-one-out mean squared error", "cv": self.cv}
 
 
@@ -269,13 +274,20 @@ def fit_kmer_ridge(sequences, targets, *, ks=DEFAULT_KS, penalties=DEFAULT_PENAL
                      train_rows=int(targets.size), cv=cv)
 
 
-def fit_kmer_ridge_file(path, *, ks=DEFAULT_KS, chunk_rows: int = DEFAULT_CHUNK_ROWS
-                        ) -> KmerRidge:
-    """Fit the baseline on every row of a labelled sequence<TAB>expression file."""
-    sequences, expression = [], []
-    for chunk in iter_chunks(path, with_expression=True, chunk_rows=chunk_rows):
+def fit_kmer_ridge_file(path, *, ks=DEFAULT_KS, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                        skip_bad_rows: bool = False) -> KmerRidge:
+    """Fit the baseline on every row of a labelled sequence<TAB>expression file (with
+    `skip_bad_rows`, on its good rows, as training with skip_bad_rows reads it)."""
+    sequences, expression, skipped = [], [], []
+    for chunk in iter_chunks(path, with_expression=True, chunk_rows=chunk_rows,
+                             skip_bad_rows=skip_bad_rows, skipped=skipped):
         sequences += chunk.sequences
         expression.append(chunk.expression)
     if not sequences:
         raise DataFormatError(path, None, "no rows to fit the k-mer baseline on")
-    return fit_kmer_ridge(sequences, np.concatenate(expression), ks=ks)
+    if skipped:
+        logging.warning("k-mer baseline: skipped %d bad rows of %s; first: %s", len(skipped),
+                        path, skipped[0])
+    return dataclasses.replace(fit_kmer_ridge(sequences, np.concatenate(expression), ks=ks),
+                               longest_train_row=max(map(len, sequences)),
+                               skipped_train_rows=len(skipped))

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from dream_keras import dream_score
 from dream_keras.baseline import KmerRidge
-from dream_keras.inference import (DEFAULT_BATCH_SIZE, load_run, model_path_of,
+from dream_keras.inference import (DEFAULT_BATCH_SIZE, load_run, model_path_of, model_seq_len,
                                    predict_sequences, predict_standardised,
                                    refuse_non_finite, scaler_path_of)
 from dream_keras.metrics import correlation_summary, pearson_r
@@ -171,18 +171,25 @@ def _start_writing(output_dir, outputs) -> None:
                 os.remove(path)
 
 
-def _baseline(baseline: KmerRidge | None, baseline_train_data,
-              chunk_rows: int = DEFAULT_CHUNK_ROWS) -> KmerRidge | None:
+def _baseline(baseline: KmerRidge | None, baseline_train_data, model,
+              chunk_rows: int = DEFAULT_CHUNK_ROWS,
+              skip_bad_rows: bool = False) -> KmerRidge | None:
     """`baseline`, or, without one, the k-mer ridge fitted on `baseline_train_data` (once
     the inputs, the outputs and the model have passed their checks: on a large file the
-    fit is long); `chunk_rows`: rows read at a time."""
+    fit is long); `chunk_rows`: rows read at a time; `skip_bad_rows`: as training's."""
     if baseline is not None or not baseline_train_data:
         return baseline
     from dream_keras.baseline import fit_kmer_ridge_file
 
     logging.info("fitting the k-mer ridge baseline on %s", baseline_train_data)
-    baseline = fit_kmer_ridge_file(baseline_train_data, chunk_rows=chunk_rows)
+    baseline = fit_kmer_ridge_file(baseline_train_data, chunk_rows=chunk_rows,
+                                   skip_bad_rows=skip_bad_rows)
     logging.info("baseline: %d-mer ridge, penalty factor %g", baseline.k, baseline.penalty)
+    if baseline.longest_train_row > model_seq_len(model):
+        logging.warning("%s holds sequences of up to %d bases: the k-mer baseline counts "
+                        "k-mers over whole sequences, the model reads their last %d bases, "
+                        "so the baseline sees bases the model does not", baseline_train_data,
+                        baseline.longest_train_row, model_seq_len(model))
     return baseline
 
 
@@ -322,10 +329,11 @@ def predict_baseline_file(baseline: KmerRidge, scaler, data_path, *,
 def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_BATCH_SIZE,
                   chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
                   baseline: KmerRidge | None = None, baseline_train_data=None,
-                  overwrite: bool = False):
+                  baseline_skip_bad_rows: bool = False, overwrite: bool = False):
     """Metrics of a run on a labelled file, written as JSON, Markdown and two PNGs;
     with `baseline` (fitted on `baseline_train_data`), its metrics under "baseline";
-    without one, `baseline_train_data` is fitted (after the checks).
+    without one, `baseline_train_data` is fitted (after the checks; its bad rows left out
+    with `baseline_skip_bad_rows`).
 
     Results of another data file in `output_dir` are replaced only with `overwrite`; a
     model that predicts NaN or infinity is refused before anything is written.
@@ -339,7 +347,8 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
                                                     baseline_train_data])
     check_same_data(output_dir, data_path, overwrite)
     model, scaler = load_run(model_path)
-    baseline = _baseline(baseline, baseline_train_data, chunk_rows)
+    baseline = _baseline(baseline, baseline_train_data, model, chunk_rows,
+                         baseline_skip_bad_rows)
     predicted, measured = predict_labelled_file(
         model, scaler, data_path, batch_size=batch_size, chunk_rows=chunk_rows,
         reverse_complement_average=reverse_complement_average,
@@ -369,7 +378,7 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
                    batch_size=DEFAULT_BATCH_SIZE, reverse_complement_average=False,
                    baseline: KmerRidge | None = None, baseline_train_data=None,
                    partial: str = "mark", min_subset_rows: int = dream_score.MIN_SUBSET_ROWS,
-                   overwrite: bool = False):
+                   baseline_skip_bad_rows: bool = False, overwrite: bool = False):
     """The official challenge score of a run on the DREAM test layout.
 
     Predicts every labelled position whose sequence is known, scores it with
@@ -382,8 +391,8 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
     before anything is written or the model loaded. A model that predicts NaN or infinity
     is refused, naming the first such position, before anything is written. A score of
     other labels or another layout in `output_dir` is replaced only with `overwrite`.
-    Without `baseline`, `baseline_train_data` is fitted (after the checks).
-    Returns (score dict, output directory).
+    Without `baseline`, `baseline_train_data` is fitted (after the checks; its bad rows
+    left out with `baseline_skip_bad_rows`). Returns (score dict, output directory).
     """
     if partial not in PARTIAL_CHOICES:
         raise ConfigurationError(f"`partial` must be one of {PARTIAL_CHOICES}, got {partial!r}")
@@ -402,7 +411,8 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
         logging.warning("DREAM layout incomplete, missing: %s",
                         ", ".join(test_set.missing_files))
     model, scaler = load_run(model_path)
-    baseline = _baseline(baseline, baseline_train_data)
+    baseline = _baseline(baseline, baseline_train_data, model,
+                         skip_bad_rows=baseline_skip_bad_rows)
     values = predict_sequences(model, scaler, [test_set.sequences[p] for p in positions],
                                batch_size=batch_size,
                                reverse_complement_average=reverse_complement_average)

@@ -125,8 +125,15 @@ def split_real_rows(tmp_path_factory, real_train_file):
     return train, held
 
 
-def test_evaluate_reports_the_baseline_beside_the_model(tmp_path, small_run, split_real_rows):
+def test_evaluate_reports_the_baseline_beside_the_model(tmp_path, small_run, split_real_rows,
+                                                        caplog):
+    """The baseline fitted on the run's training file, here one that needs
+    --baseline_skip_bad_rows (a header line, as train.py --skip_bad_rows reads it), and
+    scored on the same rows as the model."""
     import json
+    import logging
+
+    from dream_keras.data.readers import DataFormatError
 
     from dream_keras.baseline import fit_kmer_ridge_file
     from dream_keras.data.readers import read_expression_file
@@ -135,11 +142,20 @@ def test_evaluate_reports_the_baseline_beside_the_model(tmp_path, small_run, spl
     from tests.saved_run import SCALER_MEAN, SCALER_STD
 
     train, held = split_real_rows
-    text = run_evaluation(small_run, data_path=held, output_dir=str(tmp_path / "e"),
-                          baseline_train_data=train)
+    with_header = tmp_path / "with_header.txt"
+    with_header.write_text("sequence\texpression\n" + train.read_text())
+    with pytest.raises(DataFormatError, match=r"with_header.txt:1: letter 's'"):
+        fit_kmer_ridge_file(with_header)
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        text = run_evaluation(small_run, data_path=held, output_dir=str(tmp_path / "e"),
+                              baseline_train_data=with_header, baseline_skip_bad_rows=True)
     written = json.loads((tmp_path / "e" / "metrics.json").read_text())
     baseline = written["baseline"]
     assert set(METRIC_NAMES) <= set(baseline) and baseline["n"] == written["n"] == 300
+    assert (baseline["skipped_train_rows"], baseline["longest_train_row"]) == (1, 135)
+    # 135-bp rows: the ridge counts their k-mers whole, the model reads the last 110 bases.
+    assert (f"{with_header} holds sequences of up to 135 bases: the k-mer baseline counts "
+            "k-mers over whole sequences, the model reads their last 110 bases") in caplog.text
     # Independently: refit, predict, standardise with the run's scaler, correlate.
     refit = fit_kmer_ridge_file(train)
     assert baseline["k"] == refit.k and baseline["train_rows"] == 1200

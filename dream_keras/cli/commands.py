@@ -96,13 +96,14 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
 def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=None,
                    output_dir=None, batch_size=DEFAULT_BATCH_SIZE,
                    chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
-                   baseline_train_data=None, dream_partial: str = "mark",
-                   dream_min_subset_rows: int = MIN_SUBSET_ROWS,
+                   baseline_train_data=None, baseline_skip_bad_rows: bool = False,
+                   dream_partial: str = "mark", dream_min_subset_rows: int = MIN_SUBSET_ROWS,
                    overwrite: bool = False) -> str:
     """What `evaluate.py` does; returns the text to print (tables and where files went).
 
     `baseline_train_data`: fit the k-mer ridge baseline on that labelled file first and
-    report it beside the model. `dream_partial` and `dream_min_subset_rows`: what
+    report it beside the model (`baseline_skip_bad_rows`: leaving its bad rows out, as
+    training with skip_bad_rows does). `dream_partial` and `dream_min_subset_rows`: what
     `evaluate_dream` does with an incomplete DREAM score (its `partial`, `min_subset_rows`).
     `overwrite`: results of another data file (or other DREAM labels) may be replaced."""
     from dream_keras import dream_score
@@ -118,14 +119,17 @@ def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=N
                                        batch_size=batch_size, chunk_rows=chunk_rows,
                                        reverse_complement_average=reverse_complement_average,
                                        overwrite=overwrite,
-                                       baseline_train_data=baseline_train_data)
+                                       baseline_train_data=baseline_train_data,
+                                       baseline_skip_bad_rows=baseline_skip_bad_rows)
         return f"{format_metrics_table(metrics)}\nwrote {METRICS_JSON}, {METRICS_MD}, " \
                f"{SCATTER_PNG}, {RESIDUALS_PNG} to {where}"
     score, where = evaluate_dream(model_path, dream_dir, dream_labels, output_dir,
                                   batch_size=batch_size,
                                   reverse_complement_average=reverse_complement_average,
                                   partial=dream_partial, min_subset_rows=dream_min_subset_rows,
-                                  baseline_train_data=baseline_train_data, overwrite=overwrite)
+                                  baseline_train_data=baseline_train_data,
+                                  baseline_skip_bad_rows=baseline_skip_bad_rows,
+                                  overwrite=overwrite)
     text = dream_score.format_score_table(score)
     if "baseline" in score:
         baseline = score["baseline"]

@@ -38,6 +38,11 @@ _BASELINE_TRAIN_DATA = flags.DEFINE_string(
     "beside the model's. About a minute of CPU for 40,000 rows and 2.2 minutes for "
     "200,000; the fit's working memory stays about 0.7 GiB whatever the rows (the file's "
     "sequences are held besides: ~1 GB for the 6.7M DREAM rows; benchmarks/ridge_bench.py).")
+_BASELINE_SKIP_BAD_ROWS = flags.DEFINE_bool(
+    "baseline_skip_bad_rows", False, "With --baseline_train_data: leave out its malformed "
+    "rows (a header line, NA values, ...), counted in a warning and in the baseline's "
+    "skipped_train_rows, as train.py --skip_bad_rows does; without it they stop the "
+    "evaluation, naming file and line.")
 _DREAM_PARTIAL = flags.DEFINE_enum(
     "dream_partial", "mark", ["mark", "refuse"], "With --dream_dir, when a subset is missing "
     "(its file absent, or no labelled row with a known sequence) or has fewer than "
@@ -67,7 +72,8 @@ def evaluate_from_flags():
         dream_labels=_DREAM_LABELS.value, output_dir=_OUTPUT_DIR.value,
         batch_size=_SHARED.batch_size.value, chunk_rows=_SHARED.chunk_rows.value,
         reverse_complement_average=_SHARED.reverse_complement_average.value,
-        baseline_train_data=_BASELINE_TRAIN_DATA.value, dream_partial=_DREAM_PARTIAL.value,
+        baseline_train_data=_BASELINE_TRAIN_DATA.value,
+        baseline_skip_bad_rows=_BASELINE_SKIP_BAD_ROWS.value, dream_partial=_DREAM_PARTIAL.value,
         dream_min_subset_rows=_DREAM_MIN_SUBSET_ROWS.value, overwrite=_OVERWRITE.value)
 
 
