@@ -2,12 +2,14 @@
 
 After each epoch the chief commits one backup: `epoch-NNNNNN.weights.h5` (the model's and
 the optimizer's variables, via Keras' public save_weights) and then `epoch-NNNNNN.json`,
-which records the epoch count, the weights file's sha256, the history rows so far and
-whether training stopped. The JSON is the commit record: both files are renamed into
-place complete (atomic_files), the JSON last, so a kill leaves either the new backup or
-only the old ones. On load each backup is verified (JSON readable, weights present with
-the recorded sha256) and a bad one is skipped for the one before it: the last two are
-kept. Standard library only; the Keras side is in callbacks.EpochBackup.
+which records the epoch count, the weights file's sha256, the history rows so far,
+whether training stopped and the model's random seed states (the dropout layers' seed
+generators, which save_weights leaves out: without them a resumed run would draw other
+dropout masks than the uninterrupted one). The JSON is the commit record: both files are
+renamed into place complete (atomic_files), the JSON last, so a kill leaves either the
+new backup or only the old ones. On load each backup is verified (JSON readable, weights
+present with the recorded sha256) and a bad one is skipped for the one before it: the
+last two are kept. Standard library only; the Keras side is in callbacks.EpochBackup.
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ class Backup:
     weights_path: str
     history: list  # history.csv rows of epochs 0 .. epoch-1, as dicts
     stopped: bool  # training had stopped (early stopping, NaN) after this epoch
+    # [variable path, state values] of each seed generator, in model.variables order;
+    # None for a backup written before they were recorded.
+    seed_states: list | None = None
 
 
 def file_sha256(path) -> str:
@@ -93,15 +98,27 @@ def _verify(backup_dir, epoch: int) -> tuple[str | None, Backup | None]:
         history = [dict(row) for row in record["history"]]
         if [row["epoch"] for row in history] != list(range(epoch)):
             return "its history does not list every epoch", None
-        return None, Backup(epoch, weights, history, bool(record["stopped"]))
+        seed_states = record.get("seed_states")
+        if seed_states is not None and not _are_seed_states(seed_states):
+            return "its seed states are malformed", None
+        return None, Backup(epoch, weights, history, bool(record["stopped"]), seed_states)
     except (OSError, ValueError, KeyError, TypeError) as error:
         return f"{type(error).__name__}: {error}", None
 
 
-def commit(backup_dir, epoch: int, save_weights, history: list, stopped: bool) -> None:
+def _are_seed_states(seed_states) -> bool:
+    return isinstance(seed_states, list) and all(
+        isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+        and isinstance(item[1], list) and all(type(value) is int for value in item[1])
+        for item in seed_states)
+
+
+def commit(backup_dir, epoch: int, save_weights, history: list, stopped: bool,
+           seed_states: list | None = None) -> None:
     """Write the backup of `epoch` completed epochs and keep only the last KEEP.
 
-    `save_weights(path)` writes the weights file (Keras: model.save_weights)."""
+    `save_weights(path)` writes the weights file (Keras: model.save_weights);
+    `seed_states` ([path, list of ints] pairs) go into the commit record with the rest."""
     os.makedirs(backup_dir, exist_ok=True)
     weights = weights_path(backup_dir, epoch)
     with atomic_files.replacing(weights) as temporary:
@@ -109,6 +126,9 @@ def commit(backup_dir, epoch: int, save_weights, history: list, stopped: bool) -
     record = {"format_version": FORMAT_VERSION, "epoch": epoch,
               "weights_sha256": file_sha256(weights), "stopped": bool(stopped),
               "history": history}
+    if seed_states is not None:
+        record["seed_states"] = [[path, [int(v) for v in values]]
+                                 for path, values in seed_states]
     atomic_files.write_text(_record_path(backup_dir, epoch),
                             json.dumps(record, indent=1) + "\n")
     for old in _epochs(backup_dir)[KEEP:]:

@@ -190,14 +190,55 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         save_model(self.model, self.path)
 
 
+def seed_state_variables(model) -> list:
+    """The model's random seed states (one per seed generator, e.g. of each Dropout
+    layer), in model.variables order: the variables that are not weights. save_weights
+    leaves them out."""
+    weights = {id(variable) for variable in model.weights}
+    states, seen = [], set()
+    for variable in model.variables:
+        if id(variable) not in weights and id(variable) not in seen:
+            seen.add(id(variable))
+            states.append(variable)
+    return states
+
+
+def seed_state_values(model) -> list:
+    """[path, values] of each seed state, for backups.commit. Under a distribution
+    strategy this reads the first replica's copy: each replica stores the same state."""
+    return [[variable.path, np.asarray(variable.numpy()).tolist()]
+            for variable in seed_state_variables(model)]
+
+
+def restore_seed_states(model, backup: backups.Backup) -> None:
+    """Assign the backup's seed states to the model (matched by position: a layer's
+    automatic name can differ between processes). A backup written before they were
+    stored leaves them as they are."""
+    variables = seed_state_variables(model)
+    if backup.seed_states is None:
+        if variables:
+            logging.info("the backup of epoch %d has no dropout seed state (written by an "
+                         "earlier version): the resumed run's dropout masks start from "
+                         "their initial state", backup.epoch)
+        return
+    if len(backup.seed_states) != len(variables):
+        raise ValueError(f"the backup of epoch {backup.epoch} has "
+                         f"{len(backup.seed_states)} seed states, the model "
+                         f"{len(variables)}")
+    for variable, (_, values) in zip(variables, backup.seed_states):
+        # A plain assign: under MirroredStrategy it sets every replica's copy.
+        variable.assign(np.asarray(values, dtype=variable.dtype).reshape(variable.shape))
+
+
 class EpochBackup(keras.callbacks.Callback):
     """Resumes from `resume_from` (a verified backups.Backup, or None) when training
     begins; with `history_path` (the chief's copy) also commits a backup after every
     epoch and then rewrites history.csv from the committed rows.
 
-    The backup (weights, optimizer state, epoch, history rows, stopped) is one commit, so
-    a kill anywhere leaves a state the run resumes from: history.csv is rewritten from the
-    backup it resumes, never cut short or left with an epoch the weights do not include.
+    The backup (weights, optimizer state, dropout seed states, epoch, history rows,
+    stopped) is one commit, so a kill anywhere leaves a state the run resumes from:
+    history.csv is rewritten from the backup it resumes, never cut short or left with an
+    epoch the weights do not include.
     Put it LAST, so an epoch is committed only after every other callback recorded it.
     A worker's copy (no `history_path`) restores the chief's backup and writes nothing.
     One instance serves every `fit` of a run trained in phases: it restores only at the
@@ -217,6 +258,7 @@ class EpochBackup(keras.callbacks.Callback):
             # The optimizer's variables to load into exist: training.compiled_model builds
             # them with the model.
             self.model.load_weights(self.resume_from.weights_path)
+            restore_seed_states(self.model, self.resume_from)
             self.resume_from = None  # a later phase's fit continues from memory
         if self.history_path is not None:
             write_history(self.history_path, self.history)
@@ -228,5 +270,6 @@ class EpochBackup(keras.callbacks.Callback):
                **self.row_labels}
         self.history.append(row)
         backups.commit(self.backup_dir, epoch + 1, self.model.save_weights, self.history,
-                       stopped=bool(self.model.stop_training))
+                       stopped=bool(self.model.stop_training),
+                       seed_states=seed_state_values(self.model))
         write_history(self.history_path, self.history)
