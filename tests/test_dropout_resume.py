@@ -1,52 +1,13 @@
-"""A run with dropout, killed after an epoch's backup, resumes to the uninterrupted run's
-history: the backup carries the dropout layers' random state (their seed generators),
-which save_weights leaves out. A backup written without that state still restores."""
+"""The epoch backup carries the dropout layers' random state (their seed generators),
+which save_weights leaves out; a backup written without it still restores. That a run
+with dropout killed anywhere resumes to the uninterrupted history is
+tests/test_resume_safety.py's kill chain, which runs with dropout."""
 import json
-import subprocess
-import sys
 
 import numpy as np
-import pytest
 
 from dream_keras import backups
-from tests import warm_fork
-from tests.conftest import REPO, SMALL_MODEL
-from tests.run_helpers import SMALL_RUN, history, run_train, synthetic_cache
-
-pytestmark = pytest.mark.long(seconds=17)  # scheduled by length (tests/conftest.py)
-
-DROPOUT_RUN = [*SMALL_RUN, "--epochs=3", "--steps_per_epoch=3",
-               "--attention_dropout=0.2", "--positional_dropout=0.2"]
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return synthetic_cache(tmp_path_factory, 200)
-
-
-def _flags(cache, run_dir):
-    return [f"--train_data={cache}", f"--output_dir={run_dir}", *DROPOUT_RUN]
-
-
-def test_a_run_with_dropout_killed_after_a_backup_resumes_to_the_same_history(tmp_path,
-                                                                             cache):
-    reference = tmp_path / "reference"
-    run_train(*_flags(cache, reference))
-    run_dir = tmp_path / "run"
-    killer = warm_fork.popen(
-        [sys.executable, str(REPO / "tests" / "kill_driver.py"),
-         json.dumps({"at": "epoch_end", "epoch": 0}), *_flags(cache, run_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, err = killer.communicate(timeout=300)
-    assert killer.returncode == -9, err[-3000:]  # killed right after epoch 1's backup
-    assert backups.latest(run_dir / "backup").epoch == 1
-    resumed = run_train(*_flags(cache, run_dir))
-    assert f"resuming {run_dir} at epoch 2" in resumed.stderr
-    expected = history(reference)
-    assert len(expected) == 3
-    # Dropout draws other masks in each epoch: epoch 2 and 3 match only if the resumed
-    # run continues the seed state where the killed run left it.
-    assert history(run_dir) == expected
+from tests.conftest import SMALL_MODEL
 
 
 def _dropout_model():

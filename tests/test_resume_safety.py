@@ -32,10 +32,14 @@ SMALL_MODEL_FLAGS = small_model_flags()
 # Weight averaging on: validation (and model.keras) use the optimizer's averages, so every
 # kill point also shows that the backup restores the averages with the raw weights.
 EMA_MOMENTUM = 0.9
+DROPOUT = 0.2
 RUN = ["--epochs=3", "--steps_per_epoch=2", "--batch_size=32", "--optimizer=adam",
        "--learning_rate=1e-3", "--lr_schedule=cosine", "--lr_warmup_epochs=0.5",
        f"--ema_momentum={EMA_MOMENTUM}", "--nojit_compile", "--singleton_keep_prob=1",
-       "--validation_fraction=0.2", *SMALL_MODEL_FLAGS]
+       "--validation_fraction=0.2", *SMALL_MODEL_FLAGS,
+       # Dropout draws other masks every epoch: a resumed run matches only if the backup
+       # carried the dropout layers' seed states (save_weights leaves them out).
+       f"--attention_dropout={DROPOUT}", f"--positional_dropout={DROPOUT}"]
 
 
 def _flags(cache, run_dir):
@@ -124,6 +128,7 @@ def test_killed_anywhere_resumes_to_the_same_history(tmp_path, small_cache,  # n
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed" and record["epochs_completed"] == 3
     assert record["flags"]["ema_momentum"] == EMA_MOMENTUM
+    assert record["flags"]["model"]["attention_dropout"] == DROPOUT
     assert sorted(os.listdir(run_dir)) == ["history.csv", "model.keras", "run.json",
                                            "target_scaler.json", "tensorboard"]
     saved, wanted = _model_weights(run_dir / "model.keras"), _model_weights(
@@ -143,7 +148,8 @@ def _config(data, run_dir):
         batch_size=32, optimizer="adam", learning_rate=1e-3, lr_schedule="cosine",
         lr_warmup_epochs=0.5, ema_momentum=EMA_MOMENTUM, jit_compile=False,
         singleton_keep_prob=1.0, validation_fraction=0.2,
-        model={**MODEL_DEFAULTS, **SMALL_MODEL})
+        model={**MODEL_DEFAULTS, **SMALL_MODEL, "attention_dropout": DROPOUT,
+               "positional_dropout": DROPOUT})
 
 
 def _wait_for_owner(processes, markers) -> int:
