@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 
@@ -160,6 +161,21 @@ def _ours_to_ignore(name: str) -> bool:
     return name == LOCK_FILE or atomic_files.is_partial(name)
 
 
+def _is_own_input(output_dir, name: str, identity: dict) -> bool:
+    """Whether `name` in `output_dir` is this run's --train_data or --cache_path, or the
+    cache prepared beside --train_data (`<train_data>.seq<N>.h5`). A run writes these
+    (--synthetic_rows, the cache) before its first run.json: they must not make its
+    killed start look like someone else's directory."""
+    train_data, cache_path = (identity.get(key) or "" for key in ("train_data", "cache_path"))
+    path = os.path.realpath(os.path.join(output_dir, name))
+    if path in {os.path.realpath(given) for given in (train_data, cache_path) if given}:
+        return True
+    default_cache = re.escape(os.path.basename(train_data)) + r"\.seq\d+\.h5"
+    return (bool(train_data) and re.fullmatch(default_cache, name) is not None
+            and os.path.realpath(os.path.dirname(os.path.abspath(train_data)))
+            == os.path.realpath(output_dir))
+
+
 def read_json_record(path) -> dict | None:
     """A record file this package wrote (run.json, ensemble.json); None if absent or
     unreadable as JSON."""
@@ -196,7 +212,8 @@ def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
     passed every check, so a refused start leaves the previous run as it was.
     """
     os.makedirs(output_dir, exist_ok=True)
-    if not [name for name in os.listdir(output_dir) if not _ours_to_ignore(name)]:
+    if not [name for name in os.listdir(output_dir) if not _ours_to_ignore(name)
+            and not _is_own_input(output_dir, name, identity)]:
         return False
     record = read_run_record(output_dir)
     same_run = record is not None and same_identity(record.get("identity"), identity)
@@ -211,18 +228,83 @@ def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
             f"{output_dir} is not empty and is not a resumable run of this configuration"
             f"{_differences(record, identity)}; choose another --output_dir or pass "
             "--overwrite to replace its run outputs")
+    check_removable(output_dir)  # refused now, before the data is read
     return False
+
+
+# What this package writes inside its run directories, by directory: file names, and the
+# subdirectories that hold only such files (Keras' TensorBoard callback writes train/ and
+# validation/). Temporary names of killed writers (atomic_files) count as its own too.
+_BACKUP_FILE = re.compile(r"epoch-\d{6}\.(json|weights\.h5)")
+_OWN_TREES = {
+    BACKUP_DIR: (lambda name: bool(_BACKUP_FILE.fullmatch(name))
+                 or name in backups.LEGACY_FILES, ()),
+    TENSORBOARD_DIR: (lambda name: name.startswith("events.out.tfevents."),
+                      ("train", "validation")),
+}
+
+
+def check_removable(output_dir) -> None:
+    """Refuse --overwrite (RunDirectoryError) when a run output holds anything this
+    package did not write, or is a symlink: it would be deleted with the run's files."""
+    found = _first_foreign(output_dir)
+    if found:
+        raise RunDirectoryError(
+            f"{output_dir}: cannot --overwrite: {found} is in the way (--overwrite removes "
+            "only files this package wrote); move it elsewhere or choose another "
+            "--output_dir")
+
+
+def _first_foreign(output_dir) -> str | None:
+    """'PATH (what it is)' of the first thing among the run outputs that is not the
+    package's own; None when they all are (or are absent)."""
+    for name in RUN_OUTPUTS:
+        path = os.path.join(output_dir, name)
+        if name in _OWN_TREES:
+            found = _foreign_in_tree(path, *_OWN_TREES[name])
+        elif os.path.isdir(path) and not os.path.islink(path):
+            found = f"{path} (a directory; the run writes a file there)"
+        else:
+            found = None  # a file (or a link, removed without touching its target)
+        if found:
+            return found
+    return None
+
+
+def _foreign_in_tree(path, is_own_file, subdirectories=()) -> str | None:
+    """Like _first_foreign, for the directory `path`: a symlink is never the package's
+    (rmtree would fail on it, after the run's files were gone)."""
+    if os.path.islink(path):
+        return f"{path} (a symbolic link to {os.readlink(path)})"
+    if not os.path.isdir(path):
+        return f"{path} (a file, where the run writes a directory)" \
+            if os.path.lexists(path) else None
+    for name in sorted(os.listdir(path)):
+        entry = os.path.join(path, name)
+        if name in subdirectories:
+            found = _foreign_in_tree(entry, is_own_file)
+        elif os.path.isdir(entry):
+            found = f"{entry} (a directory the run does not write)"
+        elif not (is_own_file(name) or atomic_files.is_partial(name)):
+            found = f"{entry} (a file the run does not write)"
+        else:
+            found = None
+        if found:
+            return found
+    return None
 
 
 def remove_run_outputs(output_dir) -> None:
     """Remove a previous run's outputs (--overwrite), run.json first: a kill part-way
-    leaves no record that would resume what remains. (Killed writers' temporary files
-    are clear_partials' job, which the run calls next.)"""
+    leaves no record that would resume what remains. Nothing is removed unless all of it
+    is the package's own (check_removable). (Killed writers' temporary files are
+    clear_partials' job, which the run calls next.)"""
+    check_removable(output_dir)
     for name in (RUN_FILE, *(name for name in RUN_OUTPUTS if name != RUN_FILE)):
         path = os.path.join(output_dir, name)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
-        elif os.path.exists(path):
+        elif os.path.lexists(path):
             os.remove(path)
 
 

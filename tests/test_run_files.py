@@ -2,6 +2,7 @@
 fallback, the directory lock, and the data-identity check of a resumed run."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from dream_keras import run_directory as rundir
 from dream_keras.callbacks import read_history, write_history
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import RunDirectoryError
+from dream_keras.training_config import TrainingConfig
 
 
 def test_replacing_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -205,6 +207,93 @@ def test_claim_ignores_the_lock_and_killed_writers_files(tmp_path):
     (tmp_path / rundir.LOCK_FILE).write_text("123\n")
     (tmp_path / ".partial-123.run.json").write_text("{")
     assert rundir.claim_output_dir(tmp_path, {"seed": 0}, overwrite=False) is False
+
+
+def test_claim_ignores_the_runs_own_inputs_in_its_directory(tmp_path, monkeypatch):
+    """--synthetic_rows' --train_data and the cache are written before run.json: a start
+    killed then is resumable by the same command (and the command corrected); anything
+    else, or the same files for a command that does not name them, is still refused."""
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("train.txt", "train.txt.seq230.h5", "rows.seq.h5",
+                 f".partial-{atomic_files.HOST}-1.rows.seq.h5"):
+        (run_dir / name).write_text("written by the run")
+    identity = TrainingConfig(train_data="run/train.txt", output_dir="run",
+                              cache_path=str(run_dir / "rows.seq.h5")).run_identity()
+    assert rundir.claim_output_dir(run_dir, identity, overwrite=False) is False
+    assert rundir.claim_output_dir(run_dir, {**identity, "steps_per_execution": 3},
+                                   overwrite=False) is False
+    with pytest.raises(RunDirectoryError, match="has no run.json of this package"):
+        rundir.claim_output_dir(run_dir, {**identity, "cache_path": None}, overwrite=False)
+    with pytest.raises(RunDirectoryError, match="is not empty"):
+        rundir.claim_output_dir(run_dir, {**identity, "train_data": "elsewhere/train.txt"},
+                                overwrite=False)
+    (run_dir / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirectoryError, match="is not empty"):
+        rundir.claim_output_dir(run_dir, identity, overwrite=False)
+
+
+def _finished_run(run_dir):
+    """A run directory as a run killed in its second epoch leaves it, every file ours."""
+    rundir.write_run_record(run_dir, {"status": "running", "identity": {"seed": 1}})
+    for name in (rundir.MODEL_FILE, rundir.SCALER_FILE, rundir.HISTORY_FILE):
+        (run_dir / name).write_text("written by the run")
+    _commit(run_dir / rundir.BACKUP_DIR, 1)
+    (run_dir / rundir.BACKUP_DIR / ".partial-host-1.epoch-000002.weights.h5").write_text("")
+    for part in ("train", "validation"):
+        (run_dir / "tensorboard" / part).mkdir(parents=True)
+        (run_dir / "tensorboard" / part / "events.out.tfevents.1.host.1.0.v2").write_text("")
+
+
+def _every_path(root):
+    return sorted(os.path.join(top, name) for top, folders, files in os.walk(root)
+                  for name in folders + files)
+
+
+def test_overwrite_removes_the_runs_files_and_nothing_else(tmp_path):
+    _finished_run(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert rundir.claim_output_dir(tmp_path, {"seed": 0}, overwrite=True) is False
+    rundir.remove_run_outputs(tmp_path)
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("intruder, says", [
+    ("backup/thesis_draft.tex", "backup/thesis_draft.tex (a file the run does not write)"),
+    ("tensorboard/my_own_logs.txt", "tensorboard/my_own_logs.txt (a file the run does"),
+    ("tensorboard/train/plots/a.png", "tensorboard/train/plots (a directory the run"),
+    ("model.keras/saved.pb", "model.keras (a directory; the run writes a file there)"),
+    ("tensorboard -> shared", "tensorboard (a symbolic link to "),
+    ("backup -> shared", "backup (a symbolic link to "),
+])
+def test_overwrite_refuses_what_it_did_not_write_and_deletes_nothing(tmp_path, intruder,
+                                                                     says):
+    """A user's files in backup/ or tensorboard/, or one of them a symlink (rmtree would
+    fail on it after run.json was gone): refused before anything is removed."""
+    run_dir, shared = tmp_path / "run", tmp_path / "shared"
+    run_dir.mkdir()
+    shared.mkdir()
+    (shared / "events.out.tfevents.1.host.1.0.v2").write_text("a shared log")
+    _finished_run(run_dir)
+    if " -> " in intruder:
+        name = intruder.split(" -> ")[0]
+        shutil.rmtree(run_dir / name)
+        (run_dir / name).symlink_to(shared)
+    else:
+        folder = (run_dir / intruder).parent
+        if folder.is_file():  # model.keras
+            folder.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        (run_dir / intruder).write_text("precious")
+    before = _every_path(tmp_path)
+    for attempt in (lambda: rundir.claim_output_dir(run_dir, {"seed": 0}, overwrite=True),
+                    lambda: rundir.remove_run_outputs(run_dir)):
+        with pytest.raises(RunDirectoryError) as refused:
+            attempt()
+        assert str(refused.value).startswith(f"{run_dir}: cannot --overwrite: {run_dir}/")
+        assert says in str(refused.value) and "\n" not in str(refused.value)
+        assert _every_path(tmp_path) == before
 
 
 def test_a_run_resumes_under_any_spelling_of_its_paths(tmp_path, monkeypatch):
