@@ -238,6 +238,10 @@ def test_modisco_inputs_are_one_hot_and_centred_hypothetical_scores(tmp_path, ru
     np.testing.assert_allclose(observed, -arrays["ism"][1].sum(-1) / 4, atol=1e-5)
 
 
+def _overwrite_options():
+    return dict(methods=("gradient_x_input",), logo_rows=[0], overwrite=True, logo_dpi=20)
+
+
 def test_overwrite_reads_the_input_first_and_replaces_only_its_own_outputs(tmp_path, run,
                                                                            sequences):
     from dream_keras.errors import DataFormatError, DreamKerasError
@@ -250,14 +254,27 @@ def test_overwrite_reads_the_input_first_and_replaces_only_its_own_outputs(tmp_p
     for name in ours + theirs:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text("old")
+    # A file of the user's named like an output is never replaced, --overwrite or not;
+    # explain's own TSV is known by its header.
+    from dream_keras.explain.files import TSV_COLUMNS
+
+    (tmp_path / "one.txt").write_text(f"{sequences[0]}\n")
+    with pytest.raises(DreamKerasError, match=r"attributions.tsv: exists and was not "
+                                              r"written by explain"):
+        explain_file(model, scaler, tmp_path / "one.txt", out, **_overwrite_options())
+    (out / "attributions.h5").write_text("my own")
+    (out / "attributions.tsv").write_text("\t".join(TSV_COLUMNS) + "\nold\n")
+    with pytest.raises(DreamKerasError, match=r"attributions.h5: exists and was not "):
+        explain_file(model, scaler, tmp_path / "one.txt", out, **_overwrite_options())
+    (out / "attributions.h5").unlink()
     (tmp_path / "bad.txt").write_text(f"{sequences[0]}\nACGTXACGT\n")
     (tmp_path / "good.txt").write_text(f"{sequences[0]}\n{sequences[1]}\n")
-    options = dict(methods=("gradient_x_input",), logo_rows=[0], overwrite=True, logo_dpi=20)
+    options = _overwrite_options()
     with pytest.raises(DataFormatError, match=r"bad\.txt:2: "):
         explain_file(model, scaler, tmp_path / "bad.txt", out, **options)
     with pytest.raises(DreamKerasError, match=r"absent\.txt: no such file"):
         explain_file(model, scaler, tmp_path / "absent.txt", out, **options)
-    assert all((out / name).read_text() == "old" for name in ours + theirs)
+    assert all((out / name).read_text() == "old" for name in ours[1:] + theirs)
     assert sorted(os.listdir(out / "logos")) == ["my_notes.txt", "row5.png"]
 
     written = explain_file(model, scaler, tmp_path / "good.txt", out, write_tsv=False,

@@ -49,11 +49,36 @@ def check_output_dir(output_dir, overwrite: bool, inputs=()) -> None:
     for name in (H5_FILE, TSV_FILE):
         check_output_path(os.path.join(output_dir, name), inputs=inputs, overwrite=True,
                           parameter="output_dir", in_directory=True)
+    if os.path.isdir(output_dir):
+        for name, ours in ((H5_FILE, _h5_is_ours), (TSV_FILE, _tsv_is_ours)):
+            path = os.path.join(output_dir, name)
+            if os.path.lexists(path) and not ours(path):
+                raise OutputExistsError(f"{path}: exists and was not written by explain; "
+                                        "move it or choose another output directory")
     if os.path.isdir(output_dir) and not overwrite and [
             name for name in os.listdir(output_dir)
             if atomic_files.dead_writers_destination(name) not in _OUTPUT_NAMES]:
         raise OutputExistsError(f"{output_dir}: output directory is not empty; pass "
                                 "--overwrite to replace its explain outputs")
+
+
+def _h5_is_ours(path) -> bool:
+    """An attributions.h5 that explain wrote (its window note): --overwrite replaces only
+    that, never a file of the user's that happens to share the name."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return h5.attrs.get("note") == WINDOW_NOTE
+    except (OSError, ValueError):
+        return False
+
+
+def _tsv_is_ours(path) -> bool:
+    """An attributions.tsv that explain wrote (its header line)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().rstrip("\n") == "\t".join(TSV_COLUMNS)
+    except (OSError, ValueError):
+        return False
 
 
 def _pieces(input_path, chunk_rows: int, piece_rows: int):
