@@ -25,8 +25,8 @@ from dream_keras.data.cache import file_sha256
 from dream_keras.data.sequences import decode
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError
-from dream_keras.run_directory import (model_path_of, read_json_record, read_run_record,
-                                       scaler_path_of)
+from dream_keras.run_directory import (MODEL_FILE, model_path_of, read_json_record,
+                                       read_run_record, scaler_path_of)
 
 RIDGE = "ridge"
 
@@ -177,6 +177,18 @@ class Teachers:
     def summary(self) -> list[dict]:
         return (([self.ridge.summary()] if self.ridge else [])
                 + (self.models.summary() if self.models else []))
+
+
+def refuse_own_model_as_teacher(text: str, output_dir) -> None:
+    """A teacher that is the run's own model.keras (--teacher=RUN --output_dir=RUN) is
+    replaced by the run's best epoch as it trains: a resumed run would find another
+    teacher and be refused, an --overwrite start would delete it first."""
+    own = os.path.realpath(os.path.join(output_dir, MODEL_FILE))
+    for name in (name.strip() for name in (text or "").split(",")):
+        if name and name != RIDGE and os.path.realpath(model_path_of(name)) == own:
+            raise ConfigurationError(f"--teacher {name} is this run's own model.keras "
+                                     "(--output_dir), which training replaces: copy the "
+                                     "teacher run elsewhere first")
 
 
 def _trained_runs(model_path) -> list[dict]:

@@ -40,7 +40,7 @@ from dream_keras.phases import (FINETUNE_UNAUGMENTED, PRETRAIN, PhaseInputs,
                                 PhaseLearningRate, plan_phases)
 from dream_keras.rollback import ExplodedEpochRollback, check_constant_rate, rolled_back_epochs
 from dream_keras.streaming_metrics import pearson_metrics
-from dream_keras.teachers import changed_teachers
+from dream_keras.teachers import changed_teachers, refuse_own_model_as_teacher
 from dream_keras.training_config import TrainingConfig
 from dream_keras.version import __version__
 
@@ -130,6 +130,7 @@ def train(config: TrainingConfig, extra_callbacks=()) -> dict:
     except ValueError as error:
         raise ConfigurationError(f"--batch_size: {error}") from None
     check_constant_rate(config)
+    refuse_own_model_as_teacher(config.teacher, config.output_dir)
     ensure_train_file(config)  # a missing file stops the run before it touches output_dir
     # Owned before anything in it is read or written; workers never write it.
     with rundir.locked(config.output_dir) if chief else contextlib.nullcontext():

@@ -211,3 +211,16 @@ def test_the_ridge_teachers_summary_gives_the_chosen_candidates_scores():
     assert summary["cv_mse"] == chosen[0]["cv_mse"] == min(
         row["cv_mse"] for row in teacher.ridge.cv if np.isfinite(row["cv_mse"]))
     assert RidgeTeacher.fit(codes, rng.normal(size=200), ks=(3, 3)).summary()["k"] == 3
+
+
+def test_the_runs_own_model_is_refused_as_its_teacher(tmp_path):
+    from dream_keras.teachers import refuse_own_model_as_teacher
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")
+    for teacher in (f"ridge,{run}", str(run / "model.keras"), f"{tmp_path}/./run"):
+        with pytest.raises(ConfigurationError, match="this run's own model.keras"):
+            refuse_own_model_as_teacher(teacher, run)
+    refuse_own_model_as_teacher(f"ridge,{run}", tmp_path / "another_run")
+    refuse_own_model_as_teacher("ridge", run)
