@@ -146,6 +146,9 @@ def test_a_quoted_header_name_holding_the_delimiter_keeps_the_columns_aligned(tm
     ("\n\nid,sequence\n1,ACGT\n2,AXC\n", 5, "letter 'X' outside ACGTN"),  # blank lines first
     ("id,sequence\n1\n", 2, "empty sequence"),  # a missing field is not an empty line
     ("id,sequence\n1,ACGT\n2,ACGT,5,6\n", 3, "4 fields, but the header has 2"),
+    # pandas says "EOF inside string starting at row 1": the line is found again
+    ('id,sequence\n1,ACGT\n2,"ACGT\n3,AAAA\n', 3, 'a quote (") opened on this line is '
+                                                 'never closed'),
 ])
 def test_table_problems_name_their_line(tmp_path, text, line, reason):
     from dream_keras.data.readers import iter_sequence_chunks

@@ -459,6 +459,10 @@ def _table_frames(path, wanted: list, chunk_rows: int):
         if line is not None:
             raise DataFormatError(path, line, f"{found} fields, but the header has "
                                               f"{len(fields)}") from None
+        line = _unclosed_quote(path, header_line, delimiter)
+        if line is not None:
+            raise DataFormatError(path, line, "a quote (\") opened on this line is never "
+                                              "closed") from None
         raise DataFormatError(path, None, f"not a valid table ({error})") from None
 
 
@@ -477,6 +481,23 @@ def _overlong_row(path, header_line: int, delimiter: str, header_fields: int):
             if number > header_line and len(row) > header_fields:
                 return number, len(row)
     return None, None
+
+
+def _unclosed_quote(path, header_line: int, delimiter: str) -> int | None:
+    """The line whose quote is never closed, or None: pandas reports it by a row count
+    ("EOF inside string starting at row 2"), not by the file's line."""
+    with reading(path), _open_text(path) as handle, _long_csv_fields():
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        last = 0
+        try:
+            for row in reader:
+                if last >= header_line and any("\n" in field or "\r" in field
+                                               for field in row):
+                    return last + 1  # the field ran on past its line's end
+                last = reader.line_num
+        except csv.Error:
+            return last + 1
+    return None
 
 
 def _validate(path, sequences: list, lines: np.ndarray, column: str) -> None:
