@@ -22,6 +22,7 @@ from dream_keras.errors import OutputExistsError
 from dream_keras.file_errors import writing
 from dream_keras.inference import model_seq_len
 from dream_keras.safe_output import check_output_path
+from dream_keras.strand_layers import refuse_second_strand_average
 
 
 def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
@@ -32,6 +33,8 @@ def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
     Unlike the Python API, letters outside ACGTN are not an error here: a server should
     answer, and they read as N.
     """
+    if reverse_complement_average:
+        refuse_second_strand_average(model)  # as predict.py and the API refuse it
     seq_len = seq_len or model_seq_len(model)
     mean, std = tf.constant(scaler.mean, tf.float64), tf.constant(scaler.std, tf.float64)
 

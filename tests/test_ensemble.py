@@ -170,6 +170,10 @@ def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequenc
         with pytest.raises(ConfigurationError, match="already averages both strands") as error:
             refused(model, scaler, sequences[:3], reverse_complement_average=True)
     assert "leave out --reverse_complement_average," in flag_spelling(str(error.value))
+    from dream_keras.export import serving_function
+
+    with pytest.raises(ConfigurationError, match="already averages both strands"):
+        serving_function(model, scaler, reverse_complement_average=True)  # --export
     with pytest.raises(ConfigurationError, match=r"ens: an ensemble, not a run; list its "
                                                  r"members"):
         write_ensemble([tmp_path / "ens", members[0]], tmp_path / "nested")

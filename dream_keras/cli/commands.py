@@ -55,6 +55,7 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
     the model loads, so a refusal is immediate.
     """
     from dream_keras.export import check_export_dir, export_serving
+    from dream_keras.strand_layers import refuse_second_strand_average
     from dream_keras.file_errors import check_input_file
     from dream_keras.inference import load_run, model_path_of, scaler_path_of
     from dream_keras.prediction_files import (check_output_writable, predict_file,
@@ -74,6 +75,8 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
         if source:
             check_input_file(source)
     model, scaler = load_run(model_path)
+    if reverse_complement_average:  # before any work: every path below refuses it
+        refuse_second_strand_average(model)
     options = dict(batch_size=batch_size, chunk_rows=chunk_rows, overwrite=overwrite,
                    reverse_complement_average=reverse_complement_average,
                    jit_compile=jit_compile)
