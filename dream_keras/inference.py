@@ -28,7 +28,7 @@ from dream_keras.data.readers import DataFormatError
 from dream_keras.data.sequences import N_CODE, encode, encode_strands, hidden_differences
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import MissingDataError
-from dream_keras.model import load_model
+from dream_keras.model import in_float32, load_model
 from dream_keras.run_directory import model_path_of, scaler_path_of
 from dream_keras.strand_layers import refuse_second_strand_average
 
@@ -69,7 +69,7 @@ def load_run(path) -> tuple[keras.Model, TargetScaler]:
         raise DataFormatError(model_path, None, f"cannot load the model "
                               f"({type(error).__name__}: {reason})") from error
     check_model(model, model_path)
-    return model, scaler
+    return in_float32(model), scaler
 
 
 def model_seq_len(model: keras.Model) -> int:

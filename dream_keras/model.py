@@ -144,6 +144,33 @@ MODEL_ARGUMENT_HELP = {
 }
 
 
+def in_float32(model: keras.Model) -> keras.Model:
+    """`model` computing in float32: a run trained with --mixed_precision is saved with its
+    bfloat16/float16 policy, so as loaded it predicts in that precision, and each scoring
+    path (eager, compiled, exported) rounds differently (measured: up to 0.2 standardised
+    units apart on a bfloat16 run). Its weights are float32 already: the same architecture
+    is rebuilt under float32 policies and given them. A float32 model is returned as is."""
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+    rebuilt = keras.Model.from_config(_float32_policies(model.get_config()))
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def _float32_policies(config):
+    """`config` with every mixed-precision dtype policy replaced by float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy":
+            name = str((config.get("config") or {}).get("name", ""))
+            if name.startswith("mixed_"):
+                return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: "float32" if key == "dtype" and str(value).startswith("mixed_")
+                else _float32_policies(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(value) for value in config]
+    return config
+
+
 def load_model(path, *, compile: bool = False) -> keras.Model:
     """`keras.models.load_model` with this package's layers and optimizer registered
     (importing this module registers them, so after `import dream_keras.model` Keras' own

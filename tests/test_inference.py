@@ -340,3 +340,32 @@ def test_sequences_longer_than_the_window_are_counted_in_a_warning(tmp_path, run
     with caplog.at_level(logging.WARNING, logger="absl"):
         predict_file(*run, path, tmp_path / "out.tsv", overwrite=True)
     assert "longer than" not in caplog.text
+
+
+def test_a_mixed_precision_run_is_scored_in_float32(tmp_path):
+    """A --mixed_precision run is saved with its bfloat16 policy; as loaded it predicted in
+    bfloat16, each path (eager, compiled, exported) rounding its own way. load_run (and so
+    predict.py, evaluate.py, explain.py and --export) scores it in float32: the float32
+    model with the same weights, to float32 rounding."""
+    import keras
+
+    import dream_keras
+    from dream_keras.data.sequences import encode, one_hot
+    from dream_keras.data.splits import TargetScaler
+    from tests.saved_run import SAVED_RUN_MODEL
+
+    keras.utils.set_random_seed(3)
+    trained = dream_keras.build_model(**SAVED_RUN_MODEL, dtype="mixed_bfloat16")
+    (tmp_path / "run").mkdir()
+    trained.save(tmp_path / "run" / "model.keras")
+    TargetScaler(2.0, 3.0).save(tmp_path / "run" / "target_scaler.json")
+    model, scaler = load_run(tmp_path / "run")
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+    twin = dream_keras.build_model(**SAVED_RUN_MODEL)
+    twin.set_weights(trained.get_weights())
+    sequences = random_sequences(40, seed=5)
+    float32 = twin(one_hot(encode(sequences)), training=False).numpy()[:, 0] * 3.0 + 2.0
+    bfloat16 = trained(one_hot(encode(sequences)), training=False).numpy()[:, 0] * 3.0 + 2.0
+    np.testing.assert_allclose(predict_sequences(model, scaler, sequences), float32,
+                               atol=1e-4)
+    assert np.abs(bfloat16 - float32).max() > 1e-3  # what was scored before
