@@ -604,3 +604,21 @@ def test_a_refusal_reads_the_same_from_the_real_script(workspace):
     assert last.startswith("error: ") and "is or holds the input" in last
     # --verbosity=1 brings TensorFlow's start-up logging back.
     assert re.search(r"^I\d{4} ", completed.stderr, re.M), completed.stderr[:2000]
+
+
+def test_full_help_exits_0_and_help_into_a_closed_pipe_is_no_error(monkeypatch, capsys):
+    """--helpfull prints absl's whole listing (absl itself ends it with status 1), and help
+    piped into a reader that stops early (`| head`) ends quietly, not with a traceback."""
+    from dream_keras.cli import runner
+
+    monkeypatch.setattr(sys, "argv", ["command", "--helpfull"])
+    with pytest.raises(SystemExit) as exit_status:
+        runner.run(lambda: None)
+    assert exit_status.value.code == 0 and "only_check_args" in capsys.readouterr().out
+    script = ("import sys, time; sys.argv = ['x', '-h']; time.sleep(0.5); "
+              "from dream_keras.cli import runner; runner.run(lambda: None)")
+    reader = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # the reader goes away before the help is written
+    assert reader.wait(timeout=60) == 0
+    assert "Traceback" not in reader.stderr.read()

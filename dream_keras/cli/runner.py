@@ -11,6 +11,7 @@ TensorFlow's too.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Callable
@@ -59,9 +60,20 @@ def no_problem(problem: str | None) -> bool:
 def run(command: Callable[[], object]) -> None:
     """Parse the flags already defined, then call `command()`; print what it returns."""
     if any(argument in HELP_ARGUMENTS for argument in sys.argv[1:]):
-        print(command_help(command))
-        sys.exit(0)
+        _print_help(command_help(command))
+    if "--helpfull" in sys.argv[1:]:  # absl's listing, which absl ends with status 1
+        _print_help(flags.FLAGS.get_help())
     app.run(lambda argv: _guarded(command, argv))
+
+
+def _print_help(text: str) -> None:
+    """Print help and exit 0; a reader that stops early (`| head`) is no error."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+    sys.exit(0)
 
 
 def command_help(command) -> str:
