@@ -3,7 +3,9 @@
   dream-train --flagfile=flags/base.flags --train_data=train_sequences.txt --output_dir=runs/base
   dream-train --flagfile=flags/quickstart.flags            (synthetic data, a few minutes)
 
-Flags after --flagfile override its values. Rerunning the same command resumes a killed
+The flagfiles live in the repository's flags/ folder (a checkout, as `make install` sets
+up; a built wheel does not carry them): give their path. Flags after --flagfile override
+its values. Rerunning the same command resumes a killed
 run; see README and docs/training.md.
 """
 from __future__ import annotations
