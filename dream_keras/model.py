@@ -150,9 +150,11 @@ def in_float32(model: keras.Model) -> keras.Model:
     path (eager, compiled, exported) rounds differently (measured: up to 0.2 standardised
     units apart on a bfloat16 run). Its weights are float32 already: the same architecture
     is rebuilt under float32 policies and given them. A float32 model is returned as is."""
-    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+    config = model.get_config()
+    float32 = _float32_policies(config)
+    if float32 == config:  # nested models (an ensemble's members) included
         return model
-    rebuilt = keras.Model.from_config(_float32_policies(model.get_config()))
+    rebuilt = keras.Model.from_config(float32)
     rebuilt.set_weights(model.get_weights())
     return rebuilt
 
