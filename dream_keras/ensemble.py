@@ -39,7 +39,7 @@ from dream_keras.strand_layers import ReverseComplementWindow
 from dream_keras.teachers import changed_teachers, model_teacher_checksums
 from dream_keras.training_config import MAX_SEED
 
-ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FILE = rundir.ENSEMBLE_FILE
 MEMBERS_DIR = "members"
 FINISHED = ("completed", "stopped_on_nan")
 

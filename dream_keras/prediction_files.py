@@ -243,7 +243,7 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
             pairs = len(sequences) // 2
             hidden = hidden_differences(sequences[:pairs], sequences[pairs:], codes[:pairs],
                                         codes[pairs:])
-            hidden_lines = np.asarray(chunk.line_numbers[rows])[hidden]
+            hidden_lines = lines[:pairs][hidden]
         return sequences, codes, reverse_codes, hidden_lines, cut
 
     pieces = map(encoded, _pieces(layout.read_chunks(input_path, chunk_rows),

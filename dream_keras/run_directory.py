@@ -24,6 +24,7 @@ MODEL_FILE = "model.keras"
 SCALER_FILE = "target_scaler.json"
 HISTORY_FILE = "history.csv"
 RUN_FILE = "run.json"
+ENSEMBLE_FILE = "ensemble.json"  # an ensemble directory's record (dream_keras.ensemble)
 TENSORBOARD_DIR = "tensorboard"
 BACKUP_DIR = "backup"
 RUN_OUTPUTS = (MODEL_FILE, SCALER_FILE, HISTORY_FILE, RUN_FILE, TENSORBOARD_DIR, BACKUP_DIR)

@@ -25,8 +25,8 @@ from dream_keras.data.cache import file_sha256
 from dream_keras.data.sequences import decode
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError
-from dream_keras.run_directory import (MODEL_FILE, model_path_of, read_json_record,
-                                       read_run_record, scaler_path_of)
+from dream_keras.run_directory import (ENSEMBLE_FILE, MODEL_FILE, model_path_of,
+                                       read_json_record, read_run_record, scaler_path_of)
 
 RIDGE = "ridge"
 
@@ -198,7 +198,7 @@ def _trained_runs(model_path) -> list[dict]:
     record = read_run_record(directory)
     if record is not None:
         return [record]
-    ensemble = read_json_record(os.path.join(directory, "ensemble.json")) or {}
+    ensemble = read_json_record(os.path.join(directory, ENSEMBLE_FILE)) or {}
     return [read_run_record(member.get("run", "")) or {}
             for member in ensemble.get("members", [])]
 
