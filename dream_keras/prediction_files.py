@@ -11,6 +11,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import itertools
 import json
 import queue
 import threading
@@ -131,20 +132,38 @@ def _pieces(chunks, piece_rows: int):
 @dataclasses.dataclass(frozen=True)
 class _Layout:
     """How one kind of input file is predicted and written."""
-    read_chunks: Callable          # (path, chunk_rows) -> chunks with .line_numbers
+    read_chunks: Callable          # (path, chunk_rows) -> chunks with .line_numbers, .carried
     sequences_per_row: int         # 1, or 2 for a pair (ref then alt)
     piece_sequences: Callable      # (chunk, rows slice) -> sequences to score, in order
-    header: str
-    format_rows: Callable          # (sequences, values, first row) -> output text
+    columns: tuple                 # the output's own columns (TSV), after the carried ones
+    format_rows: Callable          # (sequences, values, first row, carried) -> output text
     footer: str
     noun: str
+    carries: bool = True           # whether the input's other fields are written too
 
 
-def _tsv_rows(sequences, values, first_row: int) -> str:
-    return "".join(f"{s}\t{v:.9g}\n" for s, v in zip(sequences, values))
+def _tsv_field(text) -> str:
+    """One carried field of TSV output, quoted (CSV rules) only when it holds a tab, a line
+    break or a quote, so that pandas.read_csv(sep='\\t') reads it back as it was."""
+    text = str(text)
+    if any(char in text for char in '\t\n\r"'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
-def _dream_json_rows(sequences, values, first_row: int) -> str:
+def _carried_prefixes(carried: dict, rows: int) -> list:
+    """Each row's carried fields as the start of its TSV line ('' when there are none)."""
+    if not carried:
+        return [""] * rows
+    return ["\t".join(map(_tsv_field, fields)) + "\t" for fields in zip(*carried.values())]
+
+
+def _tsv_rows(sequences, values, first_row: int, carried: dict) -> str:
+    prefixes = _carried_prefixes(carried, len(values))
+    return "".join(f"{p}{s}\t{v:.9g}\n" for p, s, v in zip(prefixes, sequences, values))
+
+
+def _dream_json_rows(sequences, values, first_row: int, carried: dict) -> str:
     """The entries of {"<row index>": value} for one piece (0-based rows), comma-led after
     the first piece; json.dumps writes them (allow_nan=False: JSON has no NaN)."""
     if not len(values):
@@ -159,29 +178,45 @@ def _dream_json_rows(sequences, values, first_row: int) -> str:
     return entries if first_row == 0 else ", " + entries
 
 
-def _effect_rows(sequences, values, first_row: int) -> str:
+def _effect_rows(sequences, values, first_row: int, carried: dict) -> str:
     half = len(values) // 2
-    return "".join(f"{ref}\t{alt}\t{r:.9g}\t{a:.9g}\t{a - r:.9g}\n" for ref, alt, r, a in
-                   zip(sequences[:half], sequences[half:], values[:half], values[half:]))
+    prefixes = _carried_prefixes(carried, half)
+    return "".join(f"{p}{ref}\t{alt}\t{r:.9g}\t{a:.9g}\t{a - r:.9g}\n"
+                   for p, ref, alt, r, a in zip(prefixes, sequences[:half], sequences[half:],
+                                                values[:half], values[half:]))
 
 
-def _write_rows(out, layout: _Layout, sequences, values, first_row: int) -> None:
+def _write_rows(out, layout: _Layout, sequences, values, first_row: int, carried) -> None:
     """Format and write one piece (in the writer thread, off the model's path)."""
-    out.write(layout.format_rows(sequences, values, first_row))
+    out.write(layout.format_rows(sequences, values, first_row, carried))
+
+
+def _header(layout: _Layout, carried_names: list, input_path) -> str:
+    """The output's first text: the carried columns' names, then the layout's own; a
+    carried name that is also an output column is refused (the TSV would hold it twice)."""
+    if not layout.carries:
+        return "{"
+    clashes = [name for name in carried_names
+               if name.lower() in {column.lower() for column in layout.columns}]
+    if clashes:
+        raise DataFormatError(input_path, None, f"its column {clashes[0]!r} has the name of "
+                              "an output column, which the output writes itself (carried "
+                              "columns come first): rename or drop that column")
+    return "\t".join([*map(_tsv_field, carried_names), *layout.columns]) + "\n"
 
 
 def _sequence_layout(output_format: str) -> _Layout:
     json_output = output_format == "dream_json"
     return _Layout(iter_sequence_chunks, 1, lambda chunk, rows: chunk.sequences[rows],
-                   "{" if json_output else "sequence\tprediction\n",
+                   ("sequence", "prediction"),
                    _dream_json_rows if json_output else _tsv_rows,
-                   "}\n" if json_output else "", "sequences")
+                   "}\n" if json_output else "", "sequences", carries=not json_output)
 
 
 _PAIR_LAYOUT = _Layout(
     iter_pair_chunks, 2,
     lambda chunk, rows: list(chunk.ref_sequences[rows]) + list(chunk.alt_sequences[rows]),
-    "\t".join(PAIR_COLUMNS) + "\n", _effect_rows, "", "pairs")
+    PAIR_COLUMNS, _effect_rows, "", "pairs")
 
 
 def predict_file(model, scaler, input_path, output_path, *, output_format: str = "tsv",
@@ -190,7 +225,8 @@ def predict_file(model, scaler, input_path, output_path, *, output_format: str =
                  overwrite: bool = False, jit_compile: bool = True) -> int:
     """Predict every sequence of `input_path` (any supported format), chunk by chunk.
 
-    Writes TSV `sequence<TAB>prediction` or, for 'dream_json', {"<row index>": value}
+    Writes TSV `sequence<TAB>prediction`, after the input's other fields (a FASTA
+    record's `id`, a table's other columns), or, for 'dream_json', {"<row index>": value}
     (0-based rows, the challenge's submission format). Returns the number of rows.
     """
     if output_format not in OUTPUT_FORMATS:
@@ -209,7 +245,7 @@ def predict_pairs_file(model, scaler, pairs_path, output_path, *, seq_len=None,
     """Variant effects for a CSV/TSV with `ref_sequence`, `alt_sequence` columns.
 
     Writes TSV ref_sequence, alt_sequence, ref_prediction, alt_prediction, effect
-    (alt minus ref, training scale), rows in input order. Returns the number of pairs.
+    (alt minus ref, training scale) after the file's other columns, rows in input order. Returns the number of pairs.
     Pairs that differ only before the model's window (sequences longer than it) are
     counted in a warning: their effect is 0 because the model never sees the difference.
     """
@@ -244,15 +280,20 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
             hidden = hidden_differences(sequences[:pairs], sequences[pairs:], codes[:pairs],
                                         codes[pairs:])
             hidden_lines = lines[:pairs][hidden]
-        return sequences, codes, reverse_codes, hidden_lines, cut
+        carried = {name: values[rows] for name, values in chunk.carried.items()}
+        return sequences, codes, reverse_codes, hidden_lines, cut, carried
 
-    pieces = map(encoded, _pieces(layout.read_chunks(input_path, chunk_rows),
-                                  PIECE_BATCHES * batch_size // layout.sequences_per_row))
+    chunks = layout.read_chunks(input_path, chunk_rows)
+    first = next(chunks, None)  # its carried columns name the output's first columns
+    header = _header(layout, list(first.carried) if first else [], input_path)
+    chunks = itertools.chain([first] if first else [], chunks)
+    pieces = map(encoded, _pieces(chunks, PIECE_BATCHES * batch_size
+                                  // layout.sequences_per_row))
     rows, last_report, hidden_lines, cut_rows = 0, time.monotonic(), [], []
     with _atomic_output(output_path) as out, _BackgroundWriter() as writer:
-        writer.submit(out.write, layout.header)
+        writer.submit(out.write, header)
         batch_shape = None
-        for sequences, codes, reverse_codes, hidden, cut in _read_ahead(pieces):
+        for sequences, codes, reverse_codes, hidden, cut, carried in _read_ahead(pieces):
             hidden_lines.extend(hidden.tolist())
             cut_rows += [cut] if cut[0] else []
             batch_shape = batch_shape or padded_batch_size(len(codes), batch_size)
@@ -263,7 +304,7 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
             per_row = len(values) // layout.sequences_per_row
             refuse_non_finite(values, input_path, lambda index: f"{layout.noun[:-1]} "
                               f"{rows + index % per_row} (0-based)")
-            writer.submit(_write_rows, out, layout, sequences, values, rows)
+            writer.submit(_write_rows, out, layout, sequences, values, rows, carried)
             rows += len(values) // layout.sequences_per_row
             if time.monotonic() - last_report >= 10:  # progress on long files only
                 logging.info("predicted %d %s", rows, layout.noun)

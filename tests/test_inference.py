@@ -3,6 +3,7 @@ import gzip
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -203,14 +204,41 @@ def test_detect_input_format(tmp_path, sequences):
 
 
 def test_predict_file_keeps_row_order_in_every_format(tmp_path, run, sequences, expected):
+    carried = {"text": [], "gzip": [], "fasta": [("id", [f"s{i}" for i in range(43)])],
+               "table": [("id", [f"r{i}" for i in range(43)]), ("other", ["x"] * 43)]}
     for name, path in write_inputs(tmp_path, sequences).items():
         output = tmp_path / f"{name}.tsv"
         rows = predict_file(*run, path, output, chunk_rows=9, batch_size=8)
-        lines = output.read_text().splitlines()
-        assert rows == len(sequences) and lines[0] == "sequence\tprediction"
-        assert [line.split("\t")[0] for line in lines[1:]] == sequences, name
-        values = np.array([float(line.split("\t")[1]) for line in lines[1:]])
-        np.testing.assert_allclose(values, expected, atol=1e-5, err_msg=name)
+        table = pd.read_csv(output, sep="\t", dtype=str, keep_default_na=False)
+        names = [column for column, _ in carried[name]]
+        assert rows == len(sequences)
+        assert list(table.columns) == [*names, "sequence", "prediction"], name
+        for column, values in carried[name]:  # the input's other fields, row by row
+            assert table[column].tolist() == values, name
+        assert table["sequence"].tolist() == sequences, name
+        np.testing.assert_allclose(table["prediction"].astype(float), expected, atol=1e-5,
+                                   err_msg=name)
+
+
+def test_carried_fields_are_quoted_only_when_needed_and_clashes_refused(tmp_path, run):
+    """A table's other columns come back as they were (a tab, a line break, a quote inside
+    a quoted CSV field included); a column named like an output column is refused; a
+    header-only table still gets the carried header."""
+    path = tmp_path / "odd.csv"
+    path.write_text('sequence,note,Gene\nACGT,"a\tb",g1\nCCGG,"two\nlines, ""q""",g2\n'
+                    'TTAA,,g3\n')
+    predict_file(*run, path, tmp_path / "odd.tsv")
+    table = pd.read_csv(tmp_path / "odd.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert list(table.columns) == ["note", "Gene", "sequence", "prediction"]
+    assert table["note"].tolist() == ["a\tb", 'two\nlines, "q"', ""]
+    assert table["Gene"].tolist() == ["g1", "g2", "g3"]
+    (tmp_path / "empty.csv").write_text("id,sequence\n")
+    assert predict_file(*run, tmp_path / "empty.csv", tmp_path / "empty.tsv") == 0
+    assert (tmp_path / "empty.tsv").read_text() == "id\tsequence\tprediction\n"
+    (tmp_path / "again.tsv").write_text("sequence\tPrediction\nACGT\t0.5\n")
+    with pytest.raises(DataFormatError, match="column 'Prediction' has the name of an output"):
+        predict_file(*run, tmp_path / "again.tsv", tmp_path / "out.tsv")
+    assert not (tmp_path / "out.tsv").exists()
 
 
 def test_dream_json_output_and_overwrite_refusal(tmp_path, run, sequences, expected):
@@ -232,9 +260,10 @@ def test_pairs_file_gives_ref_alt_and_effect(tmp_path, run, sequences, expected)
         f"p{i},{sequences[i]},{sequences[i + 20]}\n" for i in range(20)))
     predict_pairs_file(*run, pairs, tmp_path / "effects.tsv", chunk_rows=6)
     lines = (tmp_path / "effects.tsv").read_text().splitlines()
-    assert lines[0].split("\t") == ["ref_sequence", "alt_sequence", "ref_prediction",
+    assert lines[0].split("\t") == ["name", "ref_sequence", "alt_sequence", "ref_prediction",
                                     "alt_prediction", "effect"]
-    table = np.array([[float(v) for v in line.split("\t")[2:]] for line in lines[1:]])
+    assert [line.split("\t")[0] for line in lines[1:]] == [f"p{i}" for i in range(20)]
+    table = np.array([[float(v) for v in line.split("\t")[3:]] for line in lines[1:]])
     np.testing.assert_allclose(table[:, 0], expected[:20], atol=1e-5)
     np.testing.assert_allclose(table[:, 1], expected[20:40], atol=1e-5)
     np.testing.assert_allclose(table[:, 2], expected[20:40] - expected[:20], atol=1e-5)

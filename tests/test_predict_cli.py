@@ -32,9 +32,10 @@ def test_predict_fasta_with_strand_average_and_export(tmp_path, small_run, seque
     assert result.returncode == 0, result.stderr[-2000:]
     assert "wrote 25 predictions" in result.stdout
     lines = (tmp_path / "out.tsv").read_text().splitlines()
-    assert lines[0] == "sequence\tprediction"
-    assert [line.split("\t")[0] for line in lines[1:]] == sequences
-    from_cli = np.array([float(line.split("\t")[1]) for line in lines[1:]])
+    assert lines[0] == "id\tsequence\tprediction"  # the FASTA records' ids come first
+    assert [line.split("\t")[:2] for line in lines[1:]] == [
+        [f"seq{i}", s] for i, s in enumerate(sequences)]
+    from_cli = np.array([float(line.split("\t")[2]) for line in lines[1:]])
     model, scaler = load_run(small_run)
     from_api = predict_sequences(model, scaler, sequences, reverse_complement_average=True)
     np.testing.assert_allclose(from_cli, from_api, atol=1e-5)

@@ -27,7 +27,8 @@ _PAIRS = flags.DEFINE_string("pairs", None, "Variant pairs: CSV/TSV with header 
 _OUTPUT = flags.DEFINE_string("output", None, "Output file for --input or --pairs "
                                "(gzipped when the name ends in .gz).")
 _FORMAT = flags.DEFINE_enum("format", "tsv", ["tsv", "dream_json"], "Output of --input: TSV "
-                            "sequence<TAB>prediction, or the challenge's JSON "
+                            "sequence<TAB>prediction after the input's other fields (a "
+                            "FASTA id, a table's other columns), or the challenge's JSON "
                             "{\"<row index>\": prediction}.")
 _EXPORT = flags.DEFINE_string("export", None, "Write a TF SavedModel here whose serving "
                               "signature maps sequence strings to expression.")

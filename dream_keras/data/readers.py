@@ -14,6 +14,8 @@ Sequences to score (`iter_sequence_chunks`) are recognised by their first non-em
                                                -> a CSV/TSV table with a header row;
   3. anything else                             -> the challenge format: one sequence per
      line, an optional second tab-separated column (a label) is ignored.
+A FASTA record's id and a table's other columns come with each chunk (`carried`), for
+outputs that write them beside the predictions.
 Pair files (variant effects, `iter_pair_chunks`) must be CSV/TSV with header columns
 `ref_sequence` and `alt_sequence` (table line numbers assume no quoted newlines).
 """
@@ -307,10 +309,13 @@ def read_sequence_file(path, *, skip_bad_rows: bool = False, skipped: list | Non
 # ------------------------------------------------------- sequences to score, variant pairs
 @dataclasses.dataclass
 class SequenceChunk:
-    """Consecutive input rows: sequences and their 1-based line numbers (for errors)."""
+    """Consecutive input rows: sequences, their 1-based line numbers (for errors) and the
+    row's other fields (`carried`: a FASTA record's `id`, a table's other columns, by
+    their header names in file order), which outputs carry beside the predictions."""
 
     sequences: list
     line_numbers: np.ndarray
+    carried: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -320,6 +325,7 @@ class PairChunk:
     ref_sequences: list
     alt_sequences: list
     line_numbers: np.ndarray
+    carried: dict = dataclasses.field(default_factory=dict)
 
 
 def _not_text(path, error: UnicodeDecodeError) -> DataFormatError:
@@ -409,8 +415,8 @@ def iter_sequence_chunks(path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator
     if input_format == FASTA:
         yield from _fasta_chunks(path, chunk_rows)
     elif input_format == TABLE:
-        for lines, frame in _table_frames(path, ["sequence"], chunk_rows):
-            yield SequenceChunk(frame["sequence"], lines)
+        for lines, frame, carried in _table_frames(path, ["sequence"], chunk_rows):
+            yield SequenceChunk(frame["sequence"], lines, carried)
     else:
         for chunk in iter_chunks(path, with_expression=False, chunk_rows=chunk_rows):
             yield SequenceChunk(chunk.sequences, chunk.line_numbers)
@@ -418,12 +424,14 @@ def iter_sequence_chunks(path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator
 
 def iter_pair_chunks(path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[PairChunk]:
     """Validated chunks of (ref, alt) sequence pairs from a CSV/TSV with a header."""
-    for lines, frame in _table_frames(path, ["ref_sequence", "alt_sequence"], chunk_rows):
-        yield PairChunk(frame["ref_sequence"], frame["alt_sequence"], lines)
+    for lines, frame, carried in _table_frames(path, ["ref_sequence", "alt_sequence"],
+                                               chunk_rows):
+        yield PairChunk(frame["ref_sequence"], frame["alt_sequence"], lines, carried)
 
 
 def _table_frames(path, wanted: list, chunk_rows: int):
-    """(line numbers, {column: list of validated sequences}) per chunk of a table."""
+    """(line numbers, {column: list of validated sequences}, {other column: its texts})
+    per chunk of a table; the other columns keep their header names and file order."""
     header_line, header = _first_line(path)
     delimiter, fields = _header_fields(header)
     missing = [name for name in wanted if name not in fields]
@@ -449,7 +457,9 @@ def _table_frames(path, wanted: list, chunk_rows: int):
                            for name, pos in zip(wanted, positions)}
                 for name in wanted:
                     _validate(path, columns[name], lines, name)
-                yield lines, columns
+                carried = {str(frame.columns[pos]).strip(): frame.iloc[:, pos].tolist()
+                           for pos in range(frame.shape[1]) if pos not in positions}
+                yield lines, columns, carried
     except DataFormatError:
         raise
     except UnicodeDecodeError as error:
@@ -511,28 +521,33 @@ def _validate(path, sequences: list, lines: np.ndarray, column: str) -> None:
 
 
 def _fasta_chunks(path, chunk_rows: int) -> Iterator[SequenceChunk]:
-    sequences, lines = [], []
-    for header_line, sequence in _fasta_records(path):
+    """Records in chunks; `carried` holds each record's `id`: the header's first word
+    (the text after '>' up to the first space or tab, as Biopython's record.id)."""
+    sequences, lines, ids = [], [], []
+    for header_line, name, sequence in _fasta_records(path):
         sequences.append(sequence)
         lines.append(header_line)
+        ids.append(name)
         if len(sequences) == chunk_rows:
-            yield SequenceChunk(sequences, np.array(lines))
-            sequences, lines = [], []
+            yield SequenceChunk(sequences, np.array(lines), {"id": ids})
+            sequences, lines, ids = [], [], []
     if sequences:
-        yield SequenceChunk(sequences, np.array(lines))
+        yield SequenceChunk(sequences, np.array(lines), {"id": ids})
 
 
-def _fasta_records(path) -> Iterator[tuple[int, str]]:
-    """(line of the '>' header, sequence) per record; letters checked line by line."""
-    header_line, parts, number = None, [], 0
+def _fasta_records(path) -> Iterator[tuple[int, str, str]]:
+    """(line of the '>' header, record id, sequence) per record; letters checked line by
+    line."""
+    header_line, name, parts, number = None, "", [], 0
     try:
         with reading(path, lambda: number), _open_text(path) as handle:
             for number, line in enumerate(handle, start=1):
                 line = line.strip()
                 if line.startswith(">"):
                     if header_line is not None:
-                        yield header_line, _joined(path, header_line, parts)
+                        yield header_line, name, _joined(path, header_line, parts)
                     header_line, parts = number, []
+                    name = (line[1:].split(None, 1) or [""])[0]
                 elif line:
                     if header_line is None:
                         raise DataFormatError(path, number, "sequence before the first "
@@ -543,7 +558,7 @@ def _fasta_records(path) -> Iterator[tuple[int, str]]:
     except UnicodeDecodeError as error:
         raise _not_text(path, error) from None
     if header_line is not None:
-        yield header_line, _joined(path, header_line, parts)
+        yield header_line, name, _joined(path, header_line, parts)
 
 
 def _joined(path, header_line: int, parts: list) -> str:
