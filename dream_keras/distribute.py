@@ -178,6 +178,19 @@ class ReplicaTrainer(keras.Model):
         """Saves the plain network (see the class docstring), never the trainer."""
         return self.network.save(filepath, *args, **kwargs)
 
+    def save_weights(self, filepath, *args, **kwargs):
+        """The network's weights and the optimizer's state, as a one-device run writes
+        them: an epoch backup then resumes on any number of devices."""
+        return self.network.save_weights(filepath, *args, **kwargs)
+
+    def load_weights(self, filepath, *args, **kwargs):
+        """Loads what `save_weights` writes; a backup of an earlier release, written from
+        the trainer (another layout), is still read."""
+        try:
+            return self.network.load_weights(filepath, *args, **kwargs)
+        except ValueError:
+            return super().load_weights(filepath, *args, **kwargs)
+
     def state_mapping(self, trainable, non_trainable):
         network = self.network
         return (list(zip(network.trainable_variables, trainable))

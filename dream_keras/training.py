@@ -181,6 +181,7 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
                                     f"the run started; {rundir.START_AFRESH}")
         # A run resumed after pre-training fits no teacher again: keep the first record.
         record.update({key: prior[key] for key in ("teachers", "design") if key in prior})
+        record.update(_replica_changes(prior, strategy.num_replicas_in_sync, resumed_epoch))
     record.update(inputs_summary)
     if chief:
         # Every check has passed: only now does --overwrite remove the previous run.
@@ -247,6 +248,24 @@ def check_steps_per_execution(steps_per_execution: int, phases, validation_steps
             f"--steps_per_execution={steps_per_execution} must divide every epoch's training "
             f"and validation steps ({', '.join(f'{k}: {v}' for k, v in uneven.items())}); "
             "choose a divisor, or 1")
+
+
+def _replica_changes(prior: dict, replicas: int, resumed_epoch: int) -> dict:
+    """{'replica_changes': [...]} when a resumed run trains on another number of replicas
+    than before (a job rescheduled onto other GPUs), with a warning: it goes on, but
+    per-replica BatchNorm statistics, dropout masks and augmentation draws change, so its
+    history is no longer the one an uninterrupted run would write."""
+    changes = list(prior.get("replica_changes") or [])
+    before = prior.get("num_replicas_in_sync")
+    if resumed_epoch and before is not None and before != replicas:
+        logging.warning("resuming on %d replica(s) a run whose epochs 1-%d ran on %d: it "
+                        "continues, but its history from epoch %d on differs from an "
+                        "uninterrupted run's (per-replica BatchNorm statistics and random "
+                        "draws); recorded in run.json (replica_changes)", replicas,
+                        resumed_epoch, before, resumed_epoch + 1)
+        changes.append({"epoch": resumed_epoch + 1, "from": before, "to": replicas})
+        # A later resume compares with the count this part of the run uses.
+    return {"replica_changes": changes} if changes else {}
 
 
 def compiled_model(config: TrainingConfig, strategy,

@@ -284,3 +284,89 @@ def test_each_replica_draws_its_own_dropout_masks_from_one_stored_seed_state():
     assert len(first) == len(second) == 4 and first != second
     assert found["after"][0] == found["after"][1] != found["before"]
     assert found["after"][0][0] == found["before"][0]  # the seed itself is unchanged
+
+
+_BACKUP_LAYOUT_SCRIPT = """
+import json
+import numpy as np
+from dream_keras.distribute import split_cpu
+split_cpu(2)
+import keras
+import tensorflow as tf
+from dream_keras.distribute import ReplicaTrainer
+from dream_keras.training import compiled_model
+from dream_keras.training_config import TrainingConfig
+
+config = TrainingConfig(train_data="unused.txt", output_dir="unused", batch_size=8,
+                        optimizer="adam", model={model}, jit_compile=False)
+trainer = compiled_model(config, tf.distribute.MirroredStrategy(), 10)[0]
+plain = compiled_model(config, tf.distribute.get_strategy(), 10)[0]
+assert isinstance(trainer, ReplicaTrainer) and not isinstance(plain, ReplicaTrainer)
+rng = np.random.default_rng(0)
+
+def state(model):
+    network = getattr(model, "network", model)
+    return [np.asarray(v) for v in network.weights + model.optimizer.variables]
+
+def scramble(model):
+    network = getattr(model, "network", model)
+    for variable in network.weights + model.optimizer.variables:
+        variable.assign(rng.normal(size=variable.shape).astype(variable.dtype))
+
+def same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+found = {{}}
+for source, target, name in ((trainer, plain, "two_to_one"), (plain, trainer, "one_to_two")):
+    scramble(source)
+    source.save_weights(name + ".weights.h5")
+    target.load_weights(name + ".weights.h5")
+    found[name] = same(state(source), state(target))
+# A backup of an earlier release, written from the trainer itself, still loads.
+scramble(trainer)
+keras.Model.save_weights(trainer, "old.weights.h5")
+written = state(trainer)
+scramble(trainer)
+trainer.load_weights("old.weights.h5")
+found["earlier_release"] = same(written, state(trainer))
+
+# End to end: a --strategy=auto run started where 2 GPUs are visible (logical CPUs stand in
+# for them), stopped after epoch 1, resumed where 1 is visible.
+from dream_keras.training import train
+listed = tf.config.list_logical_devices
+
+class StopAtEpoch2(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("stopped")
+
+run = TrainingConfig(train_data="{cache}", output_dir="run", epochs=2, batch_size=32,
+                     passes_per_epoch=1, optimizer="adam", learning_rate=1e-3,
+                     singleton_keep_prob=1.0, validation_fraction=0.2, model={model},
+                     strategy="auto", jit_compile=False)
+for gpus, callbacks in ((2, [StopAtEpoch2()]), (1, [])):
+    tf.config.list_logical_devices = (
+        lambda kind=None, gpus=gpus: listed("CPU")[:gpus] if kind == "GPU" else listed(kind))
+    try:
+        record = train(run, extra_callbacks=callbacks)
+    except RuntimeError as error:
+        assert str(error) == "stopped", error
+found["resumed"] = {{key: record.get(key) for key in ("status", "num_replicas_in_sync",
+                                                    "replica_changes")}}
+print("RESULT " + json.dumps(found))
+"""
+
+
+def test_an_epoch_backup_resumes_on_another_number_of_replicas(tmp_path, small_cache):
+    """The backup (weights and optimizer state) of a 2-replica run loads into a 1-device
+    run and back (the trainer writes the plain network's layout; it failed with 'expected
+    2 variables, but received 0' on a job rescheduled onto another number of GPUs), and a
+    backup written from the trainer by an earlier release still loads; a run stopped on 2
+    replicas resumes on 1, saying so in a warning and in run.json."""
+    script = _BACKUP_LAYOUT_SCRIPT.format(model=repr(SMALL_MODEL), cache=small_cache)
+    result = run_code(script, cwd=tmp_path)
+    found = tagged_json(result.stdout, "RESULT ")
+    assert found == {"two_to_one": True, "one_to_two": True, "earlier_release": True,
+                     "resumed": {"status": "completed", "num_replicas_in_sync": 1,
+                                 "replica_changes": [{"epoch": 2, "from": 2, "to": 1}]}}
+    assert "resuming on 1 replica(s) a run whose epochs 1-1 ran on 2" in result.stderr

@@ -153,7 +153,7 @@ def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequenc
                         "--export=served", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (tmp_path / "out.tsv").read_text().splitlines()[1:]
-    np.testing.assert_allclose([float(l.split("\t")[1]) for l in lines], expected, atol=1e-5)
+    np.testing.assert_allclose([float(l.split("\t")[-1]) for l in lines], expected, atol=1e-5)
     served = tf.saved_model.load(str(tmp_path / "served"))
     np.testing.assert_allclose(served.serve(tf.constant(sequences))["expression"].numpy(),
                                expected, atol=1e-4)
