@@ -365,9 +365,13 @@ def _outcome(config: TrainingConfig, model: keras.Model) -> dict:
     history = read_history(os.path.join(config.output_dir, rundir.HISTORY_FILE))
     best = best_epoch(history)
     # TerminateOnNaN stops mid-epoch (its row holds the partial epoch's NaN metrics), and
-    # only without rollback, which restores finite weights: look at the weights.
+    # only without rollback, which restores finite weights: look at the weights, and at
+    # the last row's training loss (an infinite loss stops it too, and with clipping the
+    # weights can stay finite: the overflowing gradient becomes a zero step).
     finite = all(np.isfinite(weights).all() for weights in model.get_weights())
-    outcome = {"status": "completed" if finite else "stopped_on_nan",
+    loss_stop = (not config.rollback_exploded_epochs and bool(history)
+                 and not np.isfinite(history[-1].get("loss", 0.0)))
+    outcome = {"status": "completed" if finite and not loss_stop else "stopped_on_nan",
                "epochs_completed": len(history)}
     if best is None:
         logging.warning("no epoch had a finite val_pearson and a validation loss below "

@@ -78,3 +78,33 @@ def test_steps_per_execution_must_divide_every_epochs_steps():
         check_steps_per_execution(2, phases, validation_steps=3)
     with pytest.raises(ConfigurationError, match="finetune steps per epoch: 6"):
         check_steps_per_execution(4, phases, validation_steps=4)
+
+
+def test_an_infinite_training_loss_with_finite_weights_ends_the_run_as_stopped_on_nan(
+        tmp_path, small_cache):
+    """Keras' TerminateOnNaN also stops on an infinite loss; with clipping the weights stay
+    finite (the overflowing gradient becomes a zero step), and the run said 'completed'
+    although it stopped after one of its three epochs."""
+    import keras
+
+    from dream_keras.training import train
+    from dream_keras.training_config import TrainingConfig
+
+    class HugeOutputBias(keras.callbacks.Callback):
+        """After the first batch predictions are ~3e19: their square overflows float32."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0 and not hasattr(self, "done"):
+                self.done = bias = self.model.get_layer("expression").bias
+                bias.assign(np.full(bias.shape, 3e19, bias.dtype))
+
+    config = TrainingConfig(
+        train_data=str(small_cache), output_dir=str(tmp_path / "run"), epochs=3,
+        batch_size=32, steps_per_epoch=3, optimizer="rmsprop", learning_rate=1e-3,
+        clipnorm=1.0, jit_compile=False, singleton_keep_prob=1.0, validation_fraction=0.2,
+        model=SMALL_MODEL)
+    record = train(config, extra_callbacks=[HugeOutputBias()])
+    model = keras.models.load_model(tmp_path / "run" / "model.keras", compile=False)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert record["status"] == "stopped_on_nan" and record["epochs_completed"] == 1
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "stopped_on_nan"
