@@ -10,8 +10,10 @@ its backup's epoch alone which phase it is in and at which step of that phase's 
                          --pretrain_learning_rate
   finetune               --epochs on the training rows (augmented when any --augment_*
                          magnitude is set), at --learning_rate
-  finetune_unaugmented   --final_unaugmented_epochs on the rows without augmentation, at
-                         --learning_rate
+  finetune_unaugmented   --final_unaugmented_epochs on the rows without the --augment_*
+                         augmentations (reverse-complement augmentation, a strand
+                         symmetry matched by strand-averaged prediction, stays as set),
+                         at --learning_rate
 
 Every epoch is validated on the same real validation rows. model.keras keeps the best
 val_pearson over ALL phases (the validation rows are the same real rows throughout, so a
@@ -60,8 +62,31 @@ class Phase:
 
 
 def augmenting(config) -> bool:
+    return config.augment_probability > 0 and _augmentation_magnitudes(config)
+
+
+def _augmentation_magnitudes(config) -> bool:
     return bool(config.augment_mutation_rate or config.augment_insertion_max
                 or config.augment_deletion_max or config.augment_translocation_max)
+
+
+def _settings_without_effect(config) -> list:
+    """Flags given values that nothing reads in this configuration (a warning names them,
+    as it does pre-training settings without pre-training)."""
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainingConfig)}
+    found = []
+    if not _augmentation_magnitudes(config) and (config.augment_probability
+                                                 != defaults["augment_probability"]):
+        found.append(f"--augment_probability={config.augment_probability} without an "
+                     "--augment_* magnitude")
+    if _augmentation_magnitudes(config) and config.augment_probability == 0:
+        found.append("the --augment_* magnitudes with --augment_probability=0")
+    if (config.pretrain_epochs and config.pretrain_generator != "mutate"
+            and config.pretrain_mutation_rate != defaults["pretrain_mutation_rate"]):
+        found.append(f"--pretrain_mutation_rate={config.pretrain_mutation_rate} with "
+                     f"--pretrain_generator={config.pretrain_generator} (only mutate "
+                     "reads it)")
+    return found
 
 
 def _pretraining_settings_without_pretraining(config) -> dict:
@@ -87,9 +112,12 @@ def plan_phases(config, steps_per_epoch: int) -> list[Phase]:
         logging.warning("pre-training settings without pre-training (--pretrain_epochs=0) "
                         "have no effect: %s; give --teacher and --pretrain_epochs to "
                         "pre-train", given)
+    for setting in _settings_without_effect(config):
+        logging.warning("%s: no effect", setting)
     if config.final_unaugmented_epochs and not augmenting(config):
         raise ConfigurationError("--final_unaugmented_epochs needs an augmentation "
-                                 "(--augment_mutation_rate, --augment_insertion_max, ...)")
+                                 "(--augment_mutation_rate, --augment_insertion_max, ..., with "
+                                 "--augment_probability above 0)")
     phases = []
     if config.pretrain_epochs:
         phases.append(Phase(PRETRAIN, 0, config.pretrain_epochs,

@@ -126,9 +126,34 @@ def test_pretraining_settings_without_pretraining_are_named_in_a_warning(setting
     assert f"have no effect: --{name}={value}" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="absl"):
-        phases = plan_phases(TrainingConfig(**base, **setting, teacher="ridge",
+        mutate = {"pretrain_generator": "mutate"} if name == "pretrain_mutation_rate" else {}
+        phases = plan_phases(TrainingConfig(**base, **setting, **mutate, teacher="ridge",
                                             pretrain_epochs=1), 10)
     assert [p.name for p in phases] == ["pretrain", "finetune"] and not caplog.text
+
+
+@pytest.mark.parametrize("setting, said", [
+    (dict(augment_probability=0.9), "--augment_probability=0.9 without an --augment_* "
+                                    "magnitude: no effect"),
+    (dict(augment_mutation_rate=0.1, augment_probability=0.0),
+     "the --augment_* magnitudes with --augment_probability=0: no effect"),
+    (dict(teacher="ridge", pretrain_epochs=1, pretrain_mutation_rate=0.3),
+     "--pretrain_mutation_rate=0.3 with --pretrain_generator=design (only mutate reads "
+     "it): no effect"),
+])
+def test_settings_that_nothing_reads_are_named_in_a_warning(setting, said, caplog):
+    """Accepted (the run trains as without them), but said; an augmentation applied with
+    probability 0 labels no phase 'augmented' and cannot end in unaugmented epochs."""
+    import logging
+
+    base = dict(train_data="x", output_dir="y")
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        phases = plan_phases(TrainingConfig(**base, **setting), 10)
+    assert said in caplog.text
+    assert phases[-1].data == "rows"
+    if "augment_mutation_rate" in setting:
+        with pytest.raises(ConfigurationError, match="augment_probability above 0"):
+            plan_phases(TrainingConfig(**base, **setting, final_unaugmented_epochs=1), 10)
 
 
 def _config_of_flagfile(name: str) -> TrainingConfig:
