@@ -131,6 +131,17 @@ def _unpack(data):
     return x, y, weight
 
 
+def same_on_every_worker(strategy, value: int) -> bool:
+    """Whether every replica of `strategy` holds `value` (a collective: call it on all
+    workers at the same point). Sums of 1, v and v^2 over replicas: n * sum(v^2) equals
+    sum(v)^2 exactly when all v are equal (float64 is exact for such small integers)."""
+    local = tf.constant([1.0, float(value), float(value) ** 2], tf.float64)
+    total = strategy.run(
+        lambda: tf.distribute.get_replica_context().all_reduce("sum", local))
+    count, total, squares = strategy.experimental_local_results(total)[0].numpy()
+    return count * squares == total ** 2
+
+
 class ReplicaTrainer(keras.Model):
     """Fits a plain functional `network` under a replicated strategy, through Keras' own
     `fit` / `evaluate` / `predict` with `train_step` / `test_step` / `predict_step`

@@ -31,7 +31,8 @@ from dream_keras.callbacks import (DIVERGED_TRAINING_LOSS, EXPLODED_VALIDATION_L
 from dream_keras.dataset import (check_replica_batch, evaluation_dataset, evaluation_steps,
                                  training_dataset, weighted_evaluation_dataset)
 from dream_keras.distribute import (XLA_OFF, XLA_WHOLE_STEP, ReplicaTrainer, is_chief,
-                                    make_strategy, replicated, split_cpu, xla_mode)
+                                    make_strategy, replicated, same_on_every_worker,
+                                    split_cpu, xla_mode)
 from dream_keras.data.training_data import ensure_train_file, load_training_rows
 from dream_keras.errors import ConfigurationError, RunDirectoryError
 from dream_keras.model import MODEL_DEFAULTS, build_model
@@ -154,6 +155,15 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
         rundir.check_same_data(config.output_dir, rows.summary, rows.scaler)
     # Every worker resumes from the chief's (verified) backup: all start at one epoch.
     resume = rundir.resume_point(config.output_dir) if resuming else None
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and not \
+            same_on_every_worker(strategy, resume.epoch if resume else 0):
+        # A worker that reads another folder than the chief's (no shared file system)
+        # would train its fresh weights beside the chief's restored ones.
+        raise ConfigurationError(
+            f"{config.output_dir}: the workers would resume at different epochs (this "
+            f"one at epoch {(resume.epoch if resume else 0) + 1}): every worker must read "
+            "the chief's run directory; give all of them an --output_dir on a file system "
+            "they share")
     steps_per_epoch = config.resolved_steps_per_epoch(len(rows.train_codes))
     phases = plan_phases(config, steps_per_epoch)
     check_steps_per_execution(config.steps_per_execution, phases, evaluation_steps(

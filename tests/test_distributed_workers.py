@@ -29,28 +29,29 @@ def _free_ports(count):
     return ports
 
 
-def _start_workers(run_dir, cache, extra):
+def _start_workers(run_dir, cache, extra, worker_1_dir=None):
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker",
                                                               "index": index}}
+        output_dir = worker_1_dir if index == 1 and worker_1_dir else run_dir
         processes.append(warm_fork.popen(
             [sys.executable, str(REPO / "train.py"), f"--train_data={cache}",
-             f"--output_dir={run_dir}", *RUN, *extra],
+             f"--output_dir={output_dir}", *RUN, *extra],
             env={**os.environ, "TF_CONFIG": json.dumps(tf_config)},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return processes
 
 
-def _finish(processes, timeout=400):
+def _finish(processes, timeout=400, returncodes=(0, 0)):
     try:
         outputs = [p.communicate(timeout=timeout) for p in processes]
     finally:
         for p in processes:
             if p.poll() is None:
                 p.kill()
-    assert [p.returncode for p in processes] == [0, 0], \
+    assert [p.returncode for p in processes] == list(returncodes), \
         outputs[0][1][-2000:] + outputs[1][1][-2000:]
     return [out + err for out, err in outputs]
 
@@ -68,6 +69,16 @@ def test_killed_workers_resume_from_the_chiefs_backup_and_stop_early_together(
     metadata = run_dir / "backup" / "epoch-000001.json"  # epoch 1 committed
     backed_up = kill_after_backup(_start_workers(run_dir, small_cache, extra), metadata)
     assert backed_up == 1
+    # A worker that reads another folder (no file system shared with the chief) would
+    # start afresh beside the chief's restored weights: both stop, saying why, and the
+    # chief's directory is left as the kill left it.
+    before = sorted(os.listdir(run_dir / "backup"))
+    logs = _finish(_start_workers(run_dir, small_cache, extra, tmp_path / "elsewhere"),
+                   returncodes=(1, 1))
+    for log, epoch in zip(logs, (2, 1)):
+        assert (f"the workers would resume at different epochs (this one at epoch {epoch}): "
+                "every worker must read the chief's run directory") in log
+    assert sorted(os.listdir(run_dir / "backup")) == before
     logs = _finish(_start_workers(run_dir, small_cache, extra))
     epochs = [int(row["epoch"]) for row in history(run_dir)]
     assert epochs == list(range(len(epochs))) and 2 <= len(epochs) < 5
