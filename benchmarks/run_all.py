@@ -85,8 +85,9 @@ def main():
     parser.add_argument("--fit_steps", type=int, default=2,
                         help="Steps per timed fit epoch.")
     parser.add_argument("--predict_rows", type=int, default=20_000,
-                        help="Sequences predict_file reads (the 71,103 figure is scaled "
-                             "from the rate).")
+                        help="Sequences the prediction command reads (the 71,103 figure is "
+                             "its fixed cost plus 71,103 x its per-row cost, fitted "
+                             "against a one-batch run).")
     parser.add_argument("--explain_sequences", type=int, default=1000,
                         help="Sequences explained by in-silico mutagenesis (full model).")
     parser.add_argument("--explain_memory_rows", default="256,2048",

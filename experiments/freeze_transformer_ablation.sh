@@ -29,8 +29,10 @@ import json, sys
 run, seconds = sys.argv[1], sys.argv[2]
 record = json.load(open(f"{run}/run.json"))
 held = json.load(open(f"{run}/heldout/metrics.json"))
-print(f"{run}: best epoch {record['best_epoch']}, val_pearson "
-      f"{record['best_metrics']['val_pearson']:.4f}, held-out pearson {held['pearson']:.4f}, "
-      f"spearman {held['spearman']:.4f}, {seconds} s")
+# best_metrics is null when no epoch had a finite val_pearson (a diverged run): nan.
+val_pearson = (record.get("best_metrics") or {}).get("val_pearson")
+print(f"{run}: best epoch {record.get('best_epoch')}, val_pearson "
+      f"{float('nan') if val_pearson is None else val_pearson:.4f}, "
+      f"held-out pearson {held['pearson']:.4f}, spearman {held['spearman']:.4f}, {seconds} s")
 PY
 done

@@ -273,7 +273,7 @@ def cases() -> list:
               ("seed_over_32_bits", "--seed=4294967296",
                r"--seed=4294967296: 4294967296 is not an integer in the range"),
               ("synthetic_seed", "--synthetic_seed=-1",
-               r"--synthetic_seed=-1: -1 is not a non-negative integer"),
+               r"--synthetic_seed=-1: -1 is not an integer in the range \[0, 4294967295\]"),
               ("seq_len_zero", "--seq_len=0", r"--seq_len=0: 0 is not a positive integer"),
               ("seq_len_negative", "--seq_len=-5", r"--seq_len=-5: -5 is not a positive"),
               ("passes_per_epoch", "--passes_per_epoch=0",

@@ -68,6 +68,20 @@ def test_other_seed_other_rows():
     assert not np.array_equal(expression, other_expression)
 
 
+def test_seeds_beyond_32_bits_are_refused(tmp_path):
+    """NumPy splits a seed into 32-bit words: seed 2**32's block 0 would be seed 0's block 1."""
+    largest = synthetic.generate(3, seed=2**32 - 1)[0]
+    assert largest != synthetic.generate(3, seed=0)[0]
+    with pytest.raises(ValueError, match=r"0\.\.4294967295"):
+        synthetic.generate(3, seed=2**32)
+    with pytest.raises(ValueError, match="seed"):
+        synthetic.generate(3, seed=-1)
+    output = tmp_path / "rows.txt"
+    with pytest.raises(ValueError, match=r"got 4294967296"):
+        synthetic.write_dream_file(output, 3, seed=2**32)
+    assert not list(tmp_path.iterdir())
+
+
 # ----------------------------------------------------------------------------- the function
 def test_labels_are_the_function_plus_bounded_noise(rows):
     sequences, expression = rows
@@ -265,3 +279,11 @@ def test_command_line_writes_refuses_overwrite_and_overwrites(tmp_path):
                 for line in replaced.stderr.splitlines() if line.startswith("import time:")}
     assert {"numpy", "absl", "dream_keras"} <= imported
     assert not imported & {"tensorflow", "keras"}
+
+
+def test_command_line_refuses_a_seed_beyond_32_bits(tmp_path):
+    output = tmp_path / "train.txt"
+    refused = _cli(f"--output={output}", "--rows=10", f"--seed={2**32}")
+    assert refused.returncode != 0
+    assert "4294967296 is not an integer in the range [0, 4294967295]" in refused.stderr
+    assert not output.exists()

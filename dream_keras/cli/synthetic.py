@@ -9,7 +9,7 @@ import time
 from absl import flags, logging
 
 from dream_keras.cli import runner
-from dream_keras.data.synthetic import DEFAULT_CHUNK_ROWS, write_dream_file
+from dream_keras.data.synthetic import DEFAULT_CHUNK_ROWS, MAX_SEED, write_dream_file
 from dream_keras.file_errors import writing
 from dream_keras.safe_output import check_output_path
 
@@ -17,8 +17,8 @@ _OUTPUT = flags.DEFINE_string("output", None, "File to write (DREAM format; gzip
                               "name ends in .gz). Parent directories are created.",
                               required=True)
 _ROWS = flags.DEFINE_integer("rows", 100_000, "Number of rows to write.", lower_bound=0)
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed: the same seed writes the same bytes.",
-                             lower_bound=0)
+_SEED = flags.DEFINE_integer("seed", 0, "Random seed (0 to 2**32 - 1): the same seed writes "
+                             "the same bytes.", lower_bound=0, upper_bound=MAX_SEED)
 _CHUNK_ROWS = flags.DEFINE_integer("chunk_rows", DEFAULT_CHUNK_ROWS, "Rows generated per "
                                    "chunk; bounds peak memory (~1 KB per row); does not "
                                    "change the output.", lower_bound=1)

@@ -29,7 +29,8 @@ def _define_data_flags():
                          "not a .h5/.hdf5 name.", lower_bound=0)
     flags.DEFINE_integer("synthetic_seed", _DEFAULTS.synthetic_seed,
                          "Seed of the synthetic data written by --synthetic_rows (as "
-                         "dream-synthetic's --seed).", lower_bound=0)
+                         "dream-synthetic's --seed; 0 to 2**32 - 1).", lower_bound=0,
+                         upper_bound=MAX_SEED)
     flags.DEFINE_float("singleton_keep_prob", _DEFAULTS.singleton_keep_prob,
                        "Keep each whole-number (single sort bin) row with this probability; "
                        "0.5 as the original, 1 keeps all.", lower_bound=0.0, upper_bound=1.0)
@@ -142,7 +143,8 @@ def _define_phase_flags():
                        lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("final_unaugmented_epochs", _DEFAULTS.final_unaugmented_epochs,
                          "After the augmented epochs, this many epochs on the rows without "
-                         "augmentation (early stopping then acts in them).", lower_bound=0)
+                         "the --augment_* augmentations (reverse-complement augmentation "
+                         "stays as set; early stopping then acts in them).", lower_bound=0)
 
 
 def _define_device_flags():
@@ -153,8 +155,9 @@ def _define_device_flags():
                       "TF_CONFIG. Replicated steps compile each replica with XLA "
                       "(docs/multi_device.md).")
     flags.DEFINE_integer("cpu_devices", _DEFAULTS.cpu_devices, "Split the CPU into this "
-                         "many logical devices (test replica code paths without GPUs); "
-                         "0 leaves the CPU as it is.", lower_bound=0)
+                         "many logical devices (test replica code paths without GPUs: "
+                         "with --strategy=mirrored, which trains on them; auto uses "
+                         "GPUs only); 0 leaves the CPU as it is.", lower_bound=0)
     flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "Compile the train step with "
                       "XLA (faster on CPU and GPU; same maths, float rounding may differ).")
     flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision,

@@ -39,12 +39,13 @@ The expression is `expression_of(sequence)` plus noise, where `expression_of` is
    (an upstream GCN4 site and a positioned TATA box act in synergy).
 4. expression_of = 17 * sigmoid(z).
 
-The measured value is clip(expression_of + noise, 0, 17), noise ~ Normal(0, 1.25) truncated
-to +-3 sd (|noise| <= 3.75); in a random half of the rows ('singletons', seen in one sort
-bin) it is then rounded to the nearest integer, in the others to 12 decimals. On held-out
-rows a perfect model of `expression_of` reaches Pearson r ~0.90, a 4-mer ridge regression
-~0.48 and a ridge on 4-mer counts per positional window ~0.60: a good model learns the
-motifs, their strand, position and saturation, the bipartite ABF1 site and the synergy.
+The measured value is clip(expression_of + noise, 0, 17), noise ~ Normal(0, 1.25) clipped
+(not truncated) to +-3 sd: draws beyond it become exactly +-3.75 (~0.3 % of rows). In a
+random half of the rows ('singletons', seen in one sort bin) the value is then rounded to
+the nearest integer, in the others to 12 decimals. On held-out rows a perfect model of
+`expression_of` reaches Pearson r ~0.90, a 4-mer ridge regression ~0.48 and a ridge on
+4-mer counts per positional window ~0.60: a good model learns the motifs, their strand,
+position and saturation, the bipartite ABF1 site and the synergy.
 
 Each motif is planted twice independently with probability 0.15 per row (so ~28 % of rows
 get at least one copy, on a random strand at a uniform position in the random part) to
@@ -54,6 +55,8 @@ either strand (chance matches included) in 21-26 % of rows for the 7-10-base mot
 in 10 % for the 13-base ABF1 site. Rows are drawn in blocks of BLOCK_ROWS, each from its own
 generator seeded by (seed, block index): a seed gives the same rows and a byte-identical
 file whatever the chunk size, and the first n rows of a bigger set are the n-row set.
+Seeds are 0..MAX_SEED (2**32 - 1): NumPy splits a larger seed into 32-bit words, so seed
+2**32 with block 0 would be seed 0 with block 1 (the same rows).
 Imports only NumPy, so the command line starts in well under a second.
 """
 from __future__ import annotations
@@ -66,7 +69,7 @@ import time
 import numpy as np
 
 from dream_keras import atomic_files
-from dream_keras.errors import OutputExistsError
+from dream_keras.errors import ConfigurationError, OutputExistsError
 
 from dream_keras.data.sequences import N_CODE, encode
 
@@ -78,6 +81,7 @@ NOISE_CLIP_SDS = 3.0
 SINGLETON_FRACTION = 0.5
 N_ROW_FRACTION = 0.004
 PLANT_PROBABILITY = 0.15
+MAX_SEED = 2**32 - 1  # one 32-bit word: see the module docstring
 PLANT_ROUNDS = 2
 DRIVE_BIAS = -0.3
 GCN4_TATA_SYNERGY = 1.5
@@ -357,10 +361,16 @@ def _strings(codes: np.ndarray, lengths: np.ndarray) -> list[str]:
     return [joined[end - length:end] for end, length in zip(ends, lengths.tolist())]
 
 
+def check_seed(seed: int) -> None:
+    """Refuse a seed outside 0..MAX_SEED: a larger one would repeat another seed's rows."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigurationError(f"`seed` must be in 0..{MAX_SEED} (2**32 - 1), got {seed}: "
+                                 "a larger seed would repeat another seed's rows")
+
+
 def _generate_range(seed: int, start: int, stop: int) -> tuple[list[str], np.ndarray]:
     """Rows start..stop-1 of the endless sequence of rows for `seed`."""
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
+    check_seed(seed)
     if stop <= start:
         return [], np.zeros(0)
     blocks = [_sample_block(seed, index)
@@ -403,6 +413,7 @@ def write_dream_file(path, num_rows: int, seed: int, chunk_rows: int = DEFAULT_C
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     if num_rows < 0:
         raise ValueError(f"num_rows must be non-negative, got {num_rows}")
+    check_seed(seed)  # before the file is touched
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise OutputExistsError(f"{path} exists (pass `overwrite=True` to replace it)")

@@ -56,9 +56,10 @@ for candidate in "$@"; do
 import json, sys
 run_dir, candidate, seed, seconds = sys.argv[1:]
 record = json.load(open(f"{run_dir}/run.json"))
+# best_metrics is null when no epoch had a finite val_pearson (a diverged run): nan.
+val_pearson = (record.get("best_metrics") or {}).get("val_pearson")
 print(candidate, seed, record.get("best_epoch"),
-      f'{record.get("best_metrics", {}).get("val_pearson", float("nan")):.4f}', seconds,
-      sep="\t")
+      f'{float("nan") if val_pearson is None else val_pearson:.4f}', seconds, sep="\t")
 EOF
     done
 done

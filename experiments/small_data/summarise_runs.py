@@ -13,6 +13,13 @@ import sys
 import numpy as np
 
 
+def _best_val_pearson(record) -> float:
+    """The best epoch's val_pearson; nan when there is none (a diverged run's run.json has
+    best_metrics: null)."""
+    value = (record.get("best_metrics") or {}).get("val_pearson")
+    return np.nan if value is None else float(value)
+
+
 def summarise(run_dirs):
     rows = []
     for run_dir in run_dirs:
@@ -25,7 +32,7 @@ def summarise(run_dirs):
         rows.append({
             "run": run_dir, "epochs": record.get("epochs_completed"),
             "best_epoch": record.get("best_epoch"),
-            "val_r": record.get("best_metrics", {}).get("val_pearson", np.nan),
+            "val_r": _best_val_pearson(record),
             "model_r": metrics["pearson"], "model_rho": metrics["spearman"],
             "ridge_r": baseline.get("pearson", np.nan),
             "ridge_rho": baseline.get("spearman", np.nan),
