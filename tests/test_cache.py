@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
+from dream_keras.data import cache as cache_files
 from dream_keras.data.cache import cache_is_current, load_cache, prepare_cache
 from dream_keras.data.readers import DataFormatError, read_expression_file
 from dream_keras.version import __version__
@@ -49,6 +50,7 @@ def test_attributes(real_cache, real_train_file):
     assert attrs["source_size"] == os.path.getsize(real_train_file)
     assert attrs["source_sha256"] == hashlib.sha256(real_train_file.read_bytes()).hexdigest()
     assert attrs["package_version"] == __version__
+    assert attrs["reader_version"] == cache_files.READER_VERSION
     # 18 of the 3,000 real rows are longer than 110 bases (up to 135): cut to their last 110
     assert (attrs["rows_longer_than_seq_len"], attrs["longest_row"]) == (18, 135)
     assert cache_is_current(real_cache, real_train_file, 110)

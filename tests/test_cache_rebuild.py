@@ -75,6 +75,34 @@ def test_stale_cache_is_rebuilt(source, caplog):
     assert "is stale (prepared from another version of train.txt)" in log
 
 
+def test_a_cache_prepared_under_older_rules_for_valid_rows_is_rebuilt(source, tmp_path,
+                                                                      caplog):
+    """A cache from before a reader fix (no reader_version: NA rows and overflowing values
+    were let in) is rebuilt, not reused; given directly as --train_data (nothing to
+    rebuild it from) it gets a warning, and a non-finite value in it is refused."""
+    path, _ = _resolve(_config(source), caplog)
+    with h5py.File(path, "r+") as h5:
+        del h5.attrs["reader_version"]
+    assert inspect_cache(path, source, 110) == (
+        cache_files.STALE, "prepared under older rules for valid rows (reader version 1, "
+                           f"now {cache_files.READER_VERSION})")
+    _, log = _resolve(_config(source), caplog)
+    assert "is stale (prepared under older rules for valid rows" in log
+
+    given = tmp_path / "given.h5"
+    shutil.copy(path, given)
+    with h5py.File(given, "r+") as h5:
+        del h5.attrs["reader_version"]
+        h5["expression"][5] = np.inf
+    config = TrainingConfig(train_data=str(given), output_dir="unused")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="absl"), \
+            pytest.raises(DataFormatError, match=r"given\.h5: row 6 of the cache holds the "
+                                                 r"expression inf, not a finite number"):
+        load_training_rows(config, 110)
+    assert "was prepared under older rules for valid rows (reader version 1" in caplog.text
+
+
 @pytest.mark.parametrize("content", [b"", b"not a cache at all", "h5"])
 def test_anything_at_the_default_path_is_replaced_by_a_cache(source, caplog, content):
     path = f"{source}.seq110.h5"

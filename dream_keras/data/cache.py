@@ -5,7 +5,8 @@ Format (FORMAT_VERSION 1), documented in the README:
                                              the last seq_len bases / left-padded with N
   dataset `expression` float32 [N]           the raw measured value
   dataset `singleton`  bool    [N]           True where the value is a whole number
-  attributes: format_version, seq_len, num_rows, skipped_rows, source_name, source_size,
+  attributes: format_version, reader_version, seq_len, num_rows, skipped_rows,
+              rows_longer_than_seq_len, longest_row, source_name, source_size,
               source_sha256, package_version
 Rows are ALL valid rows of the source in file order; filtering and splitting happen at
 training time, so one cache serves every recipe.
@@ -38,6 +39,11 @@ from dream_keras.errors import OutputExistsError
 from dream_keras.version import __version__
 
 FORMAT_VERSION = 1
+# The rules that decide which rows a cache holds and how they are encoded (the readers'
+# checks, sequences.encode): raise it whenever they change, so that a cache prepared under
+# older rules is rebuilt instead of reused. 2: missing-value markers (NA, nan) refused as
+# sequences and expression values beyond float32 refused; caches without it are 1.
+READER_VERSION = 2
 _H5_CHUNK_ROWS = 8192
 _DATASETS = ("sequences", "expression", "singleton")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -145,7 +151,8 @@ def prepare_cache(input_path, output_path, *, seq_len: int = DEFAULT_SEQ_LEN,
             progress.update(num_rows, 1, 1)
             hasher.join()
             attrs = {
-                "format_version": FORMAT_VERSION, "seq_len": seq_len, "num_rows": num_rows,
+                "format_version": FORMAT_VERSION, "reader_version": READER_VERSION,
+                "seq_len": seq_len, "num_rows": num_rows,
                 "skipped_rows": len(skipped), "rows_longer_than_seq_len": longer,
                 "longest_row": longest,
                 "source_name": os.path.basename(input_path),
@@ -278,6 +285,9 @@ def inspect_cache(cache_path, source_path, seq_len: int, *,
         return UNREADABLE, f"truncated or corrupt HDF5 ({error})"
     if attrs.get("format_version") != FORMAT_VERSION:
         return STALE, f"cache format {attrs.get('format_version')}, not {FORMAT_VERSION}"
+    if reader_version(attrs) != READER_VERSION:
+        return STALE, (f"prepared under older rules for valid rows (reader version "
+                       f"{reader_version(attrs)}, now {READER_VERSION})")
     if set(lengths.values()) != {attrs.get("num_rows")}:
         return DAMAGED, (f"datasets {lengths} do not match its {attrs.get('num_rows')} "
                          "rows")
@@ -291,6 +301,11 @@ def inspect_cache(cache_path, source_path, seq_len: int, *,
         # cache is only replaced if that succeeds).
         return STALE, "prepared with --skip_bad_rows, which dropped rows"
     return CURRENT, "prepared from this source"
+
+
+def reader_version(attrs: dict) -> int:
+    """The READER_VERSION a cache was prepared under (1: before the attribute existed)."""
+    return int(attrs.get("reader_version", 1))
 
 
 def _plain(attrs) -> dict:

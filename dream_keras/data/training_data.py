@@ -112,6 +112,25 @@ def _rebuild_notice(cache_path, source, state, why) -> None:
     log("cache %s is %s (%s); rebuilding it from %s", cache_path, state, why, source)
 
 
+def _check_given_cache(config: TrainingConfig, cache_path, cache) -> None:
+    """A cache given as --train_data has no source to rebuild it from: one prepared under
+    older rules for valid rows gets a warning, and a non-finite value (which they let
+    through) is refused naming its row, not reported later as constant targets."""
+    if not is_cache_file(config):
+        return
+    if cache_files.reader_version(cache.attrs) != cache_files.READER_VERSION:
+        logging.warning("%s was prepared under older rules for valid rows (reader version "
+                        "%d, now %d): prepare it again from its text file (dream-prepare) "
+                        "to apply today's checks", cache_path,
+                        cache_files.reader_version(cache.attrs), cache_files.READER_VERSION)
+    bad = np.flatnonzero(~np.isfinite(cache.expression))
+    if bad.size:
+        raise DataFormatError(cache_path, None, f"row {int(bad[0]) + 1} of the cache holds "
+                              f"the expression {cache.expression[bad[0]]}, not a finite "
+                              f"number ({bad.size} such rows): prepare it again from its "
+                              "text file (dream-prepare), which names the line")
+
+
 def _load_cache(config: TrainingConfig, seq_len: int):
     """The cache's rows; a cache of ours that fails to read (its data damaged past what
     inspect_cache reads) is rebuilt once from the source."""
@@ -163,6 +182,7 @@ def load_training_rows(config: TrainingConfig, seq_len: int) -> TrainingRows:
                                  "chosen by val_pearson")
     ensure_train_file(config)
     cache_path, cache = _load_cache(config, seq_len)
+    _check_given_cache(config, cache_path, cache)
     if cache.seq_len != seq_len:
         raise ConfigurationError(f"{cache_path} holds sequences of length {cache.seq_len} "
                                  f"but the model expects seq_len={seq_len}")
