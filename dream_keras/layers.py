@@ -7,6 +7,7 @@ the parent's dtype policy, so `mixed_float16` / `mixed_bfloat16` reach every mat
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import keras
@@ -22,10 +23,15 @@ PACKAGE = "dream_keras"
 TRUNCATED_NORMAL_STD_FACTOR = 0.87962566103423978
 
 
-def fresh_initializer(initializer):
-    """A new instance of `initializer`, so that two weights never share one unseeded object."""
+def fresh_initializer(initializer, index: int = 0):
+    """A new instance of `initializer`, so that two weights never share one unseeded object;
+    a seeded one gets seed + `index` (the weight's place in its layer), so that weights of
+    one shape do not all start equal (q = k = v)."""
     initializer = keras.initializers.get(initializer)
-    return initializer.__class__.from_config(initializer.get_config())
+    config = initializer.get_config()
+    if isinstance(config.get("seed"), int):
+        config["seed"] += index
+    return initializer.__class__.from_config(config)
 
 
 def sonnet_linear_initializer(fan_in: int) -> keras.initializers.Initializer:
@@ -67,7 +73,7 @@ class MultiScaleConv(keras.layers.Layer):
     def _conv(self, filters, kernel_size, name):
         return keras.layers.Conv1D(
             filters, kernel_size, padding="same", name=name, dtype=self.dtype_policy,
-            kernel_initializer=fresh_initializer(self.kernel_initializer),
+            kernel_initializer=fresh_initializer(self.kernel_initializer, next(self._draws)),
             kernel_regularizer=keras.regularizers.L2(self.l2_weight) if self.l2_weight else None)
 
     def _norm(self, name):
@@ -76,6 +82,7 @@ class MultiScaleConv(keras.layers.Layer):
 
     def build(self, input_shape):
         wide_shape = tuple(input_shape[:-1]) + (self.filters,)
+        self._draws = itertools.count()  # each conv's place, for seeded initializers
         self.wide_convs, self.wide_norms, self.narrow_convs, self.narrow_norms = [], [], [], []
         for k in self.kernel_sizes:
             wide_conv, wide_norm = self._conv(self.filters, k, f"conv{k}"), self._norm(f"conv{k}_norm")
@@ -154,7 +161,8 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
                 "RelativeMultiHeadAttention needs the sequence length and channels at build "
                 f"time (its positional features depend on them), got input shape {input_shape}")
         heads_k, heads_v = self.num_heads * self.key_size, self.num_heads * self.value_size
-        init = lambda: fresh_initializer(self.kernel_initializer)  # noqa: E731
+        draws = itertools.count()
+        init = lambda: fresh_initializer(self.kernel_initializer, next(draws))  # noqa: E731
         self.q_kernel = self._weight("q_kernel", (channels, heads_k), init())
         self.k_kernel = self._weight("k_kernel", (channels, heads_k), init())
         self.v_kernel = self._weight("v_kernel", (channels, heads_v), init())

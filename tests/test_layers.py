@@ -153,6 +153,25 @@ def test_attention_initialisers_follow_enformer():
     assert np.all(default.output_kernel.numpy() == 0)
 
 
+def test_a_seeded_initializer_starts_each_weight_differently_and_reproducibly():
+    """Each weight gets seed + its place in the layer: q, k and v (and the convolutions
+    of one shape) do not start equal, and the same seed builds the same layer."""
+    def attention_kernels():
+        layer = RelativeMultiHeadAttention(
+            1, 8, 8, kernel_initializer=keras.initializers.VarianceScaling(2.0, seed=1))
+        layer.build((None, 10, 8))
+        return [layer.q_kernel.numpy(), layer.k_kernel.numpy(), layer.v_kernel.numpy()]
+
+    q, k, v = attention_kernels()
+    assert not np.array_equal(q, k) and not np.array_equal(q, v) and not np.array_equal(k, v)
+    np.testing.assert_array_equal(attention_kernels()[0], q)
+    conv = MultiScaleConv(filters=8, out_filters=4, kernel_sizes=(3, 5),
+                          kernel_initializer=keras.initializers.HeNormal(seed=1))
+    conv.build((None, 10, 4))
+    first, second = (c.kernel.numpy() for c in conv.narrow_convs)
+    assert not np.array_equal(first, second)
+
+
 def test_attention_needs_a_static_sequence_length():
     with pytest.raises(ValueError, match="sequence length"):
         RelativeMultiHeadAttention().build((None, None, 96))
