@@ -9,7 +9,10 @@ dropout masks than the uninterrupted one). The JSON is the commit record: both f
 renamed into place complete (atomic_files), the JSON last, so a kill leaves either the
 new backup or only the old ones. On load each backup is verified (JSON readable, weights
 present with the recorded sha256) and a bad one is skipped for the one before it: the
-last two are kept. Standard library only; the Keras side is in callbacks.EpochBackup.
+last two are kept. A commit also removes every backup above its epoch: those are what a
+run resumed below (or started afresh without) because they were unusable; kept, they
+would outrank the new commits, and pruning would delete each new commit at once.
+Standard library only; the Keras side is in callbacks.EpochBackup.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from dream_keras import atomic_files
 FORMAT_VERSION = 1
 KEEP = 2
 _RECORD = re.compile(r"^epoch-(\d{6})\.json$")
+_WEIGHTS = re.compile(r"^epoch-(\d{6})\.weights\.h5$")
 # What Keras' BackupAndRestore wrote (before this module): a run backed up that way is
 # not resumed by this one.
 LEGACY_FILES = ("training_metadata.json", "latest.weights.h5")
@@ -60,11 +64,11 @@ def _record_path(backup_dir, epoch: int) -> str:
     return os.path.join(backup_dir, f"epoch-{epoch:06d}.json")
 
 
-def _epochs(backup_dir) -> list[int]:
-    """Epoch counts with a commit record, newest first."""
+def _epochs(backup_dir, pattern=_RECORD) -> list[int]:
+    """Epoch counts with a commit record (or with a `pattern` file), newest first."""
     if not os.path.isdir(backup_dir):
         return []
-    found = (_RECORD.match(name) for name in os.listdir(backup_dir))
+    found = (pattern.match(name) for name in os.listdir(backup_dir))
     return sorted((int(match.group(1)) for match in found if match), reverse=True)
 
 
@@ -115,7 +119,8 @@ def _are_seed_states(seed_states) -> bool:
 
 def commit(backup_dir, epoch: int, save_weights, history: list, stopped: bool,
            seed_states: list | None = None) -> None:
-    """Write the backup of `epoch` completed epochs and keep only the last KEEP.
+    """Write the backup of `epoch` completed epochs and keep only the last KEEP, after
+    removing the backups above `epoch` (superseded: the run went on from an earlier one).
 
     `save_weights(path)` writes the weights file (Keras: model.save_weights);
     `seed_states` ([path, list of ints] pairs) go into the commit record with the rest."""
@@ -131,7 +136,21 @@ def commit(backup_dir, epoch: int, save_weights, history: list, stopped: bool,
                                  for path, values in seed_states]
     atomic_files.write_text(_record_path(backup_dir, epoch),
                             json.dumps(record, indent=1) + "\n")
-    for old in _epochs(backup_dir)[KEEP:]:
-        os.remove(_record_path(backup_dir, old))  # the record first: never a half backup
-        if os.path.exists(weights_path(backup_dir, old)):
-            os.remove(weights_path(backup_dir, old))
+    # Only once the new commit is in place: a kill before leaves the run's resume point
+    # as it was. A weights file above `epoch` without its record (a commit cut short
+    # before the run fell back further) goes too.
+    superseded = {old for old in _epochs(backup_dir) + _epochs(backup_dir, _WEIGHTS)
+                  if old > epoch}
+    if superseded:
+        logging.info("backups of epochs %s in %s (unusable when the run resumed) are "
+                     "superseded by the commit of epoch %d: removed", sorted(superseded),
+                     backup_dir, epoch)
+    older = [old for old in _epochs(backup_dir) if old <= epoch][KEEP:]
+    for old in sorted(superseded, reverse=True) + older:
+        _remove(_record_path(backup_dir, old))  # the record first: never a half backup
+        _remove(weights_path(backup_dir, old))
+
+
+def _remove(path) -> None:
+    if os.path.exists(path):
+        os.remove(path)

@@ -39,7 +39,8 @@ from dream_keras.model import MODEL_DEFAULTS, build_model
 from dream_keras.optimizers import learning_rate_schedule, make_optimizer
 from dream_keras.phases import (FINETUNE_UNAUGMENTED, PRETRAIN, PhaseInputs,
                                 PhaseLearningRate, plan_phases)
-from dream_keras.rollback import ExplodedEpochRollback, check_constant_rate, rolled_back_epochs
+from dream_keras.rollback import (ExplodedEpochRollback, check_constant_rate,
+                                  rolled_back_epochs, validation_loss)
 from dream_keras.streaming_metrics import pearson_metrics
 from dream_keras.teachers import changed_teachers, refuse_own_model_as_teacher
 from dream_keras.training_config import TrainingConfig
@@ -92,11 +93,21 @@ class _RunCallbacks:
             BestModelCheckpoint(os.path.join(out, rundir.MODEL_FILE), history),
             keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
         ]), *raw_weights_back]
-        # After the raw weights are back, before the backup commits the epoch.
-        self.rollback = (ExplodedEpochRollback(history) if config.rollback_exploded_epochs
-                         else None)
+        # After the raw weights are back, before the backup commits the epoch. With weight
+        # averaging, val_loss is the averages' (which lag the raw weights): the rollback
+        # also validates the raw weights, on the validation data of the phase's fit.
+        self.validation = None  # (batches, steps): set by for_phase
+        raw_loss = (self._raw_validation_loss
+                    if averaging.ema_enabled(config.ema_momentum) else None)
+        self.rollback = (ExplodedEpochRollback(history, raw_loss)
+                         if config.rollback_exploded_epochs else None)
 
-    def for_phase(self, phases, phase) -> list:
+    def _raw_validation_loss(self, model) -> float:
+        return validation_loss(model, *self.validation)
+
+    def for_phase(self, phases, phase, validation) -> list:
+        """The callbacks of `phase`'s fit; `validation`: its (validation batches, steps)."""
+        self.validation = validation
         in_phases = len(phases) > 1
         callbacks = list(self.before)
         if phase is phases[-1]:
@@ -231,7 +242,8 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
         model.fit(train_batches, validation_data=validation_batches,
                   initial_epoch=start_epoch, epochs=phase.end_epoch,
                   steps_per_epoch=phase.steps_per_epoch, validation_steps=validation_steps,
-                  callbacks=extra_callbacks + run_callbacks.for_phase(phases, phase),
+                  callbacks=extra_callbacks + run_callbacks.for_phase(
+                      phases, phase, (validation_batches, validation_steps)),
                   shuffle=False,  # the dataset shuffles itself, seeded
                   verbose=2 if not sys.stdout.isatty() else "auto")
         if model.stop_training or not all(np.isfinite(w).all() for w in model.get_weights()):

@@ -159,6 +159,45 @@ def test_a_phased_run_whose_every_epoch_explodes_or_turns_nan_ends_where_it_star
     assert saved["best_epoch"] is None  # no epoch kept its model
 
 
+def test_with_weight_averaging_an_epoch_whose_raw_weights_exploded_is_rolled_back(
+        tmp_path, small_cache):
+    """val_loss reads the averaged weights, which lag the raw ones: raw weights thrown out
+    at an epoch's last step pass it, and every later epoch would start from them (and be
+    undone). The rollback validates the raw weights too and undoes THAT epoch."""
+    from dream_keras.training import train
+    from tests.conftest import SMALL_MODEL
+    from tests.run_helpers import history
+
+    steps = 4
+
+    class ExplodeRawWeightsAtEndOfEpoch2(keras.callbacks.Callback):
+        """After epoch 2's last step the output bias is 1e3: only the raw weights (the
+        averages were updated in the step) explode."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.rates = getattr(self, "rates", [])
+            self.rates.append(float(self.model.optimizer.learning_rate))
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1 and batch == steps - 1:
+                bias = self.model.get_layer("expression").bias
+                bias.assign(np.full(bias.shape, 1e3, bias.dtype))
+
+    observe = ExplodeRawWeightsAtEndOfEpoch2()
+    config = TrainingConfig(
+        train_data=str(small_cache), output_dir=str(tmp_path / "run"), epochs=3,
+        batch_size=32, steps_per_epoch=steps, optimizer="adam", learning_rate=1e-3,
+        jit_compile=False, singleton_keep_prob=1.0, validation_fraction=0.2,
+        model=SMALL_MODEL, rollback_exploded_epochs=True, ema_momentum=0.9)
+    record = train(config, extra_callbacks=[observe])
+    rows = history(tmp_path / "run")
+    assert [float(row[ROLLED_BACK_COLUMN]) for row in rows] == [0, 1, 0]
+    assert float(rows[1]["val_loss"]) < callbacks.EXPLODED_VALIDATION_LOSS  # the averages'
+    assert record["rolled_back_epochs"] == [2] and record["diverged_epochs"] == []
+    assert observe.rates == pytest.approx([1e-3, 1e-3, 5e-4])
+
+
 def test_early_stopping_never_counts_an_exploded_epoch_as_an_improvement():
     from dream_keras.callbacks import ResumableEarlyStopping
 

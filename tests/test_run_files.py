@@ -90,6 +90,26 @@ def test_a_damaged_newest_backup_falls_back_to_the_one_before(tmp_path, damage, 
     assert "backup of epoch 2" in caplog.text and "unusable" in caplog.text
 
 
+def test_commits_below_unusable_backups_are_kept_and_supersede_them(tmp_path):
+    """Both kept backups unusable: the run starts afresh. Those records, kept, outranked
+    its new commits, which pruning then deleted at once (a kill: epoch 0 again)."""
+    for epoch in (1, 2, 3):
+        _commit(tmp_path, epoch)
+    for epoch in (2, 3):
+        (tmp_path / f"epoch-{epoch:06d}.weights.h5").write_bytes(b"junk")
+    (tmp_path / "epoch-000004.weights.h5").write_bytes(b"a commit cut short")
+    (tmp_path / "notes.txt").write_text("the user's")
+    assert backups.latest(tmp_path) is None
+    _commit(tmp_path, 1)
+    assert backups.latest(tmp_path).epoch == 1  # a kill now resumes at epoch 1
+    _commit(tmp_path, 2)
+    latest = backups.latest(tmp_path)
+    assert (latest.epoch, latest.history) == (2, _rows(2))
+    assert sorted(os.listdir(tmp_path)) == [
+        "epoch-000001.json", "epoch-000001.weights.h5", "epoch-000002.json",
+        "epoch-000002.weights.h5", "notes.txt"]
+
+
 def test_no_usable_backup_means_a_fresh_start(tmp_path):
     assert backups.latest(tmp_path / "absent") is None
     _commit(tmp_path, 1)
