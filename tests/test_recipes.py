@@ -17,6 +17,7 @@ pytestmark = pytest.mark.long(seconds=143)  # scheduled by length (tests/conftes
 LEARNED = 0.2
 
 
+@pytest.mark.timeout(900)  # its run_train timeout, above the suite's 600 s
 def test_small_data_recipe_distils_and_learns_on_real_rows(tmp_path, real_train_file):
     """flags/small_data.flags as shipped (ridge teacher on the training rows, pre-training
     on generated sequences of the file's design, fine-tuning with reverse-complement
@@ -39,6 +40,7 @@ def test_small_data_recipe_distils_and_learns_on_real_rows(tmp_path, real_train_
     assert record["teachers"][0]["train_rows"] == record["data"]["train_rows"]
 
 
+@pytest.mark.timeout(900)  # its run_train timeout, above the suite's 600 s
 def test_quickstart_settings_learn_without_collapsing(tmp_path):
     """As shipped, on fewer rows and steps: a too-high learning rate collapsed exactly
     here (RMSprop 1e-3 and Adam 1e-3: prediction std < 0.001 within 200 steps).
