@@ -11,7 +11,7 @@ import numpy as np
 from dream_keras.errors import ConfigurationError
 from dream_keras.explain import gradients, mutagenesis
 from dream_keras.explain.model_access import (DEFAULT_BATCH_SIZE, encode_strands, load_run,
-                                              model_seq_len, predict_codes)
+                                              model_seq_len, predict_codes, sequence_list)
 from dream_keras.strand_layers import refuse_second_strand_average
 
 METHODS = ("ism", "gradient_x_input", "integrated_gradients")
@@ -62,7 +62,7 @@ def explain_sequences(model, scaler, sequences, *, reverse_complement_average: b
     Options: methods, steps, baseline, batch_size, jit_compile. Raises
     InvalidSequenceError (with `.row`) for a letter outside ACGTN.
     """
-    sequences = list(sequences)
+    sequences = sequence_list(sequences, "sequences")  # one string: refused, not its letters
     if reverse_complement_average:
         refuse_second_strand_average(model)
     codes, reverse_codes = encode_strands(sequences, model_seq_len(model),

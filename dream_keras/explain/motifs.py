@@ -5,7 +5,8 @@ Inputs in modisco-lite's format: `ohe.npz` (one-hot, member arr_0 [n, 4, L]) and
 `hypothetical.npz` (hypothetical contributions, same shape): the contribution each base
 WOULD make at each position, mean-centred per position, from centred ISM (default: exact)
 or the centred input gradient. Rerun by hand with
-`modisco motifs -s ohe.npz -a hypothetical.npz -n 2000 -w L -o modisco_results.h5`.
+`modisco motifs -s ohe.npz -a hypothetical.npz -n 2000 -w L -z 11 -f 5 -t 15 -g 5 -j 0
+-l 2 -o modisco_results.h5` (MODISCO_SETTINGS as that command's options).
 """
 from __future__ import annotations
 
