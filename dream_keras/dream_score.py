@@ -7,8 +7,8 @@ between predicted and measured alt-minus-ref DIFFERENCES) and combines them as
     Pearson score  = sum(weight * r²)  / 4.65
     Spearman score = sum(weight * rho) / 4.65
 
-"all" is, as in the official final scoring, every labelled test position that can be
-predicted: here every labelled position whose sequence is known (single positions and both
+"all" is, as the official scoring defines it for the positions it scores, every labelled
+test position that can be predicted: here every labelled position whose sequence is known (single positions and both
 members of pairs, across all subsets, each position once). A subset with no labelled
 sequence (the SNV sequences are not public) is reported as missing; the official formula
 then counts it as 0, and a renormalised score over the weights actually used is reported

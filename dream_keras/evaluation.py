@@ -28,6 +28,7 @@ from dream_keras.atomic_files import replacing_open
 from dream_keras.errors import ConfigurationError, OutputExistsError
 from dream_keras.file_errors import check_input_file, writing
 from dream_keras.safe_output import check_output_path, check_parent_writable, write_json
+from dream_keras.strand_layers import refuse_second_strand_average
 
 METRICS_JSON, METRICS_MD = "metrics.json", "metrics.md"
 SCATTER_PNG, RESIDUALS_PNG = "predicted_vs_measured.png", "residuals.png"
@@ -80,9 +81,10 @@ def metrics_markdown(metrics: dict, title: str) -> str:
     lines += ["", "MSE and R² use targets standardised with the run's target scaler; "
               "R² = 1 - SSE/SST. Pearson r is over every row (not a batch average)."]
     if baseline:
+        source = f" of {baseline['train_data']}" if baseline.get("train_data") else ""
         lines += [f"The baseline is a ridge regression on {baseline['k']}-mer counts fitted on "
-                  f"{baseline['train_rows']:,} rows of {baseline['train_data']} (k and penalty "
-                  "by leave-one-out cross-validation), scored on the same rows and scale."]
+                  f"{baseline['train_rows']:,} rows{source} (k and penalty by leave-one-out "
+                  "cross-validation), scored on the same rows and scale."]
     return "\n".join(lines) + "\n"
 
 
@@ -347,6 +349,8 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
                                                     baseline_train_data])
     check_same_data(output_dir, data_path, overwrite)
     model, scaler = load_run(model_path)
+    if reverse_complement_average:  # before the baseline fit, which may take minutes
+        refuse_second_strand_average(model)
     baseline = _baseline(baseline, baseline_train_data, model, chunk_rows,
                          baseline_skip_bad_rows)
     predicted, measured = predict_labelled_file(
@@ -411,6 +415,8 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
         logging.warning("DREAM layout incomplete, missing: %s",
                         ", ".join(test_set.missing_files))
     model, scaler = load_run(model_path)
+    if reverse_complement_average:  # before the baseline fit, which may take minutes
+        refuse_second_strand_average(model)
     baseline = _baseline(baseline, baseline_train_data, model,
                          skip_bad_rows=baseline_skip_bad_rows)
     values = predict_sequences(model, scaler, [test_set.sequences[p] for p in positions],

@@ -132,7 +132,7 @@ def test_ensemble_is_the_mean_of_its_members_and_loads_in_a_fresh_process(
 
 
 def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequences,
-                                                      real_train_file):
+                                                      real_train_file, dream_dir):
     import tensorflow as tf
 
     result = run_script("ensemble.py", f"--members={members[0]},{members[1]}",
@@ -170,6 +170,19 @@ def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequenc
         with pytest.raises(ConfigurationError, match="already averages both strands") as error:
             refused(model, scaler, sequences[:3], reverse_complement_average=True)
     assert "leave out --reverse_complement_average," in flag_spelling(str(error.value))
+    # evaluate refuses it before fitting the baseline (minutes on a large training file).
+    from dream_keras import evaluation
+
+    labelled = tmp_path / "labelled.txt"
+    labelled.write_text("".join(f"{s}\t{i}.5\n" for i, s in enumerate(sequences[:4])))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluation, "_baseline", lambda *a, **k: pytest.fail("fitted first"))
+        for evaluate, data in ((evaluation.evaluate_file, {"data_path": labelled}),
+                               (evaluation.evaluate_dream, {"dream_dir": dream_dir})):
+            with pytest.raises(ConfigurationError, match="already averages both strands"):
+                evaluate(model_path=tmp_path / "ens", reverse_complement_average=True,
+                         baseline_train_data=real_train_file, **data,
+                         output_dir=tmp_path / "evaluated")
     from dream_keras.export import serving_function
 
     with pytest.raises(ConfigurationError, match="already averages both strands"):
