@@ -61,8 +61,17 @@ class Phase:
                 "learning_rate": self.learning_rate, "data": self.data}
 
 
+def augmentations(config):
+    """The run's data.augment.Augmentations (NumPy only; imported when asked)."""
+    from dream_keras.data.augment import Augmentations
+
+    return Augmentations(config.augment_mutation_rate, config.augment_insertion_max,
+                         config.augment_deletion_max, config.augment_translocation_max,
+                         config.augment_probability)
+
+
 def augmenting(config) -> bool:
-    return config.augment_probability > 0 and _augmentation_magnitudes(config)
+    return augmentations(config).enabled
 
 
 def _augmentation_magnitudes(config) -> bool:
@@ -172,17 +181,13 @@ class PhaseInputs:
     (fitted only when pre-training still has epochs to run) and the augmentations."""
 
     def __init__(self, config, rows, phases: list[Phase], resumed_epoch: int):
-        from dream_keras.data.augment import Augmentations
         from dream_keras.data.design import infer_design
 
         self.config, self.rows = config, rows
         self.design = None
         self.generator = None
         self.teachers = None
-        self.augmentations = Augmentations(
-            config.augment_mutation_rate, config.augment_insertion_max,
-            config.augment_deletion_max, config.augment_translocation_max,
-            config.augment_probability)
+        self.augmentations = augmentations(config)
         if config.teacher or self.augmentations.enabled:
             try:
                 self.design = infer_design(rows.train_codes)

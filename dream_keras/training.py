@@ -274,19 +274,21 @@ def check_steps_per_execution(steps_per_execution: int, phases, validation_steps
 
 def _replica_changes(prior: dict, replicas: int, resumed_epoch: int) -> dict:
     """{'replica_changes': [...]} when a resumed run trains on another number of replicas
-    than before (a job rescheduled onto other GPUs), with a warning: it goes on, but
-    per-replica BatchNorm statistics, dropout masks and augmentation draws change, so its
-    history is no longer the one an uninterrupted run would write."""
+    than its last part did (a job rescheduled onto other GPUs), with a warning: it goes
+    on, but per-replica BatchNorm statistics, dropout masks and augmentation draws change,
+    so its history is no longer the one an uninterrupted run would write. A run that
+    starts again at epoch 1 (no usable backup) has no earlier part to record."""
+    if not resumed_epoch:
+        return {}
     changes = list(prior.get("replica_changes") or [])
     before = prior.get("num_replicas_in_sync")
-    if resumed_epoch and before is not None and before != replicas:
-        logging.warning("resuming on %d replica(s) a run whose epochs 1-%d ran on %d: it "
-                        "continues, but its history from epoch %d on differs from an "
+    if before is not None and before != replicas:
+        logging.warning("resuming at epoch %d on %d replica(s) a run whose last part ran on "
+                        "%d: it continues, but its history from here on differs from an "
                         "uninterrupted run's (per-replica BatchNorm statistics and random "
-                        "draws); recorded in run.json (replica_changes)", replicas,
-                        resumed_epoch, before, resumed_epoch + 1)
+                        "draws); recorded in run.json (replica_changes)", resumed_epoch + 1,
+                        replicas, before)
         changes.append({"epoch": resumed_epoch + 1, "from": before, "to": replicas})
-        # A later resume compares with the count this part of the run uses.
     return {"replica_changes": changes} if changes else {}
 
 

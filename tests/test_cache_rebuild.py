@@ -84,10 +84,14 @@ def test_a_cache_prepared_under_older_rules_for_valid_rows_is_rebuilt(source, tm
     with h5py.File(path, "r+") as h5:
         del h5.attrs["reader_version"]
     assert inspect_cache(path, source, 110) == (
-        cache_files.STALE, "prepared under older rules for valid rows (reader version 1, "
-                           f"now {cache_files.READER_VERSION})")
+        cache_files.STALE, "prepared under other rules for valid rows (reader version 1, "
+                           f"this release's {cache_files.READER_VERSION})")
     _, log = _resolve(_config(source), caplog)
-    assert "is stale (prepared under older rules for valid rows" in log
+    assert "is stale (prepared under other rules for valid rows" in log
+    for version in (cache_files.READER_VERSION + 1, "2"):  # a newer release's; garbage
+        with h5py.File(path, "r+") as h5:
+            h5.attrs["reader_version"] = version
+        assert inspect_cache(path, source, 110)[0] == cache_files.STALE
 
     given = tmp_path / "given.h5"
     shutil.copy(path, given)
@@ -100,7 +104,7 @@ def test_a_cache_prepared_under_older_rules_for_valid_rows_is_rebuilt(source, tm
             pytest.raises(DataFormatError, match=r"given\.h5: row 6 of the cache holds the "
                                                  r"expression inf, not a finite number"):
         load_training_rows(config, 110)
-    assert "was prepared under older rules for valid rows (reader version 1" in caplog.text
+    assert "was prepared under other rules for valid rows (reader version 1" in caplog.text
 
 
 @pytest.mark.parametrize("content", [b"", b"not a cache at all", "h5"])

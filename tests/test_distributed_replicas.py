@@ -369,4 +369,4 @@ def test_an_epoch_backup_resumes_on_another_number_of_replicas(tmp_path, small_c
     assert found == {"two_to_one": True, "one_to_two": True, "earlier_release": True,
                      "resumed": {"status": "completed", "num_replicas_in_sync": 1,
                                  "replica_changes": [{"epoch": 2, "from": 2, "to": 1}]}}
-    assert "resuming on 1 replica(s) a run whose epochs 1-1 ran on 2" in result.stderr
+    assert "resuming at epoch 2 on 1 replica(s) a run whose last part ran on 2" in result.stderr

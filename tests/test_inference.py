@@ -225,11 +225,13 @@ def test_carried_fields_are_quoted_only_when_needed_and_clashes_refused(tmp_path
     a quoted CSV field included); a column named like an output column is refused; a
     header-only table still gets the carried header."""
     path = tmp_path / "odd.csv"
-    path.write_text('sequence,note,Gene\nACGT,"a\tb",g1\nCCGG,"two\nlines, ""q""",g2\n'
-                    'TTAA,,g3\n')
+    path.write_text('sequence,note,Gene, Gene\nACGT,"a\tb",g1,h1\nCCGG,"two\nlines, ""q""",'
+                    'g2,h2\nTTAA,,g3,h3\n')
     predict_file(*run, path, tmp_path / "odd.tsv")
     table = pd.read_csv(tmp_path / "odd.tsv", sep="\t", dtype=str, keep_default_na=False)
-    assert list(table.columns) == ["note", "Gene", "sequence", "prediction"]
+    # Names are stripped unless two would meet: then the second keeps its spaces.
+    assert list(table.columns) == ["note", "Gene", " Gene", "sequence", "prediction"]
+    assert table[" Gene"].tolist() == ["h1", "h2", "h3"]
     assert table["note"].tolist() == ["a\tb", 'two\nlines, "q"', ""]
     assert table["Gene"].tolist() == ["g1", "g2", "g3"]
     (tmp_path / "empty.csv").write_text("id,sequence\n")

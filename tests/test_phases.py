@@ -12,7 +12,7 @@ import pytest
 
 from dream_keras import backups
 from dream_keras.errors import ConfigurationError
-from dream_keras.phases import plan_phases
+from dream_keras.phases import augmentations, plan_phases
 from dream_keras.training_config import TrainingConfig
 from tests import warm_fork
 from tests.conftest import REPO, small_model_flags
@@ -152,6 +152,8 @@ def test_settings_that_nothing_reads_are_named_in_a_warning(setting, said, caplo
     assert said in caplog.text
     assert phases[-1].data == "rows"
     if "augment_mutation_rate" in setting:
+        # One predicate: the pipeline applies (and infers a design for) nothing either.
+        assert not augmentations(TrainingConfig(**base, **setting)).enabled
         with pytest.raises(ConfigurationError, match="augment_probability above 0"):
             plan_phases(TrainingConfig(**base, **setting, final_unaugmented_epochs=1), 10)
 

@@ -142,8 +142,9 @@ class Augmentations:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.mutation_rate or self.insertion_max or self.deletion_max
-                    or self.translocation_max)
+        """Whether any row can change: a magnitude set, at a probability above 0."""
+        return self.probability > 0 and bool(self.mutation_rate or self.insertion_max
+                                             or self.deletion_max or self.translocation_max)
 
     def apply(self, codes, start, end, rng) -> np.ndarray:
         """Augmented copy of codes [n, seq_len] (row i stays row i)."""

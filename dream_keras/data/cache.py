@@ -286,8 +286,8 @@ def inspect_cache(cache_path, source_path, seq_len: int, *,
     if attrs.get("format_version") != FORMAT_VERSION:
         return STALE, f"cache format {attrs.get('format_version')}, not {FORMAT_VERSION}"
     if reader_version(attrs) != READER_VERSION:
-        return STALE, (f"prepared under older rules for valid rows (reader version "
-                       f"{reader_version(attrs)}, now {READER_VERSION})")
+        return STALE, (f"prepared under other rules for valid rows (reader version "
+                       f"{attrs.get('reader_version', 1)}, this release's {READER_VERSION})")
     if set(lengths.values()) != {attrs.get("num_rows")}:
         return DAMAGED, (f"datasets {lengths} do not match its {attrs.get('num_rows')} "
                          "rows")
@@ -303,9 +303,11 @@ def inspect_cache(cache_path, source_path, seq_len: int, *,
     return CURRENT, "prepared from this source"
 
 
-def reader_version(attrs: dict) -> int:
-    """The READER_VERSION a cache was prepared under (1: before the attribute existed)."""
-    return int(attrs.get("reader_version", 1))
+def reader_version(attrs: dict) -> int | None:
+    """The READER_VERSION a cache was prepared under (1: before the attribute existed;
+    None: not a version number)."""
+    value = attrs.get("reader_version", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _plain(attrs) -> dict:

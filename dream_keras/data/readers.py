@@ -457,8 +457,13 @@ def _table_frames(path, wanted: list, chunk_rows: int):
                            for name, pos in zip(wanted, positions)}
                 for name in wanted:
                     _validate(path, columns[name], lines, name)
-                carried = {str(frame.columns[pos]).strip(): frame.iloc[:, pos].tolist()
-                           for pos in range(frame.shape[1]) if pos not in positions}
+                carried = {}
+                for pos in range(frame.shape[1]):
+                    if pos not in positions:
+                        # pandas' names are unique ("a", "a.1"); stripped, two may meet.
+                        name = str(frame.columns[pos])
+                        carried[name.strip() if name.strip() not in carried else name] = \
+                            frame.iloc[:, pos].tolist()
                 yield lines, columns, carried
     except DataFormatError:
         raise

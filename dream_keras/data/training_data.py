@@ -119,10 +119,10 @@ def _check_given_cache(config: TrainingConfig, cache_path, cache) -> None:
     if not is_cache_file(config):
         return
     if cache_files.reader_version(cache.attrs) != cache_files.READER_VERSION:
-        logging.warning("%s was prepared under older rules for valid rows (reader version "
-                        "%d, now %d): prepare it again from its text file (dream-prepare) "
-                        "to apply today's checks", cache_path,
-                        cache_files.reader_version(cache.attrs), cache_files.READER_VERSION)
+        logging.warning("%s was prepared under other rules for valid rows (reader version "
+                        "%s, this release's %d): prepare it again from its text file "
+                        "(dream-prepare) to apply this release's checks", cache_path,
+                        cache.attrs.get("reader_version", 1), cache_files.READER_VERSION)
     bad = np.flatnonzero(~np.isfinite(cache.expression))
     if bad.size:
         raise DataFormatError(cache_path, None, f"row {int(bad[0]) + 1} of the cache holds "
