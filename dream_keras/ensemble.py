@@ -41,6 +41,7 @@ from dream_keras.training_config import MAX_SEED
 
 ENSEMBLE_FILE = rundir.ENSEMBLE_FILE
 MEMBERS_DIR = "members"
+ENSEMBLE_MODEL_NAME = "dream_ensemble"  # the model.keras of an ensemble knows what it is
 FINISHED = ("completed", "stopped_on_nan")
 
 
@@ -77,7 +78,7 @@ def ensemble_model(members: list[keras.Model], scalers: list[TargetScaler], *,
             output = member(strand)
             outputs.append(rescale(output) if rescale is not None else output)
     mean = keras.layers.Average(name="mean")(outputs) if len(outputs) > 1 else outputs[0]
-    return keras.Model(inputs, mean, name="dream_ensemble"), scaler
+    return keras.Model(inputs, mean, name=ENSEMBLE_MODEL_NAME), scaler
 
 
 def check_same_training_data(run_dirs: list[str], records: list[dict | None],
@@ -146,6 +147,12 @@ def _load_member(run_dir):
     from dream_keras.inference import load_run, model_path_of
 
     model, scaler = load_run(run_dir)
+    if model.name == ENSEMBLE_MODEL_NAME or any(isinstance(layer, keras.Model)
+                                                for layer in model.layers):
+        # An ensemble file copied away from its ensemble.json: its members would weigh
+        # less than the others (the file itself says what it is).
+        raise ConfigurationError(f"{model_path_of(run_dir)}: an ensemble file, not a run; "
+                                 "list its members' runs instead")
     if not all(np.isfinite(weights).all() for weights in model.get_weights()):
         raise ConfigurationError(f"{model_path_of(run_dir)}: the model holds non-finite "
                                  "weights (a diverged run); leave it out of the ensemble")
@@ -217,6 +224,25 @@ def _write_record(output_dir, record: dict) -> None:
 
 def read_record(output_dir) -> dict | None:
     return rundir.read_json_record(os.path.join(output_dir, ENSEMBLE_FILE))
+
+
+class _RecordAtFirstStart(keras.callbacks.Callback):
+    """Writes the ensemble's running record once: at once for a new or resumed ensemble,
+    and under --overwrite only when the first member has passed its checks and starts
+    training, so a refused start leaves the previous ensemble's record (its members,
+    strands, scalers: what a teacher's checks read) as it was."""
+
+    def __init__(self, output_dir, record: dict):
+        super().__init__()
+        self.output_dir, self.record, self.written = output_dir, record, False
+
+    def on_train_begin(self, logs=None):
+        self.write()
+
+    def write(self) -> None:
+        if not self.written:
+            _write_record(self.output_dir, self.record)
+            self.written = True
 
 
 def _claim(output_dir, identity: dict, overwrite: bool) -> None:
@@ -307,9 +333,10 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
     # the same command, rerun without --overwrite, finishes the replacement.
     replacing = config.overwrite or bool((read_record(output_dir) or {}).get("replacing"))
     seeds = [config.seed + k for k in range(members)]
-    record = {"status": "running", "identity": identity, "seeds": seeds,
-              "replacing": replacing}
-    _write_record(output_dir, record)
+    record = _RecordAtFirstStart(output_dir, {"status": "running", "identity": identity,
+                                              "seeds": seeds, "replacing": replacing})
+    if not config.overwrite:  # a new or resumed ensemble: claimed at once, so a kill
+        record.write()        # at any moment leaves a run the same command resumes
     run_dirs = []
     source_checks = _SourceCheck()
     for seed in seeds:
@@ -336,9 +363,10 @@ def train_ensemble(config, members: int, *, both_strands: bool = False) -> dict:
             logging.info("training member seed %d (%d of %d)", seed, len(run_dirs) + 1,
                          members)
             keras.backend.clear_session()  # each member starts from the same global state
-            train(member)
+            train(member, extra_callbacks=[record])
         run_dirs.append(run_dir)
     keras.backend.clear_session()
+    record.write()
     if replacing:
         _remove_other_members(output_dir, seeds)
     return write_ensemble(run_dirs, output_dir, both_strands=both_strands, overwrite=True,

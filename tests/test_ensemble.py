@@ -5,6 +5,7 @@ dream-ensemble command killed and resumed."""
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -190,8 +191,13 @@ def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequenc
     with pytest.raises(ConfigurationError, match=r"ens: an ensemble, not a run; list its "
                                                  r"members"):
         write_ensemble([tmp_path / "ens", members[0]], tmp_path / "nested")
-    import shutil
-
+    copied = tmp_path / "copied"  # the file away from its ensemble.json says what it is
+    copied.mkdir()
+    for name in ("model.keras", "target_scaler.json"):
+        shutil.copy(tmp_path / "ens" / name, copied / name)
+    with pytest.raises(ConfigurationError, match=r"copied.model\.keras: an ensemble file, "
+                                                 r"not a run"):
+        write_ensemble([copied, members[0]], tmp_path / "nested")
     damaged = tmp_path / "damaged"
     shutil.copytree(members[0], damaged)
     (damaged / "run.json").write_text("{bad")  # read as "no record" before
@@ -318,13 +324,16 @@ def test_a_refused_overwrite_leaves_the_previous_ensemble_and_its_members(tmp_pa
                                                                            small_cache,
                                                                            monkeypatch):
     """--overwrite replaces a member only once its run has passed its checks: contradictory
-    settings leave the previous ensemble's model, scaler and members as they were."""
+    settings leave the previous ensemble's model, scaler, record and members as they
+    were."""
     from dream_keras.ensemble import train_ensemble
     from dream_keras.errors import ConfigurationError
     from dream_keras.training_config import TrainingConfig
 
     ensemble = tmp_path / "ens"
     previous = {"model.keras": "the old ensemble", "target_scaler.json": "{}",
+                "ensemble.json": json.dumps({"status": "completed", "members": [
+                    {"run": str(ensemble / "members" / "seed_0"), "seed": 0}]}),
                 "members/seed_0/model.keras": "member 0", "members/seed_0/run.json": "{}",
                 "members/seed_7/model.keras": "member 7"}
     for name, text in previous.items():
@@ -343,8 +352,16 @@ def test_a_refused_overwrite_leaves_the_previous_ensemble_and_its_members(tmp_pa
                             batch_size=32, epochs=1, steps_per_epoch=2, jit_compile=False,
                             model=dict(SMALL_MODEL), overwrite=True)
 
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt("killed in member 0")
+    import keras
+
+    real_train = training.train
+
+    class Kill(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            raise KeyboardInterrupt("killed in member 0")
+
+    def killed(member, extra_callbacks=()):  # once member 0 has passed its checks
+        return real_train(member, extra_callbacks=[*extra_callbacks, Kill()])
 
     monkeypatch.setattr(training, "train", killed)
     with pytest.raises(KeyboardInterrupt):
