@@ -140,6 +140,26 @@ def test_augmentations_never_touch_flanks_and_keep_rows_in_place(real_codes, nam
     assert min(own) > 0.45 and np.median(other) < 0.4
 
 
+def test_without_a_5_prime_flank_an_inner_n_never_becomes_padding():
+    """The window rule counts leading N as padding: rows of a design with no constant
+    5' start whose inner N a shift moves onto the first base keep their padding (that
+    base becomes a random one), so their length and reverse strand do not change."""
+    rng = np.random.default_rng(0)
+    sequences = ["".join(rng.choice(list("ACGT"), int(rng.integers(60, 110))))
+                 for _ in range(200)]
+    sequences = [s[:1] + "NNN" + s[4:] if i % 4 == 0 else s for i, s in enumerate(sequences)]
+    codes = encode(sequences, 110)
+    design = infer_design(codes)
+    assert len(design.prefix) == 0
+    start, end = design.variable_region(codes)
+    for settings in (dict(translocation_max=5), dict(deletion_max=5), dict(insertion_max=5)):
+        augmentations = augment.Augmentations(probability=1.0, **settings)
+        for seed in range(10):
+            out = augmentations.apply(codes, start, end, np.random.default_rng(seed))
+            assert np.array_equal(padding_lengths(out), padding_lengths(codes)), settings
+            assert out.max() <= N_CODE
+
+
 def _best_shift_agreement(row, original, max_shift=20):
     """Highest fraction of equal bases between the variable columns (17..96) of two rows
     under a shift of up to max_shift (translocation wraps, so compare in a circle)."""

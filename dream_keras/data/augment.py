@@ -26,6 +26,8 @@ import dataclasses
 
 import numpy as np
 
+from dream_keras.data.sequences import N_CODE
+
 KINDS = ("mutation", "insertion", "deletion", "translocation")
 
 
@@ -158,4 +160,18 @@ class Augmentations:
             out = delete(out, start, end, rng, self.deletion_max, p)
         if self.translocation_max:
             out = translocate(out, start, end, rng, self.translocation_max, p)
-        return out
+        return _first_base_kept(np.asarray(codes), out, rng)
+
+
+def _first_base_kept(codes, out, rng) -> np.ndarray:
+    """`out` with no row's first base turned into N: the window rule counts leading N as
+    padding, so an N inside a design without a 5' flank, moved onto the first base by a
+    shift, would lengthen the padding (and move the reverse strand); it becomes a random
+    base instead. With a 5' flank the first base is the flank's, which never changes."""
+    rows = np.arange(len(codes))
+    first = np.argmax(codes != N_CODE, axis=1)  # each row's first base (0 for all-N rows)
+    moved = (out[rows, first] == N_CODE) & (codes[rows, first] != N_CODE)
+    if moved.any():
+        out = out.copy()
+        out[rows[moved], first[moved]] = rng.integers(0, 4, int(moved.sum()), dtype=np.uint8)
+    return out
