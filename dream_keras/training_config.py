@@ -68,6 +68,17 @@ class TrainingConfig:
     final_unaugmented_epochs: int = 0
     model: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        """A NaN or infinite setting (learning rate, rates, probabilities) would train on
+        silently, into NaN weights or a rate that means nothing: refused here, where both
+        the API and the command lines pass."""
+        settings = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                    if field.name != "model"}
+        settings.update({f"model {name}": value for name, value in self.model.items()})
+        for name, value in settings.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigurationError(f"{name} must be a finite number, got {value}")
+
     @classmethod
     def flag_names(cls) -> list[str]:
         return [field.name for field in dataclasses.fields(cls) if field.name != "model"]

@@ -21,9 +21,11 @@ import pathlib
 import re
 import shutil
 import stat
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Callable
 
 import numpy as np
@@ -279,7 +281,19 @@ def cases() -> list:
               ("passes_per_epoch", "--passes_per_epoch=0",
                r"--passes_per_epoch=0(\.0)?: --passes_per_epoch must be > 0"),
               ("validation_fraction", "--validation_fraction=0",
-               r"--validation_fraction=0(\.0)?: --validation_fraction must be > 0")]],
+               r"--validation_fraction=0(\.0)?: --validation_fraction must be > 0"),
+              # absl's bounds let nan through (every comparison with it is false).
+              ("learning_rate_nan", "--learning_rate=nan",
+               r"--learning_rate=nan: --learning_rate must be a finite number"),
+              ("clipnorm_inf", "--clipnorm=inf", r"--clipnorm=inf: --clipnorm must be a "
+                                                 r"finite number"),
+              ("l2_weight_nan", "--l2_weight=nan", r"--l2_weight must be a finite number"),
+              ("prefetch_over_int32", "--prefetch_batches=3000000000",
+               r"3000000000 is not an integer in the range \[-1, 2147483647\]")]],
+        Case("train_flagfile_not_utf8", "train", ["--flagfile={W}/latin1.flags",
+                                                  "--train_data={W}/labelled.txt",
+                                                  f"--output_dir={out}/" + "{NAME}"],
+             message=r"latin1\.flags: a --flagfile must be UTF-8 text \(invalid "),
         # A text file named .h5 would then be read as a cache and fail on every rerun.
         Case("train_synthetic_rows_into_h5", "train",
              [f"--train_data={out}/synthetic.h5", "--synthetic_rows=300",
@@ -424,6 +438,7 @@ def _write_inputs(w: pathlib.Path) -> None:
     whole = gzip.compress(("\n".join(labelled) + "\n").encode())
     (w / "truncated.txt.gz").write_bytes(whole[: len(whole) // 2])
     (w / "garbage.txt.gz").write_bytes(b"\x1f\x8b" + bytes(range(256)) * 8)
+    (w / "latin1.flags").write_bytes("--epochs=1\n# caf\u00e9\n".encode("latin-1"))
     (w / "existing.tsv").write_text("a file the user keeps\n")
     (w / "a_dir").mkdir()
     (w / "a_dir" / "keep.txt").write_text("inside a directory\n")
@@ -622,3 +637,33 @@ def test_full_help_exits_0_and_help_into_a_closed_pipe_is_no_error(monkeypatch, 
     reader.stdout.close()  # the reader goes away before the help is written
     assert reader.wait(timeout=60) == 0
     assert "Traceback" not in reader.stderr.read()
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM],
+                         ids=["ctrl_c", "sigterm"])
+def test_an_interrupted_command_says_so_in_one_line_and_leaves_no_partial_file(
+        signal_number, tmp_path):
+    """Ctrl-C or a scheduler's SIGTERM in the middle of writing: exit 128 + the signal, one
+    line instead of a traceback, no half-written output and no temporary file."""
+    output = tmp_path / "synthetic.txt"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dream_keras.cli.synthetic", f"--output={output}",
+         "--rows=50000000", "--chunk_rows=1000"], cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        for _ in range(600):  # wait until it is writing its temporary file
+            if any(name.startswith(".partial-") for name in os.listdir(tmp_path)):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the command never started writing")
+        process.send_signal(signal_number)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal_number, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert re.search(r"interrupted \((Ctrl-C|SIGTERM)\): .*rerun the same command",
+                     stderr.splitlines()[-1]), stderr[-2000:]
+    assert os.listdir(tmp_path) == []

@@ -80,6 +80,21 @@ def test_steps_per_execution_must_divide_every_epochs_steps():
         check_steps_per_execution(4, phases, validation_steps=4)
 
 
+@pytest.mark.parametrize("setting", [dict(learning_rate=float("nan")),
+                                     dict(clipnorm=float("inf")),
+                                     dict(model={"l2_weight": float("-inf")})],
+                         ids=["learning_rate", "clipnorm", "model_l2_weight"])
+def test_a_nan_or_infinite_setting_is_refused_when_the_config_is_made(setting):
+    """Through the API too (the command lines refuse them as flag errors): nan passes
+    every bound check, and would train on into NaN weights."""
+    from dream_keras.errors import ConfigurationError
+    from dream_keras.training_config import TrainingConfig
+
+    name = next(iter(setting)) if "model" not in setting else "model l2_weight"
+    with pytest.raises(ConfigurationError, match=rf"{name} must be a finite number, got"):
+        TrainingConfig(train_data="x", output_dir="y", **setting)
+
+
 def test_an_infinite_training_loss_with_finite_weights_ends_the_run_as_stopped_on_nan(
         tmp_path, small_cache):
     """Keras' TerminateOnNaN also stops on an infinite loss; with clipping the weights stay

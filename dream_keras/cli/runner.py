@@ -7,13 +7,17 @@ traceback. Library errors name the parameter to change in backticks (`overwrite=
 here each becomes the flag that sets it (--overwrite), so API users read parameters and
 CLI users read flags. `--help` (also -h, -?, --helpshort) prints the command's own flags
 with their defaults and exits 0; `--helpfull` keeps absl's listing of every flag,
-TensorFlow's too.
+TensorFlow's too. Ctrl-C and SIGTERM end a command with one line and status 128 + the
+signal, after every `finally` has run (no temporary file is left behind).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import sys
+import threading
 from typing import Callable
 
 from absl import app, flags
@@ -63,16 +67,67 @@ def run(command: Callable[[], object]) -> None:
         _print_help(command_help(command))
     if "--helpfull" in sys.argv[1:]:  # absl's listing, which absl ends with status 1
         _print_help(flags.FLAGS.get_help())
-    app.run(lambda argv: _guarded(command, argv))
+    try:
+        with _sigterm_as_interrupt():
+            app.run(lambda argv: _guarded(command, argv), flags_parser=_parse_flags)
+    except KeyboardInterrupt as interruption:
+        terminated = isinstance(interruption, Terminated)
+        print(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}): outputs are "
+              "whole or absent; rerun the same command (a training run resumes where "
+              "it stopped)", file=sys.stderr)
+        sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill`), raised like Ctrl-C so that every `finally`
+    runs: temporary files are removed and the run directory's lock released."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises Terminated while the command runs (the main thread only can set a
+    handler; elsewhere SIGTERM keeps its own)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def interrupt(signal_number, frame):
+        raise Terminated()
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _parse_flags(argv):
+    """absl's parser; a flagfile that is not UTF-8 text is one line naming it, not a
+    traceback."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except UnicodeDecodeError as error:
+        sys.exit(f"error: {_undecodable_flagfile(argv)}: a --flagfile must be UTF-8 "
+                 f"text ({error.reason} at byte {error.start})")
+
+
+def _undecodable_flagfile(argv) -> str:
+    """The first --flagfile given on the command line that is not UTF-8 (one named inside
+    another flagfile is reported as the flagfile that names it)."""
+    paths = [argument.split("=", 1)[1] for argument in argv
+             if argument.startswith(("--flagfile=", "-flagfile="))]
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                handle.read()
+        except UnicodeDecodeError:
+            return path
+        except OSError:
+            continue
+    return "a flagfile" if not paths else paths[0]
 
 
 def _print_help(text: str) -> None:
-    """Print help and exit 0; a reader that stops early (`| head`) is no error."""
-    try:
-        print(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+    """Print help and exit 0."""
+    _print_result(text)
     sys.exit(0)
 
 
@@ -102,4 +157,13 @@ def _guarded(command, argv) -> None:
             raise
         sys.exit(f"error: {error.filename}: {os_error_reason(error)}")
     if result is not None:
-        print(result)
+        _print_result(str(result))
+
+
+def _print_result(text: str) -> None:
+    """Print a command's summary; a reader that stopped early (`| head`) is no error."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error

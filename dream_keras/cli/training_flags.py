@@ -6,6 +6,8 @@ One source of truth: every architecture flag is generated from `build_model`'s s
 """
 from __future__ import annotations
 
+import math
+
 from absl import flags
 
 from dream_keras.model import MODEL_ARGUMENT_HELP, MODEL_DEFAULTS
@@ -15,6 +17,15 @@ from dream_keras.optimizers import LR_SCHEDULES, OPTIMIZERS
 _DEFAULTS = TrainingConfig(train_data="", output_dir="")
 # absl bounds of generated model flags (build_model checks the rest, and these again).
 _MODEL_FLAG_BOUNDS = {"seq_len": {"lower_bound": 1}}
+_INT32_MAX = 2**31 - 1  # tf.data's buffer sizes and parallel calls are int32 inside
+
+
+def _define_float(name, default, help_text, **bounds):
+    """flags.DEFINE_float that also refuses nan and inf (absl's bounds let nan through:
+    every comparison with it is false)."""
+    flags.DEFINE_float(name, default, help_text, **bounds)
+    flags.register_validator(name, lambda value: value is None or math.isfinite(value),
+                             message=f"--{name} must be a finite number")
 
 
 def _define_data_flags():
@@ -31,10 +42,10 @@ def _define_data_flags():
                          "Seed of the synthetic data written by --synthetic_rows (as "
                          "dream-synthetic's --seed; 0 to 2**32 - 1).", lower_bound=0,
                          upper_bound=MAX_SEED)
-    flags.DEFINE_float("singleton_keep_prob", _DEFAULTS.singleton_keep_prob,
+    _define_float("singleton_keep_prob", _DEFAULTS.singleton_keep_prob,
                        "Keep each whole-number (single sort bin) row with this probability; "
                        "0.5 as the original, 1 keeps all.", lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_float("validation_fraction", _DEFAULTS.validation_fraction,
+    _define_float("validation_fraction", _DEFAULTS.validation_fraction,
                        "Fraction of the kept rows held out, fixed by --seed; in (0, 0.5] "
                        "(validation picks the best epoch).",
                        lower_bound=0.0, upper_bound=0.5)
@@ -62,16 +73,16 @@ def _define_training_flags():
                       "rmsprop_tf2: RMSprop as the original's TF 2.x computed it (epsilon "
                       "after the square root); rmsprop: Keras 3's RMSprop (epsilon inside "
                       "the root); adam.")
-    flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Learning rate.",
+    _define_float("learning_rate", _DEFAULTS.learning_rate, "Learning rate.",
                        lower_bound=0.0)
     flags.DEFINE_enum("lr_schedule", _DEFAULTS.lr_schedule, list(LR_SCHEDULES),
                       "constant: --learning_rate throughout (the original); cosine: "
                       "cosine decay from --learning_rate to 0 at the end of --epochs "
                       "(after any warm-up).")
-    flags.DEFINE_float("lr_warmup_epochs", _DEFAULTS.lr_warmup_epochs, "Linear warm-up "
+    _define_float("lr_warmup_epochs", _DEFAULTS.lr_warmup_epochs, "Linear warm-up "
                        "of the learning rate from 0 over this many epochs (fractions "
                        "allowed; 0: none).", lower_bound=0.0)
-    flags.DEFINE_float("clipnorm", _DEFAULTS.clipnorm, "Clip each gradient to this norm; "
+    _define_float("clipnorm", _DEFAULTS.clipnorm, "Clip each gradient to this norm; "
                        "0 disables (the original did not clip).", lower_bound=0.0)
     flags.DEFINE_boolean("rollback_exploded_epochs", _DEFAULTS.rollback_exploded_epochs,
                          "Undo an epoch whose validation loss is above 1e3 or not finite "
@@ -79,14 +90,14 @@ def _define_training_flags():
                          "state go back to the epoch's start and the learning rate is "
                          "halved for the rest of the run. history.csv marks it in "
                          "rolled_back. Needs a constant learning rate. Off: the original.")
-    flags.DEFINE_float("ema_momentum", _DEFAULTS.ema_momentum, "Weight averaging: keep "
+    _define_float("ema_momentum", _DEFAULTS.ema_momentum, "Weight averaging: keep "
                        "an exponential moving average of the weights (average <- m * "
                        "average + (1 - m) * weights after every step) and validate, keep "
                        "the best epoch and save the model with it; training continues "
                        "from the raw weights. 0 disables it (the original); e.g. 0.999 "
                        "averages over about the last 1,000 steps.", lower_bound=0.0,
                        upper_bound=0.9999)
-    flags.DEFINE_float("passes_per_epoch", _DEFAULTS.passes_per_epoch, "Length of an "
+    _define_float("passes_per_epoch", _DEFAULTS.passes_per_epoch, "Length of an "
                        "epoch in passes over the training rows: floor(passes * N_train / "
                        "batch_size) batches, at least 1; must be > 0. The original's "
                        "N_train/128 steps at batch 1024 is 8 (36,743 steps on the DREAM "
@@ -115,7 +126,7 @@ def _define_phase_flags():
     flags.DEFINE_integer("pretrain_steps_per_epoch", _DEFAULTS.pretrain_steps_per_epoch,
                          "Batches per pre-training epoch (each of --batch_size new "
                          "sequences); 0: the fine-tuning epoch's length.", lower_bound=0)
-    flags.DEFINE_float("pretrain_learning_rate", _DEFAULTS.pretrain_learning_rate,
+    _define_float("pretrain_learning_rate", _DEFAULTS.pretrain_learning_rate,
                        "Learning rate of pre-training; 0: --learning_rate.", lower_bound=0.0)
     flags.DEFINE_enum("pretrain_generator", _DEFAULTS.pretrain_generator,
                       ["design", "mutate", "shuffle"], "Pre-training sequences: design "
@@ -123,10 +134,10 @@ def _define_phase_flags():
                       "from it), mutate (training rows with --pretrain_mutation_rate of "
                       "their variable bases changed) or shuffle (training rows with their "
                       "variable bases shuffled).")
-    flags.DEFINE_float("pretrain_mutation_rate", _DEFAULTS.pretrain_mutation_rate,
+    _define_float("pretrain_mutation_rate", _DEFAULTS.pretrain_mutation_rate,
                        "Per-base mutation probability of --pretrain_generator=mutate.",
                        lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_float("augment_mutation_rate", _DEFAULTS.augment_mutation_rate,
+    _define_float("augment_mutation_rate", _DEFAULTS.augment_mutation_rate,
                        "Augmentation: each variable base of a row mutated with this "
                        "probability; 0: off.", lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("augment_insertion_max", _DEFAULTS.augment_insertion_max,
@@ -138,7 +149,7 @@ def _define_phase_flags():
     flags.DEFINE_integer("augment_translocation_max", _DEFAULTS.augment_translocation_max,
                          "Augmentation: rotate the variable part by up to N bases either "
                          "way; 0: off.", lower_bound=0)
-    flags.DEFINE_float("augment_probability", _DEFAULTS.augment_probability,
+    _define_float("augment_probability", _DEFAULTS.augment_probability,
                        "Probability that each enabled augmentation is applied to a row.",
                        lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("final_unaugmented_epochs", _DEFAULTS.final_unaugmented_epochs,
@@ -169,10 +180,10 @@ def _define_device_flags():
                          lower_bound=1)
     flags.DEFINE_integer("data_parallel_calls", _DEFAULTS.data_parallel_calls,
                          "Parallel batch-assembly calls in tf.data; -1 = autotune.",
-                         lower_bound=-1)
+                         lower_bound=-1, upper_bound=_INT32_MAX)
     flags.DEFINE_integer("prefetch_batches", _DEFAULTS.prefetch_batches,
                          "Batches prefetched ahead of the model; -1 = autotune.",
-                         lower_bound=-1)
+                         lower_bound=-1, upper_bound=_INT32_MAX)
 
 
 def _define_model_flags():
@@ -183,7 +194,7 @@ def _define_model_flags():
         elif isinstance(default, int):
             flags.DEFINE_integer(name, default, help_text, **_MODEL_FLAG_BOUNDS.get(name, {}))
         elif isinstance(default, float):
-            flags.DEFINE_float(name, default, help_text)
+            _define_float(name, default, help_text)
         elif isinstance(default, tuple):
             flags.DEFINE_list(name, [str(v) for v in default], help_text + " (comma list)")
             flags.register_validator(name, _all_positive_integers,
