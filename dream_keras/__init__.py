@@ -33,6 +33,7 @@ _LAZY = {
     "write_ensemble": "dream_keras.ensemble",
     "DreamKerasError": "dream_keras.errors",
     "DataFormatError": "dream_keras.errors",
+    "InvalidSequenceError": "dream_keras.data.sequences",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -20,7 +20,7 @@ from dream_keras.atomic_files import replacing_directory
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import OutputExistsError
 from dream_keras.file_errors import writing
-from dream_keras.inference import model_seq_len
+from dream_keras.inference import checked_seq_len, scoring_model
 from dream_keras.safe_output import check_output_path
 from dream_keras.strand_layers import refuse_second_strand_average
 
@@ -31,17 +31,19 @@ def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
 
     Encoding: `encode`'s window rule (last seq_len bases, left-padded with N), any case.
     Unlike the Python API, letters outside ACGTN are not an error here: a server should
-    answer, and they read as N.
+    answer, and they read as N. A mixed-precision model serves in float32, as the Python
+    API scores it (inference.scoring_model).
     """
     if reverse_complement_average:
         refuse_second_strand_average(model)  # as predict.py and the API refuse it
-    seq_len = seq_len or model_seq_len(model)
+    seq_len = checked_seq_len(model, seq_len)
+    scored = scoring_model(model)
     mean, std = tf.constant(scaler.mean, tf.float64), tf.constant(scaler.std, tf.float64)
 
     def predict(codes):
         # An empty batch is answered empty: the layers cannot take 0 rows.
         output = tf.cond(tf.shape(codes)[0] > 0,
-                         lambda: tf.cast(model(sequence_ops.one_hot(codes), training=False),
+                         lambda: tf.cast(scored(sequence_ops.one_hot(codes), training=False),
                                          tf.float32),
                          lambda: tf.zeros([0, 1], tf.float32))
         return tf.cast(tf.reshape(output, [-1]), tf.float64)
@@ -79,7 +81,7 @@ def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_
     sequence strings tf.string [None] to training-scale expression float32 [None]."""
     check_export_dir(export_dir, overwrite)
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive.track(scoring_model(model))  # the model the endpoint calls
     archive.add_endpoint(
         name="serve",
         fn=serving_function(model, scaler, seq_len=seq_len,

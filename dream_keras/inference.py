@@ -13,6 +13,7 @@ seq_len bases), exactly what reverse-complement training augmentation shows the 
 """
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from typing import Sequence
@@ -27,7 +28,7 @@ from dream_keras.artefacts import check_model, check_model_archive, model_file_p
 from dream_keras.data.readers import DataFormatError
 from dream_keras.data.sequences import N_CODE, encode, encode_strands, hidden_differences
 from dream_keras.data.splits import TargetScaler
-from dream_keras.errors import MissingDataError
+from dream_keras.errors import ConfigurationError, MissingDataError
 from dream_keras.model import in_float32, load_model
 from dream_keras.run_directory import model_path_of, scaler_path_of
 from dream_keras.strand_layers import refuse_second_strand_average
@@ -39,6 +40,9 @@ MIN_BATCH_SHAPE = 8
 # model -> {(batch, both strands, one-hot input, jit): tf.function}; entries go when the
 # model does.
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# model -> its float32 twin, None for a model computing in float32 (scoring_model); the
+# twin holds no reference to its model, so entries go when the model does.
+_FLOAT32_TWINS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def load_run(path) -> tuple[keras.Model, TargetScaler]:
@@ -77,8 +81,23 @@ def model_seq_len(model: keras.Model) -> int:
     training run's flags.seq_len, read from the model itself so they cannot disagree)."""
     seq_len = model.inputs[0].shape[1]
     if seq_len is None:
-        raise ValueError("the model's input length is not fixed; pass `seq_len` explicitly")
+        raise ValueError("the model's input length is not fixed: scoring compiles it for "
+                         "one length, inputs [batch, seq_len, 4] (build_model's `seq_len`)")
     return int(seq_len)
+
+
+def checked_seq_len(model: keras.Model, seq_len=None) -> int:
+    """The model's input length, the only one it can score. The API's `seq_len` parameter
+    may state it (None: read from the model); another length cannot be scored (the
+    compiled model's inputs have the model's length), so it is refused here, by name,
+    rather than failing as a shape error inside TensorFlow."""
+    model_length = model_seq_len(model)
+    if seq_len is not None and seq_len != model_length:
+        raise ConfigurationError(f"`seq_len`={seq_len!r}, but the model takes sequences of "
+                                 f"{model_length} bases (its input [batch, {model_length}, 4]): "
+                                 "omit `seq_len` (it is read from the model) or pass "
+                                 f"{model_length}")
+    return model_length
 
 
 def padded_batch_size(num_rows: int, batch_size: int) -> int:
@@ -99,34 +118,73 @@ def compiled_forward(model: keras.Model, batch_size: int, *, both_strands: bool 
     codes. With `both_strands`, (forward, reverse strand) -> their average, run as ONE batch
     of 2 x batch_size rows. Codes are one-hot encoded inside (sequence_ops.one_hot, N ->
     zeros), so only bytes cross into TensorFlow. The fixed input signature keeps a padded
-    last batch from retracing; the cache lives as long as the model.
+    last batch from retracing; the cache lives as long as the model. A mixed-precision
+    model is scored in float32 (`scoring_model`).
     """
     if both_strands:
         refuse_second_strand_average(model)
+    scored = scoring_model(model)  # called every time: it refreshes a twin's weights
     key = (int(batch_size), bool(both_strands), bool(one_hot_input), bool(jit_compile))
     functions = _COMPILED.setdefault(model, {})
     if key not in functions:
         seq_len = model_seq_len(model)
         spec = (tf.TensorSpec([batch_size, seq_len, 4], tf.float32) if one_hot_input
                 else tf.TensorSpec([batch_size, seq_len], tf.uint8))
-        # A weak reference: the cached function must not keep its cache key (the model)
-        # alive, or the cache would hold every model a process ever scored.
-        model_ref = weakref.ref(model)
-
-        def outputs(inputs):  # [rows, L] uint8 or [rows, L, 4] float32 -> [rows] float32
-            one_hot = inputs if one_hot_input else sequence_ops.one_hot(inputs)
-            return tf.cast(tf.reshape(model_ref()(one_hot, training=False), [-1]), tf.float32)
-
-        if both_strands:
-            def forward(inputs, reverse_inputs):
-                both = tf.reshape(outputs(tf.concat([inputs, reverse_inputs], 0)), [2, -1])
-                return (both[0] + both[1]) / 2.0
-            signature = [spec, spec]
-        else:
-            forward, signature = outputs, [spec]
+        # A partial of a module-level function, not a closure: TensorFlow counts traces
+        # per function code, so closures made here for every key (batch shapes, models)
+        # added up to its "N out of the last N calls triggered retracing" warning,
+        # although each function is traced once. A partial has no code of its own:
+        # TensorFlow counts each one's traces apart.
+        forward = functools.partial(_averaged_strands if both_strands else _outputs,
+                                    model=_WeakModel(scored), one_hot_input=bool(one_hot_input))
+        signature = [spec, spec] if both_strands else [spec]
         functions[key] = tf.function(forward, input_signature=signature,
                                      jit_compile=jit_compile)
     return functions[key]
+
+
+class _WeakModel:
+    """Calls a model it does not keep alive: a cached function holding its cache key (the
+    model) would keep every model a process ever scored. (tf.function refuses a bare
+    weakref.ref as an argument; it takes this object by identity.)"""
+
+    def __init__(self, model: keras.Model):
+        self._model = weakref.ref(model)
+
+    def __call__(self, inputs):
+        return self._model()(inputs, training=False)
+
+
+def _outputs(inputs, *, model: _WeakModel, one_hot_input: bool):
+    """[rows, L] uint8 codes (or [rows, L, 4] float32 one-hot) -> [rows] float32."""
+    one_hot = inputs if one_hot_input else sequence_ops.one_hot(inputs)
+    return tf.cast(tf.reshape(model(one_hot), [-1]), tf.float32)
+
+
+def _averaged_strands(inputs, reverse_inputs, *, model: _WeakModel, one_hot_input: bool):
+    """The mean of both strands' outputs, computed as one batch of 2 x rows."""
+    both = tf.reshape(_outputs(tf.concat([inputs, reverse_inputs], 0), model=model,
+                               one_hot_input=one_hot_input), [2, -1])
+    return (both[0] + both[1]) / 2.0
+
+
+def scoring_model(model: keras.Model) -> keras.Model:
+    """The model every scoring path calls (compiled_forward, so the predict_* API, files
+    and explanations; the exported SavedModel): `model` itself, or for a mixed-precision
+    one its float32 twin (dream_keras.model.in_float32), built once and given `model`'s current
+    weights at every call, so a model trained further between calls is scored as it is
+    now. Here, where a model becomes a scoring function, and not in load_model: models
+    from keras.models.load_model or built in memory reach these paths too, and
+    load_model(compile=True) resumes training, which must keep the saved precision."""
+    if model not in _FLOAT32_TWINS:
+        twin = in_float32(model)
+        _FLOAT32_TWINS[model] = None if twin is model else twin
+        return twin
+    twin = _FLOAT32_TWINS[model]
+    if twin is None:
+        return model
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def predict_codes(model: keras.Model, codes: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -193,7 +251,7 @@ def predict_standardised(model: keras.Model, sequences: Sequence[str], *, seq_le
     Raises InvalidSequenceError (with `.row`) for a letter outside ACGTN.
     """
     codes, reverse_codes = encode_strands(sequence_list(sequences, "sequences"),
-                                          seq_len or model_seq_len(model),
+                                          checked_seq_len(model, seq_len),
                                           reverse_complement_average)
     return predict_codes(model, codes, batch_size, reverse_codes=reverse_codes,
                          jit_compile=jit_compile)
@@ -223,7 +281,7 @@ def variant_effects(model: keras.Model, scaler: TargetScaler, ref_sequences: Seq
     both = predict_sequences(model, scaler, list(ref_sequences) + list(alt_sequences),
                              **predict_options)
     ref, alt = both[:len(ref_sequences)], both[len(ref_sequences):]
-    seq_len = predict_options.get("seq_len") or model_seq_len(model)
+    seq_len = checked_seq_len(model, predict_options.get("seq_len"))
     hidden = np.flatnonzero(hidden_differences(ref_sequences, alt_sequences,
                                                encode(ref_sequences, seq_len),
                                                encode(alt_sequences, seq_len)))

@@ -27,7 +27,7 @@ from dream_keras.data.readers import (DEFAULT_CHUNK_ROWS, DataFormatError, iter_
 from dream_keras.data.sequences import InvalidSequenceError, encode_strands, hidden_differences
 from dream_keras.errors import ConfigurationError
 from dream_keras.file_errors import writing
-from dream_keras.inference import (DEFAULT_BATCH_SIZE, model_seq_len, padded_batch_size,
+from dream_keras.inference import (DEFAULT_BATCH_SIZE, checked_seq_len, padded_batch_size,
                                    predict_codes, refuse_non_finite)
 from dream_keras.safe_output import check_output_path
 
@@ -259,7 +259,7 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
                    batch_size, chunk_rows, both_strands, overwrite, jit_compile) -> int:
     """The one file-prediction path: read -> encode (thread) -> predict -> write (thread)."""
     check_output_writable(output_path, overwrite, inputs=[input_path])
-    seq_len = seq_len or model_seq_len(model)
+    seq_len = checked_seq_len(model, seq_len)
 
     def encoded(item):
         chunk, rows = item

@@ -19,7 +19,7 @@ from dream_keras.data.sequences import InvalidSequenceError
 from tests.run_helpers import run_code, tagged_json
 from tests.saved_run import SCALER_MEAN, SCALER_STD, random_sequences, reference_predictions
 
-pytestmark = pytest.mark.long(seconds=15)  # scheduled by length (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=26)  # scheduled by length (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +101,71 @@ def test_compiled_forward_is_traced_once_and_padding_changes_nothing(run, sequen
 
 
 def test_the_compiled_forward_cache_does_not_keep_models_alive():
+    """Nor the float32 twin of a mixed-precision model (inference.scoring_model)."""
     import gc
     import weakref
 
     import dream_keras
     from tests.conftest import SMALL_MODEL
 
-    model = dream_keras.build_model(**SMALL_MODEL)
-    predict_codes(model, np.full((3, 110), 4, np.uint8))
-    assert compiled_forward(model, 8) is compiled_forward(model, 8)  # cached
-    alive = weakref.ref(model)
-    del model
-    gc.collect()
-    assert alive() is None
+    for dtype, jit_compile in ((None, True), ("mixed_bfloat16", False)):
+        model = dream_keras.build_model(**SMALL_MODEL, dtype=dtype)
+        predict_codes(model, np.full((3, 110), 4, np.uint8), jit_compile=jit_compile)
+        forward = compiled_forward(model, 8, jit_compile=jit_compile)
+        assert compiled_forward(model, 8, jit_compile=jit_compile) is forward  # cached
+        alive = weakref.ref(model)
+        del model, forward
+        gc.collect()
+        assert alive() is None
+
+
+def test_scoring_many_batch_shapes_and_models_traces_each_once_without_a_warning():
+    """The compiled forward was a closure made per cache key: TensorFlow counts traces per
+    function code, so a process scoring several batch shapes or models logged "5 out of
+    the last 5 calls ... triggered tf.function retracing", each function traced once. In
+    a fresh process: TensorFlow warns at most twice per function code per process."""
+    script = (
+        "import json, logging, numpy as np, tensorflow as tf\n"
+        "import dream_keras\n"
+        "from dream_keras.inference import compiled_forward, predict_codes\n"
+        "from tests.conftest import SMALL_MODEL\n"
+        "messages = []\n"
+        "handler = logging.Handler()\n"
+        "handler.emit = lambda record: messages.append(record.getMessage())\n"
+        "tf.get_logger().addHandler(handler)\n"
+        "counts = []\n"
+        "for model in [dream_keras.build_model(**SMALL_MODEL) for _ in range(2)]:\n"
+        "    for batch in (8, 16, 32):  # batch // 2 + 1 rows run at that batch shape\n"
+        "        codes = np.full((batch // 2 + 1, 110), 4, np.uint8)\n"
+        "        predict_codes(model, codes, jit_compile=False)\n"
+        "        predict_codes(model, codes, jit_compile=False)\n"
+        "        counts.append(compiled_forward(model, batch, jit_compile=False)\n"
+        "                      .experimental_get_tracing_count())\n"
+        "print('RESULT', json.dumps({'counts': counts, 'retracing': [\n"
+        "    m for m in messages if 'retracing' in m]}))\n")
+    result = tagged_json(run_code(script).stdout, "RESULT ")
+    assert result["retracing"] == []
+    assert result["counts"] == [1] * 6  # 2 models x 3 batch shapes
+
+
+def test_a_seq_len_other_than_the_models_is_refused_by_name(tmp_path, run, sequences,
+                                                            expected):
+    """`seq_len` was passed to the encoding only: the compiled model still took its own
+    length, so another one failed as a shape error inside TensorFlow (or, in the
+    SavedModel, only when served). The model's own length is accepted."""
+    model, scaler = run
+    np.testing.assert_allclose(predict_sequences(model, scaler, sequences, seq_len=110),
+                               expected, atol=1e-5)
+    path = tmp_path / "in.txt"
+    path.write_text("ACGT\n")
+    refused = r"`seq_len`=100, but the model takes sequences of 110 bases .*pass 110"
+    for call in (lambda: predict_sequences(model, scaler, sequences, seq_len=100),
+                 lambda: variant_effects(model, scaler, ["ACGT"], ["ACGA"], seq_len=100),
+                 lambda: predict_file(model, scaler, path, tmp_path / "out.tsv", seq_len=100),
+                 lambda: serving_function(model, scaler, seq_len=100)):
+        with pytest.raises(ValueError, match=refused):
+            call()
+    assert not (tmp_path / "out.tsv").exists()
 
 
 def test_strand_average_is_one_call_over_both_strands(run, sequences):
@@ -171,6 +223,17 @@ def test_bad_letters_raise_with_the_row(run):
     with pytest.raises(InvalidSequenceError) as caught:
         predict_sequences(*run, ["ACGT", "ACXT"])
     assert caught.value.row == 1
+
+
+def test_invalid_sequence_error_is_importable_from_the_package(run):
+    """What predict_sequences raises for a bad letter can be caught by its public name."""
+    import dream_keras
+
+    assert dream_keras.InvalidSequenceError is InvalidSequenceError
+    assert "InvalidSequenceError" in dream_keras.__all__
+    with pytest.raises(dream_keras.InvalidSequenceError) as caught:
+        predict_sequences(*run, ["ACGT", "NA"])
+    assert caught.value.row == 1 and caught.value.letter is None
 
 
 def test_variant_effects_are_alt_minus_ref(run, sequences, expected):
@@ -300,6 +363,17 @@ def test_serving_function_with_strand_average_matches_python(run, sequences):
         served, predict_sequences(*run, sequences, reverse_complement_average=True), atol=1e-5)
 
 
+def test_the_served_model_reads_empty_missing_markers_and_non_ascii_as_documented(run):
+    """docs/evaluation.md, "Export for serving": the served model refuses nothing. "" is
+    all N; the markers NA/nan are scored as their letters; a non-ASCII character is one N
+    per UTF-8 byte; ASCII whitespace around a sequence is stripped, a no-break space not."""
+    serve = tf.function(serving_function(*run))
+    requests = ["", "NA", "nan", "AC\u00e9GT", "AC\u20acGT", " ACGT\n", "ACGT\u00a0"]
+    read_as = ["", "A", "AN", "ACNNGT", "ACNNNGT", "ACGT", "ACGTNN"]
+    np.testing.assert_allclose(serve(tf.constant(requests))["expression"].numpy(),
+                               predict_sequences(*run, read_as), atol=1e-5)
+
+
 def test_export_reloads_without_dream_keras_and_matches(tmp_path, run, sequences, expected):
     export_dir = tmp_path / "saved_model"
     export_serving(*run, export_dir)
@@ -400,3 +474,51 @@ def test_a_mixed_precision_run_is_scored_in_float32(tmp_path):
     np.testing.assert_allclose(predict_sequences(model, scaler, sequences), float32,
                                atol=1e-4)
     assert np.abs(bfloat16 - float32).max() > 1e-3  # what was scored before
+
+
+def test_a_mixed_float16_model_is_scored_and_exported_in_float32_however_it_was_loaded(
+        tmp_path):
+    """load_run converted a --mixed_precision run to float32, but dream_keras.load_model
+    (like keras.models.load_model, or a model built in memory) keeps its float16 policy,
+    and predict_sequences, export_serving and the explanations' gradients then scored it
+    in float16. Each scoring path now takes the float32 twin (inference.scoring_model),
+    with the model's current weights."""
+    import keras
+
+    import dream_keras
+    from dream_keras.data.sequences import encode, one_hot
+    from dream_keras.data.splits import TargetScaler
+    from dream_keras.explain.gradients import outputs_and_gradients
+    from tests.saved_run import SAVED_RUN_MODEL
+
+    keras.utils.set_random_seed(4)
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        dream_keras.build_model(**SAVED_RUN_MODEL).save(tmp_path / "model.keras")
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    model = dream_keras.load_model(tmp_path / "model.keras")
+    assert "float16" in {layer.compute_dtype for layer in model.layers}  # as trained
+    twin = dream_keras.build_model(**SAVED_RUN_MODEL)
+    scaler, inputs = TargetScaler(2.0, 3.0), random_sequences(24, seed=9)
+
+    def float32_predictions():
+        twin.set_weights(model.get_weights())
+        return twin(one_hot(encode(inputs)), training=False).numpy()[:, 0] * 3.0 + 2.0
+
+    float32 = float32_predictions()
+    float16 = model(one_hot(encode(inputs)), training=False).numpy()[:, 0] * 3.0 + 2.0
+    assert np.abs(float16 - float32).max() > 1e-3  # what was scored before
+    np.testing.assert_allclose(predict_sequences(model, scaler, inputs, jit_compile=False),
+                               float32, atol=1e-5)
+    export_serving(model, scaler, tmp_path / "served")
+    served = tf.saved_model.load(str(tmp_path / "served")).signatures["serving_default"](
+        sequences=tf.constant(inputs))["expression"].numpy()
+    np.testing.assert_allclose(served, float32, atol=1e-5)
+    outputs = outputs_and_gradients(model, one_hot(encode(inputs)), jit_compile=False)[0]
+    np.testing.assert_allclose(outputs * 3.0 + 2.0, float32, atol=1e-5)
+    # Weights changed after a first scoring (training on) are the ones scored next.
+    model.set_weights([weight * 0.9 for weight in model.get_weights()])
+    np.testing.assert_allclose(predict_sequences(model, scaler, inputs, jit_compile=False),
+                               float32_predictions(), atol=1e-5)

@@ -30,8 +30,9 @@ for _code, _letter in enumerate("ACGTN"):
     _CODE_OF_BYTE[ord(_letter)] = _code
     _CODE_OF_BYTE[ord(_letter.lower())] = _code
 
-# Complement of each code: A<->T, C<->G, N stays N.
-_COMPLEMENT_CODE = np.array([3, 2, 1, 0, N_CODE], dtype=np.uint8)
+# Rows per piece of reverse_complement_right_aligned: 65,536 rows of 110 codes keep its
+# temporaries near 30 MB, whatever the input's size.
+REVERSE_CHUNK_ROWS = 65_536
 
 
 class InvalidSequenceError(DreamKerasError, ValueError):
@@ -181,9 +182,10 @@ def decode(codes: np.ndarray) -> list[str]:
     return [row.tobytes().decode("ascii") for row in letters]
 
 
-def _reverse_complement(codes: np.ndarray) -> np.ndarray:
-    """Codes [..., seq_len] complemented and reversed; N stays N (padding moves right)."""
-    return _COMPLEMENT_CODE[np.asarray(codes)][..., ::-1]
+def _complement(codes: np.ndarray) -> np.ndarray:
+    """uint8 codes complemented (A<->T, C<->G, N stays N) by arithmetic: a lookup table
+    indexed by the codes would first copy them as int64 indices, 8 bytes each."""
+    return np.where(codes == N_CODE, codes, np.uint8(3) - codes)
 
 
 def leading_padding(codes: np.ndarray) -> np.ndarray:
@@ -192,7 +194,8 @@ def leading_padding(codes: np.ndarray) -> np.ndarray:
     return np.cumprod(np.asarray(codes) == N_CODE, axis=-1, dtype=np.int8).sum(axis=-1)
 
 
-def reverse_complement_right_aligned(codes: np.ndarray) -> np.ndarray:
+def reverse_complement_right_aligned(codes: np.ndarray, *,
+                                     chunk_rows: int = REVERSE_CHUNK_ROWS) -> np.ndarray:
     """The other strand of encoded rows [n, seq_len], encoded by the same window rule.
 
     THE reverse-strand rule of the package (training augmentation, strand-averaged
@@ -204,13 +207,31 @@ def reverse_complement_right_aligned(codes: np.ndarray) -> np.ndarray:
     the model the same bases, and a 135-bp sequence's reverse strand is the complement of
     its last 110 bases (not its first 110). Leading Ns cannot be told from padding in
     codes and count as padding. See docs/data.md, "Encoding".
+
+    `chunk_rows` rows at a time: the temporaries (a few bytes per code) stay a few tens of
+    MB beside the output however many rows come (the whole data set's reverse strand once
+    took 17 bytes per code).
     """
-    codes = np.asarray(codes)
-    flipped = _reverse_complement(codes)
-    seq_len = codes.shape[-1]
-    padding = leading_padding(codes)[..., None]
-    columns = (np.arange(seq_len) - padding) % seq_len  # roll each row right by its padding
-    return np.take_along_axis(flipped, columns, axis=-1)
+    codes = np.asarray(codes, dtype=np.uint8)
+    flat = codes.reshape(-1, codes.shape[-1])
+    reverse = np.empty_like(flat)
+    for start in range(0, len(flat), chunk_rows):
+        reverse[start:start + chunk_rows] = _reverse_rows(flat[start:start + chunk_rows])
+    return reverse.reshape(codes.shape)
+
+
+def _reverse_rows(codes: np.ndarray) -> np.ndarray:
+    """reverse_complement_right_aligned of codes uint8 [m, seq_len], all at once: each row
+    reversed and complemented, then moved right by its padding (whose Ns, now at its end,
+    go back to the front), the rows of one padding in one slice copy (no index per code)."""
+    seq_len = codes.shape[1]
+    flipped = _complement(codes)[:, ::-1]
+    padding = leading_padding(codes)
+    reverse = np.full_like(codes, N_CODE)
+    for pad in np.unique(padding):
+        rows = np.flatnonzero(padding == pad)
+        reverse[rows, pad:] = flipped[rows, :seq_len - pad]
+    return reverse
 
 
 def hidden_differences(ref_sequences: Sequence[str], alt_sequences: Sequence[str],

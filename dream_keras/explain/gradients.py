@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from dream_keras.data.sequences import one_hot
-from dream_keras.explain.model_access import DEFAULT_BATCH_SIZE, model_seq_len, padded_batch_size
+from dream_keras.explain.model_access import (DEFAULT_BATCH_SIZE, model_seq_len,
+                                              padded_batch_size, scoring_model)
 from dream_keras.explain.strands import onto_forward, reverse_positions
 from dream_keras.strand_layers import averages_both_strands
 
@@ -28,11 +29,13 @@ _GRADIENTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def gradient_function(model, batch_size: int, *, jit_compile: bool = True):
     """one-hot float32 [batch_size, L, 4] -> (standardised outputs [batch_size],
-    d output / d input [batch_size, L, 4]); traced once per (model, batch, jit) and cached."""
+    d output / d input [batch_size, L, 4]); traced once per (model, batch, jit) and cached.
+    A mixed-precision model is differentiated in float32, as it is scored."""
+    scored = scoring_model(model)  # called every time: it refreshes a twin's weights
     key = (int(batch_size), bool(jit_compile))
     functions = _GRADIENTS.setdefault(model, {})
     if key not in functions:
-        model_ref = weakref.ref(model)
+        model_ref = weakref.ref(scored)
 
         def outputs_and_gradients(inputs):
             with tf.GradientTape() as tape:
