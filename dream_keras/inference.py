@@ -136,14 +136,14 @@ def compiled_forward(model: keras.Model, batch_size: int, *, both_strands: bool 
         # although each function is traced once. A partial has no code of its own:
         # TensorFlow counts each one's traces apart.
         forward = functools.partial(_averaged_strands if both_strands else _outputs,
-                                    model=_WeakModel(scored), one_hot_input=bool(one_hot_input))
+                                    model=WeakModel(scored), one_hot_input=bool(one_hot_input))
         signature = [spec, spec] if both_strands else [spec]
         functions[key] = tf.function(forward, input_signature=signature,
                                      jit_compile=jit_compile)
     return functions[key]
 
 
-class _WeakModel:
+class WeakModel:
     """Calls a model it does not keep alive: a cached function holding its cache key (the
     model) would keep every model a process ever scored. (tf.function refuses a bare
     weakref.ref as an argument; it takes this object by identity.)"""
@@ -155,13 +155,13 @@ class _WeakModel:
         return self._model()(inputs, training=False)
 
 
-def _outputs(inputs, *, model: _WeakModel, one_hot_input: bool):
+def _outputs(inputs, *, model: WeakModel, one_hot_input: bool):
     """[rows, L] uint8 codes (or [rows, L, 4] float32 one-hot) -> [rows] float32."""
     one_hot = inputs if one_hot_input else sequence_ops.one_hot(inputs)
     return tf.cast(tf.reshape(model(one_hot), [-1]), tf.float32)
 
 
-def _averaged_strands(inputs, reverse_inputs, *, model: _WeakModel, one_hot_input: bool):
+def _averaged_strands(inputs, reverse_inputs, *, model: WeakModel, one_hot_input: bool):
     """The mean of both strands' outputs, computed as one batch of 2 x rows."""
     both = tf.reshape(_outputs(tf.concat([inputs, reverse_inputs], 0), model=model,
                                one_hot_input=one_hot_input), [2, -1])

@@ -120,7 +120,7 @@ def test_the_compiled_forward_cache_does_not_keep_models_alive():
 
 
 def test_scoring_many_batch_shapes_and_models_traces_each_once_without_a_warning():
-    """The compiled forward was a closure made per cache key: TensorFlow counts traces per
+    """The compiled forward (and the explanations' gradient) was a closure made per key: TensorFlow counts traces per
     function code, so a process scoring several batch shapes or models logged "5 out of
     the last 5 calls ... triggered tf.function retracing", each function traced once. In
     a fresh process: TensorFlow warns at most twice per function code per process."""
@@ -128,6 +128,7 @@ def test_scoring_many_batch_shapes_and_models_traces_each_once_without_a_warning
         "import json, logging, numpy as np, tensorflow as tf\n"
         "import dream_keras\n"
         "from dream_keras.inference import compiled_forward, predict_codes\n"
+        "from dream_keras.explain.gradients import gradient_function, outputs_and_gradients\n"
         "from tests.conftest import SMALL_MODEL\n"
         "messages = []\n"
         "handler = logging.Handler()\n"
@@ -141,11 +142,16 @@ def test_scoring_many_batch_shapes_and_models_traces_each_once_without_a_warning
         "        predict_codes(model, codes, jit_compile=False)\n"
         "        counts.append(compiled_forward(model, batch, jit_compile=False)\n"
         "                      .experimental_get_tracing_count())\n"
+        "        one_hot = np.zeros((batch // 2 + 1, 110, 4), np.float32)\n"
+        "        outputs_and_gradients(model, one_hot, jit_compile=False)\n"
+        "        outputs_and_gradients(model, one_hot, jit_compile=False)\n"
+        "        counts.append(gradient_function(model, batch, jit_compile=False)\n"
+        "                      .experimental_get_tracing_count())\n"
         "print('RESULT', json.dumps({'counts': counts, 'retracing': [\n"
         "    m for m in messages if 'retracing' in m]}))\n")
     result = tagged_json(run_code(script).stdout, "RESULT ")
     assert result["retracing"] == []
-    assert result["counts"] == [1] * 6  # 2 models x 3 batch shapes
+    assert result["counts"] == [1] * 12  # 2 models x 3 batch shapes x (forward, gradient)
 
 
 def test_a_seq_len_other_than_the_models_is_refused_by_name(tmp_path, run, sequences,

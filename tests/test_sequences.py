@@ -38,6 +38,16 @@ def test_invalid_letter_names_row_and_letter():
     assert "'X'" in str(error.value)
 
 
+@pytest.mark.parametrize("sequence,letter", [("ACGTé", "é"), ("AC€T", "€"),
+                                             ("é€X", "é")])
+def test_a_non_ascii_letter_is_named_as_written(sequence, letter):
+    """The codes count UTF-8 bytes; the error names the character, not its first byte."""
+    with pytest.raises(seq.InvalidSequenceError) as error:
+        seq.encode(["ACGTACGT", sequence], seq_len=4)
+    assert error.value.row == 1 and error.value.letter == letter
+    assert f"invalid letter {letter!r}" in str(error.value)
+
+
 def test_a_missing_value_marker_is_not_encoded():
     with pytest.raises(seq.InvalidSequenceError) as error:
         seq.encode(["ACGT", "NA", "nan"], seq_len=4)

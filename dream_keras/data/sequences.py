@@ -115,18 +115,20 @@ def encode(sequences: Sequence[str], seq_len: int = DEFAULT_SEQ_LEN) -> np.ndarr
     invalid = np.flatnonzero(codes == INVALID_CODE)
     if invalid.size:
         row = int(np.searchsorted(np.cumsum(lengths), invalid[0], side="right"))
-        start = int(np.sum(lengths[:row]))
-        raise InvalidSequenceError(row, chr(_letter_at(sequences[row], invalid[0] - start)),
-                                   sequences[row])
+        raise InvalidSequenceError(row, _first_invalid_letter(sequences[row]), sequences[row])
     markers = missing_marker_rows(sequences, lengths)
     if markers.size:
         raise InvalidSequenceError(int(markers[0]), None, sequences[markers[0]])
     return _right_aligned(codes, lengths, seq_len)
 
 
-def _letter_at(sequence: str, offset: int) -> int:
-    encoded = sequence.encode("utf-8", errors="replace")
-    return encoded[offset] if offset < len(encoded) else ord("?")
+def _first_invalid_letter(sequence: str) -> str:
+    """The sequence's first character outside ACGTN, read as a character (the codes count
+    UTF-8 bytes: 'é' is two of them, and its first byte alone read 'Ã')."""
+    return next(letter for letter in sequence if letter not in _VALID_LETTERS)
+
+
+_VALID_LETTERS = frozenset("ACGTNacgtn")
 
 
 def _concatenated_codes(sequences: list[str]) -> tuple[np.ndarray, np.ndarray]:

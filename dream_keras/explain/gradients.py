@@ -10,6 +10,7 @@ the two averaged, as the averaged prediction is.
 """
 from __future__ import annotations
 
+import functools
 import weakref
 
 import numpy as np
@@ -17,7 +18,8 @@ import tensorflow as tf
 
 from dream_keras.data.sequences import one_hot
 from dream_keras.explain.model_access import (DEFAULT_BATCH_SIZE, model_seq_len,
-                                              padded_batch_size, scoring_model)
+                                              padded_batch_size, scoring_model,
+                                              WeakModel)
 from dream_keras.explain.strands import onto_forward, reverse_positions
 from dream_keras.strand_layers import averages_both_strands
 
@@ -35,20 +37,22 @@ def gradient_function(model, batch_size: int, *, jit_compile: bool = True):
     key = (int(batch_size), bool(jit_compile))
     functions = _GRADIENTS.setdefault(model, {})
     if key not in functions:
-        model_ref = weakref.ref(scored)
-
-        def outputs_and_gradients(inputs):
-            with tf.GradientTape() as tape:
-                tape.watch(inputs)
-                outputs = tf.cast(tf.reshape(model_ref()(inputs, training=False), [-1]),
-                                  tf.float32)
-                total = tf.reduce_sum(outputs)  # rows are independent: d total = d row
-            return outputs, tape.gradient(total, inputs)
-
+        # A partial of a module-level function, as inference.compiled_forward does, so
+        # TensorFlow counts each key's traces apart (closures shared one count and warned
+        # of retracing when several models or batch shapes were explained).
+        function = functools.partial(_outputs_and_gradients, model=WeakModel(scored))
         spec = tf.TensorSpec([batch_size, model_seq_len(model), 4], tf.float32)
-        functions[key] = tf.function(outputs_and_gradients, input_signature=[spec],
+        functions[key] = tf.function(function, input_signature=[spec],
                                      jit_compile=jit_compile)
     return functions[key]
+
+
+def _outputs_and_gradients(inputs, *, model):
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = tf.cast(tf.reshape(model(inputs), [-1]), tf.float32)
+        total = tf.reduce_sum(outputs)  # rows are independent: d total = d row
+    return outputs, tape.gradient(total, inputs)
 
 
 def outputs_and_gradients(model, inputs: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,

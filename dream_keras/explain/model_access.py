@@ -5,4 +5,5 @@ same encoding, same un-scaling), so it reuses those functions rather than copyin
 """
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, compiled_forward,  # noqa: F401
                                    encode_strands, load_run, model_seq_len, padded_batch_size,
-                                   predict_codes, scoring_model, sequence_list)
+                                   predict_codes, scoring_model, sequence_list,
+                                   WeakModel)
