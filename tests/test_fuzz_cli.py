@@ -155,6 +155,9 @@ def cases() -> list:
                      r"directory"),
         Case("export_over_the_run", "predict", [model, "--export={W}/run", "--overwrite"],
              message=r"--export is or holds the input"),
+        Case("model_empty", "predict", ["--model=", "--input={W}/seqs.txt",
+                                        f"--output={out}/" + "{NAME}.tsv"],
+             prefix="FATAL Flags parsing error:", message=r"--model is empty: give a path"),
         Case("export_with_format_but_no_output", "predict",
              [model, f"--export={out}/" + "{NAME}", "--format=dream_json"],
              prefix="FATAL Flags parsing error:",
@@ -288,6 +291,8 @@ def cases() -> list:
               ("clipnorm_inf", "--clipnorm=inf", r"--clipnorm=inf: --clipnorm must be a "
                                                  r"finite number"),
               ("l2_weight_nan", "--l2_weight=nan", r"--l2_weight must be a finite number"),
+              ("output_dir_empty", "--output_dir=",
+               r"--output_dir=: --output_dir is empty: give a path"),
               ("prefetch_over_int32", "--prefetch_batches=3000000000",
                r"3000000000 is not an integer in the range \[-1, 2147483647\]")]],
         Case("train_flagfile_not_utf8", "train", ["--flagfile={W}/latin1.flags",

@@ -55,7 +55,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace the explain outputs 
                                "non-empty --output_dir.")
 _JIT_COMPILE = flags.DEFINE_bool("jit_compile", True, "Run the model and its gradient "
                                  "XLA-compiled (as predict.py).")
-flags.mark_flags_as_required(["input", "output_dir"])
+runner.mark_required(["input", "output_dir"])
 
 
 def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),

@@ -5,6 +5,7 @@ import dataclasses
 
 from absl import flags
 
+from dream_keras.cli import runner
 from dream_keras.inference import DEFAULT_BATCH_SIZE
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS
 
@@ -33,5 +34,5 @@ def define_prediction_flags(*, chunk_rows_help: str,
         reverse_complement_average=flags.DEFINE_bool(
             "reverse_complement_average", False, reverse_complement_help),
     )
-    flags.mark_flag_as_required("model")
+    runner.mark_required(["model"])
     return holders

@@ -27,7 +27,7 @@ _CHUNK_ROWS = flags.DEFINE_integer("chunk_rows", DEFAULT_CHUNK_ROWS, "Rows parse
 _SKIP_BAD_ROWS = flags.DEFINE_bool("skip_bad_rows", False, "Drop malformed rows and report "
                                    "how many, instead of stopping at the first one.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
-flags.mark_flags_as_required(["input", "output"])
+runner.mark_required(["input", "output"])
 
 
 def prepare_from_flags() -> None:

@@ -54,6 +54,17 @@ def flag_spelling(message: str) -> str:
     return _PARAMETER.sub(as_flag, message)
 
 
+def mark_required(names) -> None:
+    """absl's required flags, which also refuse an empty value (`--output_dir=` reached the
+    command as '' and failed as ': cannot create the run directory') and say 'Required.'
+    in --help. Every required flag of the package is a path."""
+    for name in names:
+        flags.FLAGS[name].help = f"{flags.FLAGS[name].help} Required."
+        flags.register_validator(name, lambda value: value is None or value.strip() != "",
+                                 message=f"--{name} is empty: give a path")
+    flags.mark_flags_as_required(list(names))
+
+
 def no_problem(problem: str | None) -> bool:
     """For absl multi-flag validators: True, or a ValidationError carrying `problem`."""
     if problem:

@@ -14,8 +14,8 @@ from dream_keras.file_errors import writing
 from dream_keras.safe_output import check_output_path
 
 _OUTPUT = flags.DEFINE_string("output", None, "File to write (DREAM format; gzipped when the "
-                              "name ends in .gz). Parent directories are created.",
-                              required=True)
+                              "name ends in .gz). Parent directories are created.")
+runner.mark_required(["output"])
 _ROWS = flags.DEFINE_integer("rows", 100_000, "Number of rows to write.", lower_bound=0)
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed (0 to 2**32 - 1): the same seed writes "
                              "the same bytes.", lower_bound=0, upper_bound=MAX_SEED)

@@ -10,6 +10,7 @@ import math
 
 from absl import flags
 
+from dream_keras.cli import runner
 from dream_keras.model import MODEL_ARGUMENT_HELP, MODEL_DEFAULTS
 from dream_keras.training_config import MAX_SEED, TrainingConfig
 from dream_keras.optimizers import LR_SCHEDULES, OPTIMIZERS
@@ -214,7 +215,7 @@ def define_flags(required=("train_data", "output_dir")):
     _define_phase_flags()
     _define_device_flags()
     _define_model_flags()
-    flags.mark_flags_as_required(list(required))
+    runner.mark_required(required)
 
 
 def config_from_flags(values=flags.FLAGS) -> TrainingConfig:
