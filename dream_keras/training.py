@@ -149,6 +149,24 @@ def train(config: TrainingConfig, extra_callbacks=()) -> dict:
         return _train_owning_output_dir(config, strategy, chief, list(extra_callbacks))
 
 
+def _warn_discarding_unfinished(output_dir, identity: dict) -> None:
+    """--overwrite on an unfinished run of this configuration throws its finished epochs
+    away: said in one line, since rerunning the same command line after a stop (with the
+    --overwrite it started with) looks like resuming."""
+    record = rundir.read_run_record(output_dir)
+    if not (record and record.get("status") == "running"
+            and rundir.same_identity(record.get("identity"), identity)):
+        return
+    try:
+        backup = rundir.resume_point(output_dir)
+    except RunDirectoryError:  # an earlier release's backup: not resumable anyway
+        return
+    if backup is not None:
+        logging.warning("%s: --overwrite discards this unfinished run's %d finished "
+                        "epoch(s) and starts afresh; without --overwrite it would have "
+                        "resumed at epoch %d", output_dir, backup.epoch, backup.epoch + 1)
+
+
 def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
                              extra_callbacks: list) -> dict:
     identity = config.run_identity()
@@ -207,6 +225,7 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
     if chief:
         # Every check has passed: only now does --overwrite remove the previous run.
         if config.overwrite:
+            _warn_discarding_unfinished(config.output_dir, identity)
             rundir.remove_run_outputs(config.output_dir)
         rundir.clear_partials(config.output_dir)
         # run.json first: a run killed before the scaler is written is still resumable.

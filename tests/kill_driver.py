@@ -12,7 +12,8 @@ Actions ("at"):
                before the rename, "after" just after it
   pause        {"epoch", "marker", "release"}  after that epoch, create `marker` and wait
                until `release` exists (a run that holds its directory for a test)
-Exits by SIGKILL at the point, or as train.py does when the point never comes.
+Any action may add {"signal": "SIGTERM"} to stop the run with that signal instead.
+Exits by SIGKILL (or the action's signal) at the point, or as train.py does when the point never comes.
 """
 import fnmatch
 import json
@@ -22,10 +23,13 @@ import sys
 import time
 
 
+_SIGNAL = [signal.SIGKILL]  # the action's "signal" ("SIGTERM": a scheduler's stop)
+
+
 def _die():
     sys.stdout.flush()
     sys.stderr.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), _SIGNAL[0])
 
 
 def _patch_replace(action):
@@ -84,6 +88,7 @@ def _hook_callback(action):
 def main():
     action = json.loads(sys.argv[1])
     sys.argv = [sys.argv[0], *sys.argv[2:]]
+    _SIGNAL[0] = getattr(signal, action.get("signal", "SIGKILL"))
     if action["at"] == "replace":
         _patch_replace(action)
     else:

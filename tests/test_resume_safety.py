@@ -46,9 +46,9 @@ def _flags(cache, run_dir):
     return [f"--train_data={cache}", f"--output_dir={run_dir}", *RUN]
 
 
-def _driver(action: dict, cache, run_dir, **popen):
+def _driver(action: dict, cache, run_dir, *extra, **popen):
     return warm_fork.popen([sys.executable, str(REPO / "tests" / "kill_driver.py"),
-                             json.dumps(action), *_flags(cache, run_dir)],
+                             json.dumps(action), *_flags(cache, run_dir), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             **popen)
 
@@ -136,6 +136,25 @@ def test_killed_anywhere_resumes_to_the_same_history(tmp_path, small_cache,  # n
     assert saved.keys() == wanted.keys()
     for name in wanted:
         np.testing.assert_array_equal(saved[name], wanted[name], err_msg=name)
+
+
+def test_a_stop_under_overwrite_says_how_to_resume_and_a_rerun_says_what_it_discards(
+        tmp_path, small_cache, reference):  # noqa: F811
+    """A run started with --overwrite and stopped (SIGTERM after epoch 1's backup): its
+    last line says to rerun WITHOUT --overwrite to resume; rerunning the same command line
+    (--overwrite included) starts afresh, and says it discards the finished epoch."""
+    run_dir = tmp_path / "run"
+    process = _driver({"at": "epoch_end", "epoch": 1, "signal": "SIGTERM"}, small_cache,
+                      run_dir, "--overwrite")
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err[-3000:]
+    assert "Traceback" not in err
+    assert "rerun the command WITHOUT --overwrite to resume" in err.strip().splitlines()[-1]
+    result = run_train(*_flags(small_cache, run_dir), "--overwrite")
+    assert (f"{run_dir}: --overwrite discards this unfinished run's 2 finished epoch(s) "
+            "and starts afresh; without --overwrite it would have resumed at epoch 3"
+            in result.stderr), result.stderr[-3000:]
+    assert history(run_dir) == history(reference)  # the whole run again
 
 
 def _config(data, run_dir):

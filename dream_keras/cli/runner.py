@@ -84,9 +84,18 @@ def run(command: Callable[[], object]) -> None:
     except KeyboardInterrupt as interruption:
         terminated = isinstance(interruption, Terminated)
         print(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}): outputs are "
-              "whole or absent; rerun the same command (a training run resumes where "
-              "it stopped)", file=sys.stderr)
+              f"whole or absent; {_how_to_continue()}", file=sys.stderr)
         sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+
+
+def _how_to_continue() -> str:
+    """Rerunning resumes a training run, unless the command line starts it afresh."""
+    overwrite = "overwrite" in flags.FLAGS and flags.FLAGS.is_parsed() and \
+        flags.FLAGS["overwrite"].value
+    if overwrite:
+        return ("rerun the command WITHOUT --overwrite to resume a training run (with "
+                "it, the run starts afresh)")
+    return "rerun the same command (a training run resumes where it stopped)"
 
 
 class Terminated(KeyboardInterrupt):
