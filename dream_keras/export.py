@@ -63,10 +63,18 @@ def check_export_dir(export_dir, overwrite: bool, inputs=()) -> None:
     """Refuse early (before loading a model) an export that would destroy something: an
     existing directory without `overwrite`, one holding an input (the run itself), or a
     path that is not a directory (safe_output.check_output_path)."""
-    check_output_path(export_dir, inputs=inputs, overwrite=overwrite, parameter="export_dir",
-                      directory=True)
-    # Replaced whole: only an earlier export (or an empty directory), never a folder of
-    # the user's that happens to be named so.
+    try:
+        check_output_path(export_dir, inputs=inputs, overwrite=overwrite,
+                          parameter="export_dir", directory=True)
+    except OutputExistsError:
+        _refuse_other_than_an_export(export_dir)  # first: `overwrite` would not help
+        raise
+    _refuse_other_than_an_export(export_dir)
+
+
+def _refuse_other_than_an_export(export_dir) -> None:
+    """Replaced whole: only an earlier export (or an empty directory), never a folder of
+    the user's that happens to be named so."""
     if (os.path.isdir(export_dir) and os.listdir(export_dir)
             and not os.path.exists(os.path.join(export_dir, "saved_model.pb"))):
         raise OutputExistsError(f"{export_dir}: `export_dir` is a directory that holds no "

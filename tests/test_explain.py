@@ -181,7 +181,7 @@ def test_explain_py_writes_aligned_arrays_tsv_and_readable_logos(tmp_path, run, 
     out = tmp_path / "explained"
     command = [sys.executable, os.path.join(REPO, "explain.py"), f"--model={path}",
                f"--input={tmp_path / 'in.csv'}", f"--output_dir={out}", "--logos=2",
-               "--methods=ism", "--methods=integrated_gradients", "--ig_steps=8"]
+               "--methods=ism,integrated_gradients", "--ig_steps=8"]
     result = warm_fork.run(command, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     with h5py.File(out / "attributions.h5") as arrays:
@@ -206,6 +206,20 @@ def test_explain_py_writes_aligned_arrays_tsv_and_readable_logos(tmp_path, run, 
     again = warm_fork.run(command, timeout=300)
     assert again.returncode == 1 and "not empty" in again.stderr
     assert os.path.getsize(out / "attributions.h5") > 0
+
+
+def test_methods_are_a_comma_list_or_the_flag_repeated():
+    """explain.py's --help shows the default as a comma list, so a comma list must work
+    (the flag took one method per --methods); the API takes the same."""
+    from dream_keras.errors import ConfigurationError
+    from dream_keras.explain.core import check_methods
+
+    assert check_methods(["ism,integrated_gradients"]) == ("ism", "integrated_gradients")
+    assert check_methods(["ism", "gradient_x_input, ism"]) == ("ism", "gradient_x_input")
+    assert check_methods("gradient_x_input") == ("gradient_x_input",)
+    for bad in (["ism,gradient"], [","], []):
+        with pytest.raises(ConfigurationError, match="methods must be among"):
+            check_methods(bad)
 
 
 def test_flanks_are_found_where_the_sequence_holds_them():

@@ -321,6 +321,10 @@ def cases() -> list:
         Case("prepare_output_dev_full", "prepare", ["--input={W}/labelled.txt",
                                                     "--output=/dev/full", "--overwrite"],
              message=r"/dev/full: --output exists and is a device"),
+        Case("prepare_header_line", "prepare", ["--input={W}/with_header.txt",
+                                                f"--output={out}/p_header.h5"],
+             message=r"with_header\.txt:1: letter 's' outside ACGTN in sequence 'sequence'; "
+                     r"a header line\? this format has none"),
         Case("prepare_bom_training_file", "prepare", ["--input={W}/bom_labelled.txt",
                                                       f"--output={out}/bom.h5"], code=0),
         Case("prepare_input_unreadable", "prepare", ["--input={W}/unreadable.txt",
@@ -437,6 +441,7 @@ def _write_inputs(w: pathlib.Path) -> None:
     labelled = _labelled_lines(400, 1)
     (w / "labelled.txt").write_text("\n".join(labelled) + "\n")
     (w / "bom_labelled.txt").write_text(BOM + "\n".join(labelled) + "\n")
+    (w / "with_header.txt").write_text("sequence\texpression\n" + "\n".join(labelled) + "\n")
     (w / "one_row.txt").write_text(labelled[0] + "\n")
     (w / "binary.bin").write_bytes(b"\x80\x81\xfe\xff" * 100)
     (w / "bad_letter.txt").write_text("\n".join(sequences[:2] + ["ACGTX"] + sequences[2:]))

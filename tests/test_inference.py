@@ -391,8 +391,9 @@ def test_export_reloads_without_dream_keras_and_matches(tmp_path, run, sequences
     check_export_dir(export_dir, overwrite=True)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="holds no SavedModel"):
-        check_export_dir(tmp_path / "mine", overwrite=True)
+    for overwrite in (True, False):  # never 'pass overwrite', which would not help
+        with pytest.raises(FileExistsError, match="holds no SavedModel"):
+            check_export_dir(tmp_path / "mine", overwrite=overwrite)
     inputs = tmp_path / "inputs.json"
     inputs.write_text(json.dumps(sequences + ["acgXt"]))  # odd letters read as N when served
     script = (

@@ -13,6 +13,8 @@ import_tensorflow_quietly()  # before prediction_flags, which imports the model 
 
 from dream_keras.cli import runner  # noqa: E402
 from dream_keras.cli.prediction_flags import define_prediction_flags  # noqa: E402
+from dream_keras.errors import ConfigurationError  # noqa: E402
+from dream_keras.explain.core import METHODS, check_methods  # noqa: E402
 
 _SHARED = define_prediction_flags(
     chunk_rows_help="Input rows read at a time (they are explained 64 at a time).",
@@ -24,13 +26,23 @@ _INPUT = flags.DEFINE_string("input", None, "Sequences to explain, in any format
                              "`sequence` column; gzip accepted).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory for attributions.h5, "
                                   "attributions.tsv, logos/ and modisco/.")
-_METHODS = flags.DEFINE_multi_enum(
-    "methods", ["ism", "gradient_x_input", "integrated_gradients"],
-    ["ism", "gradient_x_input", "integrated_gradients"],
-    "Attribution methods: ism (every single-base substitution, exact, 3 x seq_len + 1 "
-    "forward rows per sequence), gradient_x_input (one gradient), integrated_gradients "
-    "(ig_steps + 1 gradients). Repeat the flag for several: --methods=ism "
-    "--methods=gradient_x_input (default: all three).")
+_METHODS = flags.DEFINE_multi_string(
+    "methods", ",".join(METHODS),
+    "Attribution methods, comma-separated (or the flag repeated): ism (every single-base "
+    "substitution, exact, 3 x seq_len + 1 forward rows per sequence), gradient_x_input "
+    "(one gradient), integrated_gradients (ig_steps + 1 gradients).")
+
+
+def _known_methods(values) -> bool:
+    try:
+        check_methods(values)
+    except ConfigurationError:
+        return False
+    return True
+
+
+flags.register_validator("methods", _known_methods, message=f"--methods takes "
+                         f"{', '.join(METHODS)} (comma-separated or the flag repeated)")
 _IG_STEPS = flags.DEFINE_integer("ig_steps", 100, "Integrated gradients: path points "
                                  "minus one (trapezoid rule).", lower_bound=1)
 _IG_BASELINE = flags.DEFINE_enum("ig_baseline", "zeros", ["zeros", "uniform"],
@@ -64,7 +76,6 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
     """What dream-explain does; returns the summary it prints."""
     import os
 
-    from dream_keras.errors import ConfigurationError
     from dream_keras.explain import files, motifs as motif_step
     from dream_keras.explain.model_access import load_run
     from dream_keras.file_errors import check_input_file
@@ -97,7 +108,6 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
 
 
 def _logo_rows(values):
-    from dream_keras.errors import ConfigurationError
 
     if [value.lower() for value in values] == ["all"]:
         return "all"
@@ -113,7 +123,7 @@ def _logo_rows(values):
 
 def explain_from_flags():
     return run_explain(
-        _SHARED.model.value, _INPUT.value, _OUTPUT_DIR.value, methods=tuple(_METHODS.value),
+        _SHARED.model.value, _INPUT.value, _OUTPUT_DIR.value, methods=check_methods(_METHODS.value),
         logo_rows=_logo_rows(_LOGOS.value), motifs=_MOTIFS.value,
         motif_source=_MOTIF_SOURCE.value, motif_max_seqlets=_MOTIF_MAX_SEQLETS.value,
         motif_db=_MOTIF_DB.value, overwrite=_OVERWRITE.value,

@@ -45,6 +45,13 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _SURROGATE_ESCAPE = re.compile(r"\\udc([89a-f][0-9a-f])")
 _NOT_A_BASE = re.compile(r"[^ACGTNacgtn]")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_ .-]*")
+
+
+def _looks_like_a_column_name(text: str) -> bool:
+    """A first field that reads as a column name (`sequence`, `seq_id`): a table's header
+    in a format without one. Mostly not bases, so a mistyped sequence (ACGX) is not one."""
+    return bool(_WORD.fullmatch(text)) and len(_NOT_A_BASE.findall(text)) * 2 > len(text)
 TEXT, FASTA, TABLE = "challenge text", "FASTA", "CSV/TSV table"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -226,6 +233,9 @@ def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_ba
     rest_of_line = frame["expression"].to_numpy()
     for row in invalid_rows:
         problems[row] = _sequence_problem(sequences[row], rest_of_line=rest_of_line[row])
+        if int(line_numbers[row]) == 1 and _looks_like_a_column_name(sequences[row]):
+            problems[row] += ("; a header line? this format has none: every line is a "
+                              "sequence (or sequence<TAB>expression)")
     expression = None
     if with_expression:
         text = frame["expression"].to_numpy()

@@ -18,7 +18,12 @@ METHODS = ("ism", "gradient_x_input", "integrated_gradients")
 
 
 def check_methods(methods) -> tuple:
-    methods = tuple(dict.fromkeys(methods))
+    """The attribution methods, in order, each once; a comma list (or several) is split,
+    as explain.py's --methods takes them."""
+    if isinstance(methods, str):
+        methods = [methods]
+    methods = tuple(dict.fromkeys(name.strip() for value in methods
+                                  for name in str(value).split(",") if name.strip()))
     unknown = [name for name in methods if name not in METHODS]
     if unknown or not methods:
         raise ConfigurationError(f"methods must be among {', '.join(METHODS)}; got "
