@@ -13,7 +13,8 @@ from scipy import stats
 
 METRIC_NAMES = {
     "n": "number of rows (or pairs) scored",
-    "mse": "mean squared error (standardised targets); history.csv: loss / val_loss",
+    "mse": "mean squared error (standardised targets); history.csv's loss / val_loss "
+           "add the L2 penalty to it",
     "r2": "coefficient of determination 1 - SSE/SST",
     "pearson": "Pearson r over the whole set (history.csv: val_pearson; pearson = the "
                "epoch's training rows, in training mode)",

@@ -18,6 +18,8 @@ from keras import ops
 
 # The sums PearsonR keeps, all float64 and weighted by the sample weight.
 _SUMS = ("n", "sum_x", "sum_y", "sum_xx", "sum_yy", "sum_xy")
+# A side whose n*sum_xx - sum_x^2 is below this share of n*sum_xx is constant.
+CONSTANT_SIDE = 1e-12
 
 
 @keras.saving.register_keras_serializable(package="dream_keras")
@@ -26,7 +28,9 @@ class PearsonR(keras.metrics.Metric):
     r squared with `squared=True`. NaN for fewer than 2 rows or a constant side.
 
     Rows with sample weight 0 (evaluation padding) are left out; weights are meant to be
-    0 or 1. float64 sums keep 1e-5 agreement with scipy.stats.pearsonr over 100k rows.
+    0 or 1. float64 sums keep 1e-5 agreement with scipy.stats.pearsonr over 100k rows
+    while the values' mean is within about 1e4 of their spread (standardised targets and
+    predictions are; raw sums cannot be shifted per replica and still add up).
     """
 
     def __init__(self, name="pearson", squared=False, **kwargs):
@@ -49,8 +53,15 @@ class PearsonR(keras.metrics.Metric):
     def result(self):
         n, sx, sy, sxx, syy, sxy = (ops.convert_to_tensor(self.sums[key]) for key in _SUMS)
         covariance = n * sxy - sx * sy
-        variances = (n * sxx - sx * sx) * (n * syy - sy * sy)
-        valid = ops.logical_and(n >= 2, variances > 0)
+        variance_x, variance_y = n * sxx - sx * sx, n * syy - sy * sy
+        # Rounding leaves a constant side's n*sxx - sx^2 a tiny number of either sign
+        # (r came out as +-1e-10, which a collapsed model's epoch then scored as): below
+        # CONSTANT_SIDE of n*sxx it is taken for 0. A real spread that small would need
+        # an offset a million times the spread, where these sums have lost it anyway.
+        valid = ops.logical_and(
+            n >= 2, ops.logical_and(variance_x > CONSTANT_SIDE * n * sxx,
+                                    variance_y > CONSTANT_SIDE * n * syy))
+        variances = variance_x * variance_y
         r = ops.where(valid, covariance / ops.sqrt(ops.where(valid, variances, 1.0)),
                       ops.cast(float("nan"), "float64"))
         return r * r if self.squared else r

@@ -30,3 +30,23 @@ def test_no_correlation_without_finite_varying_values(predicted):
 def test_mismatched_sizes_refused():
     with pytest.raises(ValueError, match="3 values but measured has 2"):
         pearson_r([1, 2, 3], [1, 2])
+
+
+@pytest.mark.parametrize("constant", [1 / 3, -1.3, 0.1, 1e3, 0.0])
+def test_the_streaming_metric_gives_no_correlation_for_a_constant_side(constant):
+    """Raw sums left a constant side's variance at +-1e-16 of its scale, and r at +-1e-10:
+    a collapsed model's epoch scored as a real val_pearson (best over a negative one)."""
+    from dream_keras.streaming_metrics import PearsonR
+
+    rng = np.random.default_rng(1)
+    varying = rng.standard_normal(10_007)
+    for predicted, measured in ((np.full(varying.size, constant), varying),
+                                (varying, np.full(varying.size, constant))):
+        metric = PearsonR()
+        for start in range(0, varying.size, 1024):
+            metric.update_state(measured[start:start + 1024], predicted[start:start + 1024])
+        assert math.isnan(float(metric.result())), (constant, float(metric.result()))
+    metric = PearsonR()  # a real, weak correlation is still one
+    weak = varying + rng.standard_normal(varying.size) * 30
+    metric.update_state(varying, weak)
+    assert float(metric.result()) == pytest.approx(np.corrcoef(weak, varying)[0, 1], abs=1e-9)
