@@ -119,7 +119,8 @@ def compiled_forward(model: keras.Model, batch_size: int, *, both_strands: bool 
     of 2 x batch_size rows. Codes are one-hot encoded inside (sequence_ops.one_hot, N ->
     zeros), so only bytes cross into TensorFlow. The fixed input signature keeps a padded
     last batch from retracing; the cache lives as long as the model. A mixed-precision
-    model is scored in float32 (`scoring_model`).
+    model is scored in float32 (`scoring_model`), by a twin holding its weights as of this
+    call: call compiled_forward again after changing them.
     """
     if both_strands:
         refuse_second_strand_average(model)
@@ -172,19 +173,48 @@ def scoring_model(model: keras.Model) -> keras.Model:
     """The model every scoring path calls (compiled_forward, so the predict_* API, files
     and explanations; the exported SavedModel): `model` itself, or for a mixed-precision
     one its float32 twin (dream_keras.model.in_float32), built once and given `model`'s current
-    weights at every call, so a model trained further between calls is scored as it is
-    now. Here, where a model becomes a scoring function, and not in load_model: models
+    weights at every call of this function, so a model trained further between calls is
+    scored as it is now (a compiled_forward function kept by a caller holds the twin with
+    the weights of its own call: ask compiled_forward again after changing them, as
+    predict_codes does on every call). Here, where a model becomes a scoring function, and not in load_model: models
     from keras.models.load_model or built in memory reach these paths too, and
     load_model(compile=True) resumes training, which must keep the saved precision."""
     if model not in _FLOAT32_TWINS:
-        twin = in_float32(model)
-        _FLOAT32_TWINS[model] = None if twin is model else twin
-        return twin
+        _FLOAT32_TWINS[model] = _float32_twin(model)
+        return _FLOAT32_TWINS[model] or model
     twin = _FLOAT32_TWINS[model]
     if twin is None:
         return model
     twin.set_weights(model.get_weights())
     return twin
+
+
+def _float32_twin(model: keras.Model) -> keras.Model | None:
+    """in_float32(model) for a model computing in a mixed precision, else None. A model
+    that cannot be rebuilt from its config (a subclassed layer without get_config) is
+    scored in its own precision, with a warning: it was scored so before, not refused."""
+    if not _computes_in_low_precision(model):
+        return None
+    try:
+        twin = in_float32(model)
+    except (NotImplementedError, TypeError, ValueError) as error:
+        logging.warning("%s computes in %s and cannot be rebuilt in float32 (%s): scored "
+                        "in its own precision", model.name, model.dtype_policy.name, error)
+        return None
+    return None if twin is model else twin
+
+
+def _computes_in_low_precision(model: keras.Model) -> bool:
+    """Any layer, nested models' included, under a mixed-precision policy (read from the
+    layers, so that a float32 model's config is never asked for)."""
+    pending = [model]
+    while pending:
+        layer = pending.pop()
+        if str(getattr(layer.dtype_policy, "name", "")).startswith("mixed_"):
+            return True
+        if isinstance(layer, keras.Model):
+            pending.extend(layer.layers)
+    return False
 
 
 def predict_codes(model: keras.Model, codes: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,

@@ -154,7 +154,7 @@ def in_float32(model: keras.Model) -> keras.Model:
     float32 = _float32_policies(config)
     if float32 == config:  # nested models (an ensemble's members) included
         return model
-    rebuilt = keras.Model.from_config(float32)
+    rebuilt = type(model).from_config(float32)  # Sequential too
     rebuilt.set_weights(model.get_weights())
     return rebuilt
 

@@ -56,8 +56,8 @@ class PearsonR(keras.metrics.Metric):
         variance_x, variance_y = n * sxx - sx * sx, n * syy - sy * sy
         # Rounding leaves a constant side's n*sxx - sx^2 a tiny number of either sign
         # (r came out as +-1e-10, which a collapsed model's epoch then scored as): below
-        # CONSTANT_SIDE of n*sxx it is taken for 0. A real spread that small would need
-        # an offset a million times the spread, where these sums have lost it anyway.
+        # CONSTANT_SIDE of n*sxx it is taken for 0. A real spread that small needs a mean
+        # a million times the spread: outputs on the standardised scale are far from it.
         valid = ops.logical_and(
             n >= 2, ops.logical_and(variance_x > CONSTANT_SIDE * n * sxx,
                                     variance_y > CONSTANT_SIDE * n * syy))

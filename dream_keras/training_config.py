@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 from dream_keras.errors import ConfigurationError
 
@@ -76,7 +77,7 @@ class TrainingConfig:
                     if field.name != "model"}
         settings.update({f"model {name}": value for name, value in self.model.items()})
         for name, value in settings.items():
-            if isinstance(value, float) and not math.isfinite(value):
+            if isinstance(value, numbers.Real) and not math.isfinite(value):  # NumPy's too
                 raise ConfigurationError(f"{name} must be a finite number, got {value}")
 
     @classmethod

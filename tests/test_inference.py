@@ -483,6 +483,52 @@ def test_a_mixed_precision_run_is_scored_in_float32(tmp_path):
     assert np.abs(bfloat16 - float32).max() > 1e-3  # what was scored before
 
 
+def test_models_that_cannot_be_rebuilt_from_their_config_are_still_scored(caplog):
+    """The float32 rule asked every model for its config: a float32 model with a custom
+    layer lacking get_config, and a mixed-precision Sequential (which keras.Model cannot
+    rebuild), were scored before it and failed after it. The first is scored as it is,
+    the second in float32 (rebuilt as a Sequential), and one that cannot be rebuilt in its
+    own precision with a warning."""
+    import keras
+
+    from dream_keras.inference import predict_codes
+
+    class Doubling(keras.layers.Layer):  # no get_config: its config cannot be written
+        def __init__(self, factor_array):
+            super().__init__()
+            self.factor_array = factor_array
+
+        def call(self, inputs):
+            return inputs * self.factor_array[0]
+
+    codes = np.random.default_rng(0).integers(0, 4, size=(5, 110)).astype(np.uint8)
+    inputs = keras.Input((110, 4))
+    custom = keras.Model(inputs, keras.layers.Dense(1)(
+        keras.layers.Flatten()(Doubling(np.array([2.0]))(inputs))))
+    one_hot_codes = np.eye(4, dtype=np.float32)[codes]
+    np.testing.assert_allclose(predict_codes(custom, codes, jit_compile=False),
+                               custom(one_hot_codes).numpy()[:, 0], atol=1e-5)
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        sequential = keras.Sequential([keras.Input((110, 4)), keras.layers.Flatten(),
+                                       keras.layers.Dense(1, dtype="float32")])
+        inputs = keras.Input((110, 4))
+        mixed_custom = keras.Model(inputs, keras.layers.Dense(1, dtype="float32")(
+            keras.layers.Flatten()(Doubling(np.array([2.0]))(inputs))))
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    float32 = keras.Sequential([keras.Input((110, 4)), keras.layers.Flatten(),
+                                keras.layers.Dense(1)])
+    float32.set_weights(sequential.get_weights())
+    np.testing.assert_allclose(predict_codes(sequential, codes, jit_compile=False),
+                               float32(one_hot_codes).numpy()[:, 0], atol=1e-5)
+    with caplog.at_level("WARNING"):
+        scored = predict_codes(mixed_custom, codes, jit_compile=False)
+    np.testing.assert_allclose(scored, mixed_custom(one_hot_codes).numpy()[:, 0], atol=1e-2)
+    assert "cannot be rebuilt in float32" in caplog.text
+
+
 def test_a_mixed_float16_model_is_scored_and_exported_in_float32_however_it_was_loaded(
         tmp_path):
     """load_run converted a --mixed_precision run to float32, but dream_keras.load_model

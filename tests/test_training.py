@@ -82,8 +82,9 @@ def test_steps_per_execution_must_divide_every_epochs_steps():
 
 @pytest.mark.parametrize("setting", [dict(learning_rate=float("nan")),
                                      dict(clipnorm=float("inf")),
-                                     dict(model={"l2_weight": float("-inf")})],
-                         ids=["learning_rate", "clipnorm", "model_l2_weight"])
+                                     dict(model={"l2_weight": float("-inf")}),
+                                     dict(ema_momentum=np.float32("nan"))],
+                         ids=["learning_rate", "clipnorm", "model_l2_weight", "numpy_nan"])
 def test_a_nan_or_infinite_setting_is_refused_when_the_config_is_made(setting):
     """Through the API too (the command lines refuse them as flag errors): nan passes
     every bound check, and would train on into NaN weights."""

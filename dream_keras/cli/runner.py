@@ -7,8 +7,9 @@ traceback. Library errors name the parameter to change in backticks (`overwrite=
 here each becomes the flag that sets it (--overwrite), so API users read parameters and
 CLI users read flags. `--help` (also -h, -?, --helpshort) prints the command's own flags
 with their defaults and exits 0; `--helpfull` keeps absl's listing of every flag,
-TensorFlow's too. Ctrl-C and SIGTERM end a command with one line and status 128 + the
-signal, after every `finally` has run (no temporary file is left behind).
+TensorFlow's too. Ctrl-C and SIGTERM end a command with one line, after every `finally`
+has run (no temporary file is left behind), and then by that signal (a shell reports
+130 / 143).
 """
 from __future__ import annotations
 
@@ -82,20 +83,40 @@ def run(command: Callable[[], object]) -> None:
         with _sigterm_as_interrupt():
             app.run(lambda argv: _guarded(command, argv), flags_parser=_parse_flags)
     except KeyboardInterrupt as interruption:
-        terminated = isinstance(interruption, Terminated)
-        print(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}): outputs are "
-              f"whole or absent; {_how_to_continue()}", file=sys.stderr)
-        sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
+        signal_number = signal.SIGTERM if isinstance(interruption, Terminated) \
+            else signal.SIGINT
+        # On a new line: a progress line (\r) may be open.
+        print(f"\ninterrupted ({'SIGTERM' if signal_number == signal.SIGTERM else 'Ctrl-C'})"
+              f": outputs are whole or absent; {_how_to_continue()}", file=sys.stderr)
+        _die_of(signal_number)
+
+
+def _die_of(signal_number) -> None:
+    """End by the signal itself, now that cleanup has run: a shell loop or a scheduler
+    then sees a command killed by it (status 128 + the signal) and stops too, as it
+    would not for an ordinary exit."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    signal.signal(signal_number, signal.SIG_DFL)
+    os.kill(os.getpid(), signal_number)
+    sys.exit(128 + signal_number)  # only if the signal is blocked
+
+
+def _training_command() -> bool:
+    return flags.FLAGS.is_parsed() and "epochs" in flags.FLAGS and "train_data" in flags.FLAGS
 
 
 def _how_to_continue() -> str:
-    """Rerunning resumes a training run, unless the command line starts it afresh."""
-    overwrite = "overwrite" in flags.FLAGS and flags.FLAGS.is_parsed() and \
+    """What rerunning does: a training run resumes, unless the command line starts it
+    afresh; other commands write their outputs again."""
+    overwrite = flags.FLAGS.is_parsed() and "overwrite" in flags.FLAGS and \
         flags.FLAGS["overwrite"].value
+    if not _training_command():
+        return "rerun the command to write them"
     if overwrite:
-        return ("rerun the command WITHOUT --overwrite to resume a training run (with "
-                "it, the run starts afresh)")
-    return "rerun the same command (a training run resumes where it stopped)"
+        return ("rerun the command WITHOUT --overwrite to resume the run (with it, the "
+                "run starts afresh)")
+    return "rerun the same command to resume the run where it stopped"
 
 
 class Terminated(KeyboardInterrupt):
