@@ -73,8 +73,7 @@ class TrainingConfig:
         """A NaN or infinite setting (learning rate, rates, probabilities) would train on
         silently, into NaN weights or a rate that means nothing: refused here, where both
         the API and the command lines pass."""
-        settings = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
-                    if field.name != "model"}
+        settings = {name: getattr(self, name) for name in self.flag_names()}
         settings.update({f"model {name}": value for name, value in self.model.items()})
         for name, value in settings.items():
             if isinstance(value, numbers.Real) and not math.isfinite(value):  # NumPy's too

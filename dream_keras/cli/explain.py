@@ -108,7 +108,6 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
 
 
 def _logo_rows(values):
-
     if [value.lower() for value in values] == ["all"]:
         return "all"
     try:

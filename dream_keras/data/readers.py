@@ -46,12 +46,6 @@ _BOM = b"\xef\xbb\xbf"
 _SURROGATE_ESCAPE = re.compile(r"\\udc([89a-f][0-9a-f])")
 _NOT_A_BASE = re.compile(r"[^ACGTNacgtn]")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_ .-]*")
-
-
-def _looks_like_a_column_name(text: str) -> bool:
-    """A first field that reads as a column name (`sequence`, `seq_id`): a table's header
-    in a format without one. Mostly not bases, so a mistyped sequence (ACGX) is not one."""
-    return bool(_WORD.fullmatch(text)) and len(_NOT_A_BASE.findall(text)) * 2 > len(text)
 TEXT, FASTA, TABLE = "challenge text", "FASTA", "CSV/TSV table"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -261,6 +255,12 @@ def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_ba
         expression = expression[keep] if expression is not None else None
         codes = codes[keep] if codes is not None else None
     return Chunk(list(sequences), expression, line_numbers, codes)
+
+
+def _looks_like_a_column_name(text: str) -> bool:
+    """A first field that reads as a column name (`sequence`, `seq_id`): a table's header
+    in a format without one. Mostly not bases, so a mistyped sequence (ACGX) is not one."""
+    return bool(_WORD.fullmatch(text)) and len(_NOT_A_BASE.findall(text)) * 2 > len(text)
 
 
 def _sequence_problem(sequence: str, column: str = "sequence",

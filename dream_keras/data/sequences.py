@@ -33,6 +33,7 @@ for _code, _letter in enumerate("ACGTN"):
 # Rows per piece of reverse_complement_right_aligned: 65,536 rows of 110 codes keep its
 # temporaries near 30 MB, whatever the input's size.
 REVERSE_CHUNK_ROWS = 65_536
+_VALID_LETTERS = frozenset("ACGTNacgtn")
 
 
 class InvalidSequenceError(DreamKerasError, ValueError):
@@ -126,9 +127,6 @@ def _first_invalid_letter(sequence: str) -> str:
     """The sequence's first character outside ACGTN, read as a character (the codes count
     UTF-8 bytes: 'é' is two of them, and its first byte alone read 'Ã')."""
     return next(letter for letter in sequence if letter not in _VALID_LETTERS)
-
-
-_VALID_LETTERS = frozenset("ACGTNacgtn")
 
 
 def _concatenated_codes(sequences: list[str]) -> tuple[np.ndarray, np.ndarray]:
