@@ -1,0 +1,123 @@
+"""Cross-validation table of seed ensembles from the kept member predictions of
+cv_member_predictions.sh, beside the built-in k-mer ridge of each fold:
+
+    python experiments/small_data/cv_ensemble_table.py --fold_dir=FOLD_DIR \
+        --results_dir=experiments/small_data/results/cv_distill --seeds=0,1,2
+
+Per fold: every member's held-out Pearson r and Spearman rho, the ensemble's (the mean of
+the members' expression-scale, strand-averaged predictions: what ensemble.py's one-file
+ensemble of those runs predicts) and the ridge's, fitted on all of the fold's training
+rows as `evaluate.py --baseline_train_data` fits it. The ridge's predictions are kept in
+RESULTS_DIR/fold<i>_ridge.txt (+ .json) on first use, so the table is rebuilt without
+refitting. The mean row covers only the folds that have every requested seed, and the
+output names the folds left out. A member whose test_sha256 does not match the fold's
+test.txt is refused (its predictions belong to other rows).
+"""
+import hashlib
+import json
+import os
+
+import numpy as np
+from absl import app, flags
+
+from dream_keras.baseline import fit_kmer_ridge_file
+from dream_keras.data.readers import read_expression_file
+from dream_keras.metrics import pearson_r, spearman_rho
+
+_FOLD_DIR = flags.DEFINE_string("fold_dir", None, "Folds of make_folds.py: fold<i>/{train,test}.txt.")
+_RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Where cv_member_predictions.sh kept "
+                                   "fold<i>_seed<K>.txt/.json.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "The ensemble's members (seeds).")
+_FOLDS = flags.DEFINE_list("folds", ["0", "1", "2", "3", "4"], "Folds to report.")
+flags.mark_flags_as_required(["fold_dir", "results_dir"])
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def _predictions(path: str, rows: int) -> np.ndarray:
+    values = np.loadtxt(path, dtype=np.float64, ndmin=1)
+    if values.shape != (rows,):
+        raise ValueError(f"{path}: {values.shape[0]} predictions for {rows} held-out rows")
+    return values
+
+
+def _ridge_predictions(fold_dir: str, results_dir: str, fold: str, rows: int) -> tuple:
+    base = os.path.join(results_dir, f"fold{fold}_ridge")
+    if not os.path.exists(base + ".txt"):
+        ridge = fit_kmer_ridge_file(os.path.join(fold_dir, f"fold{fold}", "train.txt"))
+        test_sequences, _ = read_expression_file(os.path.join(fold_dir, f"fold{fold}", "test.txt"))
+        np.savetxt(base + ".txt", ridge.predict(test_sequences), fmt="%.6f")
+        with open(base + ".json", "w") as handle:
+            json.dump({"k": ridge.k, "penalty": ridge.penalty}, handle)
+            handle.write("\n")
+    with open(base + ".json") as handle:
+        return _predictions(base + ".txt", rows), json.load(handle)
+
+
+def _scores(predicted, measured) -> tuple:
+    return pearson_r(predicted, measured), spearman_rho(predicted, measured)
+
+
+def fold_row(fold_dir: str, results_dir: str, fold: str, seeds: list) -> dict:
+    test = os.path.join(fold_dir, f"fold{fold}", "test.txt")
+    _, measured = read_expression_file(test)
+    test_sha256 = _sha256(test)
+    members, diverged = {}, {}
+    for seed in seeds:
+        base = os.path.join(results_dir, f"fold{fold}_seed{seed}")
+        if not (os.path.exists(base + ".txt") and os.path.exists(base + ".json")):
+            continue
+        with open(base + ".json") as handle:
+            summary = json.load(handle)
+        if summary["test_sha256"] != test_sha256:
+            raise ValueError(f"{base}.json: predicted another test.txt than {test}")
+        members[seed] = _predictions(base + ".txt", len(measured))
+        diverged[seed] = summary["diverged_epochs"]
+    ridge, ridge_fit = _ridge_predictions(fold_dir, results_dir, fold, len(measured))
+    row = {"fold": fold, "members": {s: _scores(p, measured) for s, p in members.items()},
+           "diverged_epochs": diverged, "ridge": _scores(ridge, measured), "ridge_fit": ridge_fit,
+           "complete": len(members) == len(seeds)}
+    if members:
+        row["ensemble"] = _scores(np.mean(list(members.values()), axis=0), measured)
+    return row
+
+
+def markdown(rows: list, seeds: list) -> str:
+    header = ("| fold | " + " | ".join(f"seed {s} r / rho" for s in seeds)
+              + f" | {len(seeds)}-seed ensemble r / rho | ridge r / rho | diverged epochs |")
+    lines = [header, "|" + "---|" * (len(seeds) + 4)]
+    for row in rows:
+        cells = [f"{row['members'][s][0]:.3f} / {row['members'][s][1]:.3f}"
+                 if s in row["members"] else "not run" for s in seeds]
+        ensemble = (f"{row['ensemble'][0]:.3f} / {row['ensemble'][1]:.3f}"
+                    if row["complete"] else "incomplete")
+        diverged = "; ".join(f"seed {s}: {', '.join(map(str, e))}"
+                             for s, e in row["diverged_epochs"].items() if e) or "none"
+        lines.append(f"| {row['fold']} | " + " | ".join(cells) + f" | {ensemble} | "
+                     f"{row['ridge'][0]:.3f} / {row['ridge'][1]:.3f} | {diverged} |")
+    complete = [row for row in rows if row["complete"]]
+    if complete:
+        mean = np.mean([row["ensemble"] for row in complete], axis=0)
+        ridge = np.mean([row["ridge"] for row in complete], axis=0)
+        lines.append(f"| mean of folds {', '.join(r['fold'] for r in complete)} | "
+                     + " | ".join("" for _ in seeds)
+                     + f" | **{mean[0]:.4f} / {mean[1]:.4f}** | **{ridge[0]:.4f} / {ridge[1]:.4f}** | |")
+    missing = [row["fold"] for row in rows if not row["complete"]]
+    if missing:
+        lines.append(f"\nFolds without all {len(seeds)} seeds (not in the mean): "
+                     + ", ".join(missing))
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    seeds = list(_SEEDS.value)
+    rows = [fold_row(_FOLD_DIR.value, _RESULTS_DIR.value, fold, seeds) for fold in _FOLDS.value]
+    print(markdown(rows, seeds))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Cross-validation members of flags/small_data.flags, one (fold, seed) at a time, keeping
+# what each member predicts on its fold's held-out rows IN THE REPOSITORY, so that a CV
+# of 15+ runs (5-7 hours on 2 CPU cores) can be accumulated over several sessions and the
+# seed ensembles scored from the kept predictions (cv_ensemble_table.py). Run from the
+# repository root:
+#
+#   experiments/small_data/cv_member_predictions.sh FOLD_DIR RUN_PREFIX RESULTS_DIR \
+#       "FOLDS" "SEEDS" [train.py flags...]
+#
+# FOLD_DIR holds fold<i>/{train,test}.txt (make_folds.py --folds=5 --seed=0); FOLDS and
+# SEEDS are space-separated lists, e.g. "3 2" "0 1 2". Per pair: train.py into
+# RUN_PREFIX_fold<i>/seed_K (skipped when its run.json says completed; a killed run
+# resumes), then predict.py --reverse_complement_average on the fold's test.txt (into the
+# run directory), whose prediction column goes to RESULTS_DIR/fold<i>_seed<K>.txt (one
+# number per line, in test.txt's order: a few KB to commit), and the run's summary to
+# RESULTS_DIR/fold<i>_seed<K>.json (best epoch, val r, diverged and rolled-back epochs,
+# and the SHA-256 of the test.txt predicted). A member whose files exist is skipped. The ensemble of several seeds is the mean of these expression-scale
+# predictions: what ensemble.py's one-file ensemble of the same runs predicts (to 1e-6).
+set -euo pipefail
+fold_dir=$1 prefix=$2 results=$3 folds=$4 seeds=$5
+shift 5
+python=${PYTHON:-.venv/bin/python}
+mkdir -p "$results"
+for fold in $folds; do
+    data="$fold_dir/fold$fold"
+    for seed in $seeds; do
+        run="${prefix}_fold$fold/seed_$seed"
+        base="$results/fold${fold}_seed$seed"
+        [[ -f $base.txt && -f $base.json ]] && continue
+        if ! grep -qs '"status": "completed"' "$run/run.json"; then
+            "$python" train.py --flagfile=flags/small_data.flags --train_data="$data/train.txt" \
+                --output_dir="$run" --synthetic_rows=0 --seed="$seed" "$@"
+        fi
+        "$python" predict.py --model="$run/model.keras" --input="$data/test.txt" \
+            --output="$run/heldout_predictions.tsv" --reverse_complement_average --overwrite
+        "$python" - "$run" "$base" "$fold" "$seed" "$data/test.txt" <<'EOF'
+import hashlib, json, sys
+run, base, fold, seed, test = sys.argv[1:]
+with open(run + "/heldout_predictions.tsv") as handle:
+    header, *lines = handle.read().splitlines()
+assert header.split("\t")[-1] == "prediction", header
+predictions = [line.split("\t")[-1] for line in lines]
+with open(test, "rb") as handle:
+    test_sha256 = hashlib.sha256(handle.read()).hexdigest()
+run_json = run + "/run.json"
+with open(run_json) as handle:
+    record = json.load(handle)
+summary = {
+    "fold": int(fold), "seed": int(seed),
+    "epochs_completed": record.get("epochs_completed"),
+    "best_epoch": record.get("best_epoch"),
+    "best_val_pearson": (record.get("best_metrics") or {}).get("val_pearson"),
+    "diverged_epochs": record.get("diverged_epochs", []),
+    "rolled_back_epochs": record.get("rolled_back_epochs", []),
+    "test_rows": len(predictions), "test_sha256": test_sha256,
+}
+with open(base + ".txt", "w") as handle:
+    handle.write("\n".join(predictions) + "\n")
+with open(base + ".json", "w") as handle:
+    json.dump(summary, handle, indent=1)
+    handle.write("\n")
+EOF
+    done
+done

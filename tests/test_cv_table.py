@@ -1,0 +1,78 @@
+"""experiments/small_data/cv_ensemble_table.py: the CV table that docs/small_data.md reports
+from kept member predictions (an ensemble is the mean of its members; folds without every
+seed stay out of the mean; predictions of other rows are refused)."""
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tests.conftest import REPO
+
+SCRIPT = REPO / "experiments" / "small_data" / "cv_ensemble_table.py"
+REAL_ROWS = REPO / "tests" / "data" / "dream2022" / "train_sample" / "camformer_demo_test.txt"
+
+
+def _write_member(results, fold, seed, predictions, test_path):
+    np.savetxt(results / f"fold{fold}_seed{seed}.txt", predictions, fmt="%.6f")
+    sha = hashlib.sha256(test_path.read_bytes()).hexdigest()
+    (results / f"fold{fold}_seed{seed}.json").write_text(json.dumps(
+        {"fold": fold, "seed": seed, "diverged_epochs": [2] if seed == 1 else [],
+         "test_sha256": sha}))
+
+
+@pytest.fixture
+def cv(tmp_path):
+    lines = REAL_ROWS.read_text().splitlines()
+    folds, results = tmp_path / "folds", tmp_path / "results"
+    results.mkdir()
+    rng = np.random.default_rng(0)
+    measured = {}
+    for fold in (0, 1):
+        part = folds / f"fold{fold}"
+        part.mkdir(parents=True)
+        (part / "train.txt").write_text("\n".join(lines[fold * 400:fold * 400 + 300]) + "\n")
+        (part / "test.txt").write_text("\n".join(lines[fold * 400 + 300:fold * 400 + 400]) + "\n")
+        measured[fold] = np.array([float(line.split("\t")[1]) for line in
+                                   lines[fold * 400 + 300:fold * 400 + 400]])
+    members = {seed: measured[0] + rng.normal(0, 3, 100) for seed in (0, 1)}
+    for seed, predictions in members.items():
+        _write_member(results, 0, seed, predictions, folds / "fold0" / "test.txt")
+    _write_member(results, 1, 0, measured[1] + rng.normal(0, 3, 100), folds / "fold1" / "test.txt")
+    return folds, results, measured, members
+
+
+def _table(folds, results, seeds="0,1"):
+    return subprocess.run([sys.executable, str(SCRIPT), f"--fold_dir={folds}",
+                           f"--results_dir={results}", f"--seeds={seeds}", "--folds=0,1"],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+def test_the_ensemble_is_the_mean_of_its_members_and_incomplete_folds_stay_out(cv):
+    folds, results, measured, members = cv
+    done = _table(folds, results)
+    assert done.returncode == 0, done.stderr
+    ensemble = np.mean([members[0], members[1]], axis=0)
+    r = stats.pearsonr(ensemble, measured[0])[0]
+    rho = stats.spearmanr(ensemble, measured[0])[0]
+    fold0 = next(line for line in done.stdout.splitlines() if line.startswith("| 0 |"))
+    assert f"{r:.3f} / {rho:.3f}" in fold0
+    assert "seed 1: 2" in fold0  # its diverged epoch is named
+    fold1 = next(line for line in done.stdout.splitlines() if line.startswith("| 1 |"))
+    assert "not run" in fold1 and "incomplete" in fold1
+    assert "| mean of folds 0 |" in done.stdout
+    assert f"**{r:.4f} / {rho:.4f}**" in done.stdout
+    assert "Folds without all 2 seeds (not in the mean): 1" in done.stdout
+    assert (results / "fold0_ridge.txt").exists()  # kept: the table rebuilds without refitting
+
+
+def test_predictions_of_other_rows_are_refused(cv):
+    folds, results, _, _ = cv
+    (folds / "fold0" / "test.txt").write_text(
+        (folds / "fold1" / "test.txt").read_text())
+    done = _table(folds, results)
+    assert done.returncode != 0
+    assert "fold0_seed0.json: predicted another test.txt" in done.stderr
