@@ -18,8 +18,9 @@ SCALER_MEAN, SCALER_STD = 11.0, 2.5
 SAVED_RUN_SEED = 0
 
 
-def save_small_run(directory: pathlib.Path) -> pathlib.Path:
-    """Write model.keras + target_scaler.json + run.json into `directory`; the model path."""
+def save_small_run(directory: pathlib.Path, seed: int = SAVED_RUN_SEED) -> pathlib.Path:
+    """Write model.keras + target_scaler.json + run.json into `directory`; the model path.
+    Another `seed` gives other weights."""
     import json
 
     import dream_keras
@@ -30,7 +31,7 @@ def save_small_run(directory: pathlib.Path) -> pathlib.Path:
     directory.mkdir(parents=True, exist_ok=True)
     # The same weights in every session: tests on this untrained model (e.g. integrated
     # gradients' completeness on a near-zero difference) must not depend on test order.
-    keras.utils.set_random_seed(SAVED_RUN_SEED)
+    keras.utils.set_random_seed(seed)
     model = dream_keras.build_model(**SAVED_RUN_MODEL)
     model.save(directory / "model.keras")
     TargetScaler(SCALER_MEAN, SCALER_STD).save(directory / "target_scaler.json")

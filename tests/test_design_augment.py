@@ -88,6 +88,18 @@ def test_rows_shorter_than_the_3_prime_flank_keep_their_drawn_length(real_codes)
     np.testing.assert_array_equal(six, np.broadcast_to(design.suffix[-6:], six.shape))
 
 
+def _keeps_known_flanks(original, changed):
+    """Independently of design.variable_region: every row whose original starts with the
+    DREAM 5' flank and ends with the 3' flank still does, in the same columns."""
+    checked = 0
+    for before, after in zip(_strings(original), _strings(changed)):
+        if before.startswith(PREFIX) and before.endswith(SUFFIX):
+            assert after.startswith(PREFIX) and after.endswith(SUFFIX)
+            assert len(after) == len(before)
+            checked += 1
+    assert checked > 0.9 * len(original)
+
+
 def test_generation_is_stateless_and_seeded(real_codes):
     generator = SequenceGenerator(infer_design(real_codes))
     first = generator.batch(3, 1, 41, 64)
@@ -108,6 +120,7 @@ def test_copies_of_training_rows_keep_their_flanks(real_codes, kind):
     rng = batch_rng(0, 1, 0)
     sources = real_codes[rng.integers(0, len(real_codes), size=300)]
     assert np.array_equal(np.where(outside, batch, 0), np.where(outside, sources, 0))
+    _keeps_known_flanks(sources, batch)
     inside_changed = (batch != sources).sum(axis=1)
     if kind == "shuffle":
         for row, source in zip(batch[:50], sources[:50]):
@@ -129,6 +142,7 @@ def test_augmentations_never_touch_flanks_and_keep_rows_in_place(real_codes, nam
     columns = np.arange(110)[None, :]
     outside = (columns < start[:, None]) | (columns >= end[:, None])
     assert np.array_equal(out[outside], codes[outside])  # flanks and padding unchanged
+    _keeps_known_flanks(codes, out)
     assert np.array_equal(padding_lengths(out), padding_lengths(codes))  # lengths kept
     assert not (out[~outside] == N_CODE).any() or (codes[~outside] == N_CODE).any()
     changed = (out != codes).any(axis=1)

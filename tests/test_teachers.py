@@ -123,7 +123,7 @@ def test_model_and_ridge_teachers_average_on_the_runs_scale(tmp_path, real_rows,
     from dream_keras.dataset import generated_dataset
 
     first = save_small_run(tmp_path / "a")
-    second = save_small_run(tmp_path / "b")  # another random initialisation
+    second = save_small_run(tmp_path / "b", seed=1)  # another random initialisation
     run_scaler = TargetScaler(10.0, 2.0)
     models = ModelTeacher([str(first), str(second)], run_scaler, seq_len=110)
     with pytest.raises(ConfigurationError, match="reads sequences of 110 bases, this run 100"):
@@ -143,6 +143,8 @@ def test_model_and_ridge_teachers_average_on_the_runs_scale(tmp_path, real_rows,
     expected = (ridge.labels(codes) + sum(run_scaler.transform(r) for r in raw)) / 3
     assert y.shape == (32, 1)
     assert np.allclose(y.numpy()[:, 0], expected, atol=1e-4)
+    # The two models differ (each counts, not one twice).
+    assert np.abs(raw[0] - raw[1]).max() > 1e-2
     assert np.array_equal(x.numpy().argmax(-1)[x.numpy().sum(-1) > 0],
                           codes[codes < 4])
     # A stream started at step 3 holds what a stream from step 0 holds at step 3.
@@ -150,6 +152,24 @@ def test_model_and_ridge_teachers_average_on_the_runs_scale(tmp_path, real_rows,
                                    model_teacher=models, teacher_count=3)
     _, y_again = list(from_start.take(4))[3]
     assert np.array_equal(y_again.numpy(), y.numpy())
+
+
+def test_an_ensemble_file_teaches_the_mean_of_its_members(tmp_path):
+    """An ensemble.py file as --teacher: its members' mean, mapped to the run's scale."""
+    from dream_keras.data.sequences import one_hot
+    from dream_keras.ensemble import write_ensemble
+    from tests.saved_run import random_sequences
+
+    members = [save_small_run(tmp_path / "a"), save_small_run(tmp_path / "b", seed=1)]
+    write_ensemble([m.parent for m in members], tmp_path / "ens")
+    _, paths = parse_teachers(str(tmp_path / "ens"))  # the run directory names its model
+    run_scaler = TargetScaler(10.0, 2.0)
+    teacher = ModelTeacher(paths, run_scaler, seq_len=110)
+    sequences = random_sequences(16, 3, 110, 110)
+    labels = teacher.label_sum(one_hot(encode(sequences, 110))).numpy()[:, 0]
+    raw = [reference_predictions(m, sequences) for m in members]
+    assert np.abs(raw[0] - raw[1]).max() > 1e-2  # the members differ
+    assert np.allclose(labels, run_scaler.transform((raw[0] + raw[1]) / 2), atol=1e-5)
 
 
 def test_a_run_resumed_with_a_changed_teacher_model_is_refused(tmp_path, small_run,

@@ -61,8 +61,20 @@ reported = averaged_weights(model.optimizer)
 after_fit = [np.array(v) for v in model.trainable_variables]
 last = recorder.steps[-1]
 
-record = train(config("run", 2))
+class EpochEnds(keras.callbacks.Callback):
+    # raw weights and the optimizer's averages after each epoch's last step
+    def on_train_begin(self, logs=None):
+        self.raw, self.averages = [], []
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 4:
+            self.raw.append([np.array(v) for v in self.model.trainable_variables])
+            self.averages.append(averaged_weights(self.model.optimizer))
+
+epoch_ends = EpochEnds()
+record = train(config("run", 2), extra_callbacks=[epoch_ends])
 saved = load_model("{out}/run/model.keras")
+best = record["best_epoch"] - 1
+saved_weights = [np.array(v) for v in saved.trainable_variables]
 run_rows = load_training_rows(config("run", 2), 110)
 predicted = np.concatenate([saved(x, training=False).numpy()[:, 0] for x in
                             evaluation_dataset(run_rows.validation_codes, batch_size=50)])
@@ -75,6 +87,11 @@ print("RESULTS " + json.dumps({{
                                  for a, r in zip(after_fit, reported)),
     "best_val_pearson": record["best_metrics"]["val_pearson"],
     "saved_model_pearson": float(stats.pearsonr(predicted, run_rows.validation_targets)[0]),
+    "epochs_recorded": len(epoch_ends.raw),
+    "saved_vs_best_averages": max(float(np.abs(s - a).max()) for s, a in
+                                  zip(saved_weights, epoch_ends.averages[best])),
+    "saved_vs_best_raw": max(float(np.abs(s - w).max()) for s, w in
+                             zip(saved_weights, epoch_ends.raw[best])),
 }}))
 """
 
@@ -101,6 +118,11 @@ def test_averages_are_the_ema_of_the_weights_and_the_saved_model_holds_them(
     # Validation ran on the averaged weights, and model.keras holds the best epoch's
     # averaged weights: its Pearson on the validation rows is the recorded one.
     assert found["saved_model_pearson"] == pytest.approx(found["best_val_pearson"], abs=1e-5)
+    # model.keras holds exactly the best epoch's averages, not its raw weights (validation
+    # and the checkpoint agreeing above would also hold if both used the raw weights).
+    assert found["epochs_recorded"] == 2
+    assert found["saved_vs_best_averages"] == 0.0
+    assert found["saved_vs_best_raw"] > 1e-3
 
 
 def test_each_phase_continues_from_the_raw_weights(tmp_path, small_cache):

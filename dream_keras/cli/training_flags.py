@@ -156,7 +156,8 @@ def _define_phase_flags():
     flags.DEFINE_integer("final_unaugmented_epochs", _DEFAULTS.final_unaugmented_epochs,
                          "After the augmented epochs, this many epochs on the rows without "
                          "the --augment_* augmentations (reverse-complement augmentation "
-                         "stays as set; early stopping then acts in them).", lower_bound=0)
+                         "stays as set; early stopping then acts in them; they run at "
+                         "--learning_rate, as the augmented epochs do).", lower_bound=0)
 
 
 def _define_device_flags():
