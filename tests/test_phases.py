@@ -1,6 +1,6 @@
 """Pre-training on teacher labels, augmented fine-tuning and a last unaugmented phase in
 one run directory: phases in history.csv and run.json, a run killed during pre-training
-resumes to the identical history. That a short distillation run on real rows learns is
+or augmented fine-tuning resumes to the identical history. That a short distillation run on real rows learns is
 tests/test_recipes.py's check of flags/small_data.flags."""
 import dataclasses
 import json
@@ -74,20 +74,23 @@ def test_phases_are_recorded(phased_run):
     assert record["status"] == "completed" and not (phased_run / "backup").exists()
 
 
-def test_run_killed_during_pretraining_resumes_to_identical_history(tmp_path, real_rows,
-                                                                    phased_run):
+@pytest.mark.parametrize("committed", [1, 2], ids=["in_pretraining", "in_augmented_finetuning"])
+def test_run_killed_during_a_phase_resumes_to_identical_history(tmp_path, real_rows,
+                                                                phased_run, committed):
     run_dir = tmp_path / "run"
     args = [sys.executable, str(REPO / "train.py"), *_args(real_rows, run_dir)]
-    metadata = run_dir / "backup" / "epoch-000001.json"  # epoch 1 committed
+    metadata = run_dir / "backup" / f"epoch-{committed:06d}.json"  # epoch committed
     process = warm_fork.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backed_up = kill_after_backup([process], metadata, timeout=600)
-    assert backed_up == 1  # killed in the second pre-training epoch
+    # Killed in the second pre-training epoch, or in the first (augmented) fine-tuning one.
+    assert backed_up == committed
     # What the run resumes from: the committed backup (history.csv is rewritten from it
     # just after each commit, so a kill can fall between the two).
-    committed = backups.latest(run_dir / "backup")
-    assert committed.epoch == 1 and [r["phase"] for r in committed.history] == ["pretrain"]
+    latest = backups.latest(run_dir / "backup")
+    assert latest.epoch == committed
+    assert [r["phase"] for r in latest.history] == ["pretrain"] * committed
     resumed = run_train(*args[2:], timeout=600)
-    assert f"resuming {run_dir} at epoch 2" in resumed.stderr
+    assert f"resuming {run_dir} at epoch {committed + 1}" in resumed.stderr
     # The same generated batches and teacher labels, weights, optimizer state and
     # learning rate per phase: every number of every epoch as the uninterrupted run.
     assert history(run_dir) == history(phased_run)
