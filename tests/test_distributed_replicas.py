@@ -129,6 +129,12 @@ def test_three_replicas_train_with_xla_per_replica(tmp_path, small_cache):
         # (restoring variables between epochs does not involve XLA: not compiled here).
         "three_rolled_back": {"batch_size": 30, "strategy": "mirrored", "jit_compile": False,
                               "rollback_exploded_epochs": True, "exploded_above": -1.0},
+        # The small-data machinery on replicas: ridge-teacher pre-training on generated
+        # sequences, augmented fine-tuning, weight averaging.
+        "three_phased": {"batch_size": 30, "strategy": "mirrored", "teacher": "ridge",
+                         "pretrain_epochs": 1, "pretrain_steps_per_epoch": 3,
+                         "augment_mutation_rate": 0.05, "augment_deletion_max": 4,
+                         "ema_momentum": 0.9},
     })
     assert not results["three_xla"]["weights_unchanged"]
     assert results["three_rolled_back"]["weights_unchanged"]
@@ -140,6 +146,13 @@ def test_three_replicas_train_with_xla_per_replica(tmp_path, small_cache):
     assert all(result["validation_rows"] % k for k in (30, 3))  # padded batches
     history = _history(tmp_path, "three_xla")
     assert history["val_pearson"] == pytest.approx(result["scipy_pearson"], abs=1e-5)
+    phased = results["three_phased"]
+    assert phased["record"]["status"] == "completed" and not phased["weights_unchanged"]
+    assert [p["name"] for p in phased["record"]["phases"]] == ["pretrain", "finetune"]
+    assert phased["record"]["num_replicas_in_sync"] == 3
+    # model.keras (the best epoch's averages) scores the validation rows as recorded.
+    best = phased["record"]["best_metrics"]["val_pearson"]
+    assert best == pytest.approx(phased["scipy_pearson"], abs=1e-5)
 
 
 def test_pearson_metric_is_scipys_over_uneven_weighted_batches():
