@@ -201,7 +201,8 @@ class PhaseInputs:
                 from dream_keras.teachers import make_teachers
 
                 self.teachers = make_teachers(config.teacher, rows.train_codes,
-                                              rows.train_targets, rows.scaler, rows.summary)
+                                              rows.train_targets, rows.scaler, rows.summary,
+                                              jit_compile=config.jit_compile)
 
     def summary(self) -> dict:
         out = {}

@@ -118,14 +118,16 @@ def test_a_damaged_teacher_model_is_one_line_naming_the_file(tmp_path):
     assert "\n" not in str(refused.value)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
 def test_model_and_ridge_teachers_average_on_the_runs_scale(tmp_path, real_rows,
-                                                            ridge_teacher):
+                                                            ridge_teacher, jit_compile):
     from dream_keras.dataset import generated_dataset
 
     first = save_small_run(tmp_path / "a")
     second = save_small_run(tmp_path / "b", seed=1)  # another random initialisation
     run_scaler = TargetScaler(10.0, 2.0)
-    models = ModelTeacher([str(first), str(second)], run_scaler, seq_len=110)
+    models = ModelTeacher([str(first), str(second)], run_scaler, seq_len=110,
+                          jit_compile=jit_compile)
     with pytest.raises(ConfigurationError, match="reads sequences of 110 bases, this run 100"):
         ModelTeacher([str(first)], run_scaler, seq_len=100)  # before anything is labelled
     ridge, _ = ridge_teacher
