@@ -176,6 +176,28 @@ def pretraining_codes(generator, config, step: int):
     return generator.batch(config.seed, GENERATION_STREAM, step, config.batch_size)
 
 
+def warn_if_many_rows_were_cut(train_data, summary: dict, design) -> str | None:
+    """Rows longer than --seq_len lost their 5' end, and with it part of their 5' flank.
+    The design's flanks are what at least 90 % of the rows share (design.py), so when more
+    than 10 % of the rows were cut the inferred 5' flank may be a remnant or not the
+    library's: generated rows and the --augment_* variable region (which must never touch
+    a flank) would then follow it. Warns, returning the message (None if not)."""
+    from dream_keras.data.design import DEFAULT_AGREEMENT
+
+    longer = (summary or {}).get("rows_longer_than_seq_len") or 0
+    rows = (summary or {}).get("rows_in_cache") or 0
+    if not rows or longer <= (1 - DEFAULT_AGREEMENT) * rows:
+        return None
+    message = (f"{train_data}: {longer} of {rows} rows are longer than --seq_len="
+               f"{design.seq_len} and lost their 5' end, so the 5' flank read off the rows "
+               f"({design.summary()['prefix'] or 'none'!r}) may not be the library's: "
+               "generated sequences follow it, and --augment_* may change bases of the real "
+               "flank. A --seq_len that holds the rows (the model then reads them whole) "
+               "avoids it")
+    logging.warning(message)
+    return message
+
+
 class PhaseInputs:
     """What the phases train on: the design inferred from the training rows, the teachers
     (fitted only when pre-training still has epochs to run) and the augmentations."""
@@ -195,6 +217,7 @@ class PhaseInputs:
                 raise DataFormatError(config.train_data, None,
                                       f"cannot read a design off the training rows ({error}), "
                                       "which --teacher and --augment_* need") from None
+            warn_if_many_rows_were_cut(config.train_data, rows.summary, self.design)
         if config.teacher:
             self.generator = pretraining_generator(config, self.design, rows.train_codes)
             if resumed_epoch < phases[0].end_epoch:

@@ -218,3 +218,30 @@ def _deletions(variable, max_length):
         for point in range(len(v) - size + 1):
             for left in range(size + 1):
                 yield [None] * left + v[:point] + v[point + size:] + [None] * (size - left)
+
+
+def test_a_design_read_off_rows_mostly_cut_at_their_5_prime_end_is_named(real_train_file,
+                                                                          caplog):
+    """Trimmed to 105 bases, almost every DREAM row lost part of its 5' flank: the flank
+    read off them is a remnant, which a warning says (phases.warn_if_many_rows_were_cut)."""
+    from dream_keras.phases import warn_if_many_rows_were_cut
+
+    sequences = []
+    for chunk in iter_chunks(real_train_file, with_expression=True):
+        sequences += chunk.sequences
+    sequences = sequences[:1500]
+    cut = encode(sequences, 105)
+    longer = sum(len(s) > 105 for s in sequences)
+    design = infer_design(cut)
+    assert design.summary()["prefix"] != PREFIX  # the real flank is not what was read
+    message = warn_if_many_rows_were_cut(
+        "rows.txt", {"rows_in_cache": 1500, "rows_longer_than_seq_len": longer}, design)
+    assert message and f"{longer} of 1500 rows are longer than --seq_len=105" in message
+    assert message in caplog.text
+    # Whole rows (as the default 110 bases hold 99 % of them): no warning.
+    whole = infer_design(encode(sequences, 110))
+    assert whole.summary()["prefix"] == PREFIX
+    assert warn_if_many_rows_were_cut(
+        "rows.txt", {"rows_in_cache": 1500,
+                     "rows_longer_than_seq_len": sum(len(s) > 110 for s in sequences)},
+        whole) is None
