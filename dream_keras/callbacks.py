@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from dream_keras import atomic_files, backups
+from dream_keras.run_directory import pending_model_path
 
 # An epoch-mean training loss above this (standardised targets: a sane loss is ~1 plus
 # the L2 term) means some batches diverged, as the unbounded swish LSTM can in training
@@ -173,13 +174,18 @@ def chief_decision(strategy, decision: bool, chief: bool) -> bool:
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Saves the model (whole, atomically) whenever `monitor` beats every earlier epoch's,
     the epochs of `history` (a resumed run's) included. NaN never counts as better, and
-    an epoch whose validation loss exploded never counts."""
+    an epoch whose validation loss exploded never counts.
+
+    The model goes to a pending file that `publish` renames to `path` once the epoch's
+    backup has committed (PublishBestModel, after EpochBackup): a kill in between leaves
+    `path` holding a committed epoch (run_directory.settle_pending_model on resume)."""
 
     def __init__(self, path, history: list[dict], monitor: str = "val_pearson"):
         super().__init__()
         self.path, self.monitor = path, monitor
         best = best_epoch(history, monitor)
         self.best = best[monitor] if best else -math.inf
+        self.pending = None
 
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
@@ -187,7 +193,24 @@ class BestModelCheckpoint(keras.callbacks.Callback):
                 or exploded(logs)):
             return
         self.best = float(current)
-        save_model(self.model, self.path)
+        self.pending = pending_model_path(self.path, epoch + 1)
+        save_model(self.model, self.pending)
+
+    def publish(self) -> None:
+        if self.pending is not None:
+            os.replace(self.pending, self.path)
+            self.pending = None
+
+
+class PublishBestModel(keras.callbacks.Callback):
+    """After the backup commits an epoch, its pending best model becomes model.keras."""
+
+    def __init__(self, checkpoint: BestModelCheckpoint):
+        super().__init__()
+        self.checkpoint = checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.checkpoint.publish()
 
 
 def seed_state_variables(model) -> list:

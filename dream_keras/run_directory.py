@@ -373,6 +373,34 @@ def resume_point(output_dir) -> backups.Backup | None:
     return backups.latest(backup_dir)
 
 
+_PENDING_MODEL = re.compile(r"model\.pending-epoch-(\d{6})\.keras")
+
+
+def pending_model_path(model_path, epoch: int) -> str:
+    """Where the best-epoch checkpoint writes epoch `epoch`'s model (1-based, as the
+    backup counts) until that epoch's backup commits (callbacks.BestModelCheckpoint)."""
+    return os.path.join(os.path.dirname(os.fspath(model_path)),
+                        f"model.pending-epoch-{epoch:06d}.keras")
+
+
+def settle_pending_model(output_dir, committed_epochs: int) -> None:
+    """model.keras only ever holds an epoch the backup committed: a kill between an
+    epoch's checkpoint and its commit would otherwise leave model.keras with weights the
+    resumed run redoes (differently, on a GPU or another number of replicas) while
+    run.json describes the redo. A pending model of the last committed epoch (a kill
+    between the commit and the rename) is renamed into place; any other is a lost
+    attempt, removed. Call while owning the directory, before training."""
+    for name in os.listdir(output_dir):
+        match = _PENDING_MODEL.fullmatch(name)
+        if match is None:
+            continue
+        path = os.path.join(output_dir, name)
+        if committed_epochs and int(match.group(1)) == committed_epochs:
+            os.replace(path, os.path.join(output_dir, MODEL_FILE))
+        else:
+            os.remove(path)
+
+
 def clear_partials(output_dir) -> None:
     """Remove the temporary files a killed owner left (call only while owning the
     directory, once it is known to be kept)."""

@@ -24,7 +24,7 @@ from absl import logging
 from dream_keras import averaging
 from dream_keras import run_directory as rundir
 from dream_keras.callbacks import (DIVERGED_TRAINING_LOSS, EXPLODED_VALIDATION_LOSS,
-                                   BestModelCheckpoint, EpochBackup,
+                                   BestModelCheckpoint, EpochBackup, PublishBestModel,
                                    EpochSummary, ResumableEarlyStopping, best_epoch,
                                    diverged_epochs, epoch_ranges, read_history,
                                    save_model)
@@ -89,10 +89,12 @@ class _RunCallbacks:
         nan_stop = [] if config.rollback_exploded_epochs else [
             keras.callbacks.TerminateOnNaN()]
         self.before = [*averages_in, EpochSummary(), *nan_stop]
+        checkpoint = BestModelCheckpoint(os.path.join(out, rundir.MODEL_FILE), history)
         self.saving = [*([] if not self.chief else [
-            BestModelCheckpoint(os.path.join(out, rundir.MODEL_FILE), history),
-            keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
+            checkpoint, keras.callbacks.TensorBoard(os.path.join(out, rundir.TENSORBOARD_DIR)),
         ]), *raw_weights_back]
+        # After the backup: the epoch's best model becomes model.keras once committed.
+        self.publish = [PublishBestModel(checkpoint)] if self.chief else []
         # After the raw weights are back, before the backup commits the epoch. With weight
         # averaging, val_loss is the averages' (which lag the raw weights): the rollback
         # also validates the raw weights, on the validation data of the phase's fit.
@@ -125,6 +127,7 @@ class _RunCallbacks:
         rollback = [self.rollback] if self.rollback else []
         scale = self.rollback.rate_scale if self.rollback else 1.0
         return (callbacks + self.saving + rollback + self.raw_after_fit + [self.backup]
+                + self.publish
                 + ([PhaseLearningRate(phase.learning_rate * scale)] if in_phases else []))
 
 
@@ -228,6 +231,7 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
             _warn_discarding_unfinished(config.output_dir, identity)
             rundir.remove_run_outputs(config.output_dir)
         rundir.clear_partials(config.output_dir)
+        rundir.settle_pending_model(config.output_dir, resumed_epoch)
         # run.json first: a run killed before the scaler is written is still resumable.
         rundir.write_run_record(config.output_dir, record)
         rows.scaler.save(os.path.join(config.output_dir, rundir.SCALER_FILE))

@@ -92,10 +92,14 @@ def reference(tmp_path_factory, small_cache):  # noqa: F811
 # same directory resumes from the previous kill and runs on to the next point.
 KILL_POINTS = [
     ({"at": "train_batch", "epoch": 0, "batch": 0}, 0),           # during the first epoch
-    ({"at": "replace", "name": "model.keras", "nth": 1, "how": "partial"}, 0),  # checkpoint
+    # Mid-write of the best-epoch checkpoint (pending until its epoch commits).
+    ({"at": "replace", "name": "model.pending-epoch-*.keras", "nth": 1, "how": "partial"}, 0),
     ({"at": "replace", "name": "epoch-*.weights.h5", "nth": 1, "how": "partial"}, 0),
-    # Epoch 1 backed up, history.csv not yet written: the rerun writes it from the backup.
+    # Epoch 1 backed up, history.csv not yet written: the rerun writes it from the backup,
+    # and renames epoch 1's pending checkpoint to model.keras ...
     ({"at": "replace", "name": "epoch-*.json", "nth": 1, "how": "after"}, 0),
+    # ... killed just before that rename, the next rerun does it.
+    ({"at": "replace", "name": "model.keras", "nth": 1, "how": "before"}, 0),
     ({"at": "test_batch", "epoch": 1}, 1),                        # during validation
     ({"at": "epoch_end", "epoch": 1}, 2),     # right after the epoch's history row
     # (here the test damages the newest backup: the rerun falls back to the one before)

@@ -83,7 +83,12 @@ def test_best_model_checkpoint_skips_an_exploded_epoch(tmp_path):
     checkpoint.on_epoch_end(0, {"val_pearson": 0.9, "val_loss": 1e9})
     assert not (tmp_path / "model.keras").exists()
     checkpoint.on_epoch_end(1, {"val_pearson": 0.1, "val_loss": 1.0})
+    # Pending until the epoch's backup commits (PublishBestModel calls publish).
+    assert (tmp_path / "model.pending-epoch-000002.keras").exists()
+    assert not (tmp_path / "model.keras").exists()
+    checkpoint.publish()
     assert (tmp_path / "model.keras").exists()
+    assert not list(tmp_path.glob("model.pending-*"))
 
 
 def test_a_learning_rate_schedule_is_refused():

@@ -373,3 +373,66 @@ def test_a_scaler_file_that_differs_from_the_data_is_refused(tmp_path):
                                                 "std 3.0; the training rows give mean "
                                                 "11.0, std 2.5\\)"):
         rundir.check_same_data(tmp_path, DATA, TargetScaler(11.0, 2.5))
+
+
+def test_a_pending_best_model_is_settled_by_the_committed_epochs(tmp_path):
+    """The checkpoint of the last committed epoch (killed before its rename) becomes
+    model.keras; one of an uncommitted epoch (killed before its commit) is removed."""
+    (tmp_path / rundir.MODEL_FILE).write_text("epoch 1")
+    (tmp_path / "model.pending-epoch-000003.keras").write_text("epoch 3")
+    (tmp_path / "model.pending-epoch-000004.keras").write_text("epoch 4")
+    rundir.settle_pending_model(tmp_path, 3)
+    assert (tmp_path / rundir.MODEL_FILE).read_text() == "epoch 3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [rundir.MODEL_FILE]
+    (tmp_path / "model.pending-epoch-000001.keras").write_text("a fresh start's leftover")
+    rundir.settle_pending_model(tmp_path, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [rundir.MODEL_FILE]
+
+
+def test_model_keras_never_holds_an_epoch_the_backup_did_not_commit(tmp_path, tmp_path_factory,
+                                                                    monkeypatch):
+    """A run stopped after epoch 2's checkpoint but before its commit (as a kill there
+    would) keeps epoch 1's model.keras; the resumed run redoes epoch 2 and ends with no
+    pending file. Were model.keras written first, it would hold an attempt at epoch 2
+    that the resumed run replaces by its own (which, on a GPU or another number of
+    replicas, need not be equal) while run.json describes the redo."""
+    import numpy as np
+
+    from dream_keras.model import load_model
+    from dream_keras.training import train
+    from tests.conftest import SMALL_MODEL
+    from tests.run_helpers import synthetic_cache
+
+    cache = synthetic_cache(tmp_path_factory, 320)
+    config = TrainingConfig(train_data=str(cache), output_dir=str(tmp_path / "run"),
+                            epochs=3, batch_size=32, steps_per_epoch=4, optimizer="adam",
+                            learning_rate=1e-2, singleton_keep_prob=1.0,
+                            validation_fraction=0.2, jit_compile=False, model=SMALL_MODEL,
+                            early_stopping_patience=10)
+    commit = backups.commit
+
+    class Killed(Exception):
+        pass
+
+    def commit_unless_epoch_2(backup_dir, epoch, *args, **kwargs):
+        if epoch == 2:
+            raise Killed
+        return commit(backup_dir, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(backups, "commit", commit_unless_epoch_2)
+    with pytest.raises(Killed):
+        train(config)
+    run = tmp_path / "run"
+    # Epoch 2 improved on epoch 1 (so its checkpoint was written) ...
+    assert (run / "model.pending-epoch-000002.keras").exists()
+    # ... yet model.keras holds epoch 1, the committed epoch (its backup's weights).
+    saved = load_model(run / rundir.MODEL_FILE)
+    committed = load_model(run / "model.pending-epoch-000002.keras")
+    committed.load_weights(backups.latest(run / rundir.BACKUP_DIR).weights_path)
+    assert backups.latest(run / rundir.BACKUP_DIR).epoch == 1
+    for kept, epoch_1 in zip(saved.trainable_weights, committed.trainable_weights):
+        np.testing.assert_array_equal(np.array(kept), np.array(epoch_1))
+    monkeypatch.setattr(backups, "commit", commit)
+    record = train(config)
+    assert record["status"] == "completed" and record["epochs_completed"] == 3
+    assert not list(run.glob("model.pending-*"))
