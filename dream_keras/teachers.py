@@ -102,7 +102,7 @@ class ModelTeacher:
         # line naming the file, not a Keras traceback.
         from dream_keras.inference import load_run
 
-        self.paths, self.jit_compile = list(paths), jit_compile
+        self.paths = list(paths)
         self._forward = None
         self.models, self.scales, self.offsets, self.checksums = [], [], [], []
         for path in self.paths:
@@ -116,12 +116,19 @@ class ModelTeacher:
             self.scales.append(scaler.std / run_scaler.std)
             self.offsets.append((scaler.mean - run_scaler.mean) / run_scaler.std)
             self.checksums.append(teacher_file_checksums(path))
+        elsewhere = _devices_off_the_pipeline(self.models)
+        if jit_compile and elsewhere:
+            logging.info("teacher models' weights are on %s: their forward passes run without "
+                         "XLA (an XLA function in the input pipeline reads only its own "
+                         "device's)", ", ".join(sorted(elsewhere)))
+        self.jit_compile = jit_compile and not elsewhere
 
     def label_sum(self, x):
         """The sum over models of their labels (a TF op): [batch, 1] float32. With
         `jit_compile` the forward passes are one XLA function: they run in the input
         pipeline, on the host, beside the training step (one full-size model on 64
-        sequences: 44 ms with XLA, 69 ms without, on 2 CPU cores)."""
+        sequences: 44 ms with XLA, 69 ms without, on 2 CPU cores); only when the weights
+        are on the pipeline's device (CPU:0), which a GPU host's are not."""
         import tensorflow as tf
 
         if self._forward is None:
@@ -139,6 +146,17 @@ class ModelTeacher:
         return [{"teacher": "model", "path": os.path.abspath(path), "scale": scale,
                  "offset": offset, **checksums} for path, scale, offset, checksums in
                 zip(self.paths, self.scales, self.offsets, self.checksums)]
+
+
+_PIPELINE_DEVICE = "CPU:0"  # where tf.data runs its functions
+
+
+def _devices_off_the_pipeline(models) -> set:
+    """The devices other than the input pipeline's that hold the models' weights (a GPU
+    host puts them on GPU:0)."""
+    devices = {str(getattr(getattr(w, "value", w), "device", "")) for m in models
+               for w in m.weights}
+    return {d for d in devices if d and not d.endswith(_PIPELINE_DEVICE)}
 
 
 def teacher_file_checksums(path) -> dict:

@@ -69,6 +69,20 @@ def test_the_ensemble_is_the_mean_of_its_members_and_incomplete_folds_stay_out(c
     assert (results / "fold0_ridge.txt").exists()  # kept: the table rebuilds without refitting
 
 
+def test_kept_ridge_predictions_of_other_folds_are_refitted(cv):
+    folds, results, measured, _ = cv
+    assert _table(folds, results).returncode == 0
+    kept = (results / "fold1_ridge.txt").read_text()
+    # Fold 1 made again from other rows: its kept ridge predictions are for the old ones.
+    lines = REAL_ROWS.read_text().splitlines()
+    (folds / "fold1" / "test.txt").write_text("\n".join(lines[900:1000]) + "\n")
+    for member in results.glob("fold1_seed*"):
+        member.unlink()  # not rerun yet
+    done = _table(folds, results)
+    assert done.returncode == 0, done.stderr
+    assert (results / "fold1_ridge.txt").read_text() != kept  # refitted on the new rows
+
+
 def test_predictions_of_other_rows_are_refused(cv):
     folds, results, _, _ = cv
     (folds / "fold0" / "test.txt").write_text(

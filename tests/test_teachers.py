@@ -246,3 +246,43 @@ def test_the_runs_own_model_is_refused_as_its_teacher(tmp_path):
             refuse_own_model_as_teacher(teacher, run)
     refuse_own_model_as_teacher(f"ridge,{run}", tmp_path / "another_run")
     refuse_own_model_as_teacher("ridge", run)
+
+
+_OTHER_DEVICE_SCRIPT = """
+import json
+import numpy as np
+from dream_keras.distribute import split_cpu
+split_cpu(2)
+import tensorflow as tf
+from dream_keras.data.design import SequenceGenerator, infer_design
+from dream_keras.data.sequences import encode, one_hot
+from dream_keras.data.splits import TargetScaler
+from dream_keras.dataset import generated_dataset
+from dream_keras.teachers import ModelTeacher
+from tests.saved_run import random_sequences
+scaler = TargetScaler(10.0, 2.0)
+with tf.device("/CPU:1"):  # where a GPU host puts a loaded model's weights: not CPU:0
+    elsewhere = ModelTeacher(["{model}"], scaler, seq_len=110, jit_compile=True)
+here = ModelTeacher(["{model}"], scaler, seq_len=110, jit_compile=True)
+codes = encode(random_sequences(64, 5, 110, 110), 110)
+generator = SequenceGenerator(infer_design(codes))
+def labels(teacher):
+    dataset = generated_dataset(lambda step: generator.batch(1, 1, step, 32), None,
+                                batch_size=32, seq_len=110, model_teacher=teacher)
+    return next(iter(dataset))[1].numpy()[:, 0]
+print("RESULTS " + json.dumps({{"elsewhere_jit": elsewhere.jit_compile,
+                                "here_jit": here.jit_compile,
+                                "difference": float(np.abs(labels(elsewhere) - labels(here)).max())}}))
+"""
+
+
+def test_a_teacher_whose_weights_are_on_another_device_labels_without_xla(tmp_path):
+    """XLA in the input pipeline (CPU:0) cannot read weights held on another device, as a
+    GPU host holds a loaded model's: such a teacher runs without XLA, with the same
+    labels, instead of failing at the first pre-training batch."""
+    from tests.run_helpers import run_code, tagged_json
+
+    model = save_small_run(tmp_path / "teacher")
+    found = tagged_json(run_code(_OTHER_DEVICE_SCRIPT.format(model=model)).stdout, "RESULTS ")
+    assert found["here_jit"] is True and found["elsewhere_jit"] is False
+    assert found["difference"] < 1e-5

@@ -45,16 +45,24 @@ def _predictions(path: str, rows: int) -> np.ndarray:
 
 
 def _ridge_predictions(fold_dir: str, results_dir: str, fold: str, rows: int) -> tuple:
+    """The ridge's held-out predictions, refitted unless the kept ones were made from
+    these very train.txt and test.txt (their SHA-256 in the .json)."""
     base = os.path.join(results_dir, f"fold{fold}_ridge")
-    if not os.path.exists(base + ".txt"):
-        ridge = fit_kmer_ridge_file(os.path.join(fold_dir, f"fold{fold}", "train.txt"))
-        test_sequences, _ = read_expression_file(os.path.join(fold_dir, f"fold{fold}", "test.txt"))
+    train, test = (os.path.join(fold_dir, f"fold{fold}", name) for name in ("train.txt", "test.txt"))
+    files = {"train_sha256": _sha256(train), "test_sha256": _sha256(test)}
+    kept = None
+    if os.path.exists(base + ".json") and os.path.exists(base + ".txt"):
+        with open(base + ".json") as handle:
+            kept = json.load(handle)
+    if kept is None or any(kept.get(key) != value for key, value in files.items()):
+        ridge = fit_kmer_ridge_file(train)
+        test_sequences, _ = read_expression_file(test)
         np.savetxt(base + ".txt", ridge.predict(test_sequences), fmt="%.6f")
+        kept = {"k": ridge.k, "penalty": ridge.penalty, **files}
         with open(base + ".json", "w") as handle:
-            json.dump({"k": ridge.k, "penalty": ridge.penalty}, handle)
+            json.dump(kept, handle)
             handle.write("\n")
-    with open(base + ".json") as handle:
-        return _predictions(base + ".txt", rows), json.load(handle)
+    return _predictions(base + ".txt", rows), kept
 
 
 def _scores(predicted, measured) -> tuple:
