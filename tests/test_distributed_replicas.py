@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import SMALL_MODEL
 from tests.run_helpers import run_code, synthetic_cache, tagged_json
 
-pytestmark = pytest.mark.long(seconds=140)  # scheduled by length (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=190)  # scheduled by length (tests/conftest.py)
 
 _SCRIPT = """
 import json, sys

@@ -18,7 +18,7 @@ from tests import warm_fork
 from tests.conftest import REPO, small_model_flags
 from tests.run_helpers import history, kill_after_backup, run_train
 
-pytestmark = pytest.mark.long(seconds=16)  # scheduled by length (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=70)  # scheduled by length (tests/conftest.py)
 
 SMALL_MODEL_FLAGS = small_model_flags()
 

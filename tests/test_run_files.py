@@ -17,6 +17,8 @@ from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import RunDirectoryError
 from dream_keras.training_config import TrainingConfig
 
+pytestmark = pytest.mark.long(seconds=35)  # scheduled by length (tests/conftest.py)
+
 
 def test_replacing_keeps_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "run.json"
@@ -405,7 +407,7 @@ def test_model_keras_never_holds_an_epoch_the_backup_did_not_commit(tmp_path, tm
 
     cache = synthetic_cache(tmp_path_factory, 320)
     config = TrainingConfig(train_data=str(cache), output_dir=str(tmp_path / "run"),
-                            epochs=3, batch_size=32, steps_per_epoch=4, optimizer="adam",
+                            epochs=2, batch_size=32, steps_per_epoch=2, optimizer="adam",
                             learning_rate=1e-2, singleton_keep_prob=1.0,
                             validation_fraction=0.2, jit_compile=False, model=SMALL_MODEL,
                             early_stopping_patience=10)
@@ -434,5 +436,5 @@ def test_model_keras_never_holds_an_epoch_the_backup_did_not_commit(tmp_path, tm
         np.testing.assert_array_equal(np.array(kept), np.array(epoch_1))
     monkeypatch.setattr(backups, "commit", commit)
     record = train(config)
-    assert record["status"] == "completed" and record["epochs_completed"] == 3
+    assert record["status"] == "completed" and record["epochs_completed"] == 2
     assert not list(run.glob("model.pending-*"))

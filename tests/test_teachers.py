@@ -13,6 +13,8 @@ from dream_keras.errors import ConfigurationError
 from dream_keras.teachers import ModelTeacher, RidgeTeacher, parse_teachers
 from tests.saved_run import reference_predictions, save_small_run
 
+pytestmark = pytest.mark.long(seconds=30)  # scheduled by length (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def real_rows(real_train_file):
