@@ -103,7 +103,6 @@ class ModelTeacher:
         from dream_keras.inference import load_run
 
         self.paths = list(paths)
-        self._forward = None
         self.models, self.scales, self.offsets, self.checksums = [], [], [], []
         for path in self.paths:
             model, scaler = load_run(path)
@@ -122,6 +121,10 @@ class ModelTeacher:
                          "XLA (an XLA function in the input pipeline reads only its own "
                          "device's)", ", ".join(sorted(elsewhere)))
         self.jit_compile = jit_compile and not elsewhere
+        if self.jit_compile:
+            import tensorflow as tf
+
+            self._forward = tf.function(self._forward, jit_compile=True)
 
     def label_sum(self, x):
         """The sum over models of their labels (a TF op): [batch, 1] float32. With
@@ -129,18 +132,16 @@ class ModelTeacher:
         pipeline, on the host, beside the training step (one full-size model on 64
         sequences: 44 ms with XLA, 69 ms without, on 2 CPU cores); only when the weights
         are on the pipeline's device (CPU:0), which a GPU host's are not."""
+        return self._forward(x)
+
+    def _forward(self, x):
         import tensorflow as tf
 
-        if self._forward is None:
-            def forward(x):
-                total = 0.0
-                for model, scale, offset in zip(self.models, self.scales, self.offsets):
-                    out = tf.cast(model(x, training=False), tf.float32)
-                    total = total + out * scale + offset
-                return total
-            self._forward = tf.function(forward, jit_compile=True) if self.jit_compile \
-                else forward
-        return self._forward(x)
+        total = 0.0
+        for model, scale, offset in zip(self.models, self.scales, self.offsets):
+            out = tf.cast(model(x, training=False), tf.float32)
+            total = total + out * scale + offset
+        return total
 
     def summary(self) -> list[dict]:
         return [{"teacher": "model", "path": os.path.abspath(path), "scale": scale,

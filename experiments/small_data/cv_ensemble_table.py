@@ -13,7 +13,6 @@ refitting. The mean row covers only the folds that have every requested seed, an
 output names the folds left out. A member whose test_sha256 does not match the fold's
 test.txt is refused (its predictions belong to other rows).
 """
-import hashlib
 import json
 import os
 
@@ -21,6 +20,7 @@ import numpy as np
 from absl import app, flags
 
 from dream_keras.baseline import fit_kmer_ridge_file
+from dream_keras.data.cache import file_sha256
 from dream_keras.data.readers import read_expression_file
 from dream_keras.metrics import pearson_r, spearman_rho
 
@@ -30,11 +30,6 @@ _RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Where cv_member_predict
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "The ensemble's members (seeds).")
 _FOLDS = flags.DEFINE_list("folds", ["0", "1", "2", "3", "4"], "Folds to report.")
 flags.mark_flags_as_required(["fold_dir", "results_dir"])
-
-
-def _sha256(path: str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
 
 
 def _predictions(path: str, rows: int) -> np.ndarray:
@@ -49,7 +44,7 @@ def _ridge_predictions(fold_dir: str, results_dir: str, fold: str, rows: int) ->
     these very train.txt and test.txt (their SHA-256 in the .json)."""
     base = os.path.join(results_dir, f"fold{fold}_ridge")
     train, test = (os.path.join(fold_dir, f"fold{fold}", name) for name in ("train.txt", "test.txt"))
-    files = {"train_sha256": _sha256(train), "test_sha256": _sha256(test)}
+    files = {"train_sha256": file_sha256(train), "test_sha256": file_sha256(test)}
     kept = None
     if os.path.exists(base + ".json") and os.path.exists(base + ".txt"):
         with open(base + ".json") as handle:
@@ -72,7 +67,7 @@ def _scores(predicted, measured) -> tuple:
 def fold_row(fold_dir: str, results_dir: str, fold: str, seeds: list) -> dict:
     test = os.path.join(fold_dir, f"fold{fold}", "test.txt")
     _, measured = read_expression_file(test)
-    test_sha256 = _sha256(test)
+    test_sha256 = file_sha256(test)
     members, diverged = {}, {}
     for seed in seeds:
         base = os.path.join(results_dir, f"fold{fold}_seed{seed}")

@@ -35,14 +35,13 @@ for fold in $folds; do
         "$python" predict.py --model="$run/model.keras" --input="$data/test.txt" \
             --output="$run/heldout_predictions.tsv" --reverse_complement_average --overwrite
         "$python" - "$run" "$base" "$fold" "$seed" "$data/test.txt" <<'EOF'
-import hashlib, json, sys
+import json, sys
+from dream_keras.data.cache import file_sha256
 run, base, fold, seed, test = sys.argv[1:]
 with open(run + "/heldout_predictions.tsv") as handle:
     header, *lines = handle.read().splitlines()
 assert header.split("\t")[-1] == "prediction", header
 predictions = [line.split("\t")[-1] for line in lines]
-with open(test, "rb") as handle:
-    test_sha256 = hashlib.sha256(handle.read()).hexdigest()
 run_json = run + "/run.json"
 with open(run_json) as handle:
     record = json.load(handle)
@@ -53,7 +52,7 @@ summary = {
     "best_val_pearson": (record.get("best_metrics") or {}).get("val_pearson"),
     "diverged_epochs": record.get("diverged_epochs", []),
     "rolled_back_epochs": record.get("rolled_back_epochs", []),
-    "test_rows": len(predictions), "test_sha256": test_sha256,
+    "test_rows": len(predictions), "test_sha256": file_sha256(test),
 }
 with open(base + ".txt", "w") as handle:
     handle.write("\n".join(predictions) + "\n")
