@@ -17,25 +17,39 @@
 # RESULTS_DIR/fold<i>_seed<K>.json (best epoch, val r, diverged and rolled-back epochs,
 # and the SHA-256 of the test.txt predicted). A member whose files exist is skipped. The ensemble of several seeds is the mean of these expression-scale
 # predictions: what ensemble.py's one-file ensemble of the same runs predicts (to 1e-6).
+# Each member's files are written whole (a temporary file renamed into place, the summary
+# last), so a kill never leaves a member that looks done. A member whose training or
+# prediction fails (e.g. a run stopped on NaN) is named and skipped; the others still run,
+# and the script then exits with status 1.
 set -euo pipefail
 fold_dir=$1 prefix=$2 results=$3 folds=$4 seeds=$5
 shift 5
 python=${PYTHON:-.venv/bin/python}
 mkdir -p "$results"
+failed=()
 for fold in $folds; do
     data="$fold_dir/fold$fold"
     for seed in $seeds; do
         run="${prefix}_fold$fold/seed_$seed"
         base="$results/fold${fold}_seed$seed"
         [[ -f $base.txt && -f $base.json ]] && continue
-        if ! grep -qs '"status": "completed"' "$run/run.json"; then
-            "$python" train.py --flagfile=flags/small_data.flags --train_data="$data/train.txt" \
-                --output_dir="$run" --synthetic_rows=0 --seed="$seed" "$@"
+        if ! grep -qs '"status": "completed"' "$run/run.json" &&
+            ! "$python" train.py --flagfile=flags/small_data.flags \
+                --train_data="$data/train.txt" --output_dir="$run" --synthetic_rows=0 \
+                --seed="$seed" "$@"; then
+            echo "fold $fold seed $seed: training failed (see $run/run.json); skipped" >&2
+            failed+=("fold $fold seed $seed")
+            continue
         fi
-        "$python" predict.py --model="$run/model.keras" --input="$data/test.txt" \
+        if ! "$python" predict.py --model="$run/model.keras" --input="$data/test.txt" \
             --output="$run/heldout_predictions.tsv" --reverse_complement_average --overwrite
+        then
+            echo "fold $fold seed $seed: prediction failed; skipped" >&2
+            failed+=("fold $fold seed $seed")
+            continue
+        fi
         "$python" - "$run" "$base" "$fold" "$seed" "$data/test.txt" <<'EOF'
-import json, sys
+import json, os, sys
 from dream_keras.data.cache import file_sha256
 run, base, fold, seed, test = sys.argv[1:]
 with open(run + "/heldout_predictions.tsv") as handle:
@@ -54,11 +68,18 @@ summary = {
     "rolled_back_epochs": record.get("rolled_back_epochs", []),
     "test_rows": len(predictions), "test_sha256": file_sha256(test),
 }
-with open(base + ".txt", "w") as handle:
-    handle.write("\n".join(predictions) + "\n")
-with open(base + ".json", "w") as handle:
-    json.dump(summary, handle, indent=1)
-    handle.write("\n")
+def write_whole(path, text):
+    with open(path + ".partial", "w") as handle:
+        handle.write(text)
+    os.replace(path + ".partial", path)
+
+write_whole(base + ".txt", "\n".join(predictions) + "\n")
+write_whole(base + ".json", json.dumps(summary, indent=1) + "\n")  # last: marks it done
 EOF
     done
 done
+if (( ${#failed[@]} )); then
+    printf 'failed members (rerun the same command to retry them): %s\n' \
+        "$(IFS=,; echo "${failed[*]}")" >&2
+    exit 1
+fi
