@@ -18,14 +18,14 @@ from tests import warm_fork
 from tests.conftest import REPO, small_model_flags
 from tests.run_helpers import history, kill_after_backup, run_train
 
-pytestmark = pytest.mark.long(seconds=70)  # scheduled by length (tests/conftest.py)
+pytestmark = pytest.mark.long(seconds=85)  # scheduled by length (tests/conftest.py)
 
 SMALL_MODEL_FLAGS = small_model_flags()
 
 
 # Every phase, tiny: the small test model, 450 training rows, a few steps per epoch.
 PHASED_RUN = ["--teacher=ridge", "--pretrain_epochs=2", "--pretrain_steps_per_epoch=6",
-              "--pretrain_learning_rate=1e-3", "--epochs=1", "--steps_per_epoch=4",
+              "--pretrain_learning_rate=1e-3", "--epochs=2", "--steps_per_epoch=4",
               "--augment_mutation_rate=0.05", "--augment_insertion_max=5",
               "--final_unaugmented_epochs=1", "--batch_size=32", "--optimizer=adam",
               "--learning_rate=3e-4", "--clipnorm=1", "--nojit_compile",
@@ -55,14 +55,14 @@ def phased_run(tmp_path_factory, real_rows):
 
 def test_phases_are_recorded(phased_run):
     rows = history(phased_run)
-    assert [r["phase"] for r in rows] == ["pretrain", "pretrain", "finetune",
+    assert [r["phase"] for r in rows] == ["pretrain", "pretrain", "finetune", "finetune",
                                           "finetune_unaugmented"]
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
     record = json.loads((phased_run / "run.json").read_text())
     assert [(p["name"], p["first_epoch"], p["epochs"], p["steps_per_epoch"], p["data"])
             for p in record["phases"]] == [("pretrain", 1, 2, 6, "teacher"),
-                                           ("finetune", 3, 1, 4, "augmented rows"),
-                                           ("finetune_unaugmented", 4, 1, 4, "rows")]
+                                           ("finetune", 3, 2, 4, "augmented rows"),
+                                           ("finetune_unaugmented", 5, 1, 4, "rows")]
     assert record["phases"][0]["learning_rate"] == 1e-3
     assert record["phases"][1]["learning_rate"] == 3e-4
     teacher = record["teachers"][0]
@@ -74,7 +74,8 @@ def test_phases_are_recorded(phased_run):
     assert record["status"] == "completed" and not (phased_run / "backup").exists()
 
 
-@pytest.mark.parametrize("committed", [1, 2], ids=["in_pretraining", "in_augmented_finetuning"])
+@pytest.mark.parametrize("committed", [1, 2, 3], ids=["in_pretraining", "at_finetuning",
+                                                     "in_augmented_finetuning"])
 def test_run_killed_during_a_phase_resumes_to_identical_history(tmp_path, real_rows,
                                                                 phased_run, committed):
     run_dir = tmp_path / "run"
@@ -82,13 +83,16 @@ def test_run_killed_during_a_phase_resumes_to_identical_history(tmp_path, real_r
     metadata = run_dir / "backup" / f"epoch-{committed:06d}.json"  # epoch committed
     process = warm_fork.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     backed_up = kill_after_backup([process], metadata, timeout=600)
-    # Killed in the second pre-training epoch, or in the first (augmented) fine-tuning one.
+    # Killed in the second pre-training epoch (resumed inside that phase), in the first
+    # (augmented) fine-tuning one (resumed at the phase's start), or in the second (resumed
+    # inside it: its rows, shuffles and augmentations continue mid-phase).
     assert backed_up == committed
     # What the run resumes from: the committed backup (history.csv is rewritten from it
     # just after each commit, so a kill can fall between the two).
     latest = backups.latest(run_dir / "backup")
     assert latest.epoch == committed
-    assert [r["phase"] for r in latest.history] == ["pretrain"] * committed
+    phases = ["pretrain", "pretrain", "finetune"]
+    assert [r["phase"] for r in latest.history] == phases[:committed]
     resumed = run_train(*args[2:], timeout=600)
     assert f"resuming {run_dir} at epoch {committed + 1}" in resumed.stderr
     # The same generated batches and teacher labels, weights, optimizer state and
