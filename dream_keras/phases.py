@@ -200,9 +200,11 @@ def warn_if_many_rows_were_cut(train_data, summary: dict, design) -> str | None:
 
 class PhaseInputs:
     """What the phases train on: the design inferred from the training rows, the teachers
-    (fitted only when pre-training still has epochs to run) and the augmentations."""
+    (fitted only when pre-training still has epochs to run; the ridge read from
+    `saved_ridge` when that file was fitted on these rows) and the augmentations."""
 
-    def __init__(self, config, rows, phases: list[Phase], resumed_epoch: int):
+    def __init__(self, config, rows, phases: list[Phase], resumed_epoch: int,
+                 saved_ridge=None):
         from dream_keras.data.design import infer_design
 
         self.config, self.rows = config, rows
@@ -225,7 +227,8 @@ class PhaseInputs:
 
                 self.teachers = make_teachers(config.teacher, rows.train_codes,
                                               rows.train_targets, rows.scaler, rows.summary,
-                                              jit_compile=config.jit_compile)
+                                              jit_compile=config.jit_compile,
+                                              saved_ridge=saved_ridge)
 
     def summary(self) -> dict:
         out = {}

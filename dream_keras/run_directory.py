@@ -27,6 +27,9 @@ RUN_FILE = "run.json"
 ENSEMBLE_FILE = "ensemble.json"  # an ensemble directory's record (dream_keras.ensemble)
 TENSORBOARD_DIR = "tensorboard"
 BACKUP_DIR = "backup"
+# In BACKUP_DIR while pre-training has epochs to run: the fitted ridge teacher, which a
+# resumed run reads instead of fitting again (dream_keras.teachers).
+RIDGE_TEACHER_FILE = "teacher_ridge.npz"
 RUN_OUTPUTS = (MODEL_FILE, SCALER_FILE, HISTORY_FILE, RUN_FILE, TENSORBOARD_DIR, BACKUP_DIR)
 # Held (flock) by the process that owns the directory; holds its pid. Removed when the
 # owner ends; a killed owner leaves the file but no lock, so it is never stale.
@@ -239,7 +242,7 @@ def claim_output_dir(output_dir, identity: dict, overwrite: bool) -> bool:
 _BACKUP_FILE = re.compile(r"epoch-\d{6}\.(json|weights\.h5)")
 _OWN_TREES = {
     BACKUP_DIR: (lambda name: bool(_BACKUP_FILE.fullmatch(name))
-                 or name in backups.LEGACY_FILES, ()),
+                 or name in (*backups.LEGACY_FILES, RIDGE_TEACHER_FILE), ()),
     TENSORBOARD_DIR: (lambda name: name.startswith("events.out.tfevents."),
                       ("train", "validation")),
 }

@@ -14,13 +14,18 @@ raw expression with its run's scaler and standardised with this run's.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import zipfile
 
 from absl import logging
 
 import numpy as np
 
-from dream_keras.baseline import DEFAULT_KS, KmerRidge, fit_kmer_ridge, kmer_indices
+from dream_keras import atomic_files
+from dream_keras.baseline import (DEFAULT_KS, DEFAULT_PENALTIES, KmerRidge, fit_kmer_ridge,
+                                  kmer_indices)
 from dream_keras.data.cache import file_sha256
 from dream_keras.data.sequences import decode
 from dream_keras.data.splits import TargetScaler
@@ -29,6 +34,11 @@ from dream_keras.run_directory import (ENSEMBLE_FILE, MODEL_FILE, model_path_of,
                                        read_json_record, read_run_record, scaler_path_of)
 
 RIDGE = "ridge"
+# The fitted ridge teacher is kept in the run's backup/ (run_directory.RIDGE_TEACHER_FILE)
+# while pre-training has epochs to run: a run resumed there reads it instead of fitting
+# again (minutes on large files; and the same coefficients to the last bit on another
+# machine). It goes with backup/ at the end of the run.
+_RIDGE_FILE_VERSION = 1
 
 
 def parse_teachers(text: str) -> tuple[bool, list[str]]:
@@ -79,6 +89,47 @@ class RidgeTeacher:
         weights = self._weights
         index = np.where(index < 0, len(weights) - 1, index)
         return (weights[index].sum(axis=1) + self.ridge.intercept).astype(np.float32)
+
+    def save(self, path, fingerprint: str) -> None:
+        """Write the fitted ridge whole (atomic_files) with the `fingerprint` of the rows
+        and settings it was fitted on (ridge_fingerprint)."""
+        ridge = self.ridge
+        meta = {"version": _RIDGE_FILE_VERSION, "fingerprint": fingerprint, "k": ridge.k,
+                "penalty": ridge.penalty, "intercept": ridge.intercept,
+                "train_rows": ridge.train_rows, "cv": ridge.cv,
+                "longest_train_row": ridge.longest_train_row,
+                "skipped_train_rows": ridge.skipped_train_rows}
+        with atomic_files.replacing_open(path, "wb") as handle:
+            np.savez(handle, coef=np.asarray(ridge.coef, dtype=np.float64),
+                     meta=np.array(json.dumps(meta)))
+
+    @classmethod
+    def load(cls, path, fingerprint: str) -> "RidgeTeacher | None":
+        """The ridge saved at `path` if it was fitted on rows and settings of this
+        `fingerprint`; None (and a log line saying why) when absent, unreadable or
+        fitted on anything else."""
+        if not os.path.exists(path):
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                coef, meta = saved["coef"], json.loads(str(saved["meta"]))
+            if meta.get("version") != _RIDGE_FILE_VERSION or \
+                    meta.get("fingerprint") != fingerprint:
+                logging.warning("%s was fitted on other rows or settings: fitting the ridge "
+                                "teacher again", path)
+                return None
+            ridge = KmerRidge(k=int(meta["k"]), penalty=float(meta["penalty"]), coef=coef,
+                              intercept=float(meta["intercept"]),
+                              train_rows=int(meta["train_rows"]), cv=meta["cv"],
+                              longest_train_row=int(meta["longest_train_row"]),
+                              skipped_train_rows=int(meta["skipped_train_rows"]))
+        except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
+                TypeError) as error:
+            logging.warning("%s is unreadable (%s): fitting the ridge teacher again", path,
+                            error)
+            return None
+        logging.info("ridge teacher read from %s (fitted when the run started)", path)
+        return cls(ridge)
 
     def summary(self) -> dict:
         best = next(row for row in self.ridge.cv  # the chosen candidate's own scores
@@ -198,6 +249,12 @@ class Teachers:
 
     ridge: RidgeTeacher | None
     models: ModelTeacher | None
+    ridge_fingerprint: str | None = None  # of what the ridge was fitted on
+
+    def keep_ridge(self, path) -> None:
+        """Save the ridge (if any) for a resumed run to read (make_teachers' saved_ridge)."""
+        if self.ridge is not None:
+            self.ridge.save(path, self.ridge_fingerprint)
 
     @property
     def count(self) -> int:
@@ -247,9 +304,24 @@ def teachers_seeing_validation_rows(paths, data: dict) -> list[str]:
     return seen
 
 
+def ridge_fingerprint(train_codes, train_targets, ks=DEFAULT_KS,
+                      penalties=DEFAULT_PENALTIES) -> str:
+    """SHA-256 of what the ridge teacher's fit depends on: the encoded training rows,
+    their standardised targets and the candidate k and penalties."""
+    digest = hashlib.sha256()
+    for array in (train_codes, train_targets):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    digest.update(json.dumps([list(ks), list(penalties)]).encode())
+    return digest.hexdigest()
+
+
 def make_teachers(text: str, train_codes, train_targets, run_scaler,
-                  data: dict | None = None, jit_compile: bool = False) -> Teachers:
-    """Teachers from --teacher, the ridge fitted on the training rows only. `data` (the
+                  data: dict | None = None, jit_compile: bool = False,
+                  saved_ridge=None) -> Teachers:
+    """Teachers from --teacher, the ridge fitted on the training rows only (or read from
+    `saved_ridge`, a file of RidgeTeacher.save, when it was fitted on these rows). `data` (the
     run's data summary: source and split checksums) lets a model teacher that trained on
     this run's validation rows be named in a warning; `jit_compile` (the run's
     --jit_compile) compiles model teachers' forward passes with XLA."""
@@ -260,7 +332,12 @@ def make_teachers(text: str, train_codes, train_targets, run_scaler,
                         "validation rows, so val_pearson, which picks model.keras and stops "
                         "training, is optimistic. Train teachers with this run's --seed and "
                         "--validation_fraction, or judge on rows held out of both", path)
-    ridge = RidgeTeacher.fit(train_codes, train_targets) if use_ridge else None
+    ridge = fingerprint = None
+    if use_ridge:
+        fingerprint = ridge_fingerprint(train_codes, train_targets)
+        ridge = RidgeTeacher.load(saved_ridge, fingerprint) if saved_ridge else None
+        if ridge is None:
+            ridge = RidgeTeacher.fit(train_codes, train_targets)
     models = ModelTeacher(paths, run_scaler, seq_len=train_codes.shape[1],
                           jit_compile=jit_compile) if paths else None
-    return Teachers(ridge, models)
+    return Teachers(ridge, models, fingerprint)

@@ -212,7 +212,9 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
     resumed_epoch = resume.epoch if resume else 0
     # Teachers are fitted (or loaded) before run.json is rewritten: a resumed run whose
     # teacher model changed is refused with the directory untouched.
-    inputs = PhaseInputs(config, rows, phases, resumed_epoch)
+    ridge_file = os.path.join(config.output_dir, rundir.BACKUP_DIR, rundir.RIDGE_TEACHER_FILE)
+    inputs = PhaseInputs(config, rows, phases, resumed_epoch,
+                         saved_ridge=ridge_file if resuming and not config.overwrite else None)
     inputs_summary = inputs.summary()
     prior = rundir.read_run_record(config.output_dir) if resuming and chief else None
     if prior:
@@ -235,6 +237,8 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
         # run.json first: a run killed before the scaler is written is still resumable.
         rundir.write_run_record(config.output_dir, record)
         rows.scaler.save(os.path.join(config.output_dir, rundir.SCALER_FILE))
+        if inputs.teachers is not None:
+            inputs.teachers.keep_ridge(ridge_file)
     if resumed_epoch:
         logging.info("resuming %s at epoch %d", config.output_dir, resumed_epoch + 1)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):

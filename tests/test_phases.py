@@ -95,6 +95,10 @@ def test_run_killed_during_a_phase_resumes_to_identical_history(tmp_path, real_r
     assert [r["phase"] for r in latest.history] == phases[:committed]
     resumed = run_train(*args[2:], timeout=600)
     assert f"resuming {run_dir} at epoch {committed + 1}" in resumed.stderr
+    # In pre-training, the ridge teacher the run fitted is read back, not fitted again;
+    # after it, no teacher is needed and its file is gone with backup/ at the end.
+    assert ("ridge teacher read from" in resumed.stderr) == (committed < 2)
+    assert not (run_dir / "backup").exists()
     # The same generated batches and teacher labels, weights, optimizer state and
     # learning rate per phase: every number of every epoch as the uninterrupted run.
     assert history(run_dir) == history(phased_run)

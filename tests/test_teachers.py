@@ -288,3 +288,44 @@ def test_a_teacher_whose_weights_are_on_another_device_labels_without_xla(tmp_pa
     found = tagged_json(run_code(_OTHER_DEVICE_SCRIPT.format(model=model)).stdout, "RESULTS ")
     assert found["here_jit"] is True and found["elsewhere_jit"] is False
     assert found["difference"] < 1e-5
+
+
+def test_a_saved_ridge_teacher_is_read_back_only_for_the_rows_it_was_fitted_on(
+        real_rows, ridge_teacher, tmp_path, caplog, monkeypatch):
+    """A run resumed in pre-training reads the ridge the run fitted (backup/) instead of
+    fitting it again: the same coefficients, labels and summary; a file fitted on other
+    rows, or damaged, is refitted, with a warning."""
+    from dream_keras import teachers as teachers_module
+    from dream_keras.teachers import make_teachers, ridge_fingerprint
+
+    teacher, scaler = ridge_teacher
+    codes = encode(real_rows[0])
+    targets = scaler.transform(real_rows[1])
+    fingerprint = ridge_fingerprint(codes, targets)
+    path = tmp_path / "backup" / "teacher_ridge.npz"
+    teacher.save(path, fingerprint)
+    loaded = RidgeTeacher.load(path, fingerprint)
+    assert loaded.ridge.k == teacher.ridge.k and loaded.ridge.penalty == teacher.ridge.penalty
+    assert np.array_equal(loaded.ridge.coef, teacher.ridge.coef)
+    assert loaded.ridge.intercept == teacher.ridge.intercept
+    assert loaded.summary() == teacher.summary()
+    assert np.array_equal(loaded.labels(codes[:100]), teacher.labels(codes[:100]))
+    # make_teachers reads it instead of fitting (a fit would raise here) ...
+    monkeypatch.setattr(teachers_module.RidgeTeacher, "fit",
+                        classmethod(lambda *args, **kwargs: pytest.fail("refitted")))
+    made = make_teachers("ridge", codes, targets, scaler, saved_ridge=path)
+    assert np.array_equal(made.ridge.ridge.coef, teacher.ridge.coef)
+    assert made.ridge_fingerprint == fingerprint
+    # ... but not for other rows (one target changed), nor from a damaged file.
+    other = targets.copy()
+    other[5] += 1e-6
+    assert ridge_fingerprint(codes, other) != fingerprint
+    assert ridge_fingerprint(codes[:, ::-1], targets) != fingerprint
+    assert ridge_fingerprint(codes, targets, ks=(3,)) != fingerprint
+    caplog.set_level("INFO")
+    assert RidgeTeacher.load(path, ridge_fingerprint(codes, other)) is None
+    assert "fitted on other rows or settings" in caplog.text
+    path.write_bytes(path.read_bytes()[:100])
+    assert RidgeTeacher.load(path, fingerprint) is None
+    assert "is unreadable" in caplog.text
+    assert RidgeTeacher.load(tmp_path / "absent.npz", fingerprint) is None
