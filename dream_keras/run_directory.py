@@ -27,8 +27,9 @@ RUN_FILE = "run.json"
 ENSEMBLE_FILE = "ensemble.json"  # an ensemble directory's record (dream_keras.ensemble)
 TENSORBOARD_DIR = "tensorboard"
 BACKUP_DIR = "backup"
-# In BACKUP_DIR while pre-training has epochs to run: the fitted ridge teacher, which a
-# resumed run reads instead of fitting again (dream_keras.teachers).
+# In BACKUP_DIR of a --teacher=ridge run, from its start until backup/ goes at its end: the
+# fitted ridge teacher, which a run resumed in pre-training reads instead of fitting again
+# (dream_keras.teachers).
 RIDGE_TEACHER_FILE = "teacher_ridge.npz"
 RUN_OUTPUTS = (MODEL_FILE, SCALER_FILE, HISTORY_FILE, RUN_FILE, TENSORBOARD_DIR, BACKUP_DIR)
 # Held (flock) by the process that owns the directory; holds its pid. Removed when the

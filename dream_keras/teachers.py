@@ -35,9 +35,9 @@ from dream_keras.run_directory import (ENSEMBLE_FILE, MODEL_FILE, model_path_of,
 
 RIDGE = "ridge"
 # The fitted ridge teacher is kept in the run's backup/ (run_directory.RIDGE_TEACHER_FILE)
-# while pre-training has epochs to run: a run resumed there reads it instead of fitting
-# again (minutes on large files; and the same coefficients to the last bit on another
-# machine). It goes with backup/ at the end of the run.
+# from the run's start until backup/ is removed at its end: a run resumed in pre-training
+# reads it instead of fitting again (minutes on large files; and the same coefficients to
+# the last bit on another machine). Bump the version when the fit itself changes.
 _RIDGE_FILE_VERSION = 1
 
 
@@ -123,8 +123,10 @@ class RidgeTeacher:
                               train_rows=int(meta["train_rows"]), cv=meta["cv"],
                               longest_train_row=int(meta["longest_train_row"]),
                               skipped_train_rows=int(meta["skipped_train_rows"]))
-        except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
-                TypeError) as error:
+            if coef.shape != (4 ** ridge.k,):
+                raise ValueError(f"{coef.size} coefficients for k = {ridge.k}")
+        except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError,
+                AttributeError) as error:
             logging.warning("%s is unreadable (%s): fitting the ridge teacher again", path,
                             error)
             return None

@@ -93,17 +93,21 @@ def test_predictions_of_other_rows_are_refused(cv):
 
 
 MEMBERS_SCRIPT = REPO / "experiments" / "small_data" / "cv_member_predictions.sh"
-# Stands in for the Python that cv_member_predictions.sh runs: train.py fails for seed 1 (as
-# a run stopped on NaN) and writes a completed run.json otherwise; predict.py numbers the
-# rows; anything else (the script's own summary code) goes to the real interpreter.
+# Stands in for the Python that cv_member_predictions.sh runs. train.py: seed 1 ends as a
+# run stopped on NaN does (run.json says stopped_on_nan, exit status 0), seed 3 crashes
+# (exit 1), others complete; predict.py numbers the rows; anything else (the script's own
+# status and summary code) goes to the real interpreter.
 _FAKE_PYTHON = """#!/usr/bin/env bash
-echo "$*" >> "$CALLS"
 case "$1" in
   train.py)
+    echo "$*" >> "$CALLS"
     for a in "$@"; do case $a in --output_dir=*) out=${a#*=};; --seed=*) seed=${a#*=};; esac; done
-    [[ $seed == 1 ]] && exit 1
-    mkdir -p "$out" && echo '{"status": "completed", "best_epoch": 3}' > "$out/run.json";;
+    [[ $seed == 3 ]] && exit 1
+    status=completed
+    [[ $seed == 1 ]] && status=stopped_on_nan
+    mkdir -p "$out" && echo "{\\"status\\": \\"$status\\", \\"best_epoch\\": 3}" > "$out/run.json";;
   predict.py)
+    echo "$*" >> "$CALLS"
     for a in "$@"; do case $a in --output=*) out=${a#*=};; --input=*) in=${a#*=};; esac; done
     { printf 'sequence\\tprediction\\n'; awk -F'\\t' '{print $1 "\\t" NR / 10}' "$in"; } > "$out";;
   *) exec "$REAL_PYTHON" "$@";;
@@ -111,7 +115,7 @@ esac
 """
 
 
-def test_member_script_skips_a_failed_member_writes_the_others_whole_and_resumes(cv, tmp_path):
+def test_member_script_skips_failed_members_writes_the_others_whole_and_resumes(cv, tmp_path):
     folds, _, _, _ = cv
     fake = tmp_path / "python"
     fake.write_text(_FAKE_PYTHON)
@@ -122,13 +126,16 @@ def test_member_script_skips_a_failed_member_writes_the_others_whole_and_resumes
 
     def members():
         return subprocess.run(["bash", str(MEMBERS_SCRIPT), str(folds), str(tmp_path / "cv"),
-                               str(results), "0", "0 1 2"], capture_output=True, text=True,
-                              cwd=REPO, env=environment)
+                               str(results), "0", "0 1 2 3"], capture_output=True,
+                              text=True, cwd=REPO, env=environment)
 
     done = members()
     assert done.returncode == 1, done.stderr
-    assert "fold 0 seed 1: training failed" in done.stderr
-    assert "failed members (rerun the same command to retry them): fold 0 seed 1" in done.stderr
+    assert "fold 0 seed 1: " in done.stderr and "status 'stopped_on_nan', not completed" \
+        in done.stderr
+    assert "fold 0 seed 3: training failed" in done.stderr
+    assert "members not kept (see the messages above): fold 0 seed 1,fold 0 seed 3" \
+        in done.stderr
     assert sorted(path.name for path in results.iterdir()) == [
         "fold0_seed0.json", "fold0_seed0.txt", "fold0_seed2.json", "fold0_seed2.txt"]
     rows = len((folds / "fold0" / "test.txt").read_text().splitlines())
@@ -136,8 +143,11 @@ def test_member_script_skips_a_failed_member_writes_the_others_whole_and_resumes
     assert kept == pytest.approx([row / 10 for row in range(1, rows + 1)])
     summary = json.loads((results / "fold0_seed2.json").read_text())
     assert summary["best_epoch"] == 3 and summary["test_rows"] == rows
-    # Rerun: the kept members are skipped; only the failed one is tried again.
+    assert summary["status"] == "completed"
+    # Rerun: kept members are skipped, the run that stopped on NaN is not trained again
+    # (train.py would refuse its finished directory); only the crashed one is retried.
     calls.unlink()
     assert members().returncode == 1
+    assert calls.read_text().split()[:1] == ["train.py"]
     assert [line.split()[0] for line in calls.read_text().splitlines()] == ["train.py"]
-    assert "--seed=1" in calls.read_text()
+    assert "--seed=3" in calls.read_text()

@@ -263,6 +263,7 @@ def _finished_run(run_dir):
         (run_dir / name).write_text("written by the run")
     _commit(run_dir / rundir.BACKUP_DIR, 1)
     (run_dir / rundir.BACKUP_DIR / ".partial-host-1.epoch-000002.weights.h5").write_text("")
+    (run_dir / rundir.BACKUP_DIR / rundir.RIDGE_TEACHER_FILE).write_text("")  # --teacher=ridge
     for part in ("train", "validation"):
         (run_dir / "tensorboard" / part).mkdir(parents=True)
         (run_dir / "tensorboard" / part / "events.out.tfevents.1.host.1.0.v2").write_text("")

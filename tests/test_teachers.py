@@ -328,4 +328,14 @@ def test_a_saved_ridge_teacher_is_read_back_only_for_the_rows_it_was_fitted_on(
     path.write_bytes(path.read_bytes()[:100])
     assert RidgeTeacher.load(path, fingerprint) is None
     assert "is unreadable" in caplog.text
+    # Files that read but do not hold a ridge of this k: refitted too, never a crash.
+    for coef, meta in ((teacher.ridge.coef[:-1], None), (teacher.ridge.coef, "[]")):
+        teacher.save(path, fingerprint)
+        with np.load(path) as saved:
+            meta = meta or str(saved["meta"])
+        with open(path, "wb") as handle:
+            np.savez(handle, coef=coef, meta=np.array(meta))
+        caplog.clear()
+        assert RidgeTeacher.load(path, fingerprint) is None
+        assert "is unreadable" in caplog.text
     assert RidgeTeacher.load(tmp_path / "absent.npz", fingerprint) is None

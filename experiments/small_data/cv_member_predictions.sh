@@ -18,26 +18,42 @@
 # and the SHA-256 of the test.txt predicted). A member whose files exist is skipped. The ensemble of several seeds is the mean of these expression-scale
 # predictions: what ensemble.py's one-file ensemble of the same runs predicts (to 1e-6).
 # Each member's files are written whole (a temporary file renamed into place, the summary
-# last), so a kill never leaves a member that looks done. A member whose training or
-# prediction fails (e.g. a run stopped on NaN) is named and skipped; the others still run,
-# and the script then exits with status 1.
+# last), so a kill never leaves a member that looks done. A member whose training,
+# prediction or summary fails, or whose run ends other than completed (stopped_on_nan), is
+# named and skipped; the others still run, and the script then exits with status 1.
 set -euo pipefail
 fold_dir=$1 prefix=$2 results=$3 folds=$4 seeds=$5
 shift 5
 python=${PYTHON:-.venv/bin/python}
 mkdir -p "$results"
 failed=()
+run_status() {  # the status in a run directory's run.json; none without a readable one
+    "$python" -c 'import json, sys
+try:
+    print(json.load(open(sys.argv[1])).get("status"))
+except (OSError, ValueError):
+    print("none")' "$1/run.json"
+}
 for fold in $folds; do
     data="$fold_dir/fold$fold"
     for seed in $seeds; do
         run="${prefix}_fold$fold/seed_$seed"
         base="$results/fold${fold}_seed$seed"
         [[ -f $base.txt && -f $base.json ]] && continue
-        if ! grep -qs '"status": "completed"' "$run/run.json" &&
-            ! "$python" train.py --flagfile=flags/small_data.flags \
-                --train_data="$data/train.txt" --output_dir="$run" --synthetic_rows=0 \
-                --seed="$seed" "$@"; then
-            echo "fold $fold seed $seed: training failed (see $run/run.json); skipped" >&2
+        status=$(run_status "$run")
+        if [[ $status == none || $status == running ]]; then  # new, or killed: resumes
+            if ! "$python" train.py --flagfile=flags/small_data.flags \
+                    --train_data="$data/train.txt" --output_dir="$run" --synthetic_rows=0 \
+                    --seed="$seed" "$@"; then
+                echo "fold $fold seed $seed: training failed (see its output above); skipped" >&2
+                failed+=("fold $fold seed $seed")
+                continue
+            fi
+            status=$(run_status "$run")
+        fi
+        if [[ $status != completed ]]; then
+            echo "fold $fold seed $seed: $run ended with status '$status', not completed;" \
+                "skipped (train it again with --overwrite, or leave the seed out)" >&2
             failed+=("fold $fold seed $seed")
             continue
         fi
@@ -48,7 +64,7 @@ for fold in $folds; do
             failed+=("fold $fold seed $seed")
             continue
         fi
-        "$python" - "$run" "$base" "$fold" "$seed" "$data/test.txt" <<'EOF'
+        if ! "$python" - "$run" "$base" "$fold" "$seed" "$data/test.txt" <<'EOF'
 import json, os, sys
 from dream_keras.data.cache import file_sha256
 run, base, fold, seed, test = sys.argv[1:]
@@ -60,7 +76,7 @@ run_json = run + "/run.json"
 with open(run_json) as handle:
     record = json.load(handle)
 summary = {
-    "fold": int(fold), "seed": int(seed),
+    "fold": int(fold), "seed": int(seed), "status": record.get("status"),
     "epochs_completed": record.get("epochs_completed"),
     "best_epoch": record.get("best_epoch"),
     "best_val_pearson": (record.get("best_metrics") or {}).get("val_pearson"),
@@ -76,10 +92,14 @@ def write_whole(path, text):
 write_whole(base + ".txt", "\n".join(predictions) + "\n")
 write_whole(base + ".json", json.dumps(summary, indent=1) + "\n")  # last: marks it done
 EOF
+        then
+            echo "fold $fold seed $seed: its summary could not be written; skipped" >&2
+            failed+=("fold $fold seed $seed")
+        fi
     done
 done
 if (( ${#failed[@]} )); then
-    printf 'failed members (rerun the same command to retry them): %s\n' \
+    printf 'members not kept (see the messages above): %s\n' \
         "$(IFS=,; echo "${failed[*]}")" >&2
     exit 1
 fi
