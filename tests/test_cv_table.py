@@ -3,6 +3,7 @@ from kept member predictions (an ensemble is the mean of its members; folds with
 seed stay out of the mean; predictions of other rows are refused)."""
 import hashlib
 import json
+import re
 import subprocess
 import sys
 
@@ -45,10 +46,42 @@ def cv(tmp_path):
     return folds, results, measured, members
 
 
-def _table(folds, results, seeds="0,1"):
+def _table(folds, results, seeds="0,1", bootstrap=0):
     return subprocess.run([sys.executable, str(SCRIPT), f"--fold_dir={folds}",
-                           f"--results_dir={results}", f"--seeds={seeds}", "--folds=0,1"],
+                           f"--results_dir={results}", f"--seeds={seeds}", "--folds=0,1",
+                           f"--bootstrap={bootstrap}"],
                           capture_output=True, text=True, cwd=REPO)
+
+
+def _bootstrap_line(done):
+    line = next(line for line in done.stdout.splitlines() if line.startswith("Paired"))
+    numbers = [float(n) for n in re.findall(r"[-+]\d+\.\d+", line)]
+    return line, {"pearson": numbers[0:3], "spearman": numbers[3:6]}, [
+        float(n) for n in re.findall(r"above 0 in ([\d.]+) %", line)]
+
+
+def test_the_bootstrap_interval_holds_the_mean_difference_and_follows_its_sign(cv):
+    folds, results, measured, members = cv
+    done = _table(folds, results, bootstrap=400)
+    assert done.returncode == 0, done.stderr
+    ridge = np.loadtxt(results / "fold0_ridge.txt")
+    ensemble = np.mean([members[0], members[1]], axis=0)
+    line, found, above = _bootstrap_line(done)
+    assert "over folds 0 (400 resamples" in line
+    for name, score in (("pearson", lambda p: stats.pearsonr(p, measured[0])[0]),
+                        ("spearman", lambda p: stats.spearmanr(p, measured[0])[0])):
+        difference, low, high = found[name]
+        assert difference == pytest.approx(score(ensemble) - score(ridge), abs=1e-4)
+        assert low < difference < high
+    # Members near the measured values beat the ridge in every resample; members that are
+    # the ridge's predictions upside down lose in every one.
+    for predictions, share in ((measured[0] + 0.01, 100.0), (-ridge, 0.0)):
+        for seed in (0, 1):
+            _write_member(results, 0, seed, predictions, folds / "fold0" / "test.txt")
+        _, found, above = _bootstrap_line(_table(folds, results, bootstrap=200))
+        assert above == [share, share]
+        assert (found["spearman"][1] > 0) == (share == 100.0)
+    assert "Paired" not in _table(folds, results).stdout  # --bootstrap=0: none
 
 
 def test_the_ensemble_is_the_mean_of_its_members_and_incomplete_folds_stay_out(cv):
