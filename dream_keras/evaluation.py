@@ -350,7 +350,7 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
     check_same_data(output_dir, data_path, overwrite)
     model, scaler = load_run(model_path)
     if reverse_complement_average:  # before the baseline fit, which may take minutes
-        refuse_second_strand_average(model)
+        refuse_second_strand_average(model, model_path_of(model_path))
     baseline = _baseline(baseline, baseline_train_data, model, chunk_rows,
                          baseline_skip_bad_rows)
     predicted, measured = predict_labelled_file(
@@ -416,7 +416,7 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
                         ", ".join(test_set.missing_files))
     model, scaler = load_run(model_path)
     if reverse_complement_average:  # before the baseline fit, which may take minutes
-        refuse_second_strand_average(model)
+        refuse_second_strand_average(model, model_path_of(model_path))
     baseline = _baseline(baseline, baseline_train_data, model,
                          skip_bad_rows=baseline_skip_bad_rows)
     values = predict_sequences(model, scaler, [test_set.sequences[p] for p in positions],

@@ -47,12 +47,13 @@ def averages_both_strands(model: keras.Model) -> bool:
     return False
 
 
-def refuse_second_strand_average(model: keras.Model) -> None:
+def refuse_second_strand_average(model: keras.Model, source=None) -> None:
     """Averaging the strands outside a model that averages them inside is not harmless:
     the reverse-strand rule counts leading N as padding, so for a sequence that ends in N
-    it does not give the sequence back, and the result shifts (measured: up to 0.37)."""
+    it does not give the sequence back, and the result shifts (measured: up to 0.37).
+    `source`: the model file, named in the error (else the model's name)."""
     if averages_both_strands(model):
         raise ConfigurationError(
-            f"{model.name}: the model already averages both strands (an ensemble written "
-            "with both strands); leave out `reverse_complement_average=True`, which would "
-            "average them a second time")
+            f"{source or model.name}: the model already averages both strands (an ensemble "
+            "written with both strands); leave out `reverse_complement_average=True`, which "
+            "would average them a second time")

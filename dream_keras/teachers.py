@@ -339,7 +339,13 @@ def make_teachers(text: str, train_codes, train_targets, run_scaler,
         fingerprint = ridge_fingerprint(train_codes, train_targets)
         ridge = RidgeTeacher.load(saved_ridge, fingerprint) if saved_ridge else None
         if ridge is None:
+            logging.info("fitting the ridge teacher on the %d training rows (k-mers of "
+                         "length %s, penalty chosen by leave-one-out)", len(train_codes),
+                         ", ".join(map(str, DEFAULT_KS)))
             ridge = RidgeTeacher.fit(train_codes, train_targets)
+        chosen = ridge.summary()
+        logging.info("ridge teacher: %d-mer counts, penalty %g, leave-one-out r %.3f",
+                     chosen["k"], chosen["penalty"], chosen["cv_pearson"])
     models = ModelTeacher(paths, run_scaler, seq_len=train_codes.shape[1],
                           jit_compile=jit_compile) if paths else None
     return Teachers(ridge, models, fingerprint)

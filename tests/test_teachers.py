@@ -339,3 +339,18 @@ def test_a_saved_ridge_teacher_is_read_back_only_for_the_rows_it_was_fitted_on(
         assert RidgeTeacher.load(path, fingerprint) is None
         assert "is unreadable" in caplog.text
     assert RidgeTeacher.load(tmp_path / "absent.npz", fingerprint) is None
+
+
+def test_fitting_the_ridge_teacher_is_announced_and_its_choice_logged(real_rows, caplog):
+    """The fit can take minutes on a large file: it is announced, and its choice logged."""
+    from dream_keras.teachers import make_teachers
+
+    sequences, values = real_rows
+    scaler = TargetScaler.fit(values[:300])
+    caplog.set_level("INFO")
+    made = make_teachers("ridge", encode(sequences[:300]), scaler.transform(values[:300]),
+                         scaler)
+    chosen = made.ridge.summary()
+    assert "fitting the ridge teacher on the 300 training rows" in caplog.text
+    assert (f"ridge teacher: {chosen['k']}-mer counts, penalty {chosen['penalty']:g}, "
+            f"leave-one-out r {chosen['cv_pearson']:.3f}") in caplog.text

@@ -76,7 +76,7 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
             check_input_file(source)
     model, scaler = load_run(model_path)
     if reverse_complement_average:  # before any work: every path below refuses it
-        refuse_second_strand_average(model)
+        refuse_second_strand_average(model, model_path_of(model_path))
     options = dict(batch_size=batch_size, chunk_rows=chunk_rows, overwrite=overwrite,
                    reverse_complement_average=reverse_complement_average,
                    jit_compile=jit_compile)

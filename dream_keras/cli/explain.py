@@ -79,6 +79,8 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
     from dream_keras.explain import files, motifs as motif_step
     from dream_keras.explain.model_access import load_run
     from dream_keras.file_errors import check_input_file
+    from dream_keras.run_directory import model_path_of
+    from dream_keras.strand_layers import refuse_second_strand_average
 
     if motifs and not motif_step.modisco_available():
         raise ConfigurationError("--motifs needs modisco-lite: pip install "
@@ -92,6 +94,8 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
     check_input_file(input_path)
     files.check_output_dir(output_dir, overwrite, inputs=[input_path])
     model, scaler = load_run(model_path)
+    if options.get("reverse_complement_average"):
+        refuse_second_strand_average(model, model_path_of(model_path))
     written = files.explain_file(model, scaler, input_path, output_dir, methods=methods,
                                  logo_rows=logo_rows, overwrite=overwrite, **options)
     summary = [f"explained {written['rows']} sequences: {written['h5']}"]
