@@ -78,6 +78,7 @@ def metrics_markdown(metrics: dict, title: str) -> str:
     else:
         lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {label} | {fmt.format(metrics[key])} |" for key, label, fmt in _ROWS]
+    lines += [f"\n**Warning:** {warning}." for warning in metrics.get("warnings", [])]
     lines += ["", "MSE and R² use targets standardised with the run's target scaler; "
               "R² = 1 - SSE/SST. Pearson r is over every row (not a batch average)."]
     if baseline:
@@ -171,6 +172,31 @@ def _start_writing(output_dir, outputs) -> None:
         if os.path.isfile(path) and not os.path.islink(path):
             with writing(path):
                 os.remove(path)
+
+
+def in_sample_warnings(model_path, data_path, baseline_train_data=None) -> list[str]:
+    """Why the metrics would not be held-out ones: `data_path` has the contents of the file
+    the model's run (or an ensemble's member runs) trained on (run.json's source_sha256),
+    or the baseline is fitted on `data_path` itself. Each is logged as a warning too."""
+    from dream_keras.data.cache import file_sha256
+    from dream_keras.run_directory import trained_run_records
+
+    data_sha256 = file_sha256(data_path)
+    warnings = []
+    if any((record.get("data") or {}).get("source_sha256") == data_sha256
+           for record in trained_run_records(model_path_of(model_path))):
+        warnings.append(f"{data_path} has the contents of the file the model trained on: its "
+                        "training and validation rows are scored, so these metrics are "
+                        "in-sample, not held-out")
+    if baseline_train_data and os.path.isfile(baseline_train_data) \
+            and file_sha256(baseline_train_data) == data_sha256:
+        warnings.append(f"the baseline is fitted on {data_path} itself "
+                        "(--baseline_train_data): it scores its own training rows, so its "
+                        "metrics are in-sample and not comparable with the model's; fit it on "
+                        "the run's training file")
+    for warning in warnings:
+        logging.warning("%s", warning)
+    return warnings
 
 
 def _baseline(baseline: KmerRidge | None, baseline_train_data, model,
@@ -351,6 +377,7 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
     model, scaler = load_run(model_path)
     if reverse_complement_average:  # before the baseline fit, which may take minutes
         refuse_second_strand_average(model, model_path_of(model_path))
+    warnings = in_sample_warnings(model_path, data_path, baseline_train_data)
     baseline = _baseline(baseline, baseline_train_data, model, chunk_rows,
                          baseline_skip_bad_rows)
     predicted, measured = predict_labelled_file(
@@ -361,7 +388,7 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
     metrics.update(data=os.path.abspath(data_path),
                    model=os.path.abspath(model_path_of(model_path)),
                    reverse_complement_average=bool(reverse_complement_average),
-                   scaler={"mean": scaler.mean, "std": scaler.std})
+                   scaler={"mean": scaler.mean, "std": scaler.std}, warnings=warnings)
     if baseline is not None:
         metrics["baseline"] = baseline_record(
             baseline, predict_baseline_file(baseline, scaler, data_path, chunk_rows=chunk_rows),

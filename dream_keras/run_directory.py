@@ -193,6 +193,18 @@ def read_json_record(path) -> dict | None:
             return None
 
 
+def trained_run_records(model_path) -> list[dict]:
+    """The run.json records behind a model file or run directory: its own run's, or an
+    ensemble's members' (ensemble.json lists them); [] when none is found."""
+    directory = os.path.dirname(os.path.abspath(model_path))
+    record = read_run_record(directory)
+    if record is not None:
+        return [record]
+    ensemble = read_json_record(os.path.join(directory, ENSEMBLE_FILE)) or {}
+    return [read_run_record(member.get("run", "")) or {}
+            for member in ensemble.get("members", [])]
+
+
 def write_json_record(path, record: dict) -> None:
     """Write a record file atomically, so a kill never leaves it half-written."""
     atomic_files.write_text(path, json.dumps(record, indent=2, sort_keys=True,

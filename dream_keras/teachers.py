@@ -30,8 +30,8 @@ from dream_keras.data.cache import file_sha256
 from dream_keras.data.sequences import decode
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError
-from dream_keras.run_directory import (ENSEMBLE_FILE, MODEL_FILE, model_path_of,
-                                       read_json_record, read_run_record, scaler_path_of)
+from dream_keras.run_directory import (MODEL_FILE, model_path_of, scaler_path_of,
+                                       trained_run_records)
 
 RIDGE = "ridge"
 # The fitted ridge teacher is kept in the run's backup/ (run_directory.RIDGE_TEACHER_FILE)
@@ -279,25 +279,13 @@ def refuse_own_model_as_teacher(text: str, output_dir) -> None:
                                      "teacher run elsewhere first")
 
 
-def _trained_runs(model_path) -> list[dict]:
-    """The run.json records behind a teacher model: its own run's, or an ensemble's
-    members' (ensemble.json lists them); [] when none is found."""
-    directory = os.path.dirname(os.path.abspath(model_path))
-    record = read_run_record(directory)
-    if record is not None:
-        return [record]
-    ensemble = read_json_record(os.path.join(directory, ENSEMBLE_FILE)) or {}
-    return [read_run_record(member.get("run", "")) or {}
-            for member in ensemble.get("members", [])]
-
-
 def teachers_seeing_validation_rows(paths, data: dict) -> list[str]:
     """The teacher models trained on this run's file (same source checksum) with another
     split (another --seed or --validation_fraction): their training rows include some of
     this run's validation rows, whose val_pearson picks model.keras and stops training."""
     seen = []
     for path in paths:
-        for record in _trained_runs(path):
+        for record in trained_run_records(path):
             trained_on = record.get("data") or {}
             if (trained_on.get("source_sha256") == data.get("source_sha256") is not None
                     and trained_on.get("split_sha256") != data.get("split_sha256")):

@@ -243,3 +243,38 @@ def test_the_fit_is_the_same_whatever_the_chunk_of_rows_counted_at_once():
             fit_kmer_ridge(sequences, targets, **bad)
     with pytest.raises(ValueError, match=r"row 3 \(0-based\) is nan"):
         fit_kmer_ridge(sequences, np.where(np.arange(400) == 3, np.nan, targets))
+
+
+def test_in_sample_scores_are_named_in_the_metrics_and_the_log(tmp_path, small_run,
+                                                               split_real_rows, caplog):
+    """Scoring the model on the file its run trained on, or a baseline fitted on the
+    evaluated file itself, gives in-sample numbers that read like held-out ones: both are
+    said (a warning, metrics.json's `warnings`, metrics.md); a held-out evaluation says
+    nothing."""
+    import json
+    import logging
+    import shutil
+
+    from dream_keras.cli.commands import run_evaluation
+    from dream_keras.data.cache import file_sha256
+
+    train, held = split_real_rows
+    run = tmp_path / "run"
+    shutil.copytree(small_run.parent, run)
+    record = json.loads((run / "run.json").read_text())
+    record["data"] = {"source_sha256": file_sha256(train)}
+    (run / "run.json").write_text(json.dumps(record))
+    copy_of_train = tmp_path / "copy_of_train.txt"  # another name, the same contents
+    copy_of_train.write_text(train.read_text())
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        run_evaluation(str(run), data_path=copy_of_train, output_dir=str(tmp_path / "e"),
+                       baseline_train_data=copy_of_train)
+    warnings = json.loads((tmp_path / "e" / "metrics.json").read_text())["warnings"]
+    assert len(warnings) == 2
+    assert "copy_of_train.txt has the contents of the file the model trained on" in warnings[0]
+    assert "the baseline is fitted on" in warnings[1] and "itself" in warnings[1]
+    assert all(warning in caplog.text for warning in warnings)
+    assert (tmp_path / "e" / "metrics.md").read_text().count("**Warning:**") == 2
+    run_evaluation(str(run), data_path=held, output_dir=str(tmp_path / "held"),
+                   baseline_train_data=train)
+    assert json.loads((tmp_path / "held" / "metrics.json").read_text())["warnings"] == []
