@@ -1,5 +1,6 @@
 """A cache that is not a current cache of its source is rebuilt from it with a notice
-(damaged, stale, or unreadable or foreign at the default path), never silently used; a
+(damaged, stale, or unreadable at the default path; a file that is not a cache is never
+replaced), never silently used; a
 killed preparation leaves nothing that a later one trips on; training warns about
 sequences repeated with conflicting values."""
 import dataclasses
@@ -107,15 +108,27 @@ def test_a_cache_prepared_under_older_rules_for_valid_rows_is_rebuilt(source, tm
     assert "was prepared under other rules for valid rows (reader version 1" in caplog.text
 
 
-@pytest.mark.parametrize("content", [b"", b"not a cache at all", "h5"])
-def test_anything_at_the_default_path_is_replaced_by_a_cache(source, caplog, content):
+def test_an_empty_file_at_the_default_path_is_filled_with_the_cache(source, caplog):
+    path = f"{source}.seq110.h5"
+    open(path, "wb").close()
+    assert _resolve(_config(source), caplog)[0] == path
+
+
+@pytest.mark.parametrize("content", [b"not a cache at all", "h5"])
+def test_a_file_of_yours_at_the_default_path_is_never_replaced(source, content):
+    """Every cache the package ever wrote has the cache's attributes: anything else at
+    FILE.txt.seq110.h5 (text, someone's HDF5) is the user's, refused and left as it was."""
     path = f"{source}.seq110.h5"
     if content == "h5":
         with h5py.File(path, "w") as h5:
             h5["x"] = [1]
     else:
         open(path, "wb").write(content)
-    assert _resolve(_config(source), caplog)[0] == path
+    before = open(path, "rb").read()
+    with pytest.raises(OutputExistsError, match=r"seq110\.h5 exists and is not a dream_keras "
+                                                r"cache .*it is left as it is: move it"):
+        resolve_cache(_config(source), 110)
+    assert open(path, "rb").read() == before
 
 
 def test_a_foreign_file_at_a_chosen_cache_path_is_left_alone(source, tmp_path, caplog):
@@ -168,9 +181,13 @@ def test_a_cache_prepared_skipping_bad_rows_is_not_used_by_a_strict_run(tmp_path
 def test_a_cache_that_cannot_be_written_is_one_line_naming_it(source, tmp_path):
     from dream_keras.file_errors import FileAccessError
 
+    inside_a_file = f"{source}/cache.h5"  # root ignores permissions: a file as its folder
+    with pytest.raises(FileAccessError, match=f"^{inside_a_file}: cannot write: "):
+        resolve_cache(_config(source, inside_a_file), 110)
     taken = f"{source}.seq110.h5"
-    os.mkdir(taken)  # a directory at the default cache path (root ignores permissions)
-    with pytest.raises(FileAccessError, match=f"^{taken}: cannot write: is a directory"):
+    os.mkdir(taken)  # a directory at the default cache path: not ours, left alone
+    with pytest.raises(OutputExistsError, match=f"^{taken} exists and is not a dream_keras "
+                                                r"cache \(not a regular file\)"):
         resolve_cache(_config(source), 110)
     assert sorted(os.listdir(tmp_path)) == sorted([source.name, os.path.basename(taken)])
 

@@ -86,9 +86,12 @@ def resolve_cache(config: TrainingConfig, seq_len: int) -> str:
     if state == cache_files.CURRENT:
         logging.info("reusing cache %s (source unchanged)", cache_path)
         return cache_path
-    if state == cache_files.FOREIGN and config.cache_path:
+    if state == cache_files.FOREIGN:
+        # Every cache this package ever wrote has all of the cache attributes: a file
+        # without them, even at the default path, is someone's own, never replaced.
         raise OutputExistsError(f"{cache_path} exists and is not a dream_keras cache "
-                                f"({why}); it is left as it is: pass another --cache_path")
+                                f"({why}); it is left as it is: move it, or pass another "
+                                "--cache_path")
     if state == cache_files.UNREADABLE and config.cache_path:
         raise OutputExistsError(f"{cache_path} exists and cannot be read ({why}), so it "
                                 "cannot be told from a file of yours; it is left as it is: "
