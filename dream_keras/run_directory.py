@@ -19,6 +19,7 @@ import time
 
 from dream_keras import atomic_files, backups
 from dream_keras.errors import RunDirectoryError
+from dream_keras.training_config import NOT_PART_OF_A_RUN
 
 MODEL_FILE = "model.keras"
 SCALER_FILE = "target_scaler.json"
@@ -441,7 +442,7 @@ def _comparable(identity):
     if not isinstance(identity, dict):
         return identity
     resolved = {key: _comparable(value) if key == "training" else value
-                for key, value in identity.items()}
+                for key, value in identity.items() if key not in NOT_PART_OF_A_RUN}
     for key in _PATH_KEYS:
         if isinstance(resolved.get(key), str) and resolved[key]:
             resolved[key] = os.path.realpath(resolved[key])
@@ -461,10 +462,20 @@ def same_identity(recorded, identity) -> bool:
 def _differences(record, identity) -> str:
     if record is None or "identity" not in record:
         return " (it has no run.json of this package)"
-    old, identity = _comparable(record["identity"]), _comparable(identity)
+    started, now = record["identity"], identity
+    old, identity = _comparable(started), _comparable(identity)
     changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
     if "model" in changed:
         changed.remove("model")
         changed += sorted(f"model.{k}" for k in set(old["model"]) | set(identity["model"])
                           if old["model"].get(k) != identity["model"].get(k))
-    return f" (differs in: {', '.join(changed)})"
+
+    def shown(settings, key):  # as the user spelled it; a long value keeps its end
+        if key.startswith("model."):
+            settings, key = (settings or {}).get("model"), key[len("model."):]
+        text = repr(settings.get(key, "unset")) if isinstance(settings, dict) else "unset"
+        return text if len(text) <= 60 else "..." + text[-57:]
+
+    return " (differs in: " + "; ".join(
+        f"{key}: {shown(started, key)} at the start, {shown(now, key)} now"
+        for key in changed) + ")"

@@ -13,8 +13,10 @@ from dream_keras.errors import ConfigurationError
 
 
 # Settings that may differ between a run and its resumption: they change how the run is
-# driven or where it executes, never what it learns.
-_NOT_PART_OF_A_RUN = ("overwrite",)
+# driven or how fast its input pipeline runs (tf.data keeps the order: deterministic),
+# never what it learns. run_directory also leaves them out of identities recorded by
+# releases that kept them.
+NOT_PART_OF_A_RUN = ("overwrite", "prefetch_batches", "data_parallel_calls")
 
 
 # The largest seed Keras and NumPy take (keras.utils.set_random_seed).
@@ -110,6 +112,6 @@ class TrainingConfig:
     def run_identity(self) -> dict:
         """What must match for a run directory to be resumed by this configuration."""
         record = self.to_json()
-        for name in _NOT_PART_OF_A_RUN:
+        for name in NOT_PART_OF_A_RUN:
             record.pop(name)
         return record

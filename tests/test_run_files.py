@@ -1,5 +1,6 @@
 """The run directory's files without training: atomic writes, verified backups with
 fallback, the directory lock, and the data-identity check of a resumed run."""
+import dataclasses
 import json
 import os
 import shutil
@@ -332,9 +333,31 @@ def test_a_run_resumes_under_any_spelling_of_its_paths(tmp_path, monkeypatch):
                       "train_data": "data//train.txt", "teacher": "ridge, runs/teacher/"}):
         assert rundir.claim_output_dir(tmp_path / "runs" / "x", {**started, **spelling},
                                        overwrite=False) is True
-    with pytest.raises(RunDirectoryError, match=r"differs in: seed, train_data\)"):
+    with pytest.raises(RunDirectoryError, match=r"differs in: seed: 0 at the start, 1 now; "
+                                                r"train_data: 'data/train.txt' at the start, "
+                                                r"'data/other.txt' now\)"):
         rundir.claim_output_dir(tmp_path / "runs" / "x", {
             **started, "train_data": "data/other.txt", "seed": 1}, overwrite=False)
+
+
+def test_input_pipeline_speed_settings_do_not_stop_a_resume(tmp_path):
+    """--prefetch_batches and --data_parallel_calls change how fast batches come, not
+    which (tf.data keeps their order): a killed run resumes under other values, also one
+    whose run.json recorded them (earlier releases did)."""
+    from dream_keras.training_config import TrainingConfig
+
+    run = tmp_path / "run"
+    config = TrainingConfig(train_data="train.txt", output_dir=str(run))
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "running", "identity": {
+        **config.run_identity(), "prefetch_batches": 8, "data_parallel_calls": 2}}))
+    faster = dataclasses.replace(config, prefetch_batches=2, data_parallel_calls=-1)
+    assert "prefetch_batches" not in faster.run_identity()
+    assert rundir.claim_output_dir(run, faster.run_identity(), overwrite=False) is True
+    with pytest.raises(RunDirectoryError, match=r"differs in: batch_size: 1024 at the start, "
+                                                r"64 now\)"):
+        rundir.claim_output_dir(run, dataclasses.replace(config, batch_size=64)
+                                .run_identity(), overwrite=False)
 
 
 DATA = {"train_data": "/d/train.txt", "source_sha256": "a" * 64, "rows_in_cache": 300,
