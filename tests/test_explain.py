@@ -231,6 +231,15 @@ def test_flanks_are_found_where_the_sequence_holds_them():
     assert flank_spans(FLANK_5PRIME + middle[:60] + FLANK_3PRIME, L) == [(97, 109), (20, 36)]
     assert flank_spans("C" * 30 + FLANK_5PRIME + middle + FLANK_3PRIME, L) == [(97, 109)]
     assert flank_spans(middle, L) == []
+    # A library of one's own: the flanks its run inferred (run.json's design) are shaded.
+    from dream_keras.explain.logos import DREAM_FLANKS, flanks_of_run
+
+    own = flanks_of_run([{"flags": {}}, {"design": {"prefix": "GGATCC", "suffix": "AAGCTT"}}])
+    assert own == ("GGATCC", "AAGCTT")
+    assert flank_spans("ggatcc" + middle + "AAGCTT", L, own) == [(104, 109), (18, 23)]
+    assert flank_spans(FLANK_5PRIME + middle + FLANK_3PRIME, L, own) == []
+    assert flanks_of_run([{}]) == DREAM_FLANKS  # no design recorded: DREAM's
+    assert flank_spans("GGATCC" + middle, L, ("GGATCC", "")) == [(24, 29)]  # no 3' flank
 
 
 def test_modisco_inputs_are_one_hot_and_centred_hypothetical_scores(tmp_path, run, sequences):

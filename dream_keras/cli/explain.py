@@ -96,8 +96,13 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
     model, scaler = load_run(model_path)
     if options.get("reverse_complement_average"):
         refuse_second_strand_average(model, model_path_of(model_path))
+    from dream_keras.explain.logos import flanks_of_run
+    from dream_keras.run_directory import trained_run_records
+
     written = files.explain_file(model, scaler, input_path, output_dir, methods=methods,
-                                 logo_rows=logo_rows, overwrite=overwrite, **options)
+                                 logo_rows=logo_rows, overwrite=overwrite,
+                                 flanks=flanks_of_run(trained_run_records(
+                                     model_path_of(model_path))), **options)
     summary = [f"explained {written['rows']} sequences: {written['h5']}"]
     if written["tsv"]:
         summary.append(f"tidy table: {written['tsv']}")

@@ -151,10 +151,11 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
                  batch_size: int = DEFAULT_BATCH_SIZE, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  piece_sequences: int = PIECE_SEQUENCES, write_tsv: bool = True,
                  overwrite: bool = False, jit_compile: bool = True, logo_dpi: int = logos.DPI,
-                 ) -> dict:
+                 flanks=logos.DREAM_FLANKS) -> dict:
     """Explain every sequence of `input_path`; returns {'rows', 'h5', 'tsv', 'logos'}.
 
-    `logo_rows`: 0-based input rows to draw ('all' for every row).
+    `logo_rows`: 0-based input rows to draw ('all' for every row); `flanks`: the (5', 3')
+    constant flanks their logos shade (logos.flanks_of_run gives a run's).
     """
     methods = core.check_methods(methods)
     if reverse_complement_average:
@@ -199,7 +200,7 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
             for index, sequence in enumerate(sequences):
                 if wanted is None or rows + index in wanted:
                     drawn.append(_draw(logo_dir, rows + index, sequence, arrays, index,
-                                       seq_len, logo_dpi))
+                                       seq_len, logo_dpi, flanks))
             rows += len(sequences)
             logging.log_every_n_seconds(logging.INFO, "explained %d sequences", 10, rows)
         writer.close()
@@ -280,11 +281,11 @@ def _move_logos(drawn_dir, logo_dir, drawn: list) -> list:
 
 
 def _draw(directory, row: int, sequence: str, arrays: dict, index: int, seq_len: int,
-          dpi: int) -> str:
+          dpi: int, flanks) -> str:
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"row{row}.png")
     logos.draw_logo(path, logos.position_scores(arrays, index), arrays["codes"][index],
                     title=f"row {row}: predicted expression {arrays['prediction'][index]:.3f}",
-                    flanks=logos.flank_spans(sequence, seq_len), dpi=dpi)
+                    flanks=logos.flank_spans(sequence, seq_len, flanks), dpi=dpi)
     return path
 

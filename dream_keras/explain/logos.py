@@ -2,8 +2,8 @@
 
 Each panel draws, at every position of the window the model sees, the observed base with
 a height equal to its attribution (training scale; below the axis when it lowers
-expression). Positions are numbered 1..seq_len along the window; DREAM's constant flanks
-are shaded where the sequence carries them.
+expression). Positions are numbered 1..seq_len along the window; the library's constant
+flanks (the run's inferred design, else DREAM's) are shaded where the sequence carries them.
 """
 from __future__ import annotations
 
@@ -32,13 +32,29 @@ def position_scores(arrays: dict, row: int) -> dict:
     return scores
 
 
-def flank_spans(sequence: str, seq_len: int) -> list:
-    """[(first, last)] 0-based window positions of the constant flanks the sequence holds."""
+DREAM_FLANKS = (FLANK_5PRIME, FLANK_3PRIME)
+
+
+def flanks_of_run(records: list) -> tuple[str, str]:
+    """(5', 3') constant flanks to shade: the design a run inferred from its training file
+    (run.json's `design`, recorded by runs with --teacher or --augment_*; for an ensemble,
+    its first member that has one), else DREAM's."""
+    for record in records:
+        design = (record or {}).get("design") or {}
+        if "prefix" in design and "suffix" in design:
+            return design["prefix"], design["suffix"]
+    return DREAM_FLANKS
+
+
+def flank_spans(sequence: str, seq_len: int, flanks=DREAM_FLANKS) -> list:
+    """[(first, last)] 0-based window positions of the constant flanks (5', 3') the
+    sequence holds."""
+    prefix, suffix = (flank.upper() for flank in flanks)
     spans, start = [], seq_len - len(sequence)
-    if sequence.upper().endswith(FLANK_3PRIME):
-        spans.append((seq_len - len(FLANK_3PRIME), seq_len - 1))
-    if sequence.upper().startswith(FLANK_5PRIME):
-        first, last = start, start + len(FLANK_5PRIME) - 1
+    if suffix and sequence.upper().endswith(suffix):
+        spans.append((seq_len - len(suffix), seq_len - 1))
+    if prefix and sequence.upper().startswith(prefix):
+        first, last = start, start + len(prefix) - 1
         if last >= 0:
             spans.append((max(first, 0), last))
     return spans
@@ -70,8 +86,8 @@ def draw_logo(path, scores: dict, codes: np.ndarray, *, title: str = "",
         axis.set_title(PANEL_TITLES[method], fontsize=9, loc="left")
         axis.set_ylabel("expression", fontsize=8)
     axes[-1, 0].set_xticks(np.r_[1, np.arange(10, seq_len + 1, 10)])
-    axes[-1, 0].set_xlabel(f"position in the {seq_len}-base window the model sees "
-                           "(grey: constant flanks)", fontsize=8)
+    axes[-1, 0].set_xlabel(f"position in the {seq_len}-base window the model sees"
+                           + (" (grey: constant flanks)" if flanks else ""), fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
