@@ -216,3 +216,37 @@ def test_a_byte_that_is_not_utf8_is_reported_at_its_line_and_can_be_skipped(tmp_
     with pytest.raises(DataFormatError) as error:
         list(iter_chunks(cr_only))
     assert error.value.line == 7 and "byte 3 of the line" in error.value.reason
+
+
+@pytest.mark.parametrize("text, line, reason", [
+    # A comma-separated labelled file: said, with the format it needs.
+    ("ACGTAC,1.5\n", 1, r"letter ',' outside ACGTN in sequence 'ACGTAC,1.5'; "
+                        r"comma-separated\? this format is tab-separated"),
+    # Its header: both hints (the first name, 'sequence', reads as a column name).
+    ("sequence,expression\nACGT\t1\n", 1, r".*'sequence,expression'; comma-separated\? .*"
+                                          r"; a header line\? this format has none"),
+    # A bad letter deep in a long sequence is in the window shown, with its base.
+    ("A" * 60 + " " + "C" * 40 + "\t1.0\n", 1,
+     r"letter ' ' outside ACGTN in sequence \.\.\.'A{18} C{18}'\.\.\. at base 61$"),
+])
+def test_bad_labelled_rows_say_what_the_file_looks_like(tmp_path, text, line, reason):
+    path = tmp_path / "rows.txt"
+    path.write_text(text)
+    with pytest.raises(DataFormatError, match=f"rows.txt:{line}: {reason}"):
+        read_expression_file(path)
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("id,seq\nx,ACGT\n", r"'id,seq'; a comma-separated table\? its header line must name "
+                         r"the column of sequences 'sequence'$"),
+    ("ACGT\nAC,GT\n", r"'AC,GT'; comma-separated\? give one sequence per line, or a table "
+                      r"whose header line names a 'sequence' column$"),
+])
+def test_sequences_to_predict_in_a_table_without_a_sequence_column_say_so(tmp_path, text,
+                                                                          reason):
+    from dream_keras.data.readers import iter_sequence_chunks
+
+    path = tmp_path / "input.csv"
+    path.write_text(text)
+    with pytest.raises(DataFormatError, match=reason):
+        list(iter_sequence_chunks(path))

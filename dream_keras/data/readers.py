@@ -227,7 +227,18 @@ def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_ba
     rest_of_line = frame["expression"].to_numpy()
     for row in invalid_rows:
         problems[row] = _sequence_problem(sequences[row], rest_of_line=rest_of_line[row])
-        if int(line_numbers[row]) == 1 and _looks_like_a_column_name(sequences[row]):
+        header = int(line_numbers[row]) == 1 and _looks_like_a_column_name(sequences[row])
+        if not with_expression and "," in sequences[row]:
+            # Sequences to predict may also come as a table, named by its header.
+            problems[row] += ("; a comma-separated table? its header line must name the "
+                              "column of sequences 'sequence'" if header else
+                              "; comma-separated? give one sequence per line, or a table "
+                              "whose header line names a 'sequence' column")
+            continue
+        if "," in sequences[row]:
+            problems[row] += ("; comma-separated? this format is tab-separated "
+                              "(sequence<TAB>expression)")
+        if header:
             problems[row] += ("; a header line? this format has none: every line is a "
                               "sequence (or sequence<TAB>expression)")
     expression = None
@@ -260,6 +271,7 @@ def _validated(frame: pd.DataFrame, line_numbers, path, with_expression, skip_ba
 def _looks_like_a_column_name(text: str) -> bool:
     """A first field that reads as a column name (`sequence`, `seq_id`): a table's header
     in a format without one. Mostly not bases, so a mistyped sequence (ACGX) is not one."""
+    text = text.split(",")[0]  # a comma-separated header: its first name
     return bool(_WORD.fullmatch(text)) and len(_NOT_A_BASE.findall(text)) * 2 > len(text)
 
 
@@ -271,8 +283,14 @@ def _sequence_problem(sequence: str, column: str = "sequence",
         return "empty line" if rest_of_line == "" and column == "sequence" else f"empty {column}"
     if sequence.upper() in MISSING_MARKERS:
         return f"{column} {sequence!r} is {MISSING_MARKER_PROBLEM}"
-    bad = _NOT_A_BASE.search(sequence).group(0)
-    shown = _shown(sequence if len(sequence) <= 40 else sequence[:37] + "...")
+    found = _NOT_A_BASE.search(sequence)
+    bad, at = found.group(0), found.start()
+    if len(sequence) <= 40:
+        shown = _shown(sequence)
+    else:  # a window around the bad letter, so that it is in what is shown
+        first, last = max(0, at - 18), min(len(sequence), at + 19)
+        shown = (("..." if first else "") + _shown(sequence[first:last])
+                 + ("..." if last < len(sequence) else "") + f" at base {at + 1}")
     if _undecoded(bad):
         return f"byte {_undecoded(bad)} (not UTF-8 text) in {column} {shown}"
     return f"letter {bad!r} outside ACGTN in {column} {shown}"
