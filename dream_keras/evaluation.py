@@ -181,19 +181,27 @@ def in_sample_warnings(model_path, data_path, baseline_train_data=None) -> list[
     from dream_keras.data.cache import file_sha256
     from dream_keras.run_directory import trained_run_records
 
-    data_sha256 = file_sha256(data_path)
     warnings = []
-    if any((record.get("data") or {}).get("source_sha256") == data_sha256
-           for record in trained_run_records(model_path_of(model_path))):
-        warnings.append(f"{data_path} has the contents of the file the model trained on: its "
-                        "training and validation rows are scored, so these metrics are "
-                        "in-sample, not held-out")
-    if baseline_train_data and os.path.isfile(baseline_train_data) \
-            and file_sha256(baseline_train_data) == data_sha256:
-        warnings.append(f"the baseline is fitted on {data_path} itself "
-                        "(--baseline_train_data): it scores its own training rows, so its "
-                        "metrics are in-sample and not comparable with the model's; fit it on "
-                        "the run's training file")
+    try:  # a check, never a reason for an evaluation to fail: unreadable means unknown
+        trained_on = {data.get("source_sha256") for data in (
+            record.get("data") for record in trained_run_records(model_path_of(model_path)))
+            if isinstance(data, dict)} - {None}
+        same_file_as_baseline = bool(baseline_train_data) and os.path.isfile(
+            baseline_train_data) and os.path.getsize(baseline_train_data) == os.path.getsize(
+            data_path)
+        data_sha256 = (file_sha256(data_path) if trained_on or same_file_as_baseline
+                       else None)
+        if data_sha256 in trained_on:
+            warnings.append(f"{data_path} has the contents of the file the model trained on: "
+                            "its training and validation rows are scored, so these metrics "
+                            "are in-sample, not held-out")
+        if same_file_as_baseline and file_sha256(baseline_train_data) == data_sha256:
+            warnings.append(f"the baseline is fitted on {data_path} itself "
+                            "(--baseline_train_data): it scores its own training rows, so its "
+                            "metrics are in-sample and not comparable with the model's; fit "
+                            "it on the run's training file")
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        logging.info("could not check whether %s is in-sample (%s)", data_path, error)
     for warning in warnings:
         logging.warning("%s", warning)
     return warnings

@@ -199,11 +199,15 @@ def trained_run_records(model_path) -> list[dict]:
     ensemble's members' (ensemble.json lists them); [] when none is found."""
     directory = os.path.dirname(os.path.abspath(model_path))
     record = read_run_record(directory)
-    if record is not None:
+    if isinstance(record, dict):
         return [record]
-    ensemble = read_json_record(os.path.join(directory, ENSEMBLE_FILE)) or {}
-    return [read_run_record(member.get("run", "")) or {}
-            for member in ensemble.get("members", [])]
+    ensemble = read_json_record(os.path.join(directory, ENSEMBLE_FILE))
+    members = ensemble.get("members") if isinstance(ensemble, dict) else None
+    records = [read_run_record(member["run"])
+               for member in (members if isinstance(members, list) else ())
+               if isinstance(member, dict) and isinstance(member.get("run"), str)
+               and member["run"]]
+    return [record if isinstance(record, dict) else {} for record in records]
 
 
 def write_json_record(path, record: dict) -> None:
@@ -473,7 +477,8 @@ def _differences(record, identity) -> str:
     def shown(settings, key):  # as the user spelled it; a long value keeps its end
         if key.startswith("model."):
             settings, key = (settings or {}).get("model"), key[len("model."):]
-        text = repr(settings.get(key, "unset")) if isinstance(settings, dict) else "unset"
+        text = (repr(settings[key]) if isinstance(settings, dict) and key in settings
+                else "unset")
         return text if len(text) <= 60 else "..." + text[-57:]
 
     return " (differs in: " + "; ".join(

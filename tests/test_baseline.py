@@ -278,3 +278,9 @@ def test_in_sample_scores_are_named_in_the_metrics_and_the_log(tmp_path, small_r
     run_evaluation(str(run), data_path=held, output_dir=str(tmp_path / "held"),
                    baseline_train_data=train)
     assert json.loads((tmp_path / "held" / "metrics.json").read_text())["warnings"] == []
+    # A run.json this check cannot read never stops an evaluation that would succeed.
+    for damaged in ("[]", json.dumps({**record, "data": "not a record"}), "{not json"):
+        (run / "run.json").write_text(damaged)
+        run_evaluation(str(run), data_path=copy_of_train, output_dir=str(tmp_path / "e"),
+                       overwrite=True)
+        assert json.loads((tmp_path / "e" / "metrics.json").read_text())["warnings"] == []

@@ -239,6 +239,7 @@ def test_flanks_are_found_where_the_sequence_holds_them():
     assert flank_spans("ggatcc" + middle + "AAGCTT", L, own) == [(104, 109), (18, 23)]
     assert flank_spans(FLANK_5PRIME + middle + FLANK_3PRIME, L, own) == []
     assert flanks_of_run([{}]) == DREAM_FLANKS  # no design recorded: DREAM's
+    assert flanks_of_run([[], {"design": "x"}, {"design": {"prefix": 1}}]) == DREAM_FLANKS
     assert flank_spans("GGATCC" + middle, L, ("GGATCC", "")) == [(24, 29)]  # no 3' flank
 
 

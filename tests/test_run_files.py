@@ -462,3 +462,22 @@ def test_model_keras_never_holds_an_epoch_the_backup_did_not_commit(tmp_path, tm
     record = train(config)
     assert record["status"] == "completed" and record["epochs_completed"] == 2
     assert not list(run.glob("model.pending-*"))
+
+
+def test_the_runs_behind_a_model_are_read_whatever_their_files_hold(tmp_path):
+    """trained_run_records (in-sample checks, logo flanks, teachers): a run's run.json, or
+    an ensemble's members'; members without a run, or records that are not objects, are
+    left out or read as empty, never an error, and never a run.json of the working
+    directory."""
+    run, ensemble = tmp_path / "run", tmp_path / "ens"
+    run.mkdir()
+    ensemble.mkdir()
+    (run / "run.json").write_text(json.dumps({"seed": 3}))
+    assert rundir.trained_run_records(run / "model.keras") == [{"seed": 3}]
+    (ensemble / "ensemble.json").write_text(json.dumps({"members": [
+        {"run": str(run)}, {"seed": 1}, "not a member", {"run": ""},
+        {"run": str(tmp_path / "gone")}]}))
+    assert rundir.trained_run_records(ensemble / "model.keras") == [{"seed": 3}, {}]
+    for text in ("[]", '{"members": 5}', "{not json"):
+        (ensemble / "ensemble.json").write_text(text)
+        assert rundir.trained_run_records(ensemble / "model.keras") == []

@@ -276,7 +276,7 @@ def _looks_like_a_column_name(text: str) -> bool:
 
 
 def _sequence_problem(sequence: str, column: str = "sequence",
-                      rest_of_line: str | None = "") -> str:
+                      rest_of_line: str | None = "", unit: str = "base") -> str:
     """The one wording of a bad sequence, for every format (`rest_of_line` None: a table's
     field, where an empty one is not an empty line)."""
     if sequence == "":
@@ -290,7 +290,7 @@ def _sequence_problem(sequence: str, column: str = "sequence",
     else:  # a window around the bad letter, so that it is in what is shown
         first, last = max(0, at - 18), min(len(sequence), at + 19)
         shown = (("..." if first else "") + _shown(sequence[first:last])
-                 + ("..." if last < len(sequence) else "") + f" at base {at + 1}")
+                 + ("..." if last < len(sequence) else "") + f" at {unit} {at + 1}")
     if _undecoded(bad):
         return f"byte {_undecoded(bad)} (not UTF-8 text) in {column} {shown}"
     return f"letter {bad!r} outside ACGTN in {column} {shown}"
@@ -585,8 +585,9 @@ def _fasta_records(path) -> Iterator[tuple[int, str, str]]:
                     if header_line is None:
                         raise DataFormatError(path, number, "sequence before the first "
                                                             "'>' header")
-                    if _NOT_A_BASE.search(line):
-                        raise DataFormatError(path, number, _sequence_problem(line))
+                    if _NOT_A_BASE.search(line):  # a record spans lines: count in the line
+                        raise DataFormatError(path, number, _sequence_problem(
+                            line, unit="character of the line"))
                     parts.append(line)
     except UnicodeDecodeError as error:
         raise _not_text(path, error) from None

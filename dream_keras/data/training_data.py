@@ -4,8 +4,8 @@ filter singletons, split, standardise.
 A cache that is not a current cache of the source is rebuilt from it, with a notice:
 stale (another source or seq_len, or prepared with --skip_bad_rows for a run without it),
 damaged (empty, rows missing) or, at the default cache path, unreadable (truncated,
-corrupt) or foreign. At a --cache_path the user chose, a file that is not identifiably a
-dream_keras cache is never replaced (it may be theirs)."""
+corrupt). A file that is not a dream_keras cache (foreign) is never replaced, at the
+default path or at a --cache_path: it is the user's."""
 from __future__ import annotations
 
 import dataclasses

@@ -40,8 +40,9 @@ def flanks_of_run(records: list) -> tuple[str, str]:
     (run.json's `design`, recorded by runs with --teacher or --augment_*; for an ensemble,
     its first member that has one), else DREAM's."""
     for record in records:
-        design = (record or {}).get("design") or {}
-        if "prefix" in design and "suffix" in design:
+        design = record.get("design") if isinstance(record, dict) else None
+        if isinstance(design, dict) and all(isinstance(design.get(end), str)
+                                            for end in ("prefix", "suffix")):
             return design["prefix"], design["suffix"]
     return DREAM_FLANKS
 
