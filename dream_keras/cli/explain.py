@@ -78,8 +78,9 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
 
     from dream_keras.explain import files, motifs as motif_step
     from dream_keras.explain.model_access import load_run
+    from dream_keras.explain.logos import flanks_of_run
     from dream_keras.file_errors import check_input_file
-    from dream_keras.run_directory import model_path_of
+    from dream_keras.run_directory import model_path_of, trained_run_records
     from dream_keras.strand_layers import refuse_second_strand_average
 
     if motifs and not motif_step.modisco_available():
@@ -96,9 +97,6 @@ def run_explain(model_path, input_path, output_dir, *, methods, logo_rows=(),
     model, scaler = load_run(model_path)
     if options.get("reverse_complement_average"):
         refuse_second_strand_average(model, model_path_of(model_path))
-    from dream_keras.explain.logos import flanks_of_run
-    from dream_keras.run_directory import trained_run_records
-
     written = files.explain_file(model, scaler, input_path, output_dir, methods=methods,
                                  logo_rows=logo_rows, overwrite=overwrite,
                                  flanks=flanks_of_run(trained_run_records(
