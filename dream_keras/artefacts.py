@@ -15,6 +15,7 @@ import zipfile
 from dream_keras.errors import DataFormatError
 
 SCALER_KEYS = ("mean", "std")
+RANGE_KEYS = ("minimum", "maximum")  # optional: the training targets' range
 ALPHABET_SIZE = 4  # one-hot A, C, G, T (N is all zeros)
 
 
@@ -48,6 +49,32 @@ def scaler_values(path, fields) -> tuple[float, float]:
                                           f"{values['std']!r} (predictions would be constant "
                                           "or sign-flipped)")
     return values["mean"], values["std"]
+
+
+def scaler_range(path, fields: dict) -> tuple[float | None, float | None]:
+    """(minimum, maximum) of the training targets from a parsed target_scaler.json, or
+    (None, None) where it has neither (written before dream_keras recorded them);
+    DataFormatError naming the file for one without the other, a non-number, or
+    minimum > maximum."""
+    present = [key for key in RANGE_KEYS if key in fields]
+    if not present:
+        return None, None
+    if len(present) == 1:
+        raise DataFormatError(path, None, f"target scaler has {present[0]} but not "
+                                          f"{(set(RANGE_KEYS) - set(present)).pop()}: the "
+                                          "training targets' range needs both")
+    values = []
+    for key in RANGE_KEYS:
+        value = fields[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise DataFormatError(path, None, f"target scaler {key} must be a finite "
+                                              f"number, found {value!r}")
+        values.append(float(value))
+    if values[0] > values[1]:
+        raise DataFormatError(path, None, f"target scaler minimum {values[0]!r} is above its "
+                                          f"maximum {values[1]!r}")
+    return values[0], values[1]
 
 
 def check_model_archive(path) -> None:

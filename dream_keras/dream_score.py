@@ -229,6 +229,7 @@ def format_score_table(score: dict) -> str:
                      f"renormalised over weights {used:.2f}: Pearson "
                      f"{_fmt(score['renormalised_pearson_score'])}, Spearman "
                      f"{_fmt(score['renormalised_spearman_score'])}")
+    lines += [f"WARNING: {warning}" for warning in score.get("warnings", [])]
     return "\n".join(lines)
 
 

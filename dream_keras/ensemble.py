@@ -1,5 +1,10 @@
 """One-file ensembles: N trained runs in ONE .keras model whose output is their mean.
 
+The mean leaves out a member whose output for a sequence is implausible (far outside the
+training targets: dream_keras.plausibility; ensemble_layers.PlausibleMean), so one member
+exploding on a rare input does not carry the ensemble with it; while every member is
+plausible it is exactly the mean.
+
 The file is a plain functional Keras model of registered layers (one-hot [None, L, 4] ->
 standardised expression [None, 1]), saved with a `target_scaler.json` beside it, so
 predict.py, evaluate.py, --export and keras.models.load_model use it like any run. Each
@@ -35,6 +40,8 @@ from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import (ConfigurationError, DreamKerasError, OutputExistsError,
                                 RunDirectoryError)
 from dream_keras.file_errors import writing
+from dream_keras.ensemble_layers import PlausibleMean
+from dream_keras.plausibility import standardised_plausible_range
 from dream_keras.strand_layers import ReverseComplementWindow
 from dream_keras.teachers import changed_teachers, model_teacher_checksums
 from dream_keras.training_config import MAX_SEED
@@ -77,8 +84,20 @@ def ensemble_model(members: list[keras.Model], scalers: list[TargetScaler], *,
         for strand in strands:
             output = member(strand)
             outputs.append(rescale(output) if rescale is not None else output)
-    mean = keras.layers.Average(name="mean")(outputs) if len(outputs) > 1 else outputs[0]
+    scaler = _ensemble_scaler(scalers)
+    low, high = standardised_plausible_range(scaler)
+    mean = PlausibleMean(low, high, name="mean")(outputs) if len(outputs) > 1 else outputs[0]
     return keras.Model(inputs, mean, name=ENSEMBLE_MODEL_NAME), scaler
+
+
+def _ensemble_scaler(scalers: list[TargetScaler]) -> TargetScaler:
+    """The first member's scaler (the scale the file predicts in), with the range of all
+    members' training targets where every member recorded one."""
+    first = scalers[0]
+    if any(scaler.minimum is None or scaler.maximum is None for scaler in scalers):
+        return dataclasses.replace(first, minimum=None, maximum=None)
+    return dataclasses.replace(first, minimum=min(scaler.minimum for scaler in scalers),
+                               maximum=max(scaler.maximum for scaler in scalers))
 
 
 def check_same_training_data(run_dirs: list[str], records: list[dict | None],

@@ -19,14 +19,14 @@ from matplotlib.figure import Figure
 from dream_keras import dream_score
 from dream_keras.baseline import KmerRidge
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, load_run, model_path_of, model_seq_len,
-                                   predict_sequences, predict_standardised,
-                                   refuse_non_finite, scaler_path_of)
+                                   predict_standardised, refuse_non_finite, scaler_path_of)
 from dream_keras.metrics import correlation_summary, pearson_r
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_chunks
 from dream_keras.data.sequences import InvalidSequenceError
 from dream_keras.atomic_files import replacing_open
 from dream_keras.errors import ConfigurationError, OutputExistsError
 from dream_keras.file_errors import check_input_file, writing
+from dream_keras.plausibility import PlausibilityCheck
 from dream_keras.safe_output import check_output_path, check_parent_writable, write_json
 from dream_keras.strand_layers import refuse_second_strand_average
 
@@ -325,10 +325,12 @@ def _save_figure(plot, path, predicted, measured, title) -> None:
 
 def predict_labelled_file(model, scaler, data_path, *, batch_size=DEFAULT_BATCH_SIZE,
                           chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
-                          model_name="the model"):
+                          model_name="the model", plausible: PlausibilityCheck | None = None):
     """(predicted, measured), both standardised float64 [n], for a sequence<TAB>expression
     file. A NaN or infinite prediction raises DataFormatError naming `model_name` and the
-    row's line."""
+    row's line; so does an implausible one (dream_keras.plausibility), unless `plausible`
+    (the check to use; default: refusing) allows it."""
+    plausible = plausible or PlausibilityCheck(scaler, model_name)
     predicted, measured = [], []
     for chunk in iter_chunks(data_path, with_expression=True, chunk_rows=chunk_rows):
         try:
@@ -340,6 +342,8 @@ def predict_labelled_file(model, scaler, data_path, *, batch_size=DEFAULT_BATCH_
                                   str(error)) from None
         refuse_non_finite(values, model_name,
                           lambda row: f"{data_path}:{int(chunk.line_numbers[row])}")
+        plausible.check(scaler.inverse_transform(values),
+                        lambda row: f"{data_path}:{int(chunk.line_numbers[row])}")
         predicted.append(values)
         measured.append(scaler.transform(chunk.expression))
         logging.info("evaluated %d rows", sum(map(len, predicted)))
@@ -365,14 +369,17 @@ def predict_baseline_file(baseline: KmerRidge, scaler, data_path, *,
 def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_BATCH_SIZE,
                   chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
                   baseline: KmerRidge | None = None, baseline_train_data=None,
-                  baseline_skip_bad_rows: bool = False, overwrite: bool = False):
+                  baseline_skip_bad_rows: bool = False, overwrite: bool = False,
+                  allow_implausible: bool = False):
     """Metrics of a run on a labelled file, written as JSON, Markdown and two PNGs;
     with `baseline` (fitted on `baseline_train_data`), its metrics under "baseline";
     without one, `baseline_train_data` is fitted (after the checks; its bad rows left out
     with `baseline_skip_bad_rows`).
 
     Results of another data file in `output_dir` are replaced only with `overwrite`; a
-    model that predicts NaN or infinity is refused before anything is written.
+    model that predicts NaN or infinity is refused before anything is written, and so is
+    one predicting outside the plausible range (dream_keras.plausibility) unless
+    `allow_implausible` (then scored, the warning kept in the metrics' `warnings`).
     Returns (metrics dict, output directory).
     """
     output_dir = output_dir or default_output_dir(model_path, data_stem(data_path))
@@ -388,10 +395,12 @@ def evaluate_file(model_path, data_path, output_dir=None, *, batch_size=DEFAULT_
     warnings = in_sample_warnings(model_path, data_path, baseline_train_data)
     baseline = _baseline(baseline, baseline_train_data, model, chunk_rows,
                          baseline_skip_bad_rows)
+    plausible = PlausibilityCheck(scaler, model_path_of(model_path), allow=allow_implausible)
     predicted, measured = predict_labelled_file(
         model, scaler, data_path, batch_size=batch_size, chunk_rows=chunk_rows,
         reverse_complement_average=reverse_complement_average,
-        model_name=model_path_of(model_path))
+        model_name=model_path_of(model_path), plausible=plausible)
+    warnings = warnings + ([plausible.report()] if plausible.count else [])
     metrics = regression_metrics(predicted, measured)
     metrics.update(data=os.path.abspath(data_path),
                    model=os.path.abspath(model_path_of(model_path)),
@@ -417,7 +426,8 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
                    batch_size=DEFAULT_BATCH_SIZE, reverse_complement_average=False,
                    baseline: KmerRidge | None = None, baseline_train_data=None,
                    partial: str = "mark", min_subset_rows: int = dream_score.MIN_SUBSET_ROWS,
-                   baseline_skip_bad_rows: bool = False, overwrite: bool = False):
+                   baseline_skip_bad_rows: bool = False, overwrite: bool = False,
+                   allow_implausible: bool = False):
     """The official challenge score of a run on the DREAM test layout.
 
     Predicts every labelled position whose sequence is known, scores it with
@@ -428,7 +438,9 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
     it marked so (complete false, the missing subsets and files named, renormalised scores
     over the weights actually scored); `partial="refuse"` stops with one line instead,
     before anything is written or the model loaded. A model that predicts NaN or infinity
-    is refused, naming the first such position, before anything is written. A score of
+    is refused, naming the first such position, before anything is written; so is one
+    outside the plausible range (dream_keras.plausibility) unless `allow_implausible`
+    (then scored, the warning kept in the score's `warnings`). A score of
     other labels or another layout in `output_dir` is replaced only with `overwrite`.
     Without `baseline`, `baseline_train_data` is fitted (after the checks; its bad rows
     left out with `baseline_skip_bad_rows`). Returns (score dict, output directory).
@@ -454,16 +466,20 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
         refuse_second_strand_average(model, model_path_of(model_path))
     baseline = _baseline(baseline, baseline_train_data, model,
                          skip_bad_rows=baseline_skip_bad_rows)
-    values = predict_sequences(model, scaler, [test_set.sequences[p] for p in positions],
-                               batch_size=batch_size,
-                               reverse_complement_average=reverse_complement_average)
+    values = scaler.inverse_transform(predict_standardised(
+        model, [test_set.sequences[p] for p in positions], batch_size=batch_size,
+        reverse_complement_average=reverse_complement_average))
     refuse_non_finite(values, model_path_of(model_path),
                       lambda index: f"DREAM test position {positions[index]}")
+    plausible = PlausibilityCheck(scaler, model_path_of(model_path), allow=allow_implausible)
+    plausible.check(values, lambda index: f"DREAM test position {positions[index]}")
     predictions = dict(zip(positions, values.tolist()))
     score = dream_score.score_predictions(predictions, test_set, min_rows=min_subset_rows)
     score.update(**_dream_source(dream_dir, labels_path),
                  model=os.path.abspath(model_path_of(model_path)),
                  reverse_complement_average=bool(reverse_complement_average))
+    if plausible.count:
+        score["warnings"] = [plausible.report()]
     if baseline is not None:
         baseline_values = baseline.predict([test_set.sequences[p] for p in positions])
         score["baseline"] = {

@@ -30,6 +30,7 @@ from dream_keras.data.sequences import N_CODE, encode, encode_strands, hidden_di
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError, MissingDataError
 from dream_keras.model import in_float32, load_model
+from dream_keras.plausibility import warn_implausible
 from dream_keras.run_directory import model_path_of, scaler_path_of
 from dream_keras.strand_layers import refuse_second_strand_average
 
@@ -291,11 +292,17 @@ def predict_sequences(model: keras.Model, scaler: TargetScaler, sequences: Seque
                       seq_len=None, batch_size: int = DEFAULT_BATCH_SIZE,
                       reverse_complement_average: bool = False,
                       jit_compile: bool = True) -> np.ndarray:
-    """Expression float64 [n] on the training data's scale, one per sequence, in order."""
+    """Expression float64 [n] on the training data's scale, one per sequence, in order.
+
+    Values outside the plausible range (dream_keras.plausibility: far outside the
+    training targets) are returned as computed, with a warning naming how many and the
+    first index."""
     standardised = predict_standardised(
         model, sequence_list(sequences, "sequences"), seq_len=seq_len, batch_size=batch_size,
         reverse_complement_average=reverse_complement_average, jit_compile=jit_compile)
-    return scaler.inverse_transform(standardised)
+    values = scaler.inverse_transform(standardised)
+    warn_implausible(values, scaler)
+    return values
 
 
 def variant_effects(model: keras.Model, scaler: TargetScaler, ref_sequences: Sequence[str],

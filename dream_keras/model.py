@@ -13,6 +13,7 @@ import keras
 
 from dream_keras import optimizers  # noqa: F401  (registers TF2RMSprop for compiled loads)
 from dream_keras import streaming_metrics  # noqa: F401  (registers PearsonR, likewise)
+from dream_keras import ensemble_layers  # noqa: F401  (registers the ensemble files' mean)
 from dream_keras import strand_layers  # noqa: F401  (registers the ensemble files' layer)
 from dream_keras.layers import MultiScaleConv, TransformerBlock
 

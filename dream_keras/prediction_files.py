@@ -29,6 +29,7 @@ from dream_keras.errors import ConfigurationError
 from dream_keras.file_errors import writing
 from dream_keras.inference import (DEFAULT_BATCH_SIZE, checked_seq_len, padded_batch_size,
                                    predict_codes, refuse_non_finite)
+from dream_keras.plausibility import PlausibilityCheck
 from dream_keras.safe_output import check_output_path
 
 # Rows handed from the reader to the model and on to the writer at a time, in batches.
@@ -222,12 +223,15 @@ _PAIR_LAYOUT = _Layout(
 def predict_file(model, scaler, input_path, output_path, *, output_format: str = "tsv",
                  seq_len=None, batch_size: int = DEFAULT_BATCH_SIZE,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
-                 overwrite: bool = False, jit_compile: bool = True) -> int:
+                 overwrite: bool = False, jit_compile: bool = True,
+                 allow_implausible: bool = False) -> int:
     """Predict every sequence of `input_path` (any supported format), chunk by chunk.
 
     Writes TSV `sequence<TAB>prediction`, after the input's other fields (a FASTA
     record's `id`, a table's other columns), or, for 'dream_json', {"<row index>": value}
     (0-based rows, the challenge's submission format). Returns the number of rows.
+    A prediction outside the plausible range (dream_keras.plausibility) is refused before
+    anything is written, unless `allow_implausible` (written, with a warning).
     """
     if output_format not in OUTPUT_FORMATS:
         raise ConfigurationError(f"`output_format` must be one of {OUTPUT_FORMATS}, "
@@ -235,13 +239,15 @@ def predict_file(model, scaler, input_path, output_path, *, output_format: str =
     return _predict_table(_sequence_layout(output_format), model, scaler, input_path,
                           output_path, seq_len=seq_len, batch_size=batch_size,
                           chunk_rows=chunk_rows, both_strands=reverse_complement_average,
-                          overwrite=overwrite, jit_compile=jit_compile)
+                          overwrite=overwrite, jit_compile=jit_compile,
+                          allow_implausible=allow_implausible)
 
 
 def predict_pairs_file(model, scaler, pairs_path, output_path, *, seq_len=None,
                        batch_size: int = DEFAULT_BATCH_SIZE,
                        chunk_rows: int = DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
-                       overwrite: bool = False, jit_compile: bool = True) -> int:
+                       overwrite: bool = False, jit_compile: bool = True,
+                       allow_implausible: bool = False) -> int:
     """Variant effects for a CSV/TSV with `ref_sequence`, `alt_sequence` columns.
 
     Writes TSV ref_sequence, alt_sequence, ref_prediction, alt_prediction, effect
@@ -252,11 +258,12 @@ def predict_pairs_file(model, scaler, pairs_path, output_path, *, seq_len=None,
     return _predict_table(_PAIR_LAYOUT, model, scaler, pairs_path, output_path,
                           seq_len=seq_len, batch_size=batch_size, chunk_rows=chunk_rows,
                           both_strands=reverse_complement_average, overwrite=overwrite,
-                          jit_compile=jit_compile)
+                          jit_compile=jit_compile, allow_implausible=allow_implausible)
 
 
 def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, seq_len,
-                   batch_size, chunk_rows, both_strands, overwrite, jit_compile) -> int:
+                   batch_size, chunk_rows, both_strands, overwrite, jit_compile,
+                   allow_implausible) -> int:
     """The one file-prediction path: read -> encode (thread) -> predict -> write (thread)."""
     check_output_writable(output_path, overwrite, inputs=[input_path])
     seq_len = checked_seq_len(model, seq_len)
@@ -290,6 +297,7 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
     pieces = map(encoded, _pieces(chunks, PIECE_BATCHES * batch_size
                                   // layout.sequences_per_row))
     rows, last_report, hidden_lines, cut_rows = 0, time.monotonic(), [], []
+    plausible = PlausibilityCheck(scaler, input_path, allow=allow_implausible)
     with _atomic_output(output_path) as out, _BackgroundWriter() as writer:
         writer.submit(out.write, header)
         batch_shape = None
@@ -302,8 +310,10 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
                 jit_compile=jit_compile, batch_shape=batch_shape))
             # A diverged model: the output (written whole or not at all) is not written.
             per_row = len(values) // layout.sequences_per_row
-            refuse_non_finite(values, input_path, lambda index: f"{layout.noun[:-1]} "
-                              f"{rows + index % per_row} (0-based)")
+            def row_of(index, first_row=rows):
+                return f"{layout.noun[:-1]} {first_row + index % per_row} (0-based)"
+            refuse_non_finite(values, input_path, row_of)
+            plausible.check(values, row_of)
             writer.submit(_write_rows, out, layout, sequences, values, rows, carried)
             rows += len(values) // layout.sequences_per_row
             if time.monotonic() - last_report >= 10:  # progress on long files only
@@ -311,6 +321,7 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
                 last_report = time.monotonic()
         writer.submit(out.write, layout.footer)
     logging.info("predicted %d %s", rows, layout.noun)
+    plausible.report()
     if cut_rows:
         logging.warning("%s: %d sequence(s) (first: line %d; the longest %d bases) are longer "
                         "than the model's %d-bp window: it sees only their last %d bases",

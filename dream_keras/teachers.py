@@ -30,6 +30,7 @@ from dream_keras.data.cache import file_sha256
 from dream_keras.data.sequences import decode
 from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import ConfigurationError
+from dream_keras.plausibility import standardised_plausible_range
 from dream_keras.run_directory import (MODEL_FILE, model_path_of, scaler_path_of,
                                        trained_run_records)
 
@@ -145,7 +146,10 @@ class ModelTeacher:
     """Trained runs, averaged, labelling one-hot batches inside the tf.data pipeline.
 
     Each model's output (its run's standardised scale) maps to this run's scale by
-    y_run = (y_model * std_model + mean_model - mean_run) / std_run.
+    y_run = (y_model * std_model + mean_model - mean_run) / std_run, then is clipped into
+    this run's plausible range (dream_keras.plausibility): a teacher exploding on one
+    generated sequence (measured in inference: -2.0e10 on a 0-17 scale) would otherwise
+    hand the student a label that blows up its loss, unnoticed in the input pipeline.
     """
 
     def __init__(self, paths: list[str], run_scaler: TargetScaler, seq_len: int | None = None,
@@ -168,6 +172,7 @@ class ModelTeacher:
             self.scales.append(scaler.std / run_scaler.std)
             self.offsets.append((scaler.mean - run_scaler.mean) / run_scaler.std)
             self.checksums.append(teacher_file_checksums(path))
+        self.label_range = standardised_plausible_range(run_scaler)
         elsewhere = _devices_off_the_pipeline(self.models)
         if jit_compile and elsewhere:
             logging.info("teacher models' weights are on %s: their forward passes run without "
@@ -193,7 +198,7 @@ class ModelTeacher:
         total = 0.0
         for model, scale, offset in zip(self.models, self.scales, self.offsets):
             out = tf.cast(model(x, training=False), tf.float32)
-            total = total + out * scale + offset
+            total = total + tf.clip_by_value(out * scale + offset, *self.label_range)
         return total
 
     def summary(self) -> list[dict]:

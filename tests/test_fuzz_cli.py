@@ -95,6 +95,13 @@ def _predicted(name, rows):
     return check
 
 
+def _implausible_metrics(w, result):
+    """evaluate.py --allow_implausible: scored, the warning kept in metrics.json."""
+    metrics = json.loads((w / "out" / "implausible" / "metrics.json").read_text())
+    assert metrics["n"] == 400 and any("outside the plausible range" in warning
+                                      for warning in metrics["warnings"]), metrics
+
+
 def cases() -> list:
     run, out = "{W}/run", "{W}/out"
     model = f"--model={run}/model.keras"
@@ -107,7 +114,27 @@ def cases() -> list:
                              ("nan", "target scaler std must be finite"),
                              ("infinity", "target scaler mean must be finite"),
                              ("missing_key", "not a target scaler: missing key.*std"),
-                             ("garbage", "not a target scaler JSON")]],
+                             ("garbage", "not a target scaler JSON"),
+                             ("one_sided_range", "target scaler has minimum but not maximum"),
+                             ("reversed_range", "target scaler minimum 5.0 is above its "
+                                                r"maximum 1\.0"),
+                             ("text_range", "target scaler maximum must be a finite number, "
+                                            "found 'x'")]],
+        # Predictions (~11) far outside this scaler's training range [1000, 1001]: refused,
+        # naming the row, nothing written; written with --allow_implausible (its warning:
+        # test_plausibility.py).
+        Case("implausible_refused", "predict", ["--model={W}/scaler_far_range/model.keras",
+                                                "--input={W}/seqs.txt",
+                                                f"--output={out}/implausible.tsv"],
+             message=r"seqs\.txt: the model predicts 1\d\.\d+ for sequence 0 \(0-based\); "
+                     r"19 more in the same piece of rows: outside the plausible range "
+                     r"\[999, 1002\]: the training targets' range \[1000, 1001\] widened.*"
+                     r"nothing was written\. --allow_implausible writes",
+             check=lambda w, r: not (w / "out" / "implausible.tsv").exists()),
+        Case("implausible_allowed", "predict", ["--model={W}/scaler_far_range/model.keras",
+                                                "--input={W}/seqs.txt", "--allow_implausible",
+                                                f"--output={out}/implausible_allowed.tsv"],
+             code=0, check=_predicted("implausible_allowed.tsv", 20)),
         Case("scaler_with_bom", "predict", ["--model={W}/scaler_bom/model.keras",
                                             "--input={W}/seqs.txt",
                                             f"--output={out}/bom_scaler.tsv"], code=0,
@@ -195,6 +222,16 @@ def cases() -> list:
     ]
     dream = "--dream_dir={W}/dream_"
     evaluate = [
+        Case("evaluate_implausible_refused", "evaluate", [
+            "--model={W}/scaler_far_range/model.keras", "--data={W}/labelled.txt",
+            f"--output_dir={out}/implausible_refused"],
+             message=r"scaler_far_range/model\.keras: the model predicts .* for "
+                     r".*labelled\.txt:1; 399 more .*outside the plausible range",
+             check=lambda w, r: not (w / "out" / "implausible_refused").exists()),
+        Case("evaluate_implausible_allowed", "evaluate", [
+            "--model={W}/scaler_far_range/model.keras", "--data={W}/labelled.txt",
+            "--allow_implausible", f"--output_dir={out}/implausible"], code=0,
+             check=_implausible_metrics),
         Case("evaluate_one_row", "evaluate", [model, "--data={W}/one_row.txt",
                                               f"--output_dir={out}/one_row"], code=0,
              check=_check_one_row_metrics),
@@ -409,7 +446,12 @@ def _write_models(w: pathlib.Path, small_run: pathlib.Path) -> None:
     scaler_texts = {"std0": '{"mean": 1.0, "std": 0}', "negative": '{"mean": 1.0, "std": -2}',
                     "nan": '{"mean": 1.0, "std": NaN}', "infinity": '{"mean": Infinity, "std": 1}',
                     "missing_key": '{"mean": 1.0}', "garbage": "mean=1 std=2",
-                    "bom": BOM + '{"mean": 11.0, "std": 2.5}'}
+                    "bom": BOM + '{"mean": 11.0, "std": 2.5}',
+                    "one_sided_range": '{"mean": 1.0, "std": 2, "minimum": 0}',
+                    "reversed_range": '{"mean": 1.0, "std": 2, "minimum": 5, "maximum": 1}',
+                    "text_range": '{"mean": 1.0, "std": 2, "minimum": 0, "maximum": "x"}',
+                    "far_range": '{"mean": 11.0, "std": 2.5, "minimum": 1000, '
+                                 '"maximum": 1001}'}
     for kind, text in scaler_texts.items():
         (w / f"scaler_{kind}").mkdir()
         os.link(w / "run" / "model.keras", w / f"scaler_{kind}" / "model.keras")

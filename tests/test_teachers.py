@@ -1,6 +1,8 @@
 """Teachers label generated batches on the run's target scale: the ridge's batch labels
 equal KmerRidge.predict, model teachers are mapped through both runs' scalers, and the
 generated stream is a pure function of the step (a resumed run sees the same batches)."""
+import shutil
+
 import numpy as np
 import pytest
 
@@ -174,6 +176,27 @@ def test_an_ensemble_file_teaches_the_mean_of_its_members(tmp_path):
     raw = [reference_predictions(m, sequences) for m in members]
     assert np.abs(raw[0] - raw[1]).max() > 1e-2  # the members differ
     assert np.allclose(labels, run_scaler.transform((raw[0] + raw[1]) / 2), atol=1e-5)
+
+
+def test_a_teacher_label_is_clipped_into_the_runs_plausible_range(tmp_path):
+    """A teacher whose outputs land far outside this run's training range (here: its
+    scaler's mean is 1e6 away, as a model exploding on an input) labels at the range's
+    edge, not at 1e6; a plausible teacher's labels are untouched."""
+    from dream_keras.data.sequences import one_hot
+    from dream_keras.plausibility import standardised_plausible_range
+    from tests.saved_run import random_sequences
+
+    model = save_small_run(tmp_path / "a")
+    far = tmp_path / "far"
+    shutil.copytree(model.parent, far)
+    TargetScaler(1e6, 2.5).save(far / "target_scaler.json")
+    run_scaler = TargetScaler(10.0, 2.0, 0.0, 20.0)
+    x = one_hot(encode(random_sequences(8, 3, 110, 110), 110))
+    high = standardised_plausible_range(run_scaler)[1]
+    clipped = ModelTeacher([str(far / "model.keras")], run_scaler).label_sum(x).numpy()
+    np.testing.assert_allclose(clipped, high, rtol=1e-6)  # (40 - 10) / 2 = 15
+    plain = ModelTeacher([str(model)], run_scaler).label_sum(x).numpy()
+    assert np.all(np.abs(plain) < high)
 
 
 def test_a_run_resumed_with_a_changed_teacher_model_is_refused(tmp_path, small_run,

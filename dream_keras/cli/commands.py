@@ -47,7 +47,7 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
                    export_dir=None, output_format: str = "tsv",
                    batch_size: int = DEFAULT_BATCH_SIZE, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                    reverse_complement_average: bool = False, overwrite: bool = False,
-                   jit_compile: bool = True) -> str:
+                   jit_compile: bool = True, allow_implausible: bool = False) -> str:
     """What `predict.py` does: predict a file, a pair file, and/or export. Returns a summary.
 
     Output paths (never an input: the model, its target scaler, --input/--pairs; never a
@@ -79,7 +79,7 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
         refuse_second_strand_average(model, model_path_of(model_path))
     options = dict(batch_size=batch_size, chunk_rows=chunk_rows, overwrite=overwrite,
                    reverse_complement_average=reverse_complement_average,
-                   jit_compile=jit_compile)
+                   jit_compile=jit_compile, allow_implausible=allow_implausible)
     summary = []
     if input_path:
         rows = predict_file(model, scaler, input_path, output_path,
@@ -101,14 +101,16 @@ def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=N
                    chunk_rows=DEFAULT_CHUNK_ROWS, reverse_complement_average=False,
                    baseline_train_data=None, baseline_skip_bad_rows: bool = False,
                    dream_partial: str = "mark", dream_min_subset_rows: int = MIN_SUBSET_ROWS,
-                   overwrite: bool = False) -> str:
+                   overwrite: bool = False, allow_implausible: bool = False) -> str:
     """What `evaluate.py` does; returns the text to print (tables and where files went).
 
     `baseline_train_data`: fit the k-mer ridge baseline on that labelled file first and
     report it beside the model (`baseline_skip_bad_rows`: leaving its bad rows out, as
     training with skip_bad_rows does). `dream_partial` and `dream_min_subset_rows`: what
     `evaluate_dream` does with an incomplete DREAM score (its `partial`, `min_subset_rows`).
-    `overwrite`: results of another data file (or other DREAM labels) may be replaced."""
+    `overwrite`: results of another data file (or other DREAM labels) may be replaced.
+    `allow_implausible`: score predictions outside the plausible range (refused by
+    default; dream_keras.plausibility), recording a warning with the results."""
     from dream_keras import dream_score
     from dream_keras.evaluation import (DREAM_PREDICTIONS_JSON, DREAM_SCORE_JSON, METRICS_JSON,
                                         METRICS_MD, RESIDUALS_PNG, SCATTER_PNG, evaluate_dream,
@@ -123,7 +125,8 @@ def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=N
                                        reverse_complement_average=reverse_complement_average,
                                        overwrite=overwrite,
                                        baseline_train_data=baseline_train_data,
-                                       baseline_skip_bad_rows=baseline_skip_bad_rows)
+                                       baseline_skip_bad_rows=baseline_skip_bad_rows,
+                                       allow_implausible=allow_implausible)
         return f"{format_metrics_table(metrics)}\nwrote {METRICS_JSON}, {METRICS_MD}, " \
                f"{SCATTER_PNG}, {RESIDUALS_PNG} to {where}"
     score, where = evaluate_dream(model_path, dream_dir, dream_labels, output_dir,
@@ -132,7 +135,7 @@ def run_evaluation(model_path, *, data_path=None, dream_dir=None, dream_labels=N
                                   partial=dream_partial, min_subset_rows=dream_min_subset_rows,
                                   baseline_train_data=baseline_train_data,
                                   baseline_skip_bad_rows=baseline_skip_bad_rows,
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, allow_implausible=allow_implausible)
     text = dream_score.format_score_table(score)
     if "baseline" in score:
         baseline = score["baseline"]

@@ -74,7 +74,8 @@ def evaluate_from_flags():
         reverse_complement_average=_SHARED.reverse_complement_average.value,
         baseline_train_data=_BASELINE_TRAIN_DATA.value,
         baseline_skip_bad_rows=_BASELINE_SKIP_BAD_ROWS.value, dream_partial=_DREAM_PARTIAL.value,
-        dream_min_subset_rows=_DREAM_MIN_SUBSET_ROWS.value, overwrite=_OVERWRITE.value)
+        dream_min_subset_rows=_DREAM_MIN_SUBSET_ROWS.value, overwrite=_OVERWRITE.value,
+        allow_implausible=_SHARED.allow_implausible.value)
 
 
 def main() -> None:

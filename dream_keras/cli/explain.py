@@ -136,7 +136,8 @@ def explain_from_flags():
         reverse_complement_average=_SHARED.reverse_complement_average.value,
         steps=_IG_STEPS.value, baseline=_IG_BASELINE.value,
         batch_size=_SHARED.batch_size.value, chunk_rows=_SHARED.chunk_rows.value,
-        write_tsv=_TSV.value, jit_compile=_JIT_COMPILE.value)
+        write_tsv=_TSV.value, jit_compile=_JIT_COMPILE.value,
+        allow_implausible=_SHARED.allow_implausible.value)
 
 
 def main() -> None:

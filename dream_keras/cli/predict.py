@@ -50,7 +50,8 @@ def predict_from_flags():
         output_path=_OUTPUT.value, export_dir=_EXPORT.value, output_format=_FORMAT.value,
         batch_size=_SHARED.batch_size.value, chunk_rows=_SHARED.chunk_rows.value,
         reverse_complement_average=_SHARED.reverse_complement_average.value,
-        overwrite=_OVERWRITE.value, jit_compile=_JIT_COMPILE.value)
+        overwrite=_OVERWRITE.value, jit_compile=_JIT_COMPILE.value,
+        allow_implausible=_SHARED.allow_implausible.value)
 
 
 def main() -> None:

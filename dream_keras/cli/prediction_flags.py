@@ -1,4 +1,5 @@
-"""absl flags that evaluate.py and predict.py share: the model, batching, strand averaging."""
+"""absl flags that evaluate.py, predict.py and explain.py share: the model, batching, strand
+averaging, and whether implausible predictions are written."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,11 +17,13 @@ class PredictionFlags:
     batch_size: flags.FlagHolder
     chunk_rows: flags.FlagHolder
     reverse_complement_average: flags.FlagHolder
+    allow_implausible: flags.FlagHolder
 
 
 def define_prediction_flags(*, chunk_rows_help: str,
                             reverse_complement_help: str) -> PredictionFlags:
-    """Define --model (required), --batch_size, --chunk_rows, --reverse_complement_average."""
+    """Define --model (required), --batch_size, --chunk_rows, --reverse_complement_average,
+    --allow_implausible."""
     holders = PredictionFlags(
         model=flags.DEFINE_string(
             "model", None, "The trained model: RUN/model.keras (or the run directory RUN); "
@@ -33,6 +36,11 @@ def define_prediction_flags(*, chunk_rows_help: str,
                                         lower_bound=1),
         reverse_complement_average=flags.DEFINE_bool(
             "reverse_complement_average", False, reverse_complement_help),
+        allow_implausible=flags.DEFINE_bool(
+            "allow_implausible", False, "Write (and score) predictions far outside the "
+            "training targets' range (beyond it by more than its width; refused by default, "
+            "naming the row: such a value is an exploded output, not a prediction); a "
+            "warning counts them. See docs/scoring.md."),
     )
     runner.mark_required(["model"])
     return holders

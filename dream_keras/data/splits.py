@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from dream_keras import atomic_files
-from dream_keras.artefacts import scaler_values
+from dream_keras.artefacts import scaler_range, scaler_values
 from dream_keras.errors import ConfigurationError, DataFormatError, MissingDataError
 from dream_keras.file_errors import check_input_file, reading
 
@@ -54,10 +54,16 @@ def split_train_validation(row_indices: np.ndarray, validation_fraction: float,
 
 @dataclasses.dataclass(frozen=True)
 class TargetScaler:
-    """z-score of the expression, fitted on training rows only, saved next to the model."""
+    """z-score of the expression, fitted on training rows only, saved next to the model.
+
+    `minimum` and `maximum` record the training targets' range (None in scalers written
+    before dream_keras recorded it): dream_keras.plausibility flags predictions far
+    outside it."""
 
     mean: float
     std: float
+    minimum: float | None = None
+    maximum: float | None = None
 
     @classmethod
     def fit(cls, values: np.ndarray) -> "TargetScaler":
@@ -67,7 +73,7 @@ class TargetScaler:
         std = float(values.std())
         if not math.isfinite(std) or std == 0.0:
             raise ConfigurationError("training targets are constant; cannot standardise them")
-        return cls(float(values.mean()), std)
+        return cls(float(values.mean()), std, float(values.min()), float(values.max()))
 
     def transform(self, values) -> np.ndarray:
         return ((np.asarray(values, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
@@ -77,8 +83,10 @@ class TargetScaler:
 
     def save(self, path) -> None:
         """Written whole or not at all (a temporary file renamed into place)."""
-        atomic_files.write_text(path, json.dumps({"mean": self.mean, "std": self.std},
-                                                 indent=2) + "\n")
+        fields = {"mean": self.mean, "std": self.std}
+        if self.minimum is not None and self.maximum is not None:
+            fields.update(minimum=self.minimum, maximum=self.maximum)
+        atomic_files.write_text(path, json.dumps(fields, indent=2) + "\n")
 
     @classmethod
     def load(cls, path) -> "TargetScaler":
@@ -91,4 +99,4 @@ class TargetScaler:
             except ValueError as error:
                 line = getattr(error, "lineno", None)
                 raise DataFormatError(path, line, f"not a target scaler JSON ({error})") from None
-        return cls(*scaler_values(path, fields))
+        return cls(*scaler_values(path, fields), *scaler_range(path, fields))

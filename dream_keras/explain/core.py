@@ -12,6 +12,7 @@ from dream_keras.errors import ConfigurationError
 from dream_keras.explain import gradients, mutagenesis
 from dream_keras.explain.model_access import (DEFAULT_BATCH_SIZE, encode_strands, load_run,
                                               model_seq_len, predict_codes, sequence_list)
+from dream_keras.plausibility import warn_implausible
 from dream_keras.strand_layers import refuse_second_strand_average
 
 METHODS = ("ism", "gradient_x_input", "integrated_gradients")
@@ -65,7 +66,9 @@ def explain_sequences(model, scaler, sequences, *, reverse_complement_average: b
     a position's three); with 'gradient_x_input': gradient and gradient_x_input [n, L, 4];
     with 'integrated_gradients': integrated_gradients [n, L, 4], baseline_prediction [n].
     Options: methods, steps, baseline, batch_size, jit_compile. Raises
-    InvalidSequenceError (with `.row`) for a letter outside ACGTN.
+    InvalidSequenceError (with `.row`) for a letter outside ACGTN. Predictions outside the
+    plausible range (dream_keras.plausibility) are returned with a logged warning, as
+    inference.predict_sequences does.
     """
     sequences = sequence_list(sequences, "sequences")  # one string: refused, not its letters
     if reverse_complement_average:
@@ -73,7 +76,9 @@ def explain_sequences(model, scaler, sequences, *, reverse_complement_average: b
     codes, reverse_codes = encode_strands(sequences, model_seq_len(model),
                                           reverse_complement_average)
     lengths = np.fromiter(map(len, sequences), np.int64, len(sequences))
-    return explain_encoded(model, scaler, codes, reverse_codes, lengths, **options)
+    arrays = explain_encoded(model, scaler, codes, reverse_codes, lengths, **options)
+    warn_implausible(arrays["prediction"], scaler)
+    return arrays
 
 
 def explain_run(run_path, sequences, **options) -> dict:

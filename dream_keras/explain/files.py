@@ -21,8 +21,9 @@ from dream_keras import atomic_files
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_sequence_chunks
 from dream_keras.data.sequences import N_CODE, InvalidSequenceError
 from dream_keras.errors import OutputExistsError
-from dream_keras.safe_output import check_output_path
 from dream_keras.file_errors import check_input_file
+from dream_keras.plausibility import PlausibilityCheck
+from dream_keras.safe_output import check_output_path
 from dream_keras.explain import core, gradients, logos, motifs
 from dream_keras.explain.model_access import DEFAULT_BATCH_SIZE, encode_strands, model_seq_len
 from dream_keras.strand_layers import refuse_second_strand_average
@@ -151,11 +152,14 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
                  batch_size: int = DEFAULT_BATCH_SIZE, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  piece_sequences: int = PIECE_SEQUENCES, write_tsv: bool = True,
                  overwrite: bool = False, jit_compile: bool = True, logo_dpi: int = logos.DPI,
-                 flanks=logos.DREAM_FLANKS) -> dict:
+                 flanks=logos.DREAM_FLANKS, allow_implausible: bool = False) -> dict:
     """Explain every sequence of `input_path`; returns {'rows', 'h5', 'tsv', 'logos'}.
 
     `logo_rows`: 0-based input rows to draw ('all' for every row); `flanks`: the (5', 3')
-    constant flanks their logos shade (logos.flanks_of_run gives a run's).
+    constant flanks their logos shade (logos.flanks_of_run gives a run's). A prediction
+    (of a sequence, a mutant of it, or the integrated-gradients baseline) outside the
+    plausible range (dream_keras.plausibility) is refused before anything is written,
+    unless `allow_implausible` (written, with a warning).
     """
     methods = core.check_methods(methods)
     if reverse_complement_average:
@@ -172,6 +176,7 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
     logo_dir = atomic_files.partial_path(os.path.join(output_dir, LOGO_DIR))
     wanted = None if logo_rows == "all" else set(int(row) for row in logo_rows)
     drawn, rows = [], 0
+    plausible = PlausibilityCheck(scaler, input_path, allow=allow_implausible)
     writer = _H5Writer(partial[h5_path], {
         "methods": ",".join(methods), "seq_len": seq_len, "scaler_mean": scaler.mean,
         "scaler_std": scaler.std, "reverse_complement_average": reverse_complement_average,
@@ -193,6 +198,7 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
                                           methods=methods, steps=steps, baseline=baseline,
                                           batch_size=batch_size, jit_compile=jit_compile)
             _refuse_non_finite(arrays, input_path, rows)
+            _check_plausible(arrays, plausible, rows)
             writer.append({"sequence": np.array(sequences, dtype=object),
                            "line": np.asarray(line_numbers, np.int64), **arrays})
             if tsv:
@@ -211,6 +217,7 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
             if os.path.exists(temporary):
                 os.replace(temporary, path)
         drawn = _move_logos(logo_dir, os.path.join(output_dir, LOGO_DIR), drawn)
+        plausible.report()
     finally:
         writer.close()
         if tsv and not tsv.closed:
@@ -249,6 +256,25 @@ def _refuse_non_finite(arrays: dict, input_path, first_row: int) -> None:
             raise DataFormatError(input_path, None, f"the model's {name} for sequence {row} "
                                   "(0-based) is not a finite number (its weights diverged "
                                   "or overflow); nothing was written")
+
+
+def _check_plausible(arrays: dict, plausible: PlausibilityCheck, first_row: int) -> None:
+    """Every prediction the arrays hold, checked for plausibility: each sequence's, each
+    single-base mutant's (prediction + ism; N positions are NaN, and NaN is not counted)
+    and the integrated-gradients baseline's."""
+    prediction = np.asarray(arrays["prediction"], np.float64)
+    plausible.check(prediction, lambda index: f"sequence {first_row + index} (0-based)")
+    if "ism" in arrays:
+        mutants = prediction[:, None, None] + np.asarray(arrays["ism"], np.float64)
+
+        def mutant(index):
+            row, position, base = np.unravel_index(index, mutants.shape)
+            return (f"sequence {first_row + row} (0-based) with base {'ACGT'[base]} at "
+                    f"window position {position}")
+        plausible.check(mutants.reshape(-1), mutant)
+    if "baseline_prediction" in arrays:
+        plausible.check(arrays["baseline_prediction"], lambda index: "the integrated-"
+                        f"gradients baseline of sequence {first_row + index} (0-based)")
 
 
 def _remove_stale_outputs(output_dir, write_tsv: bool) -> None:
