@@ -17,12 +17,15 @@ SCRIPT = REPO / "experiments" / "small_data" / "cv_ensemble_table.py"
 REAL_ROWS = REPO / "tests" / "data" / "dream2022" / "train_sample" / "camformer_demo_test.txt"
 
 
+SCALER = {"mean": 11.0, "std": 2.5, "minimum": 0.0, "maximum": 17.0}  # plausible: -17..34
+
+
 def _write_member(results, fold, seed, predictions, test_path):
-    np.savetxt(results / f"fold{fold}_seed{seed}.txt", predictions, fmt="%.6f")
+    np.savetxt(results / f"fold{fold}_seed{seed}.txt", predictions, fmt="%.6g")
     sha = hashlib.sha256(test_path.read_bytes()).hexdigest()
     (results / f"fold{fold}_seed{seed}.json").write_text(json.dumps(
         {"fold": fold, "seed": seed, "diverged_epochs": [2] if seed == 1 else [],
-         "test_sha256": sha}))
+         "test_sha256": sha, "target_scaler": SCALER}))
 
 
 @pytest.fixture
@@ -46,10 +49,10 @@ def cv(tmp_path):
     return folds, results, measured, members
 
 
-def _table(folds, results, seeds="0,1", bootstrap=0):
+def _table(folds, results, seeds="0,1", bootstrap=0, *options):
     return subprocess.run([sys.executable, str(SCRIPT), f"--fold_dir={folds}",
                            f"--results_dir={results}", f"--seeds={seeds}", "--folds=0,1",
-                           f"--bootstrap={bootstrap}"],
+                           f"--bootstrap={bootstrap}", *options],
                           capture_output=True, text=True, cwd=REPO)
 
 
@@ -102,6 +105,27 @@ def test_the_ensemble_is_the_mean_of_its_members_and_incomplete_folds_stay_out(c
     assert (results / "fold0_ridge.txt").exists()  # kept: the table rebuilds without refitting
 
 
+def test_an_implausible_member_prediction_is_left_out_of_the_ensembles_mean(cv):
+    """Member 1 predicts -2e10 for row 7 (an exploded output): the default ensemble takes
+    member 0's prediction there, as the one-file ensemble does; --combine=mean does not."""
+    folds, results, measured, members = cv
+    exploded = members[1].copy()
+    exploded[7] = -2.0e10
+    _write_member(results, 0, 1, exploded, folds / "fold0" / "test.txt")
+    expected = np.mean([members[0], members[1]], axis=0)
+    expected[7] = members[0][7]
+    for options, ensemble, left_out in (((), expected, "fold 0: 1"),
+                                        (("--combine=mean",), (members[0] + exploded) / 2,
+                                         "none")):
+        done = _table(folds, results, "0,1", 0, *options)
+        assert done.returncode == 0, done.stderr
+        fold0 = next(line for line in done.stdout.splitlines() if line.startswith("| 0 |"))
+        r, rho = stats.pearsonr(ensemble, measured[0])[0], stats.spearmanr(ensemble, measured[0])[0]
+        assert f"| {r:.3f} / {rho:.3f} |" in fold0, (options, fold0)
+        assert f"left out as implausible: {left_out}" in done.stdout
+    assert stats.pearsonr((members[0] + exploded) / 2, measured[0])[0] < 0.2  # so it matters
+
+
 def test_kept_ridge_predictions_of_other_folds_are_refitted(cv):
     folds, results, measured, _ = cv
     assert _table(folds, results).returncode == 0
@@ -138,7 +162,8 @@ case "$1" in
     [[ $seed == 3 ]] && exit 1
     status=completed
     [[ $seed == 1 ]] && status=stopped_on_nan
-    mkdir -p "$out" && echo "{\\"status\\": \\"$status\\", \\"best_epoch\\": 3}" > "$out/run.json";;
+    mkdir -p "$out" && echo "{\\"status\\": \\"$status\\", \\"best_epoch\\": 3}" > "$out/run.json"
+    echo '{"mean": 1.0, "std": 2.0}' > "$out/target_scaler.json";;
   predict.py)
     echo "$*" >> "$CALLS"
     for a in "$@"; do case $a in --output=*) out=${a#*=};; --input=*) in=${a#*=};; esac; done
@@ -177,6 +202,10 @@ def test_member_script_skips_failed_members_writes_the_others_whole_and_resumes(
     summary = json.loads((results / "fold0_seed2.json").read_text())
     assert summary["best_epoch"] == 3 and summary["test_rows"] == rows
     assert summary["status"] == "completed"
+    assert summary["target_scaler"] == {"mean": 1.0, "std": 2.0}  # the table's rule needs it
+    # predict.py keeps implausible predictions: the table decides what to leave out.
+    assert "predict.py" in calls.read_text() and all("--allow_implausible" in line for line in calls.read_text().splitlines()
+               if line.startswith("predict.py"))
     # Rerun: kept members are skipped, the run that stopped on NaN is not trained again
     # (train.py would refuse its finished directory); only the crashed one is retried.
     calls.unlink()

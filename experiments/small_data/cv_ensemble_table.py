@@ -4,9 +4,15 @@ cv_member_predictions.sh, beside the built-in k-mer ridge of each fold:
     python experiments/small_data/cv_ensemble_table.py --fold_dir=FOLD_DIR \
         --results_dir=experiments/small_data/results/cv_distill --seeds=0,1,2
 
-Per fold: every member's held-out Pearson r and Spearman rho, the ensemble's (the mean of
-the members' expression-scale, strand-averaged predictions: what ensemble.py's one-file
-ensemble of those runs predicts) and the ridge's, fitted on all of the fold's training
+Per fold: every member's held-out Pearson r and Spearman rho, the ensemble's and the
+ridge's. The ensemble's prediction for a row (--combine=plausible_mean, the default) is the
+mean of the members' expression-scale, strand-averaged predictions that are plausible
+(dream_keras.plausibility, each member judged by its own target scaler, kept in its
+.json): the rule ensemble.py's one-file ensemble applies (it judges each strand's output
+on its own, so a member with one exploded strand keeps the other there); while every
+member is plausible, exactly their mean. --combine=mean is the plain mean (the table as
+published before that rule). The count of left-out member predictions is printed. The
+ridge is, fitted on all of the fold's training
 rows as `evaluate.py --baseline_train_data` fits it. The ridge's predictions are kept in
 RESULTS_DIR/fold<i>_ridge.txt (+ .json) on first use, so the table is rebuilt without
 refitting. The mean row covers only the folds that have every requested seed, and the
@@ -29,6 +35,8 @@ from dream_keras import atomic_files
 from dream_keras.baseline import fit_kmer_ridge_file
 from dream_keras.data.cache import file_sha256
 from dream_keras.data.readers import read_expression_file
+from dream_keras.data.splits import TargetScaler
+from dream_keras.plausibility import implausible_mask
 from dream_keras.metrics import pearson_r, spearman_rho
 
 _FOLD_DIR = flags.DEFINE_string("fold_dir", None, "Folds of make_folds.py: fold<i>/{train,test}.txt.")
@@ -36,6 +44,8 @@ _RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Where cv_member_predict
                                    "fold<i>_seed<K>.txt/.json.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "The ensemble's members (seeds).")
 _FOLDS = flags.DEFINE_list("folds", ["0", "1", "2", "3", "4"], "Folds to report.")
+_COMBINE = flags.DEFINE_enum("combine", "plausible_mean", ["plausible_mean", "mean"],
+                            "How the members' predictions are averaged (see above).")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 2000, "Resamples of the paired bootstrap "
                                   "of ensemble - ridge (0: none).", lower_bound=0)
 flags.mark_flags_as_required(["fold_dir", "results_dir"])
@@ -72,11 +82,30 @@ def _scores(predicted, measured) -> tuple:
     return pearson_r(predicted, measured), spearman_rho(predicted, measured)
 
 
-def fold_row(fold_dir: str, results_dir: str, fold: str, seeds: list) -> dict:
+def combined(members: dict, scalers: dict, combine: str) -> tuple:
+    """(ensemble predictions [n], member predictions left out): the plain mean, or the
+    mean of each row's plausible member predictions (all of them where none is)."""
+    values = np.array(list(members.values()))
+    if combine == "mean":
+        return values.mean(axis=0), 0
+    missing = [seed for seed in members if not scalers.get(seed)]
+    if missing:
+        raise ValueError(f"seeds {missing}: no target_scaler in their .json, which "
+                         "--combine=plausible_mean needs (or pass --combine=mean)")
+    outside = np.array([implausible_mask(members[seed], TargetScaler(**scalers[seed]))
+                        for seed in members])
+    inside = ~outside & np.isfinite(values)
+    count = inside.sum(axis=0)
+    plausible = np.where(inside, values, 0.0).sum(axis=0) / np.maximum(count, 1)
+    return np.where(count > 0, plausible, values.mean(axis=0)), int(outside.sum())
+
+
+def fold_row(fold_dir: str, results_dir: str, fold: str, seeds: list,
+             combine: str = "plausible_mean") -> dict:
     test = os.path.join(fold_dir, f"fold{fold}", "test.txt")
     _, measured = read_expression_file(test)
     test_sha256 = file_sha256(test)
-    members, diverged = {}, {}
+    members, diverged, scalers = {}, {}, {}
     for seed in seeds:
         base = os.path.join(results_dir, f"fold{fold}_seed{seed}")
         if not (os.path.exists(base + ".txt") and os.path.exists(base + ".json")):
@@ -87,12 +116,13 @@ def fold_row(fold_dir: str, results_dir: str, fold: str, seeds: list) -> dict:
             raise ValueError(f"{base}.json: predicted another test.txt than {test}")
         members[seed] = _predictions(base + ".txt", len(measured))
         diverged[seed] = summary["diverged_epochs"]
+        scalers[seed] = summary.get("target_scaler")
     ridge, ridge_fit = _ridge_predictions(fold_dir, results_dir, fold, len(measured))
     row = {"fold": fold, "members": {s: _scores(p, measured) for s, p in members.items()},
            "diverged_epochs": diverged, "ridge": _scores(ridge, measured), "ridge_fit": ridge_fit,
            "complete": len(members) == len(seeds)}
     if members:
-        row["ensemble_predictions"] = np.mean(list(members.values()), axis=0)
+        row["ensemble_predictions"], row["left_out"] = combined(members, scalers, combine)
         row["ensemble"] = _scores(row["ensemble_predictions"], measured)
     row["ridge_predictions"], row["measured"] = ridge, measured
     return row
@@ -168,8 +198,13 @@ def markdown(rows: list, seeds: list, resamples: int = 0) -> str:
 def main(argv):
     del argv
     seeds = list(_SEEDS.value)
-    rows = [fold_row(_FOLD_DIR.value, _RESULTS_DIR.value, fold, seeds) for fold in _FOLDS.value]
+    rows = [fold_row(_FOLD_DIR.value, _RESULTS_DIR.value, fold, seeds, _COMBINE.value)
+            for fold in _FOLDS.value]
     print(markdown(rows, seeds, _BOOTSTRAP.value))
+    left_out = {row["fold"]: row["left_out"] for row in rows if row.get("left_out")}
+    print(f"\nEnsemble: --combine={_COMBINE.value}; member predictions left out as "
+          "implausible: " + (", ".join(f"fold {fold}: {count}" for fold, count in
+                                       left_out.items()) or "none"))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@
 # run directory), whose prediction column goes to RESULTS_DIR/fold<i>_seed<K>.txt (one
 # number per line, in test.txt's order: a few KB to commit), and the run's summary to
 # RESULTS_DIR/fold<i>_seed<K>.json (best epoch, val r, diverged and rolled-back epochs,
-# and the SHA-256 of the test.txt predicted). A member whose files exist is skipped. The ensemble of several seeds is the mean of these expression-scale
-# predictions: what ensemble.py's one-file ensemble of the same runs predicts (to 1e-6).
+# the run's target scaler, and the SHA-256 of the test.txt predicted). A member whose
+# files exist is skipped. Implausible predictions are kept (--allow_implausible): the
+# table leaves them out of the ensemble's mean by the rule the one-file ensemble uses
+# (cv_ensemble_table.py).
 # Each member's files are written whole (a temporary file renamed into place, the summary
 # last), so a kill never leaves a member that looks done. A member whose training,
 # prediction or summary fails, or whose run ends other than completed (stopped_on_nan), is
@@ -58,7 +60,8 @@ for fold in $folds; do
             continue
         fi
         if ! "$python" predict.py --model="$run/model.keras" --input="$data/test.txt" \
-            --output="$run/heldout_predictions.tsv" --reverse_complement_average --overwrite
+            --output="$run/heldout_predictions.tsv" --reverse_complement_average --overwrite \
+            --allow_implausible
         then
             echo "fold $fold seed $seed: prediction failed; skipped" >&2
             failed+=("fold $fold seed $seed")
@@ -84,6 +87,8 @@ summary = {
     "rolled_back_epochs": record.get("rolled_back_epochs", []),
     "test_rows": len(predictions), "test_sha256": file_sha256(test),
 }
+with open(run + "/target_scaler.json") as handle:  # the table's plausibility rule needs it
+    summary["target_scaler"] = json.load(handle)
 def write_whole(path, text):
     with open(path + ".partial", "w") as handle:
         handle.write(text)
