@@ -55,7 +55,7 @@ def scaler_range(path, fields: dict) -> tuple[float | None, float | None]:
     """(minimum, maximum) of the training targets from a parsed target_scaler.json, or
     (None, None) where it has neither (written before dream_keras recorded them);
     DataFormatError naming the file for one without the other, a non-number, or
-    minimum > maximum."""
+    minimum >= maximum."""
     present = [key for key in RANGE_KEYS if key in fields]
     if not present:
         return None, None
@@ -71,9 +71,10 @@ def scaler_range(path, fields: dict) -> tuple[float | None, float | None]:
             raise DataFormatError(path, None, f"target scaler {key} must be a finite "
                                               f"number, found {value!r}")
         values.append(float(value))
-    if values[0] > values[1]:
-        raise DataFormatError(path, None, f"target scaler minimum {values[0]!r} is above its "
-                                          f"maximum {values[1]!r}")
+    if values[0] >= values[1]:
+        raise DataFormatError(path, None, f"target scaler minimum {values[0]!r} is not below "
+                                          f"its maximum {values[1]!r} (training targets of "
+                                          "one value cannot be standardised)")
     return values[0], values[1]
 
 

@@ -225,8 +225,9 @@ def generated_dataset(generate, label, *, batch_size: int, seq_len: int,
     `generate(step)`: uint8 codes [batch_size, seq_len] of global batch `step`, a pure
     function of the step (so a run resumed at `start_step` sees the same batches);
     `label(codes)`: float32 [n] NumPy labels (the ridge teacher), or None. With
-    `model_teacher` (teachers.ModelTeacher) its summed outputs are added in the graph; y is
-    the sum over teachers divided by `teacher_count`. Replica slices as training_dataset.
+    `model_teacher` (teachers.ModelTeacher) y is the mean over the plausible labels of its
+    models and of `label`'s, computed in the graph (ModelTeacher.labels); without one,
+    `label`'s divided by `teacher_count`. Replica slices as training_dataset.
     """
     def gather(step, first, count):
         batch = generate(int(step))[int(first):int(first) + int(count)]
@@ -241,7 +242,7 @@ def generated_dataset(generate, label, *, batch_size: int, seq_len: int,
         return x, tf.expand_dims(y, -1)
 
     def with_models(x, y):
-        return x, (y + model_teacher.label_sum(x)) / teacher_count
+        return x, model_teacher.labels(x, y if label is not None else None)
 
     batches = _slices(tf.data.Dataset.range(start_step, 2**62), batch_size,
                       input_context).map(to_tensors, num_parallel_calls=parallel_calls)

@@ -14,8 +14,8 @@ class PlausibleMean(keras.layers.Layer):
     mean over the outputs inside [low, high], the plausible range on the standardised
     scale. While every output is inside it, exactly the plain mean; an output outside it
     (a member exploding on a rare input: measured, -2.0e10 on a 0-17 scale) or NaN is left
-    out of that sequence's mean. Where no output is plausible, the plain mean, which the
-    commands then refuse as implausible (or NaN)."""
+    out of that sequence's mean. Where no output is plausible, the plain mean (the
+    commands refuse it when it is implausible or NaN, as it nearly always is)."""
 
     def __init__(self, low: float, high: float, **kwargs):
         super().__init__(**kwargs)

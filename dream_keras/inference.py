@@ -315,9 +315,11 @@ def variant_effects(model: keras.Model, scaler: TargetScaler, ref_sequences: Seq
     if len(ref_sequences) != len(alt_sequences):
         raise ValueError(f"{len(ref_sequences)} `ref_sequences` but {len(alt_sequences)} "
                          "`alt_sequences`")
-    both = predict_sequences(model, scaler, list(ref_sequences) + list(alt_sequences),
-                             **predict_options)
+    both = scaler.inverse_transform(predict_standardised(
+        model, list(ref_sequences) + list(alt_sequences), **predict_options))
     ref, alt = both[:len(ref_sequences)], both[len(ref_sequences):]
+    warn_implausible(ref, scaler, "ref predictions")
+    warn_implausible(alt, scaler, "alt predictions")
     seq_len = checked_seq_len(model, predict_options.get("seq_len"))
     hidden = np.flatnonzero(hidden_differences(ref_sequences, alt_sequences,
                                                encode(ref_sequences, seq_len),

@@ -29,7 +29,7 @@ from dream_keras.errors import DataFormatError
 
 RANGE_WIDTHS = 1.0  # how far past the training range a prediction may go, in range widths
 FALLBACK_STDS = 10.0  # scalers without a recorded range: mean +/- this many stds
-ALLOW_FLAG = "--allow_implausible"
+ALLOW = "`allow_implausible=True`"  # the commands write it as --allow_implausible (runner)
 
 
 def plausible_range(scaler) -> tuple[float, float]:
@@ -76,22 +76,30 @@ class PlausibilityCheck:
         self.scaler, self.source, self.allow, self.what = scaler, source, allow, what
         self.count, self.first = 0, None
 
-    def check(self, values, describe: Callable[[int], str]) -> int:
+    def check(self, values, describe: Callable[[int], str], *, counted=None,
+              hint: str = "") -> int:
         """Check `values` (training scale); `describe(index)` names the row of values[index].
-        Returns how many were implausible (only with `allow`; otherwise those raise)."""
+        `counted`: bool mask of the values to check (default: all); `hint`: said after the
+        refusal's reason. Returns how many were implausible (only with `allow`; otherwise
+        those raise)."""
         values = np.asarray(values, dtype=np.float64)
-        bad = np.flatnonzero(implausible_mask(values, self.scaler))
+        mask = implausible_mask(values, self.scaler)
+        if counted is not None:
+            mask &= np.asarray(counted, bool)
+        bad = np.flatnonzero(mask)
         if not bad.size:
             return 0
         where = f"{describe(int(bad[0]))} ({values[bad[0]]:.6g})"
         if not self.allow:
-            more = f"; {bad.size - 1} more in the same piece of rows" if bad.size > 1 else ""
+            checked = mask.size if counted is None else int(np.sum(counted))
+            more = (f" ({bad.size - 1} more among the {checked} checked with it)"
+                    if bad.size > 1 else "")
             raise DataFormatError(
                 self.source, None,
                 f"the model {self.what} {values[bad[0]]:.6g} for {describe(int(bad[0]))}"
                 f"{more}: outside the plausible range {rule_text(self.scaler)}. Its output "
                 "for such an input is not to be trusted (an unbounded activation exploding "
-                f"on a rare input); nothing was written. {ALLOW_FLAG} writes such values "
+                f"on a rare input){hint}; nothing was written. {ALLOW} writes such values "
                 "anyway, with a warning counting them")
         self.count += bad.size
         self.first = self.first or where
@@ -103,7 +111,7 @@ class PlausibilityCheck:
             return None
         message = (f"{self.source}: the model {self.what} {self.count} value(s) outside the "
                    f"plausible range {rule_text(self.scaler)} (first: {self.first}); "
-                   f"written anyway ({ALLOW_FLAG}): do not trust them")
+                   "written anyway (--allow_implausible): do not trust them")
         logging.warning("%s", message)
         return message
 

@@ -311,7 +311,9 @@ def _predict_table(layout: _Layout, model, scaler, input_path, output_path, *, s
             # A diverged model: the output (written whole or not at all) is not written.
             per_row = len(values) // layout.sequences_per_row
             def row_of(index, first_row=rows):
-                return f"{layout.noun[:-1]} {first_row + index % per_row} (0-based)"
+                which = (f"; its {('ref', 'alt')[index // per_row]}_sequence"
+                         if layout.sequences_per_row == 2 else "")
+                return f"{layout.noun[:-1]} {first_row + index % per_row} (0-based{which})"
             refuse_non_finite(values, input_path, row_of)
             plausible.check(values, row_of)
             writer.submit(_write_rows, out, layout, sequences, values, rows, carried)

@@ -146,10 +146,13 @@ class ModelTeacher:
     """Trained runs, averaged, labelling one-hot batches inside the tf.data pipeline.
 
     Each model's output (its run's standardised scale) maps to this run's scale by
-    y_run = (y_model * std_model + mean_model - mean_run) / std_run, then is clipped into
-    this run's plausible range (dream_keras.plausibility): a teacher exploding on one
-    generated sequence (measured in inference: -2.0e10 on a 0-17 scale) would otherwise
-    hand the student a label that blows up its loss, unnoticed in the input pipeline.
+    y_run = (y_model * std_model + mean_model - mean_run) / std_run. A sequence's label is
+    the mean over the teachers (the ridge's label too, when there is one) whose label for it
+    is plausible (dream_keras.plausibility, this run's range), as a one-file ensemble
+    averages: a teacher exploding on one generated sequence (measured in inference:
+    -2.0e10 on a 0-17 scale) would otherwise hand the student a label that blows up its
+    loss, unnoticed in the input pipeline. Where no teacher is plausible, the mean of the
+    model labels clipped into the range.
     """
 
     def __init__(self, paths: list[str], run_scaler: TargetScaler, seq_len: int | None = None,
@@ -184,22 +187,38 @@ class ModelTeacher:
 
             self._forward = tf.function(self._forward, jit_compile=True)
 
-    def label_sum(self, x):
-        """The sum over models of their labels (a TF op): [batch, 1] float32. With
-        `jit_compile` the forward passes are one XLA function: they run in the input
-        pipeline, on the host, beside the training step (one full-size model on 64
-        sequences: 44 ms with XLA, 69 ms without, on 2 CPU cores); only when the weights
-        are on the pipeline's device (CPU:0), which a GPU host's are not."""
-        return self._forward(x)
-
-    def _forward(self, x):
+    def labels(self, x, ridge_labels=None):
+        """The teachers' mean label (a TF op): [batch, 1] float32, over the models and, with
+        `ridge_labels` ([batch, 1], the ridge teacher's), the ridge, each counted where its
+        label is plausible. With `jit_compile` the forward passes are one XLA function: they
+        run in the input pipeline, on the host, beside the training step (one full-size
+        model on 64 sequences: 44 ms with XLA, 69 ms without, on 2 CPU cores); only when the
+        weights are on the pipeline's device (CPU:0), which a GPU host's are not."""
         import tensorflow as tf
 
-        total = 0.0
+        total, count, clipped = self._forward(x)
+        if ridge_labels is not None:
+            low, high = self.label_range
+            inside = tf.logical_and(ridge_labels >= low, ridge_labels <= high)
+            total = total + tf.where(inside, ridge_labels, tf.zeros_like(ridge_labels))
+            count = count + tf.cast(inside, tf.float32)
+        return tf.where(count > 0, total / tf.maximum(count, 1.0),
+                        clipped / float(len(self.models)))
+
+    def _forward(self, x):
+        """(sum of the plausible model labels, their count, sum of all model labels clipped
+        into the range), each [batch, 1]."""
+        import tensorflow as tf
+
+        low, high = self.label_range
+        total = count = clipped = 0.0
         for model, scale, offset in zip(self.models, self.scales, self.offsets):
-            out = tf.cast(model(x, training=False), tf.float32)
-            total = total + tf.clip_by_value(out * scale + offset, *self.label_range)
-        return total
+            label = tf.cast(model(x, training=False), tf.float32) * scale + offset
+            inside = tf.logical_and(label >= low, label <= high)
+            total = total + tf.where(inside, label, tf.zeros_like(label))
+            count = count + tf.cast(inside, tf.float32)
+            clipped = clipped + tf.clip_by_value(label, low, high)
+        return total, count, clipped
 
     def summary(self) -> list[dict]:
         return [{"teacher": "model", "path": os.path.abspath(path), "scale": scale,

@@ -23,7 +23,7 @@ for variant in trained frozen; do
   "$python" train.py --flagfile="$work/recipe.flags" --train_data="$work/train.txt" \
     --synthetic_rows="$rows" --epochs="$epochs" --output_dir="$work/$variant" $extra
   "$python" evaluate.py --model="$work/$variant/model.keras" --data="$work/heldout.txt" \
-    --output_dir="$work/$variant/heldout" > /dev/null
+    --output_dir="$work/$variant/heldout" --allow_implausible > /dev/null
   "$python" - "$work/$variant" "$(( $(date +%s) - start ))" <<'PY'
 import json, sys
 run, seconds = sys.argv[1], sys.argv[2]

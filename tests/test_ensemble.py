@@ -5,6 +5,7 @@ dream-ensemble command killed and resumed."""
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,8 +187,14 @@ def test_predict_evaluate_and_export_use_the_ensemble(tmp_path, members, sequenc
                 evaluate(model_path=tmp_path / "ens", reverse_complement_average=True,
                          baseline_train_data=real_train_file, **data,
                          output_dir=tmp_path / "evaluated")
-    # (dream_keras.cli.explain is not imported here: it defines absl flags that would clash
-    # with train.py's in this test process.)
+    # explain.py runs as a process: dream_keras.cli.explain defines absl flags that would
+    # clash with train.py's in this test process.
+    result = run_script("explain.py", "--model=ens", f"--input={fasta}", "--output_dir=expl",
+                        "--reverse_complement_average", "--methods=gradient_x_input",
+                        cwd=tmp_path)
+    assert result.returncode == 1 and not (tmp_path / "expl").exists()
+    assert re.search(r"error: \S*ens.model\.keras: the model already averages both strands",
+                     result.stderr), result.stderr[-2000:]
     from dream_keras.cli.commands import run_prediction
 
     with pytest.raises(ConfigurationError, match=r"^\S*ens.model\.keras: the model"):

@@ -116,18 +116,22 @@ def cases() -> list:
                              ("missing_key", "not a target scaler: missing key.*std"),
                              ("garbage", "not a target scaler JSON"),
                              ("one_sided_range", "target scaler has minimum but not maximum"),
-                             ("reversed_range", "target scaler minimum 5.0 is above its "
-                                                r"maximum 1\.0"),
+                             ("reversed_range", "target scaler minimum 5.0 is not below "
+                                                r"its maximum 1\.0"),
                              ("text_range", "target scaler maximum must be a finite number, "
                                             "found 'x'")]],
         # Predictions (~11) far outside this scaler's training range [1000, 1001]: refused,
         # naming the row, nothing written; written with --allow_implausible (its warning:
         # test_plausibility.py).
+        Case("point_range", "predict", ["--model={W}/scaler_point_range/model.keras",
+                                        "--input={W}/seqs.txt", f"--output={out}/s.tsv"],
+             message=r"target_scaler\.json: target scaler minimum 3\.0 is not below its "
+                     r"maximum 3\.0"),
         Case("implausible_refused", "predict", ["--model={W}/scaler_far_range/model.keras",
                                                 "--input={W}/seqs.txt",
                                                 f"--output={out}/implausible.tsv"],
-             message=r"seqs\.txt: the model predicts 1\d\.\d+ for sequence 0 \(0-based\); "
-                     r"19 more in the same piece of rows: outside the plausible range "
+             message=r"seqs\.txt: the model predicts 1\d\.\d+ for sequence 0 \(0-based\) "
+                     r"\(19 more among the 20 checked with it\): outside the plausible range "
                      r"\[999, 1002\]: the training targets' range \[1000, 1001\] widened.*"
                      r"nothing was written\. --allow_implausible writes",
              check=lambda w, r: not (w / "out" / "implausible.tsv").exists()),
@@ -226,7 +230,8 @@ def cases() -> list:
             "--model={W}/scaler_far_range/model.keras", "--data={W}/labelled.txt",
             f"--output_dir={out}/implausible_refused"],
              message=r"scaler_far_range/model\.keras: the model predicts .* for "
-                     r".*labelled\.txt:1; 399 more .*outside the plausible range",
+                     r".*labelled\.txt:1 \(399 more among the 400 checked with it\): outside the "
+                     r"plausible range",
              check=lambda w, r: not (w / "out" / "implausible_refused").exists()),
         Case("evaluate_implausible_allowed", "evaluate", [
             "--model={W}/scaler_far_range/model.keras", "--data={W}/labelled.txt",
@@ -450,6 +455,7 @@ def _write_models(w: pathlib.Path, small_run: pathlib.Path) -> None:
                     "one_sided_range": '{"mean": 1.0, "std": 2, "minimum": 0}',
                     "reversed_range": '{"mean": 1.0, "std": 2, "minimum": 5, "maximum": 1}',
                     "text_range": '{"mean": 1.0, "std": 2, "minimum": 0, "maximum": "x"}',
+                    "point_range": '{"mean": 1.0, "std": 2, "minimum": 3, "maximum": 3}',
                     "far_range": '{"mean": 11.0, "std": 2.5, "minimum": 1000, '
                                  '"maximum": 1001}'}
     for kind, text in scaler_texts.items():

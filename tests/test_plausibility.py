@@ -49,8 +49,8 @@ def test_the_scaler_records_its_training_range_and_reads_files_without_one(tmp_p
 def test_the_check_refuses_naming_the_row_or_counts_for_one_warning(caplog):
     values = np.array([11.0, 12.0, -2.0e10, 50.0])
     with pytest.raises(DataFormatError, match=r"in\.txt: the model predicts -2e\+10 for row "
-                                              r"2; 1 more in the same piece of rows: outside "
-                                              r"the plausible range \[-17, 34\]"):
+                                              r"2 \(1 more among the 4 checked with it\): "
+                                              r"outside the plausible range \[-17, 34\]"):
         PlausibilityCheck(DREAM, "in.txt").check(values, lambda index: f"row {index}")
     assert PlausibilityCheck(DREAM, "in.txt").check(values[:2], str) == 0
     allowed = PlausibilityCheck(DREAM, "in.txt", allow=True)
@@ -111,7 +111,8 @@ def test_a_file_of_implausible_pairs_is_refused_or_written_with_one_warning(
     pairs.write_text("ref_sequence,alt_sequence\n"
                      + "".join(f"{r},{a}\n" for r, a in zip(ref, alt)))
     with pytest.raises(DataFormatError, match=r"pairs\.csv: the model predicts .* for pair 0 "
-                                              r"\(0-based\); 9 more"):
+                                              r"\(0-based; its ref_sequence\) \(9 more "
+                                              r"among the 10"):
         predict_pairs_file(model, far, pairs, tmp_path / "effects.tsv", jit_compile=False)
     assert not (tmp_path / "effects.tsv").exists()
     assert predict_pairs_file(model, far, pairs, tmp_path / "effects.tsv", jit_compile=False,
@@ -135,7 +136,7 @@ def test_the_api_warns_and_explain_refuses_implausible_predictions(tmp_path, sma
     source = tmp_path / "in.txt"
     source.write_text("\n".join(sequences) + "\n")
     with pytest.raises(DataFormatError, match=r"in\.txt: the model predicts .* for sequence "
-                                              r"0 \(0-based\); 5 more"):
+                                              r"0 \(0-based\) \(5 more among the 6"):
         explain_file(model, far, source, tmp_path / "out", methods=("ism",),
                      jit_compile=False)
     assert not (tmp_path / "out").exists()

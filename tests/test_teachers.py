@@ -172,16 +172,19 @@ def test_an_ensemble_file_teaches_the_mean_of_its_members(tmp_path):
     run_scaler = TargetScaler(10.0, 2.0)
     teacher = ModelTeacher(paths, run_scaler, seq_len=110)
     sequences = random_sequences(16, 3, 110, 110)
-    labels = teacher.label_sum(one_hot(encode(sequences, 110))).numpy()[:, 0]
+    labels = teacher.labels(one_hot(encode(sequences, 110))).numpy()[:, 0]
     raw = [reference_predictions(m, sequences) for m in members]
     assert np.abs(raw[0] - raw[1]).max() > 1e-2  # the members differ
     assert np.allclose(labels, run_scaler.transform((raw[0] + raw[1]) / 2), atol=1e-5)
 
 
-def test_a_teacher_label_is_clipped_into_the_runs_plausible_range(tmp_path):
-    """A teacher whose outputs land far outside this run's training range (here: its
-    scaler's mean is 1e6 away, as a model exploding on an input) labels at the range's
-    edge, not at 1e6; a plausible teacher's labels are untouched."""
+def test_an_implausible_teacher_label_is_left_out_of_the_mean(tmp_path):
+    """A teacher whose labels land far outside this run's training range (its scaler's
+    mean 1e6 away, as a model exploding on an input) counts for nothing where another
+    teacher is plausible (here: the ridge's labels, or a plausible model); alone, it labels
+    at the range's edge, not at 1e6."""
+    import tensorflow as tf
+
     from dream_keras.data.sequences import one_hot
     from dream_keras.plausibility import standardised_plausible_range
     from tests.saved_run import random_sequences
@@ -192,11 +195,16 @@ def test_a_teacher_label_is_clipped_into_the_runs_plausible_range(tmp_path):
     TargetScaler(1e6, 2.5).save(far / "target_scaler.json")
     run_scaler = TargetScaler(10.0, 2.0, 0.0, 20.0)
     x = one_hot(encode(random_sequences(8, 3, 110, 110), 110))
-    high = standardised_plausible_range(run_scaler)[1]
-    clipped = ModelTeacher([str(far / "model.keras")], run_scaler).label_sum(x).numpy()
-    np.testing.assert_allclose(clipped, high, rtol=1e-6)  # (40 - 10) / 2 = 15
-    plain = ModelTeacher([str(model)], run_scaler).label_sum(x).numpy()
-    assert np.all(np.abs(plain) < high)
+    high = standardised_plausible_range(run_scaler)[1]  # (40 - 10) / 2 = 15
+    alone = ModelTeacher([str(far / "model.keras")], run_scaler).labels(x).numpy()
+    np.testing.assert_allclose(alone, high, rtol=1e-6)
+    ridge = tf.constant(np.linspace(-1, 1, 8, dtype=np.float32)[:, None])
+    with_ridge = ModelTeacher([str(far / "model.keras")], run_scaler).labels(x, ridge)
+    np.testing.assert_allclose(with_ridge.numpy(), ridge.numpy(), rtol=1e-6)
+    plausible = ModelTeacher([str(model)], run_scaler).labels(x).numpy()
+    assert np.all(np.abs(plausible) < high)
+    both = ModelTeacher([str(model), str(far / "model.keras")], run_scaler).labels(x)
+    np.testing.assert_allclose(both.numpy(), plausible, rtol=1e-6)
 
 
 def test_a_run_resumed_with_a_changed_teacher_model_is_refused(tmp_path, small_run,

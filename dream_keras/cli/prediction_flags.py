@@ -37,10 +37,10 @@ def define_prediction_flags(*, chunk_rows_help: str,
         reverse_complement_average=flags.DEFINE_bool(
             "reverse_complement_average", False, reverse_complement_help),
         allow_implausible=flags.DEFINE_bool(
-            "allow_implausible", False, "Write (and score) predictions far outside the "
-            "training targets' range (beyond it by more than its width; refused by default, "
-            "naming the row: such a value is an exploded output, not a prediction); a "
-            "warning counts them. See docs/scoring.md."),
+            "allow_implausible", False, "Go on where the model predicts far outside the "
+            "training targets' range (refused by default, naming the row: such a value is "
+            "an exploded output, not a prediction); a warning counts such values. See "
+            "docs/scoring.md, 'Implausible predictions'."),
     )
     runner.mark_required(["model"])
     return holders

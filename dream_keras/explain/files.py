@@ -22,7 +22,7 @@ from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_s
 from dream_keras.data.sequences import N_CODE, InvalidSequenceError
 from dream_keras.errors import OutputExistsError
 from dream_keras.file_errors import check_input_file
-from dream_keras.plausibility import PlausibilityCheck
+from dream_keras.plausibility import PlausibilityCheck, implausible_mask
 from dream_keras.safe_output import check_output_path
 from dream_keras.explain import core, gradients, logos, motifs
 from dream_keras.explain.model_access import DEFAULT_BATCH_SIZE, encode_strands, model_seq_len
@@ -260,21 +260,27 @@ def _refuse_non_finite(arrays: dict, input_path, first_row: int) -> None:
 
 def _check_plausible(arrays: dict, plausible: PlausibilityCheck, first_row: int) -> None:
     """Every prediction the arrays hold, checked for plausibility: each sequence's, each
-    single-base mutant's (prediction + ism; N positions are NaN, and NaN is not counted)
-    and the integrated-gradients baseline's."""
+    single-base mutant's (prediction + ism, at the bases the sequence does not have, of
+    sequences whose own prediction passed; N positions are NaN and not counted) and the
+    integrated-gradients baseline's."""
     prediction = np.asarray(arrays["prediction"], np.float64)
     plausible.check(prediction, lambda index: f"sequence {first_row + index} (0-based)")
     if "ism" in arrays:
         mutants = prediction[:, None, None] + np.asarray(arrays["ism"], np.float64)
+        codes = np.asarray(arrays["codes"])
+        substituted = codes[..., None] != np.arange(4)  # [n, L, 4]: not the observed base
+        substituted &= ~implausible_mask(prediction, plausible.scaler)[:, None, None]
 
         def mutant(index):
             row, position, base = np.unravel_index(index, mutants.shape)
             return (f"sequence {first_row + row} (0-based) with base {'ACGT'[base]} at "
                     f"window position {position}")
-        plausible.check(mutants.reshape(-1), mutant)
+        plausible.check(mutants.reshape(-1), mutant, counted=substituted.reshape(-1))
     if "baseline_prediction" in arrays:
         plausible.check(arrays["baseline_prediction"], lambda index: "the integrated-"
-                        f"gradients baseline of sequence {first_row + index} (0-based)")
+                        f"gradients baseline of sequence {first_row + index} (0-based)",
+                        hint=" (the baseline, not the sequence: --ig_baseline=uniform "
+                        "gives another)")
 
 
 def _remove_stale_outputs(output_dir, write_tsv: bool) -> None:

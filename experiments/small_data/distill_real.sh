@@ -21,5 +21,5 @@ started=$(date +%s)
 trained=$(date +%s)
 "$python" evaluate.py --model="$run_dir/model.keras" --dream_dir="$dream_dir" \
     --output_dir="$run_dir/evaluation/dream" --baseline_train_data="$train" \
-    --reverse_complement_average
+    --reverse_complement_average --allow_implausible
 echo "train_seconds=$(( trained - started )) total_seconds=$(( $(date +%s) - started ))"

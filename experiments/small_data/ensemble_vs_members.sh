@@ -33,7 +33,8 @@ baseline="--baseline_train_data=$train"
 for run in "$out"/members/seed_* "$out"; do
     if [[ ! -f $run/evaluation/$kind/$result ]]; then
         "$python" evaluate.py --model="$run/model.keras" "$data" \
-            --output_dir="$run/evaluation/$kind" --reverse_complement_average $baseline
+            --output_dir="$run/evaluation/$kind" --reverse_complement_average $baseline \
+            --allow_implausible
     fi
     baseline=""
 done
