@@ -21,24 +21,29 @@ from dream_keras.data.splits import TargetScaler
 from dream_keras.errors import OutputExistsError
 from dream_keras.file_errors import writing
 from dream_keras.inference import checked_seq_len, scoring_model
+from dream_keras.plausibility import plausible_range
 from dream_keras.safe_output import check_output_path
 from dream_keras.strand_layers import refuse_second_strand_average
 
 
 def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
                      reverse_complement_average: bool = False):
-    """A TF function: sequences tf.string [batch] -> {'expression': float32 [batch]}.
+    """A TF function: sequences tf.string [batch] -> {'expression': float32 [batch],
+    'plausible': bool [batch]}.
 
     Encoding: `encode`'s window rule (last seq_len bases, left-padded with N), any case.
     Unlike the Python API, letters outside ACGTN are not an error here: a server should
-    answer, and they read as N. A mixed-precision model serves in float32, as the Python
-    API scores it (inference.scoring_model).
+    answer, and they read as N. For the same reason an implausible prediction (far
+    outside the training targets, dream_keras.plausibility) is answered, with
+    'plausible' false (false for NaN too) saying not to trust it. A mixed-precision
+    model serves in float32, as the Python API scores it (inference.scoring_model).
     """
     if reverse_complement_average:
         refuse_second_strand_average(model)  # as predict.py and the API refuse it
     seq_len = checked_seq_len(model, seq_len)
     scored = scoring_model(model)
     mean, std = tf.constant(scaler.mean, tf.float64), tf.constant(scaler.std, tf.float64)
+    low, high = (tf.constant(bound, tf.float64) for bound in plausible_range(scaler))
 
     def predict(codes):
         # An empty batch is answered empty: the layers cannot take 0 rows.
@@ -54,7 +59,9 @@ def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
         if reverse_complement_average:
             reverse = sequence_ops.reverse_complement_right_aligned(codes)
             standardised = (standardised + predict(reverse)) / 2.0
-        return {"expression": tf.cast(standardised * std + mean, tf.float32)}
+        expression = standardised * std + mean
+        return {"expression": tf.cast(expression, tf.float32),
+                "plausible": tf.logical_and(expression >= low, expression <= high)}
 
     return serve
 
@@ -86,7 +93,8 @@ def _refuse_other_than_an_export(export_dir) -> None:
 def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_len=None,
                    reverse_complement_average: bool = False, overwrite: bool = False) -> None:
     """Write a TF SavedModel whose `serve` endpoint (also 'serving_default') maps a batch of
-    sequence strings tf.string [None] to training-scale expression float32 [None]."""
+    sequence strings tf.string [None] to training-scale expression float32 [None] and
+    plausible bool [None] (serving_function)."""
     check_export_dir(export_dir, overwrite)
     archive = keras.export.ExportArchive()
     archive.track(scoring_model(model))  # the model the endpoint calls

@@ -369,6 +369,25 @@ def test_serving_function_with_strand_average_matches_python(run, sequences):
         served, predict_sequences(*run, sequences, reverse_complement_average=True), atol=1e-5)
 
 
+def test_the_served_model_says_which_predictions_are_implausible(run, sequences):
+    """It answers every request (a server should), and says which answers not to trust."""
+    import dataclasses
+
+    model, scaler = run
+    served = tf.function(serving_function(model, scaler))(tf.constant(sequences))
+    assert served["plausible"].dtype == tf.bool and served["plausible"].numpy().all()
+    values = served["expression"].numpy()
+    middle = float(np.median(values))  # a range that half the predictions fall outside
+    narrow = dataclasses.replace(scaler, minimum=middle - 1e-3, maximum=middle + 1e-3)
+    flagged = tf.function(serving_function(model, narrow))(tf.constant(sequences))
+    np.testing.assert_allclose(flagged["expression"].numpy(), values, atol=1e-6)
+    from dream_keras.plausibility import implausible_mask
+
+    np.testing.assert_array_equal(flagged["plausible"].numpy(),
+                                  ~implausible_mask(values.astype(np.float64), narrow))
+    assert 0 < flagged["plausible"].numpy().sum() < len(sequences)
+
+
 def test_the_served_model_reads_empty_missing_markers_and_non_ascii_as_documented(run):
     """docs/evaluation.md, "Export for serving": the served model refuses nothing. "" is
     all N; the markers NA/nan are scored as their letters; a non-ASCII character is one N
@@ -402,6 +421,7 @@ def test_export_reloads_without_dream_keras_and_matches(tmp_path, run, sequences
         f"seqs = json.load(open({str(inputs)!r}))\n"
         "out = loaded.signatures['serving_default'](sequences=tf.constant(seqs))\n"
         "assert not any(m.startswith('dream_keras') for m in sys.modules)\n"
+        "assert out['plausible'].dtype == tf.bool and bool(np.all(out['plausible']))\n"
         "print('SERVED', json.dumps(out['expression'].numpy().tolist()))\n")
     served = np.array(tagged_json(run_code(script, cwd=tmp_path).stdout, "SERVED "))
     np.testing.assert_allclose(served[:-1], expected, atol=1e-5)
