@@ -262,6 +262,22 @@ def test_modisco_inputs_are_one_hot_and_centred_hypothetical_scores(tmp_path, ru
     np.testing.assert_allclose(observed, -arrays["ism"][1].sum(-1) / 4, atol=1e-5)
 
 
+def test_logo_rows_past_the_end_are_refused_before_any_work(tmp_path, run, sequences):
+    from dream_keras.cli.runner import flag_spelling
+    from dream_keras.errors import ConfigurationError
+    from dream_keras.explain.files import explain_file
+
+    _, model, scaler = run
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(sequences * 2) + "\n")  # 6 rows, read in chunks of 3
+    with pytest.raises(ConfigurationError, match=r"`logo_rows` 6, 9: \S*in\.txt has 6 "
+                                                 r"sequences \(0-based rows 0-5\)") as error:
+        explain_file(model, scaler, source, tmp_path / "out", logo_rows=[1, 9, 6, 5],
+                     methods=("gradient_x_input",), chunk_rows=3)
+    assert flag_spelling(str(error.value)).startswith("--logos 6, 9:")
+    assert not (tmp_path / "out").exists()
+
+
 def _overwrite_options():
     return dict(methods=("gradient_x_input",), logo_rows=[0], overwrite=True, logo_dpi=20)
 

@@ -37,7 +37,7 @@ PARAMETER_FLAGS = {
     "overwrite": "overwrite", "batch_size": "batch_size", "chunk_rows": "chunk_rows",
     "partial": "dream_partial", "min_subset_rows": "dream_min_subset_rows",
     "reverse_complement_average": "reverse_complement_average",
-    "allow_implausible": "allow_implausible",
+    "allow_implausible": "allow_implausible", "logo_rows": "logos",
 }
 _PARAMETER = re.compile(r"`(\w+)(=[^`]*)?`")
 

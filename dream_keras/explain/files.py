@@ -20,7 +20,7 @@ from absl import logging
 from dream_keras import atomic_files
 from dream_keras.data.readers import DEFAULT_CHUNK_ROWS, DataFormatError, iter_sequence_chunks
 from dream_keras.data.sequences import N_CODE, InvalidSequenceError
-from dream_keras.errors import OutputExistsError
+from dream_keras.errors import ConfigurationError, OutputExistsError
 from dream_keras.file_errors import check_input_file
 from dream_keras.plausibility import PlausibilityCheck, implausible_mask
 from dream_keras.safe_output import check_output_path
@@ -166,6 +166,8 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
         refuse_second_strand_average(model)
     check_input_file(input_path)
     check_output_dir(output_dir, overwrite, inputs=[input_path])
+    wanted = None if logo_rows == "all" else set(int(row) for row in logo_rows)
+    _refuse_logo_rows_past_the_end(wanted, input_path, chunk_rows)
     created = not os.path.isdir(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     atomic_files.remove_stale_partials(output_dir, _OUTPUT_NAMES)  # a killed explain's
@@ -174,7 +176,6 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
     # Written under temporary names (atomic_files' scheme) and renamed at the end.
     partial = {path: atomic_files.partial_path(path) for path in (h5_path, tsv_path)}
     logo_dir = atomic_files.partial_path(os.path.join(output_dir, LOGO_DIR))
-    wanted = None if logo_rows == "all" else set(int(row) for row in logo_rows)
     drawn, rows = [], 0
     plausible = PlausibilityCheck(scaler, input_path, allow=allow_implausible)
     writer = _H5Writer(partial[h5_path], {
@@ -228,9 +229,6 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
         shutil.rmtree(logo_dir, ignore_errors=True)
         if created and not os.listdir(output_dir):
             os.rmdir(output_dir)  # a refused input leaves no empty directory behind
-    missing = sorted(set(wanted or ()) - set(range(rows)))
-    if missing:
-        logging.warning("no logo for rows %s: the input has %d rows", missing[:10], rows)
     return {"rows": rows, "h5": h5_path, "tsv": tsv_path if write_tsv else None,
             "logos": drawn}
 
@@ -256,6 +254,20 @@ def _refuse_non_finite(arrays: dict, input_path, first_row: int) -> None:
             raise DataFormatError(input_path, None, f"the model's {name} for sequence {row} "
                                   "(0-based) is not a finite number (its weights diverged "
                                   "or overflow); nothing was written")
+
+
+def _refuse_logo_rows_past_the_end(wanted, input_path, chunk_rows: int) -> None:
+    """Logo rows the input does not have, refused before any work (explaining costs
+    minutes, and a row number past the end is a mistake to say at once). Counting reads
+    the input once more: cheap beside explaining it."""
+    if not wanted:
+        return
+    total = sum(len(chunk.sequences) for chunk in iter_sequence_chunks(input_path, chunk_rows))
+    missing = sorted(row for row in wanted if row >= total)
+    if missing:
+        raise ConfigurationError(f"`logo_rows` {', '.join(map(str, missing[:10]))}: "
+                                 f"{input_path} has {total} sequences (0-based rows "
+                                 f"0-{total - 1}); nothing was done")
 
 
 def _check_plausible(arrays: dict, plausible: PlausibilityCheck, first_row: int) -> None:
