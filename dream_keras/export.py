@@ -26,17 +26,24 @@ from dream_keras.safe_output import check_output_path
 from dream_keras.strand_layers import refuse_second_strand_average
 
 
+SIGNATURE = "serve"  # also 'serving_default'
+PLAUSIBILITY_SIGNATURE = "serve_with_plausibility"
+
+
 def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
-                     reverse_complement_average: bool = False):
-    """A TF function: sequences tf.string [batch] -> {'expression': float32 [batch],
-    'plausible': bool [batch]}.
+                     reverse_complement_average: bool = False,
+                     with_plausibility: bool = False):
+    """A TF function: sequences tf.string [batch] -> {'expression': float32 [batch]}, and
+    with `with_plausibility` also 'plausible': bool [batch].
 
     Encoding: `encode`'s window rule (last seq_len bases, left-padded with N), any case.
     Unlike the Python API, letters outside ACGTN are not an error here: a server should
     answer, and they read as N. For the same reason an implausible prediction (far
-    outside the training targets, dream_keras.plausibility) is answered, with
-    'plausible' false (false for NaN too) saying not to trust it. A mixed-precision
-    model serves in float32, as the Python API scores it (inference.scoring_model).
+    outside the training targets, dream_keras.plausibility) is answered; 'plausible'
+    (false for NaN too) says not to trust it. It is a second output only on request, so
+    the default signature's responses keep their one-output form (TF Serving's REST API
+    answers a one-output signature with bare values). A mixed-precision model serves in
+    float32, as the Python API scores it (inference.scoring_model).
     """
     if reverse_complement_average:
         refuse_second_strand_average(model)  # as predict.py and the API refuse it
@@ -60,6 +67,8 @@ def serving_function(model: keras.Model, scaler: TargetScaler, *, seq_len=None,
             reverse = sequence_ops.reverse_complement_right_aligned(codes)
             standardised = (standardised + predict(reverse)) / 2.0
         expression = standardised * std + mean
+        if not with_plausibility:
+            return {"expression": tf.cast(expression, tf.float32)}
         return {"expression": tf.cast(expression, tf.float32),
                 "plausible": tf.logical_and(expression >= low, expression <= high)}
 
@@ -93,16 +102,19 @@ def _refuse_other_than_an_export(export_dir) -> None:
 def export_serving(model: keras.Model, scaler: TargetScaler, export_dir, *, seq_len=None,
                    reverse_complement_average: bool = False, overwrite: bool = False) -> None:
     """Write a TF SavedModel whose `serve` endpoint (also 'serving_default') maps a batch of
-    sequence strings tf.string [None] to training-scale expression float32 [None] and
-    plausible bool [None] (serving_function)."""
+    sequence strings tf.string [None] to training-scale expression float32 [None], and
+    whose `serve_with_plausibility` endpoint also returns plausible bool [None]
+    (serving_function)."""
     check_export_dir(export_dir, overwrite)
     archive = keras.export.ExportArchive()
     archive.track(scoring_model(model))  # the model the endpoint calls
-    archive.add_endpoint(
-        name="serve",
-        fn=serving_function(model, scaler, seq_len=seq_len,
-                            reverse_complement_average=reverse_complement_average),
-        input_signature=[tf.TensorSpec([None], tf.string, name="sequences")])
+    for name, with_plausibility in ((SIGNATURE, False), (PLAUSIBILITY_SIGNATURE, True)):
+        archive.add_endpoint(
+            name=name,
+            fn=serving_function(model, scaler, seq_len=seq_len,
+                                reverse_complement_average=reverse_complement_average,
+                                with_plausibility=with_plausibility),
+            input_signature=[tf.TensorSpec([None], tf.string, name="sequences")])
     with writing(export_dir), replacing_directory(export_dir) as temporary, \
             _tensorflow_info_quiet():
         archive.write_out(temporary, verbose=False)

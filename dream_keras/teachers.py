@@ -152,7 +152,7 @@ class ModelTeacher:
     averages: a teacher exploding on one generated sequence (measured in inference:
     -2.0e10 on a 0-17 scale) would otherwise hand the student a label that blows up its
     loss, unnoticed in the input pipeline. Where no teacher is plausible, the mean of the
-    model labels clipped into the range.
+    finite model labels clipped into the range (0, the training mean, if none is finite).
     """
 
     def __init__(self, paths: list[str], run_scaler: TargetScaler, seq_len: int | None = None,
@@ -196,29 +196,34 @@ class ModelTeacher:
         weights are on the pipeline's device (CPU:0), which a GPU host's are not."""
         import tensorflow as tf
 
-        total, count, clipped = self._forward(x)
+        total, count, clipped_total, finite = self._forward(x)
         if ridge_labels is not None:
             low, high = self.label_range
             inside = tf.logical_and(ridge_labels >= low, ridge_labels <= high)
             total = total + tf.where(inside, ridge_labels, tf.zeros_like(ridge_labels))
             count = count + tf.cast(inside, tf.float32)
         return tf.where(count > 0, total / tf.maximum(count, 1.0),
-                        clipped / float(len(self.models)))
+                        clipped_total / tf.maximum(finite, 1.0))
 
     def _forward(self, x):
-        """(sum of the plausible model labels, their count, sum of all model labels clipped
-        into the range), each [batch, 1]."""
+        """(sum of the plausible model labels, their count, sum of the finite model labels
+        clipped into the range, their count), each [batch, 1]. Where no label is finite the
+        fallback is 0, the training mean."""
         import tensorflow as tf
 
         low, high = self.label_range
-        total = count = clipped = 0.0
+        total = count = clipped = finite = 0.0
         for model, scale, offset in zip(self.models, self.scales, self.offsets):
-            label = tf.cast(model(x, training=False), tf.float32) * scale + offset
+            output = tf.reshape(tf.cast(model(x, training=False), tf.float32), [-1, 1])
+            label = output * scale + offset
             inside = tf.logical_and(label >= low, label <= high)
             total = total + tf.where(inside, label, tf.zeros_like(label))
             count = count + tf.cast(inside, tf.float32)
-            clipped = clipped + tf.clip_by_value(label, low, high)
-        return total, count, clipped
+            is_finite = tf.math.is_finite(label)
+            clipped = clipped + tf.where(is_finite, tf.clip_by_value(label, low, high),
+                                         tf.zeros_like(label))
+            finite = finite + tf.cast(is_finite, tf.float32)
+        return total, count, clipped, finite
 
     def summary(self) -> list[dict]:
         return [{"teacher": "model", "path": os.path.abspath(path), "scale": scale,
@@ -271,7 +276,8 @@ def changed_teachers(started: list[dict], now: list[dict]) -> str | None:
 
 @dataclasses.dataclass
 class Teachers:
-    """The run's teachers: a ridge, models, or both; a label is the mean of all."""
+    """The run's teachers: a ridge, models, or both; a label is the mean of those whose
+    label is plausible (ModelTeacher.labels)."""
 
     ridge: RidgeTeacher | None
     models: ModelTeacher | None

@@ -270,11 +270,11 @@ def test_logo_rows_past_the_end_are_refused_before_any_work(tmp_path, run, seque
     _, model, scaler = run
     source = tmp_path / "in.txt"
     source.write_text("\n".join(sequences * 2) + "\n")  # 6 rows, read in chunks of 3
-    with pytest.raises(ConfigurationError, match=r"`logo_rows` 6, 9: \S*in\.txt has 6 "
+    with pytest.raises(ConfigurationError, match=r"`logo_rows` -1, 6, 9: \S*in\.txt has 6 "
                                                  r"sequences \(0-based rows 0-5\)") as error:
-        explain_file(model, scaler, source, tmp_path / "out", logo_rows=[1, 9, 6, 5],
+        explain_file(model, scaler, source, tmp_path / "out", logo_rows=[1, 9, 6, 5, -1],
                      methods=("gradient_x_input",), chunk_rows=3)
-    assert flag_spelling(str(error.value)).startswith("--logos 6, 9:")
+    assert flag_spelling(str(error.value)).startswith("--logos -1, 6, 9:")
     assert not (tmp_path / "out").exists()
 
 

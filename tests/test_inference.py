@@ -374,12 +374,15 @@ def test_the_served_model_says_which_predictions_are_implausible(run, sequences)
     import dataclasses
 
     model, scaler = run
-    served = tf.function(serving_function(model, scaler))(tf.constant(sequences))
+    served = tf.function(serving_function(model, scaler, with_plausibility=True))(
+        tf.constant(sequences))
     assert served["plausible"].dtype == tf.bool and served["plausible"].numpy().all()
+    assert set(serving_function(model, scaler)(tf.constant(sequences[:2]))) == {"expression"}
     values = served["expression"].numpy()
     middle = float(np.median(values))  # a range that half the predictions fall outside
     narrow = dataclasses.replace(scaler, minimum=middle - 1e-3, maximum=middle + 1e-3)
-    flagged = tf.function(serving_function(model, narrow))(tf.constant(sequences))
+    flagged = tf.function(serving_function(model, narrow, with_plausibility=True))(
+        tf.constant(sequences))
     np.testing.assert_allclose(flagged["expression"].numpy(), values, atol=1e-6)
     from dream_keras.plausibility import implausible_mask
 
@@ -421,7 +424,10 @@ def test_export_reloads_without_dream_keras_and_matches(tmp_path, run, sequences
         f"seqs = json.load(open({str(inputs)!r}))\n"
         "out = loaded.signatures['serving_default'](sequences=tf.constant(seqs))\n"
         "assert not any(m.startswith('dream_keras') for m in sys.modules)\n"
-        "assert out['plausible'].dtype == tf.bool and bool(np.all(out['plausible']))\n"
+        "assert list(out) == ['expression'], list(out)\n"
+        "both = loaded.signatures['serve_with_plausibility'](sequences=tf.constant(seqs))\n"
+        "assert both['plausible'].dtype == tf.bool and bool(np.all(both['plausible']))\n"
+        "assert np.array_equal(both['expression'].numpy(), out['expression'].numpy())\n"
         "print('SERVED', json.dumps(out['expression'].numpy().tolist()))\n")
     served = np.array(tagged_json(run_code(script, cwd=tmp_path).stdout, "SERVED "))
     np.testing.assert_allclose(served[:-1], expected, atol=1e-5)

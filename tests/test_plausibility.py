@@ -121,6 +121,32 @@ def test_a_file_of_implausible_pairs_is_refused_or_written_with_one_warning(
         in caplog.text
 
 
+def test_teacher_labels_leave_out_nan_and_keep_one_value_per_sequence(tmp_path, small_run):
+    """A teacher answering NaN counts for nothing (the ridge's label stands; alone: 0, the
+    training mean), and a teacher whose output is [batch] still labels [batch, 1]."""
+    import keras
+    import tensorflow as tf
+
+    from dream_keras.data.sequences import encode, one_hot
+    from dream_keras.teachers import ModelTeacher
+
+    teacher = ModelTeacher([str(small_run)], TargetScaler(11.0, 2.5, 0.0, 17.0))
+    x = one_hot(encode(random_sequences(4, seed=8, min_len=110, max_len=110), 110))
+    inputs = keras.Input((110, 4))
+    nan = keras.Model(inputs, keras.layers.Lambda(
+        lambda t: keras.ops.mean(t, axis=(1, 2))[:, None] * float("nan"))(inputs))
+    flat = keras.Model(inputs, keras.layers.Lambda(
+        lambda t: keras.ops.mean(t, axis=(1, 2)))(inputs))  # [batch], not [batch, 1]
+    ridge = tf.constant([[0.5], [-0.5], [1.0], [0.0]])
+    teacher.models = [nan]
+    np.testing.assert_array_equal(teacher.labels(x).numpy(), np.zeros((4, 1)))
+    np.testing.assert_allclose(teacher.labels(x, ridge).numpy(), ridge.numpy())
+    teacher.models = [flat]
+    assert teacher.labels(x, ridge).shape == (4, 1)
+    np.testing.assert_allclose(teacher.labels(x, ridge).numpy(), (ridge.numpy() + 0.25) / 2,
+                               rtol=1e-6)  # each one-hot row sums to 1 over 4 channels
+
+
 def test_the_api_warns_and_explain_refuses_implausible_predictions(tmp_path, small_run,
                                                                   caplog):
     from dream_keras.explain.core import explain_sequences
@@ -146,9 +172,13 @@ def test_the_api_warns_and_explain_refuses_implausible_predictions(tmp_path, sma
     tight = TargetScaler(11.0, 2.5, values[0] - 1e-4, values[0] + 1e-4)
     with pytest.raises(DataFormatError, match=r"one\.txt: the model predicts .* for sequence "
                                               r"0 \(0-based\) with base [ACGT] at window "
-                                              r"position \d+"):
+                                              r"position \d+ \(1-110, as attributions\.tsv "
+                                              r"counts\)") as refused:
         explain_file(model, tight, tmp_path / "one.txt", tmp_path / "out", methods=("ism",),
                      jit_compile=False)
+    # Counted: the 3 substitutions of each base the window holds (not its N padding).
+    checked = 3 * min(len(sequences[0]), 110)
+    assert f"more among the {checked} checked with it" in str(refused.value)
     caplog.clear()
     explain_sequences(model, far, sequences[:2], methods=("gradient_x_input",),
                       jit_compile=False)

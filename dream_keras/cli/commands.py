@@ -92,8 +92,8 @@ def run_prediction(model_path, *, input_path=None, pairs_path=None, output_path=
         export_serving(model, scaler, export_dir, overwrite=overwrite,
                        reverse_complement_average=reverse_complement_average)
         summary.append(f"exported a SavedModel (signature 'serving_default': sequences "
-                       f"tf.string [None] -> expression float32 [None], plausible bool [None]) "
-                       f"to {export_dir}")
+                       f"tf.string [None] -> expression float32 [None]; "
+                       f"'serve_with_plausibility' also plausible bool [None]) to {export_dir}")
     return "\n".join(summary)
 
 

@@ -38,6 +38,7 @@ PARAMETER_FLAGS = {
     "partial": "dream_partial", "min_subset_rows": "dream_min_subset_rows",
     "reverse_complement_average": "reverse_complement_average",
     "allow_implausible": "allow_implausible", "logo_rows": "logos",
+    "baseline": "ig_baseline",
 }
 _PARAMETER = re.compile(r"`(\w+)(=[^`]*)?`")
 

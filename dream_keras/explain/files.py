@@ -199,7 +199,7 @@ def explain_file(model, scaler, input_path, output_dir, *, methods=core.METHODS,
                                           methods=methods, steps=steps, baseline=baseline,
                                           batch_size=batch_size, jit_compile=jit_compile)
             _refuse_non_finite(arrays, input_path, rows)
-            _check_plausible(arrays, plausible, rows)
+            _check_plausible(arrays, plausible, rows, baseline)
             writer.append({"sequence": np.array(sequences, dtype=object),
                            "line": np.asarray(line_numbers, np.int64), **arrays})
             if tsv:
@@ -263,14 +263,15 @@ def _refuse_logo_rows_past_the_end(wanted, input_path, chunk_rows: int) -> None:
     if not wanted:
         return
     total = sum(len(chunk.sequences) for chunk in iter_sequence_chunks(input_path, chunk_rows))
-    missing = sorted(row for row in wanted if row >= total)
+    missing = sorted(row for row in wanted if not 0 <= row < total)
     if missing:
         raise ConfigurationError(f"`logo_rows` {', '.join(map(str, missing[:10]))}: "
                                  f"{input_path} has {total} sequences (0-based rows "
                                  f"0-{total - 1}); nothing was done")
 
 
-def _check_plausible(arrays: dict, plausible: PlausibilityCheck, first_row: int) -> None:
+def _check_plausible(arrays: dict, plausible: PlausibilityCheck, first_row: int,
+                     baseline: str) -> None:
     """Every prediction the arrays hold, checked for plausibility: each sequence's, each
     single-base mutant's (prediction + ism, at the bases the sequence does not have, of
     sequences whose own prediction passed; N positions are NaN and not counted) and the
@@ -280,19 +281,21 @@ def _check_plausible(arrays: dict, plausible: PlausibilityCheck, first_row: int)
     if "ism" in arrays:
         mutants = prediction[:, None, None] + np.asarray(arrays["ism"], np.float64)
         codes = np.asarray(arrays["codes"])
-        substituted = codes[..., None] != np.arange(4)  # [n, L, 4]: not the observed base
+        # [n, L, 4]: a base the sequence does not have, at a position that holds one
+        substituted = (codes[..., None] != np.arange(4)) & (codes < N_CODE)[..., None]
         substituted &= ~implausible_mask(prediction, plausible.scaler)[:, None, None]
 
         def mutant(index):
             row, position, base = np.unravel_index(index, mutants.shape)
             return (f"sequence {first_row + row} (0-based) with base {'ACGT'[base]} at "
-                    f"window position {position}")
+                    f"window position {position + 1} (1-{mutants.shape[1]}, as "
+                    "attributions.tsv counts)")
         plausible.check(mutants.reshape(-1), mutant, counted=substituted.reshape(-1))
     if "baseline_prediction" in arrays:
         plausible.check(arrays["baseline_prediction"], lambda index: "the integrated-"
                         f"gradients baseline of sequence {first_row + index} (0-based)",
-                        hint=" (the baseline, not the sequence: --ig_baseline=uniform "
-                        "gives another)")
+                        hint=" (the baseline, not the sequence: `baseline="
+                        f"'{'uniform' if baseline == 'zeros' else 'zeros'}'` gives another)")
 
 
 def _remove_stale_outputs(output_dir, write_tsv: bool) -> None:
