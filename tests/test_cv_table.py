@@ -126,6 +126,25 @@ def test_an_implausible_member_prediction_is_left_out_of_the_ensembles_mean(cv):
     assert stats.pearsonr((members[0] + exploded) / 2, measured[0])[0] < 0.2  # so it matters
 
 
+def test_the_files_predictions_are_the_ensemble_with_combine_file(cv):
+    """--combine=file scores fold<i>_file.txt (the one-file ensemble's predictions), and
+    refuses one of other rows or other members."""
+    folds, results, measured, members = cv
+    own = measured[0] + np.random.default_rng(5).normal(0, 1, 100)
+    np.savetxt(results / "fold0_file.txt", own)
+    sha = hashlib.sha256((folds / "fold0" / "test.txt").read_bytes()).hexdigest()
+    summary = {"fold": 0, "member_seeds": [0, 1], "test_sha256": sha}
+    (results / "fold0_file.json").write_text(json.dumps(summary))
+    done = _table(folds, results, "0,1", 0, "--combine=file", "--folds=0")
+    assert done.returncode == 0, done.stderr
+    fold0 = next(line for line in done.stdout.splitlines() if line.startswith("| 0 |"))
+    r, rho = stats.pearsonr(own, measured[0])[0], stats.spearmanr(own, measured[0])[0]
+    assert f"| {r:.3f} / {rho:.3f} |" in fold0
+    (results / "fold0_file.json").write_text(json.dumps(dict(summary, member_seeds=[0, 2])))
+    done = _table(folds, results, "0,1", 0, "--combine=file", "--folds=0")
+    assert done.returncode != 0 and "an ensemble of seeds [0, 2], not 0,1" in done.stderr
+
+
 def test_kept_ridge_predictions_of_other_folds_are_refitted(cv):
     folds, results, measured, _ = cv
     assert _table(folds, results).returncode == 0

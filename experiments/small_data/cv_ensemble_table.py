@@ -11,7 +11,9 @@ mean of the members' expression-scale, strand-averaged predictions that are plau
 .json): the rule ensemble.py's one-file ensemble applies (it judges each strand's output
 on its own, so a member with one exploded strand keeps the other there); while every
 member is plausible, exactly their mean. --combine=mean is the plain mean (the table as
-published before that rule). The count of left-out member predictions is printed. The
+published before that rule); --combine=file reads the fold's one-file ensemble's own
+predictions (fold<i>_file.txt, kept by cv_file_predictions.py): the product a user loads,
+whose rule judges each strand. The count of left-out member predictions is printed. The
 ridge is, fitted on all of the fold's training
 rows as `evaluate.py --baseline_train_data` fits it. The ridge's predictions are kept in
 RESULTS_DIR/fold<i>_ridge.txt (+ .json) on first use, so the table is rebuilt without
@@ -44,8 +46,10 @@ _RESULTS_DIR = flags.DEFINE_string("results_dir", None, "Where cv_member_predict
                                    "fold<i>_seed<K>.txt/.json.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "The ensemble's members (seeds).")
 _FOLDS = flags.DEFINE_list("folds", ["0", "1", "2", "3", "4"], "Folds to report.")
-_COMBINE = flags.DEFINE_enum("combine", "plausible_mean", ["plausible_mean", "mean"],
-                            "How the members' predictions are averaged (see above).")
+_COMBINE = flags.DEFINE_enum("combine", "plausible_mean", ["plausible_mean", "mean", "file"],
+                            "How the members' predictions are averaged (see above); file: "
+                            "the fold's one-file ensemble's own predictions, kept by "
+                            "cv_file_predictions.py as fold<i>_file.txt.")
 _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 2000, "Resamples of the paired bootstrap "
                                   "of ensemble - ridge (0: none).", lower_bound=0)
 flags.mark_flags_as_required(["fold_dir", "results_dir"])
@@ -100,6 +104,24 @@ def combined(members: dict, scalers: dict, combine: str) -> tuple:
     return np.where(count > 0, plausible, values.mean(axis=0)), int(outside.sum())
 
 
+def _file_predictions(results_dir: str, fold: str, seeds: list, test_sha256: str,
+                      rows: int) -> tuple:
+    """(predictions, 0) of the fold's ensemble file, refused when they are of other rows
+    or another set of members."""
+    base = os.path.join(results_dir, f"fold{fold}_file")
+    if not (os.path.exists(base + ".txt") and os.path.exists(base + ".json")):
+        raise ValueError(f"{base}.txt/.json missing: run cv_file_predictions.py (or pass "
+                         "--combine=plausible_mean)")
+    with open(base + ".json") as handle:
+        summary = json.load(handle)
+    if summary["test_sha256"] != test_sha256:
+        raise ValueError(f"{base}.json: predicted another test.txt")
+    if sorted(map(str, summary["member_seeds"])) != sorted(map(str, seeds)):
+        raise ValueError(f"{base}.json: an ensemble of seeds {summary['member_seeds']}, not "
+                         f"{','.join(seeds)}")
+    return _predictions(base + ".txt", rows), 0
+
+
 def fold_row(fold_dir: str, results_dir: str, fold: str, seeds: list,
              combine: str = "plausible_mean") -> dict:
     test = os.path.join(fold_dir, f"fold{fold}", "test.txt")
@@ -121,8 +143,12 @@ def fold_row(fold_dir: str, results_dir: str, fold: str, seeds: list,
     row = {"fold": fold, "members": {s: _scores(p, measured) for s, p in members.items()},
            "diverged_epochs": diverged, "ridge": _scores(ridge, measured), "ridge_fit": ridge_fit,
            "complete": len(members) == len(seeds)}
-    if members:
+    if members and combine == "file":
+        row["ensemble_predictions"], row["left_out"] = _file_predictions(
+            results_dir, fold, seeds, test_sha256, len(measured))
+    elif members:
         row["ensemble_predictions"], row["left_out"] = combined(members, scalers, combine)
+    if members:
         row["ensemble"] = _scores(row["ensemble_predictions"], measured)
     row["ridge_predictions"], row["measured"] = ridge, measured
     return row
@@ -202,9 +228,13 @@ def main(argv):
             for fold in _FOLDS.value]
     print(markdown(rows, seeds, _BOOTSTRAP.value))
     left_out = {row["fold"]: row["left_out"] for row in rows if row.get("left_out")}
-    print(f"\nEnsemble: --combine={_COMBINE.value}; member predictions left out as "
-          "implausible: " + (", ".join(f"fold {fold}: {count}" for fold, count in
-                                       left_out.items()) or "none"))
+    if _COMBINE.value == "file":
+        print("\nEnsemble: --combine=file (each fold's one-file ensemble, as predict.py "
+              "--reverse_complement_average scores it)")
+    else:
+        print(f"\nEnsemble: --combine={_COMBINE.value}; member predictions left out as "
+              "implausible: " + (", ".join(f"fold {fold}: {count}" for fold, count in
+                                           left_out.items()) or "none"))
 
 
 if __name__ == "__main__":
