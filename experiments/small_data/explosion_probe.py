@@ -12,7 +12,9 @@ generated batch is rebuilt as the run builds it (a pure function of seed and ste
 
 What it showed (docs/small_data.md, "Bounding the swish LSTM's recurrence"): ordinary
 inputs to the BiLSTM, and a forward cell state growing by ~1.4 per base with saturated
-gates, tamed on that batch by scaling the recurrent kernel down to 0.75 or less.
+gates, tamed on that batch by scaling the recurrent kernel down to 0.75 or less. It also
+prints the sequence with the largest training-mode output and its longest one-letter run
+(there: an ordinary sequence, longest run the flank's 7 T).
 """
 # First: imports TensorFlow quietly and defines train.py's flags.
 from dream_keras.cli import train as train_command
@@ -24,7 +26,7 @@ from absl import flags  # noqa: E402
 from dream_keras.cli import runner  # noqa: E402
 from dream_keras.cli.training_flags import config_from_flags  # noqa: E402
 from dream_keras.data.design import infer_design  # noqa: E402
-from dream_keras.data.sequences import one_hot  # noqa: E402
+from dream_keras.data.sequences import decode, one_hot  # noqa: E402
 from dream_keras.data.training_data import load_training_rows  # noqa: E402
 from dream_keras.model import MODEL_DEFAULTS  # noqa: E402
 from dream_keras.phases import pretraining_codes, pretraining_generator  # noqa: E402
@@ -75,6 +77,17 @@ def lstm_growth(layer, inputs, go_backwards=False, recurrent_scale=1.0, gates=No
     return np.array(hs), np.array(cs)
 
 
+def longest_run(sequence: str) -> tuple:
+    """(letter, length) of the longest run of one letter in `sequence`."""
+    best, length, previous = ("", 0), 0, None
+    for base in sequence:
+        length = length + 1 if base == previous else 1
+        previous = base
+        if length > best[1]:
+            best = (base, length)
+    return best
+
+
 def layer_maxima(model, x, training):
     out, maxima = x, []
     for layer in model.layers[1:]:
@@ -101,6 +114,15 @@ class Probe(keras.callbacks.Callback):
         if self.epoch != 0 or batch != _PROBE_STEP.value - 1:
             return
         x = self._batch(batch)
+        out = np.abs(keras.ops.convert_to_numpy(self.model(x, training=True))).reshape(-1)
+        codes = pretraining_codes(self.generator, self.config, batch)
+        runs = [longest_run(sequence) for sequence in decode(codes)]
+        worst = int(np.nanargmax(out))
+        print(f"largest |output| {out[worst]:.3g} for sequence {worst} of the batch: "
+              f"{decode(codes[worst:worst + 1])[0]} (longest one-letter run "
+              f"{runs[worst][1]} x {runs[worst][0]}); the batch's longest runs: median "
+              f"{np.median([r[1] for r in runs]):.0f}, max {max(r[1] for r in runs)}; "
+              f"sequences with |output| > 100: {int(np.sum(out > 100))}")
         for training in (True, False):
             print(f"training={training}: " + ", ".join(
                 f"{name} {value:.3g}" for name, value in layer_maxima(self.model, x, training)))
