@@ -218,8 +218,7 @@ def training_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int,
 
 def generated_dataset(generate, label, *, batch_size: int, seq_len: int,
                       start_step: int = 0, input_context=None, model_teacher=None,
-                      teacher_count: int = 1, parallel_calls=AUTOTUNE,
-                      prefetch=AUTOTUNE) -> tf.data.Dataset:
+                      parallel_calls=AUTOTUNE, prefetch=AUTOTUNE) -> tf.data.Dataset:
     """Endless (x, y [batch, 1]) batches of generated sequences and teacher labels.
 
     `generate(step)`: uint8 codes [batch_size, seq_len] of global batch `step`, a pure
@@ -227,7 +226,7 @@ def generated_dataset(generate, label, *, batch_size: int, seq_len: int,
     `label(codes)`: float32 [n] NumPy labels (the ridge teacher), or None. With
     `model_teacher` (teachers.ModelTeacher) y is the mean over the plausible labels of its
     models and of `label`'s, computed in the graph (ModelTeacher.labels); without one,
-    `label`'s divided by `teacher_count`. Replica slices as training_dataset.
+    `label`'s. Replica slices as training_dataset.
     """
     def gather(step, first, count):
         batch = generate(int(step))[int(first):int(first) + int(count)]
@@ -248,8 +247,6 @@ def generated_dataset(generate, label, *, batch_size: int, seq_len: int,
                       input_context).map(to_tensors, num_parallel_calls=parallel_calls)
     if model_teacher is not None:
         batches = batches.map(with_models)
-    elif teacher_count != 1:
-        batches = batches.map(lambda x, y: (x, y / teacher_count))
     return _finish(batches, prefetch)
 
 

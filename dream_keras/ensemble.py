@@ -67,7 +67,7 @@ def ensemble_model(members: list[keras.Model], scalers: list[TargetScaler], *,
     if len(shapes) != 1:
         raise ConfigurationError(f"the members take different inputs {sorted(shapes)}; an "
                                  "ensemble needs one sequence length")
-    scaler = scalers[0]
+    scaler = _ensemble_scaler(scalers)  # the first member's scale
     inputs = keras.Input(shape=shapes.pop(), name="one_hot")
     strands = [inputs]
     if both_strands:
@@ -84,7 +84,6 @@ def ensemble_model(members: list[keras.Model], scalers: list[TargetScaler], *,
         for strand in strands:
             output = member(strand)
             outputs.append(rescale(output) if rescale is not None else output)
-    scaler = _ensemble_scaler(scalers)
     low, high = standardised_plausible_range(scaler)
     mean = PlausibleMean(low, high, name="mean")(outputs) if len(outputs) > 1 else outputs[0]
     return keras.Model(inputs, mean, name=ENSEMBLE_MODEL_NAME), scaler

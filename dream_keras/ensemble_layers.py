@@ -8,6 +8,17 @@ from keras import ops
 from dream_keras.layers import PACKAGE
 
 
+def plausible_mean(stacked, low: float, high: float):
+    """(mean over axis 0 of the entries of `stacked` inside [low, high], their count): the
+    one rule for averaging several models' outputs (PlausibleMean here; model teachers'
+    labels, teachers.ModelTeacher). NaN is never inside; where no entry is, the mean is 0
+    and the count 0, for the caller's fallback."""
+    inside = ops.logical_and(ops.greater_equal(stacked, low), ops.less_equal(stacked, high))
+    count = ops.sum(ops.cast(inside, stacked.dtype), axis=0)
+    total = ops.sum(ops.where(inside, stacked, ops.zeros_like(stacked)), axis=0)
+    return total / ops.maximum(count, 1.0), count
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PlausibleMean(keras.layers.Layer):
     """[batch, 1] outputs (standardised, one per member and strand) -> [batch, 1]: their
@@ -25,12 +36,8 @@ class PlausibleMean(keras.layers.Layer):
 
     def call(self, inputs):
         stacked = ops.stack(list(inputs), axis=0)  # [members, batch, 1]
-        inside = ops.logical_and(ops.greater_equal(stacked, self.low),
-                                 ops.less_equal(stacked, self.high))
-        count = ops.sum(ops.cast(inside, stacked.dtype), axis=0)
-        total = ops.sum(ops.where(inside, stacked, ops.zeros_like(stacked)), axis=0)
-        plausible = total / ops.maximum(count, 1.0)
-        return ops.where(count > 0, plausible, ops.mean(stacked, axis=0))
+        mean, count = plausible_mean(stacked, self.low, self.high)
+        return ops.where(count > 0, mean, ops.mean(stacked, axis=0))
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

@@ -340,10 +340,10 @@ def predict_labelled_file(model, scaler, data_path, *, batch_size=DEFAULT_BATCH_
         except InvalidSequenceError as error:
             raise DataFormatError(data_path, int(chunk.line_numbers[error.row]),
                                   str(error)) from None
-        refuse_non_finite(values, model_name,
-                          lambda row: f"{data_path}:{int(chunk.line_numbers[row])}")
-        plausible.check(scaler.inverse_transform(values),
-                        lambda row: f"{data_path}:{int(chunk.line_numbers[row])}")
+        def line_of(row, lines=chunk.line_numbers):
+            return f"{data_path}:{int(lines[row])}"
+        refuse_non_finite(values, model_name, line_of)
+        plausible.check(scaler.inverse_transform(values), line_of)
         predicted.append(values)
         measured.append(scaler.transform(chunk.expression))
         logging.info("evaluated %d rows", sum(map(len, predicted)))
@@ -469,10 +469,11 @@ def evaluate_dream(model_path, dream_dir, labels_path=None, output_dir=None, *,
     values = scaler.inverse_transform(predict_standardised(
         model, [test_set.sequences[p] for p in positions], batch_size=batch_size,
         reverse_complement_average=reverse_complement_average))
-    refuse_non_finite(values, model_path_of(model_path),
-                      lambda index: f"DREAM test position {positions[index]}")
+    def position_of(index):
+        return f"DREAM test position {positions[index]}"
+    refuse_non_finite(values, model_path_of(model_path), position_of)
     plausible = PlausibilityCheck(scaler, model_path_of(model_path), allow=allow_implausible)
-    plausible.check(values, lambda index: f"DREAM test position {positions[index]}")
+    plausible.check(values, position_of)
     predictions = dict(zip(positions, values.tolist()))
     score = dream_score.score_predictions(predictions, test_set, min_rows=min_subset_rows)
     score.update(**_dream_source(dream_dir, labels_path),

@@ -267,5 +267,5 @@ class PhaseInputs:
             generate, teachers.ridge.labels if teachers.ridge else None,
             batch_size=config.batch_size, seq_len=self.rows.train_codes.shape[1],
             start_step=start_step, input_context=input_context,
-            model_teacher=teachers.models, teacher_count=teachers.count,
+            model_teacher=teachers.models,
             parallel_calls=parallel_calls, prefetch=prefetch)

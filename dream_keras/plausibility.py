@@ -89,20 +89,20 @@ class PlausibilityCheck:
         bad = np.flatnonzero(mask)
         if not bad.size:
             return 0
-        where = f"{describe(int(bad[0]))} ({values[bad[0]]:.6g})"
+        first = describe(int(bad[0]))
         if not self.allow:
             checked = mask.size if counted is None else int(np.sum(counted))
             more = (f" ({bad.size - 1} more among the {checked} checked with it)"
                     if bad.size > 1 else "")
             raise DataFormatError(
                 self.source, None,
-                f"the model {self.what} {values[bad[0]]:.6g} for {describe(int(bad[0]))}"
+                f"the model {self.what} {values[bad[0]]:.6g} for {first}"
                 f"{more}: outside the plausible range {rule_text(self.scaler)}. Its output "
                 "for such an input is not to be trusted (an unbounded activation exploding "
                 f"on a rare input){hint}; nothing was written. {ALLOW} writes such values "
                 "anyway, with a warning counting them")
         self.count += bad.size
-        self.first = self.first or where
+        self.first = self.first or f"{first} ({values[bad[0]]:.6g})"
         return int(bad.size)
 
     def report(self) -> str | None:

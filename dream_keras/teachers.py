@@ -190,40 +190,33 @@ class ModelTeacher:
     def labels(self, x, ridge_labels=None):
         """The teachers' mean label (a TF op): [batch, 1] float32, over the models and, with
         `ridge_labels` ([batch, 1], the ridge teacher's), the ridge, each counted where its
-        label is plausible. With `jit_compile` the forward passes are one XLA function: they
-        run in the input pipeline, on the host, beside the training step (one full-size
-        model on 64 sequences: 44 ms with XLA, 69 ms without, on 2 CPU cores); only when the
-        weights are on the pipeline's device (CPU:0), which a GPU host's are not."""
+        label is plausible (ensemble_layers.plausible_mean). With `jit_compile` the forward
+        passes are one XLA function: they run in the input pipeline, on the host, beside
+        the training step (one full-size model on 64 sequences: 44 ms with XLA, 69 ms
+        without, on 2 CPU cores); only when the weights are on the pipeline's device
+        (CPU:0), which a GPU host's are not."""
         import tensorflow as tf
 
-        total, count, clipped_total, finite = self._forward(x)
-        if ridge_labels is not None:
-            low, high = self.label_range
-            inside = tf.logical_and(ridge_labels >= low, ridge_labels <= high)
-            total = total + tf.where(inside, ridge_labels, tf.zeros_like(ridge_labels))
-            count = count + tf.cast(inside, tf.float32)
-        return tf.where(count > 0, total / tf.maximum(count, 1.0),
-                        clipped_total / tf.maximum(finite, 1.0))
-
-    def _forward(self, x):
-        """(sum of the plausible model labels, their count, sum of the finite model labels
-        clipped into the range, their count), each [batch, 1]. Where no label is finite the
-        fallback is 0, the training mean."""
-        import tensorflow as tf
+        from dream_keras.ensemble_layers import plausible_mean
 
         low, high = self.label_range
-        total = count = clipped = finite = 0.0
-        for model, scale, offset in zip(self.models, self.scales, self.offsets):
-            output = tf.reshape(tf.cast(model(x, training=False), tf.float32), [-1, 1])
-            label = output * scale + offset
-            inside = tf.logical_and(label >= low, label <= high)
-            total = total + tf.where(inside, label, tf.zeros_like(label))
-            count = count + tf.cast(inside, tf.float32)
-            is_finite = tf.math.is_finite(label)
-            clipped = clipped + tf.where(is_finite, tf.clip_by_value(label, low, high),
-                                         tf.zeros_like(label))
-            finite = finite + tf.cast(is_finite, tf.float32)
-        return total, count, clipped, finite
+        models = self._forward(x)  # [models, batch, 1]
+        every = models if ridge_labels is None else tf.concat([models, ridge_labels[None]], 0)
+        mean, count = plausible_mean(every, low, high)
+        finite = tf.math.is_finite(models)
+        clipped = tf.reduce_sum(tf.where(finite, tf.clip_by_value(models, low, high),
+                                         tf.zeros_like(models)), axis=0)
+        fallback = clipped / tf.maximum(tf.reduce_sum(tf.cast(finite, tf.float32), 0), 1.0)
+        return tf.where(count > 0, mean, fallback)
+
+    def _forward(self, x):
+        """Every model's labels on this run's scale: [models, batch, 1] float32."""
+        import tensorflow as tf
+
+        return tf.stack([tf.reshape(tf.cast(model(x, training=False), tf.float32), [-1, 1])
+                         * scale + offset
+                         for model, scale, offset in zip(self.models, self.scales,
+                                                         self.offsets)])
 
     def summary(self) -> list[dict]:
         return [{"teacher": "model", "path": os.path.abspath(path), "scale": scale,
@@ -287,10 +280,6 @@ class Teachers:
         """Save the ridge (if any) for a resumed run to read (make_teachers' saved_ridge)."""
         if self.ridge is not None:
             self.ridge.save(path, self.ridge_fingerprint)
-
-    @property
-    def count(self) -> int:
-        return (self.ridge is not None) + (len(self.models.models) if self.models else 0)
 
     def summary(self) -> list[dict]:
         return (([self.ridge.summary()] if self.ridge else [])

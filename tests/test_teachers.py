@@ -141,7 +141,7 @@ def test_model_and_ridge_teachers_average_on_the_runs_scale(tmp_path, real_rows,
         return generator.batch(5, 1, step, 32)
 
     dataset = generated_dataset(generate, ridge.labels, batch_size=32, seq_len=110,
-                                start_step=3, model_teacher=models, teacher_count=3)
+                                start_step=3, model_teacher=models)
     x, y = next(iter(dataset))
     codes = generate(3)
     strings = [s.lstrip("N") for s in decode(codes)]
@@ -155,7 +155,7 @@ def test_model_and_ridge_teachers_average_on_the_runs_scale(tmp_path, real_rows,
                           codes[codes < 4])
     # A stream started at step 3 holds what a stream from step 0 holds at step 3.
     from_start = generated_dataset(generate, ridge.labels, batch_size=32, seq_len=110,
-                                   model_teacher=models, teacher_count=3)
+                                   model_teacher=models)
     _, y_again = list(from_start.take(4))[3]
     assert np.array_equal(y_again.numpy(), y.numpy())
 
