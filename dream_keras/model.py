@@ -15,6 +15,7 @@ from dream_keras import optimizers  # noqa: F401  (registers TF2RMSprop for comp
 from dream_keras import streaming_metrics  # noqa: F401  (registers PearsonR, likewise)
 from dream_keras import ensemble_layers  # noqa: F401  (registers the ensemble files' mean)
 from dream_keras import strand_layers  # noqa: F401  (registers the ensemble files' layer)
+from dream_keras.constraints import SpectralNormCap
 from dream_keras.layers import MultiScaleConv, TransformerBlock
 
 MODEL_NAME = "dream_madlab"
@@ -39,6 +40,7 @@ def build_model(
     layer_norm_epsilon: float = 1e-3,
     lstm_units: int = 4,
     lstm_activation: str = "swish",
+    lstm_recurrent_norm_cap: float = 0.0,
     l2_weight: float = 1e-3,
     freeze_transformer: bool = False,
     batchnorm_sync: bool = False,
@@ -54,6 +56,9 @@ def build_model(
     residual), TypeError for an unknown argument.
     """
     conv_kernel_sizes = tuple(int(k) for k in conv_kernel_sizes)
+    if lstm_recurrent_norm_cap < 0:
+        raise ValueError("lstm_recurrent_norm_cap must be 0 (off) or positive, got "
+                         f"{lstm_recurrent_norm_cap}")
     _check_arguments(seq_len, conv_kernel_sizes, conv_out_filters, num_heads, value_size,
                      num_transformer_blocks, lstm_units)
     _check_dropout_rates(attention_dropout=attention_dropout,
@@ -74,7 +79,9 @@ def build_model(
                              name=f"transformer_{index}", dtype=dtype)(x)
     x = keras.layers.Bidirectional(
         keras.layers.LSTM(lstm_units, activation=lstm_activation,
-                          kernel_initializer="he_normal", dtype=dtype),
+                          kernel_initializer="he_normal", dtype=dtype,
+                          recurrent_constraint=(SpectralNormCap(lstm_recurrent_norm_cap)
+                                                if lstm_recurrent_norm_cap else None)),
         name="bilstm", dtype=dtype)(x)
     expression = keras.layers.Dense(
         1, kernel_initializer="he_normal",
@@ -133,6 +140,10 @@ MODEL_ARGUMENT_HELP = {
     "layer_norm_epsilon": "Epsilon of the transformer LayerNorms (the notebook's tf.keras LayerNormalization default 1e-3).",
     "lstm_units": "Units of each direction of the bidirectional LSTM.",
     "lstm_activation": "Activation of the LSTM cell (the original used swish).",
+    "lstm_recurrent_norm_cap": "Opt-in training constraint, not the original's: after each "
+                               "update the LSTM's recurrent kernels are scaled down to this "
+                               "largest singular value (0: no constraint). Against the swish "
+                               "LSTM's exploding state (docs/small_data.md, 'Divergence').",
     "l2_weight": "L2 penalty on the convolution and output kernels (0 disables it).",
     "freeze_transformer": "The notebook's bug, for comparison only: attention and feed-forward "
                           "weights frozen at their initialisation (attention adds exactly 0), "

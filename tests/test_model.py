@@ -54,7 +54,9 @@ def test_defaults_are_the_originals_and_every_argument_has_help():
         "num_heads": 1, "key_size": 96, "value_size": 96, "attention_dropout": 0.0,
         "positional_dropout": 0.0, "ffn_multiplier": 2, "ffn_activation": "swish",
         "layer_norm_epsilon": 1e-3,  # tf.keras LayerNormalization()'s default
-        "lstm_units": 4, "lstm_activation": "swish", "l2_weight": 1e-3,
+        "lstm_units": 4, "lstm_activation": "swish",
+        "lstm_recurrent_norm_cap": 0.0,  # not the original's: off by default
+        "l2_weight": 1e-3,
         "freeze_transformer": False, "batchnorm_sync": False}
     assert set(MODEL_ARGUMENT_HELP) == set(MODEL_DEFAULTS)
     with pytest.raises(TypeError):
