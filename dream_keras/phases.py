@@ -38,7 +38,17 @@ PRETRAIN, FINETUNE, FINETUNE_UNAUGMENTED = "pretrain", "finetune", "finetune_una
 PRETRAINING_SETTINGS = ("pretrain_steps_per_epoch", "pretrain_learning_rate",
                         "pretrain_generator", "pretrain_mutation_rate")
 # Random streams of the stateless draws (design.batch_rng): one per use, never shared.
-GENERATION_STREAM, AUGMENTATION_STREAM = 1, 2
+GENERATION_STREAM, AUGMENTATION_STREAM, GENERATOR_CHOICE_STREAM = 1, 2, 3
+# --pretrain_generator=auto: design when the ridge teacher's labels on designed sequences
+# spread (standard deviation) at least this share of their spread on the training rows,
+# else mutate. Designed sequences teach only what they make the teacher vary on: on real
+# DREAM rows (random promoters: the design IS the library) the share was 0.88; on the
+# package's synthetic data, whose signal sits in planted motifs that random sequences
+# rarely hold, 0.39-0.42, and there mutate beat design (docs/small_data.md, "Choosing the
+# generator").
+AUTO_GENERATOR = "auto"
+AUTO_DESIGN_SPREAD = 0.6
+AUTO_SEQUENCES = 20_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +100,7 @@ def _settings_without_effect(config) -> list:
                      "--augment_* magnitude")
     if _augmentation_magnitudes(config) and config.augment_probability == 0:
         found.append("the --augment_* magnitudes with --augment_probability=0")
-    if (config.pretrain_epochs and config.pretrain_generator != "mutate"
+    if (config.pretrain_epochs and config.pretrain_generator not in ("mutate", AUTO_GENERATOR)
             and config.pretrain_mutation_rate != defaults["pretrain_mutation_rate"]):
         found.append(f"--pretrain_mutation_rate={config.pretrain_mutation_rate} with "
                      f"--pretrain_generator={config.pretrain_generator} (only mutate "
@@ -113,6 +123,14 @@ def plan_phases(config, steps_per_epoch: int) -> list[Phase]:
     if bool(config.teacher) != (config.pretrain_epochs > 0):
         raise ConfigurationError("--teacher and --pretrain_epochs go together: give both "
                                  "(pre-training) or neither")
+    if config.teacher and config.pretrain_generator == AUTO_GENERATOR:
+        from dream_keras.teachers import RIDGE
+
+        if RIDGE not in [name.strip() for name in config.teacher.split(",")]:
+            raise ConfigurationError(f"--pretrain_generator=auto chooses by the ridge "
+                                     f"teacher's labels, and --teacher={config.teacher} has "
+                                     "no ridge: add it (--teacher=ridge,...) or give design, "
+                                     "mutate or shuffle")
     ignored = _pretraining_settings_without_pretraining(config)
     if ignored:
         # A warning, not a refusal: `--pretrain_epochs=0 --teacher=` after a flagfile that
@@ -162,12 +180,34 @@ class PhaseLearningRate(keras.callbacks.Callback):
         self.model.optimizer.learning_rate = self.learning_rate
 
 
-def pretraining_generator(config, design, train_codes):
-    """The run's SequenceGenerator of pre-training sequences (--pretrain_generator)."""
+def pretraining_generator(config, design, train_codes, kind: str | None = None):
+    """The run's SequenceGenerator of pre-training sequences: of `kind`, by default
+    --pretrain_generator (which must then not be auto: see choose_generator)."""
     from dream_keras.data.design import SequenceGenerator
 
-    return SequenceGenerator(design, config.pretrain_generator, train_codes,
+    return SequenceGenerator(design, kind or config.pretrain_generator, train_codes,
                              config.pretrain_mutation_rate)
+
+
+def choose_generator(config, design, train_codes, ridge) -> dict:
+    """--pretrain_generator=auto's choice, {"generator", "design_label_spread", ...}: the
+    ridge teacher labels AUTO_SEQUENCES designed sequences (a draw of its own stream, a
+    function of the seed: a resumed run chooses the same) and the training rows, and the
+    ratio of the two standard deviations decides (AUTO_DESIGN_SPREAD). Reads no label."""
+    import numpy as np
+
+    from dream_keras.data.design import batch_rng
+
+    designed = design.draw(batch_rng(config.seed, GENERATOR_CHOICE_STREAM, 0), AUTO_SEQUENCES)
+    on_rows = float(np.std(ridge.labels(train_codes)))
+    spread = float(np.std(ridge.labels(designed))) / on_rows if on_rows > 0 else 0.0
+    kind = "design" if spread >= AUTO_DESIGN_SPREAD else "mutate"
+    logging.info("--pretrain_generator=auto: the ridge teacher's labels on %d designed "
+                 "sequences spread %.3f of their spread on the training rows (design from "
+                 "%.2f): pre-training on %s sequences", AUTO_SEQUENCES, spread,
+                 AUTO_DESIGN_SPREAD, "designed" if kind == "design" else "mutated training")
+    return {"requested": AUTO_GENERATOR, "generator": kind, "design_label_spread": spread,
+            "design_from": AUTO_DESIGN_SPREAD, "sequences": AUTO_SEQUENCES}
 
 
 def pretraining_codes(generator, config, step: int):
@@ -220,15 +260,21 @@ class PhaseInputs:
                                       f"cannot read a design off the training rows ({error}), "
                                       "which --teacher and --augment_* need") from None
             warn_if_many_rows_were_cut(config.train_data, rows.summary, self.design)
-        if config.teacher:
-            self.generator = pretraining_generator(config, self.design, rows.train_codes)
-            if resumed_epoch < phases[0].end_epoch:
-                from dream_keras.teachers import make_teachers
+        self.generator_choice = None
+        if config.teacher and resumed_epoch < phases[0].end_epoch:
+            # Only while pre-training has epochs to run: past it, nothing draws sequences.
+            from dream_keras.teachers import make_teachers
 
-                self.teachers = make_teachers(config.teacher, rows.train_codes,
-                                              rows.train_targets, rows.scaler, rows.summary,
-                                              jit_compile=config.jit_compile,
-                                              saved_ridge=saved_ridge)
+            self.teachers = make_teachers(config.teacher, rows.train_codes,
+                                          rows.train_targets, rows.scaler, rows.summary,
+                                          jit_compile=config.jit_compile,
+                                          saved_ridge=saved_ridge)
+            kind = config.pretrain_generator
+            if kind == AUTO_GENERATOR:
+                self.generator_choice = choose_generator(config, self.design,
+                                                         rows.train_codes, self.teachers.ridge)
+                kind = self.generator_choice["generator"]
+            self.generator = pretraining_generator(config, self.design, rows.train_codes, kind)
 
     def summary(self) -> dict:
         out = {}
@@ -236,6 +282,8 @@ class PhaseInputs:
             out["design"] = self.design.summary()
         if self.teachers is not None:
             out["teachers"] = self.teachers.summary()
+        if self.generator_choice is not None:
+            out["pretrain_generator"] = self.generator_choice
         return out
 
     def augment_fn(self):

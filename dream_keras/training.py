@@ -224,7 +224,8 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
             raise RunDirectoryError(f"{config.output_dir}: cannot resume: {change} since "
                                     f"the run started; {rundir.START_AFRESH}")
         # A run resumed after pre-training fits no teacher again: keep the first record.
-        record.update({key: prior[key] for key in ("teachers", "design") if key in prior})
+        record.update({key: prior[key] for key in ("teachers", "design", "pretrain_generator")
+                       if key in prior})
         record.update(_replica_changes(prior, strategy.num_replicas_in_sync, resumed_epoch))
     record.update(inputs_summary)
     if chief:

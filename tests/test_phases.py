@@ -24,7 +24,9 @@ SMALL_MODEL_FLAGS = small_model_flags()
 
 
 # Every phase, tiny: the small test model, 450 training rows, a few steps per epoch.
-PHASED_RUN = ["--teacher=ridge", "--pretrain_epochs=2", "--pretrain_steps_per_epoch=6",
+# The generator is auto (design on these real rows: tests/test_generator_choice.py).
+PHASED_RUN = ["--teacher=ridge", "--pretrain_generator=auto", "--pretrain_epochs=2",
+              "--pretrain_steps_per_epoch=6",
               "--pretrain_learning_rate=1e-3", "--epochs=2", "--steps_per_epoch=4",
               "--augment_mutation_rate=0.05", "--augment_insertion_max=5",
               "--final_unaugmented_epochs=1", "--batch_size=32", "--optimizer=adam",
@@ -68,6 +70,7 @@ def test_phases_are_recorded(phased_run):
     teacher = record["teachers"][0]
     assert teacher["teacher"] == "ridge" and teacher["train_rows"] == 450  # training rows only
     assert record["design"]["prefix"] == "TGCATTTTTTTCACATC"
+    assert record["pretrain_generator"]["generator"] == "design"
     # model.keras is the best epoch over every phase.
     best = max(float(r["val_pearson"]) for r in rows)
     assert record["best_metrics"]["val_pearson"] == pytest.approx(best)
@@ -102,6 +105,11 @@ def test_run_killed_during_a_phase_resumes_to_identical_history(tmp_path, real_r
     # The same generated batches and teacher labels, weights, optimizer state and
     # learning rate per phase: every number of every epoch as the uninterrupted run.
     assert history(run_dir) == history(phased_run)
+    # The auto generator's choice: made again in pre-training, kept from the first record
+    # after it.
+    choice = [json.loads((d / "run.json").read_text())["pretrain_generator"]
+              for d in (run_dir, phased_run)]
+    assert choice[0] == choice[1]
 
 
 def test_phase_flags_are_checked():

@@ -130,11 +130,14 @@ def _define_phase_flags():
     _define_float("pretrain_learning_rate", _DEFAULTS.pretrain_learning_rate,
                        "Learning rate of pre-training; 0: --learning_rate.", lower_bound=0.0)
     flags.DEFINE_enum("pretrain_generator", _DEFAULTS.pretrain_generator,
-                      ["design", "mutate", "shuffle"], "Pre-training sequences: design "
-                      "(the training file's flanks, lengths and base composition, inferred "
-                      "from it), mutate (training rows with --pretrain_mutation_rate of "
-                      "their variable bases changed) or shuffle (training rows with their "
-                      "variable bases shuffled).")
+                      ["design", "mutate", "shuffle", "auto"], "Pre-training sequences: "
+                      "design (the training file's flanks, lengths and base composition, "
+                      "inferred from it), mutate (training rows with "
+                      "--pretrain_mutation_rate of their variable bases changed), shuffle "
+                      "(training rows with their variable bases shuffled) or auto (design "
+                      "when the ridge teacher's labels vary on designed sequences at least "
+                      "0.6 as much as on the training rows, else mutate; run.json records "
+                      "the choice).")
     _define_float("pretrain_mutation_rate", _DEFAULTS.pretrain_mutation_rate,
                        "Per-base mutation probability of --pretrain_generator=mutate.",
                        lower_bound=0.0, upper_bound=1.0)
