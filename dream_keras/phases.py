@@ -44,11 +44,12 @@ GENERATION_STREAM, AUGMENTATION_STREAM, GENERATOR_CHOICE_STREAM = 1, 2, 3
 # else mutate. Designed sequences teach only what they make the teacher vary on: on real
 # DREAM rows (random promoters: the design IS the library) the share was 0.88; on the
 # package's synthetic data, whose signal sits in planted motifs that random sequences
-# rarely hold, 0.39-0.42, and there mutate beat design (docs/small_data.md, "Choosing the
+# rarely hold, 0.39-0.48, and there mutate beat design (docs/small_data.md, "Choosing the
 # generator").
 AUTO_GENERATOR = "auto"
 AUTO_DESIGN_SPREAD = 0.6
 AUTO_SEQUENCES = 20_000
+_LABEL_CHUNK_ROWS = 50_000  # the ridge's k-mer indices of 50,000 rows: ~100 MB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +200,10 @@ def choose_generator(config, design, train_codes, ridge) -> dict:
     from dream_keras.data.design import batch_rng
 
     designed = design.draw(batch_rng(config.seed, GENERATOR_CHOICE_STREAM, 0), AUTO_SEQUENCES)
-    on_rows = float(np.std(ridge.labels(train_codes)))
+    # In chunks: labelling the 6.7M DREAM rows at once would hold ~12 GB of k-mer indices.
+    on_rows = float(np.std(np.concatenate([
+        ridge.labels(train_codes[start:start + _LABEL_CHUNK_ROWS])
+        for start in range(0, len(train_codes), _LABEL_CHUNK_ROWS)])))
     spread = float(np.std(ridge.labels(designed))) / on_rows if on_rows > 0 else 0.0
     kind = "design" if spread >= AUTO_DESIGN_SPREAD else "mutate"
     logging.info("--pretrain_generator=auto: the ridge teacher's labels on %d designed "
@@ -208,6 +212,15 @@ def choose_generator(config, design, train_codes, ridge) -> dict:
                  AUTO_DESIGN_SPREAD, "designed" if kind == "design" else "mutated training")
     return {"requested": AUTO_GENERATOR, "generator": kind, "design_label_spread": spread,
             "design_from": AUTO_DESIGN_SPREAD, "sequences": AUTO_SEQUENCES}
+
+
+def changed_generator(started: dict | None, now: dict | None) -> str | None:
+    """Why a resumed run's auto choice contradicts the one it started with (None if it
+    does not): a package whose rule changed in between would switch generators mid-phase."""
+    if started and now and started.get("generator") != now.get("generator"):
+        return (f"--pretrain_generator=auto chose {now.get('generator')} now and "
+                f"{started.get('generator')} when the run started")
+    return None
 
 
 def pretraining_codes(generator, config, step: int):

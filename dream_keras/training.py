@@ -38,7 +38,7 @@ from dream_keras.errors import ConfigurationError, RunDirectoryError
 from dream_keras.model import MODEL_DEFAULTS, build_model
 from dream_keras.optimizers import learning_rate_schedule, make_optimizer
 from dream_keras.phases import (FINETUNE_UNAUGMENTED, PRETRAIN, PhaseInputs,
-                                PhaseLearningRate, plan_phases)
+                                PhaseLearningRate, changed_generator, plan_phases)
 from dream_keras.rollback import (ExplodedEpochRollback, check_constant_rate,
                                   rolled_back_epochs, validation_loss)
 from dream_keras.streaming_metrics import pearson_metrics
@@ -223,6 +223,11 @@ def _train_owning_output_dir(config: TrainingConfig, strategy, chief: bool,
         if change:
             raise RunDirectoryError(f"{config.output_dir}: cannot resume: {change} since "
                                     f"the run started; {rundir.START_AFRESH}")
+        change = changed_generator(prior.get("pretrain_generator"),
+                                   inputs_summary.get("pretrain_generator"))
+        if change:
+            raise RunDirectoryError(f"{config.output_dir}: cannot resume: {change}; "
+                                    f"{rundir.START_AFRESH}")
         # A run resumed after pre-training fits no teacher again: keep the first record.
         record.update({key: prior[key] for key in ("teachers", "design", "pretrain_generator")
                        if key in prior})

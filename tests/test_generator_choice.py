@@ -12,8 +12,9 @@ import pytest
 from dream_keras.data import synthetic
 from dream_keras.data.training_data import load_training_rows
 from dream_keras.errors import ConfigurationError
-from dream_keras.phases import (AUTO_DESIGN_SPREAD, PhaseInputs, choose_generator,
-                                plan_phases, pretraining_codes, pretraining_generator)
+from dream_keras.phases import (AUTO_DESIGN_SPREAD, PhaseInputs, changed_generator,
+                                choose_generator, plan_phases, pretraining_codes,
+                                pretraining_generator)
 from dream_keras.teachers import RidgeTeacher
 from dream_keras.training_config import TrainingConfig
 
@@ -75,6 +76,16 @@ def test_auto_builds_the_chosen_generator_and_records_it(synthetic_file):
     # (training.py keeps the first record's choice in run.json).
     later = PhaseInputs(auto, rows, phases, resumed_epoch=phases[0].end_epoch)
     assert later.generator is None and "pretrain_generator" not in later.summary()
+
+
+def test_a_resumed_run_that_would_choose_otherwise_is_refused():
+    """training.py refuses the resume with this message (a package whose rule changed
+    between start and resume would switch generators mid-phase)."""
+    design, mutate = {"generator": "design"}, {"generator": "mutate"}
+    assert changed_generator(design, dict(design, design_label_spread=0.7)) is None
+    assert changed_generator(None, mutate) is None and changed_generator(design, None) is None
+    assert changed_generator(design, mutate) == ("--pretrain_generator=auto chose mutate now "
+                                                 "and design when the run started")
 
 
 def test_auto_needs_the_ridge_and_may_read_the_mutation_rate(caplog):

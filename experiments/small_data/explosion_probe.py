@@ -29,7 +29,9 @@ from dream_keras.data.design import infer_design  # noqa: E402
 from dream_keras.data.sequences import decode, one_hot  # noqa: E402
 from dream_keras.data.training_data import load_training_rows  # noqa: E402
 from dream_keras.model import MODEL_DEFAULTS  # noqa: E402
-from dream_keras.phases import pretraining_codes, pretraining_generator  # noqa: E402
+from dream_keras.phases import (choose_generator, pretraining_codes,  # noqa: E402
+                                pretraining_generator)
+from dream_keras.teachers import RidgeTeacher  # noqa: E402
 from dream_keras.training import train  # noqa: E402
 
 _PROBE_STEP = flags.DEFINE_integer("probe_step", 146, "Batch of the first pre-training epoch "
@@ -100,8 +102,11 @@ class Probe(keras.callbacks.Callback):
     def __init__(self, config):
         super().__init__()
         rows = load_training_rows(config, {**MODEL_DEFAULTS, **config.model}["seq_len"])
-        self.generator = pretraining_generator(config, infer_design(rows.train_codes),
-                                               rows.train_codes)
+        design, kind = infer_design(rows.train_codes), config.pretrain_generator
+        if kind == "auto":  # the run's own choice (phases.choose_generator)
+            ridge = RidgeTeacher.fit(rows.train_codes, rows.train_targets)
+            kind = choose_generator(config, design, rows.train_codes, ridge)["generator"]
+        self.generator = pretraining_generator(config, design, rows.train_codes, kind)
         self.config = config
 
     def _batch(self, step):
