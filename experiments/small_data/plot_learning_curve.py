@@ -5,8 +5,9 @@
 
 The table is CSV with columns rows, model_pearson, model_spearman, baseline_pearson,
 baseline_spearman and, optionally, distill_pearson, distill_spearman (the distillation
-recipe as shipped) and mutate_pearson, mutate_spearman (the same with
---pretrain_generator=mutate); an empty model cell: not measured.
+recipe with the design generator) and mutate_pearson, mutate_spearman (with mutated
+training rows: what the shipped recipe's --pretrain_generator=auto chooses on these
+synthetic data); an empty model cell: not measured.
 """
 import csv
 
@@ -30,13 +31,13 @@ def main(argv):
         rows = list(csv.DictReader(handle))
     figure = Figure(figsize=(6, 4.5))
     axes = figure.add_subplot()
-    for column, label, style in (("mutate_pearson", "model, distillation on mutated rows, "
+    for column, label, style in (("mutate_pearson", "model, the recipe (auto: mutated rows), "
                                                     "Pearson r", "^-"),
-                                 ("mutate_spearman", "model, distillation on mutated rows, "
+                                 ("mutate_spearman", "model, the recipe (auto: mutated rows), "
                                                      "Spearman", "^--"),
-                                 ("distill_pearson", "model, distillation recipe, Pearson r",
+                                 ("distill_pearson", "model, distillation on designs, Pearson r",
                                   "D-"),
-                                 ("distill_spearman", "model, distillation recipe, Spearman",
+                                 ("distill_spearman", "model, distillation on designs, Spearman",
                                   "D--"),
                                  ("model_pearson", "model, first recipe, Pearson r", "o-"),
                                  ("model_spearman", "model, first recipe, Spearman", "o--"),
