@@ -56,11 +56,8 @@ def build_model(
     residual), TypeError for an unknown argument.
     """
     conv_kernel_sizes = tuple(int(k) for k in conv_kernel_sizes)
-    if lstm_recurrent_norm_cap < 0:
-        raise ValueError("lstm_recurrent_norm_cap must be 0 (off) or positive, got "
-                         f"{lstm_recurrent_norm_cap}")
     _check_arguments(seq_len, conv_kernel_sizes, conv_out_filters, num_heads, value_size,
-                     num_transformer_blocks, lstm_units)
+                     num_transformer_blocks, lstm_units, lstm_recurrent_norm_cap)
     _check_dropout_rates(attention_dropout=attention_dropout,
                          positional_dropout=positional_dropout)
     sequence = keras.Input(shape=(seq_len, ONE_HOT_CHANNELS), name="one_hot_sequence")
@@ -91,7 +88,7 @@ def build_model(
 
 
 def _check_arguments(seq_len, conv_kernel_sizes, conv_out_filters, num_heads, value_size,
-                     num_transformer_blocks, lstm_units) -> None:
+                     num_transformer_blocks, lstm_units, lstm_recurrent_norm_cap) -> None:
     if seq_len < 1:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     if not conv_kernel_sizes or min(conv_kernel_sizes) < 1:
@@ -105,6 +102,9 @@ def _check_arguments(seq_len, conv_kernel_sizes, conv_out_filters, num_heads, va
             "back to its input")
     if lstm_units < 1:
         raise ValueError(f"lstm_units must be positive, got {lstm_units}")
+    if lstm_recurrent_norm_cap < 0:
+        raise ValueError("lstm_recurrent_norm_cap must be 0 (off) or positive, got "
+                         f"{lstm_recurrent_norm_cap}")
 
 
 def _check_dropout_rates(**rates) -> None:

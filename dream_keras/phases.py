@@ -49,7 +49,6 @@ GENERATION_STREAM, AUGMENTATION_STREAM, GENERATOR_CHOICE_STREAM = 1, 2, 3
 AUTO_GENERATOR = "auto"
 AUTO_DESIGN_SPREAD = 0.6
 AUTO_SEQUENCES = 20_000
-_LABEL_CHUNK_ROWS = 50_000  # the ridge's k-mer indices of 50,000 rows: ~100 MB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,9 +124,9 @@ def plan_phases(config, steps_per_epoch: int) -> list[Phase]:
         raise ConfigurationError("--teacher and --pretrain_epochs go together: give both "
                                  "(pre-training) or neither")
     if config.teacher and config.pretrain_generator == AUTO_GENERATOR:
-        from dream_keras.teachers import RIDGE
+        from dream_keras.teachers import RIDGE, teacher_names
 
-        if RIDGE not in [name.strip() for name in config.teacher.split(",")]:
+        if RIDGE not in teacher_names(config.teacher):
             raise ConfigurationError(f"--pretrain_generator=auto chooses by the ridge "
                                      f"teacher's labels, and --teacher={config.teacher} has "
                                      "no ridge: add it (--teacher=ridge,...) or give design, "
@@ -200,10 +199,7 @@ def choose_generator(config, design, train_codes, ridge) -> dict:
     from dream_keras.data.design import batch_rng
 
     designed = design.draw(batch_rng(config.seed, GENERATOR_CHOICE_STREAM, 0), AUTO_SEQUENCES)
-    # In chunks: labelling the 6.7M DREAM rows at once would hold ~12 GB of k-mer indices.
-    on_rows = float(np.std(np.concatenate([
-        ridge.labels(train_codes[start:start + _LABEL_CHUNK_ROWS])
-        for start in range(0, len(train_codes), _LABEL_CHUNK_ROWS)])))
+    on_rows = float(np.std(ridge.labels(train_codes)))  # bounded memory: labels' chunks
     spread = float(np.std(ridge.labels(designed))) / on_rows if on_rows > 0 else 0.0
     kind = "design" if spread >= AUTO_DESIGN_SPREAD else "mutate"
     logging.info("--pretrain_generator=auto: the ridge teacher's labels on %d designed "

@@ -24,8 +24,8 @@ from absl import logging
 import numpy as np
 
 from dream_keras import atomic_files
-from dream_keras.baseline import (DEFAULT_KS, DEFAULT_PENALTIES, KmerRidge, fit_kmer_ridge,
-                                  kmer_indices)
+from dream_keras.baseline import (DEFAULT_FIT_CHUNK_ROWS, DEFAULT_KS, DEFAULT_PENALTIES,
+                                  KmerRidge, fit_kmer_ridge, kmer_indices)
 from dream_keras.data.cache import file_sha256
 from dream_keras.data.sequences import decode
 from dream_keras.data.splits import TargetScaler
@@ -42,9 +42,14 @@ RIDGE = "ridge"
 _RIDGE_FILE_VERSION = 1
 
 
+def teacher_names(text: str) -> list[str]:
+    """The names of --teacher's comma list (ridge, model paths), unchecked."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
 def parse_teachers(text: str) -> tuple[bool, list[str]]:
     """(--teacher names the ridge, model paths) from the comma list; checks the paths."""
-    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    names = teacher_names(text)
     if not names:
         raise ConfigurationError("--teacher is empty: give ridge and/or model.keras paths")
     paths = []
@@ -85,11 +90,16 @@ class RidgeTeacher:
         return np.append(np.asarray(self.ridge.coef, dtype=np.float64), 0.0)
 
     def labels(self, codes: np.ndarray) -> np.ndarray:
-        """float32 [n]: labels of encoded rows [n, seq_len], equal to ridge.predict."""
-        index = kmer_indices(codes, self.ridge.k)
+        """float32 [n]: labels of encoded rows [n, seq_len], equal to ridge.predict. Rows
+        are labelled DEFAULT_FIT_CHUNK_ROWS at a time, as the fit counts them: the k-mer
+        indices of the 6.7M DREAM rows at once would hold ~12 GB (a batch is one chunk)."""
         weights = self._weights
-        index = np.where(index < 0, len(weights) - 1, index)
-        return (weights[index].sum(axis=1) + self.ridge.intercept).astype(np.float32)
+        labels = np.empty(len(codes), np.float32)
+        for start in range(0, len(codes), DEFAULT_FIT_CHUNK_ROWS):
+            index = kmer_indices(codes[start:start + DEFAULT_FIT_CHUNK_ROWS], self.ridge.k)
+            index = np.where(index < 0, len(weights) - 1, index)
+            labels[start:start + len(index)] = weights[index].sum(axis=1) + self.ridge.intercept
+        return labels
 
     def save(self, path, fingerprint: str) -> None:
         """Write the fitted ridge whole (atomic_files) with the `fingerprint` of the rows

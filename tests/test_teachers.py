@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from dream_keras.baseline import fit_kmer_ridge
+from dream_keras.baseline import DEFAULT_FIT_CHUNK_ROWS, fit_kmer_ridge
 from dream_keras.data.design import SequenceGenerator, infer_design
 from dream_keras.data.readers import iter_chunks
 from dream_keras.data.sequences import decode, encode
@@ -45,6 +45,11 @@ def test_ridge_batch_labels_equal_kmer_ridge_predict(real_rows, ridge_teacher):
     codes = encode(real_rows[0][:300])
     assert np.allclose(teacher.labels(codes), teacher.ridge.predict(decode(codes)),
                        rtol=1e-5, atol=1e-5)
+    # More rows than one labelling chunk (DEFAULT_FIT_CHUNK_ROWS): the same labels, in order.
+    rows = DEFAULT_FIT_CHUNK_ROWS + 300
+    copies = rows // len(generated) + 1
+    np.testing.assert_array_equal(teacher.labels(np.tile(generated, (copies, 1))[:rows]),
+                                  np.tile(teacher.labels(generated), copies)[:rows])
 
 
 def test_ridge_teacher_is_on_the_runs_scale(real_rows, ridge_teacher):
