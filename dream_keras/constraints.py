@@ -35,3 +35,37 @@ class SpectralNormCap(keras.constraints.Constraint):
 
     def get_config(self):
         return {"max_norm": self.max_norm}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class NonPositiveCellFeedback(keras.constraints.Constraint):
+    """Sets the positive entries of an LSTM recurrent kernel's cell-input block to 0 (a
+    projection: a kernel that already complies is left exactly as it is); optionally then
+    scales the whole kernel down to `max_norm` (SpectralNormCap's projection; scaling keeps
+    the signs).
+
+    Why: the cap only slows the swish LSTM's runaway state; this stops it. The cell is
+    c_t = f c_{t-1} + i swish(x W_c + h_{t-1} U_c + b_c) with h = o swish(c) >= -0.279.
+    With U_c <= 0, h U_c <= 0.279 * (column sums of |U_c|), so the cell input is bounded by
+    the current base's input alone, and |c| can grow at most linearly along a sequence,
+    whatever the gates do (a saturated forget gate, which defeats any cap, included).
+    The kernel is [units, 4 * units] in Keras' gate order i, f, c, o.
+    """
+
+    def __init__(self, max_norm: float = 0.0):
+        if max_norm < 0:
+            raise ValueError(f"max_norm must be 0 (no cap) or positive, got {max_norm}")
+        self.max_norm = float(max_norm)
+
+    def __call__(self, w):
+        w = ops.convert_to_tensor(w)
+        units = w.shape[0]
+        if w.shape[1] != 4 * units:
+            raise ValueError("NonPositiveCellFeedback expects an LSTM recurrent kernel "
+                             f"[units, 4 * units], got shape {tuple(w.shape)}")
+        gates_i_f, cell, gate_o = w[:, :2 * units], w[:, 2 * units:3 * units], w[:, 3 * units:]
+        w = ops.concatenate([gates_i_f, ops.minimum(cell, 0.0), gate_o], axis=1)
+        return SpectralNormCap(self.max_norm)(w) if self.max_norm else w
+
+    def get_config(self):
+        return {"max_norm": self.max_norm}

@@ -15,7 +15,7 @@ from dream_keras import optimizers  # noqa: F401  (registers TF2RMSprop for comp
 from dream_keras import streaming_metrics  # noqa: F401  (registers PearsonR, likewise)
 from dream_keras import ensemble_layers  # noqa: F401  (registers the ensemble files' mean)
 from dream_keras import strand_layers  # noqa: F401  (registers the ensemble files' layer)
-from dream_keras.constraints import SpectralNormCap
+from dream_keras.constraints import NonPositiveCellFeedback, SpectralNormCap
 from dream_keras.layers import MultiScaleConv, TransformerBlock
 
 MODEL_NAME = "dream_madlab"
@@ -41,6 +41,7 @@ def build_model(
     lstm_units: int = 4,
     lstm_activation: str = "swish",
     lstm_recurrent_norm_cap: float = 0.0,
+    lstm_nonpositive_cell_feedback: bool = False,
     l2_weight: float = 1e-3,
     freeze_transformer: bool = False,
     batchnorm_sync: bool = False,
@@ -74,17 +75,32 @@ def build_model(
                              layer_norm_epsilon=layer_norm_epsilon,
                              freeze_attention_and_ffn=freeze_transformer,
                              name=f"transformer_{index}", dtype=dtype)(x)
-    x = keras.layers.Bidirectional(
+    recurrent_constraint = _recurrent_constraint(lstm_recurrent_norm_cap,
+                                                 lstm_nonpositive_cell_feedback)
+    bilstm = keras.layers.Bidirectional(
         keras.layers.LSTM(lstm_units, activation=lstm_activation,
                           kernel_initializer="he_normal", dtype=dtype,
-                          recurrent_constraint=(SpectralNormCap(lstm_recurrent_norm_cap)
-                                                if lstm_recurrent_norm_cap else None)),
-        name="bilstm", dtype=dtype)(x)
+                          recurrent_constraint=recurrent_constraint),
+        name="bilstm", dtype=dtype)
+    x = bilstm(x)
+    if lstm_nonpositive_cell_feedback:
+        # Keras applies constraints after each update only; project the initial kernels
+        # too, so that the bound holds from the first batch (no random draw is consumed).
+        # (The cap alone keeps its first batch unprojected, as its measurements ran.)
+        for direction in (bilstm.forward_layer, bilstm.backward_layer):
+            kernel = direction.cell.recurrent_kernel
+            kernel.assign(recurrent_constraint(kernel.value))
     expression = keras.layers.Dense(
         1, kernel_initializer="he_normal",
         kernel_regularizer=keras.regularizers.L2(l2_weight) if l2_weight else None,
         dtype="float32", name="expression")(x)
     return keras.Model(sequence, expression, name=MODEL_NAME)
+
+
+def _recurrent_constraint(norm_cap: float, nonpositive_cell_feedback: bool):
+    if nonpositive_cell_feedback:
+        return NonPositiveCellFeedback(max_norm=norm_cap)
+    return SpectralNormCap(norm_cap) if norm_cap else None
 
 
 def _check_arguments(seq_len, conv_kernel_sizes, conv_out_filters, num_heads, value_size,
@@ -144,6 +160,12 @@ MODEL_ARGUMENT_HELP = {
                                "update the LSTM's recurrent kernels are scaled down to this "
                                "largest singular value (0: no constraint). Against the swish "
                                "LSTM's exploding state (docs/small_data.md, 'Divergence').",
+    "lstm_nonpositive_cell_feedback": "Opt-in training constraint, not the original's: the "
+                                      "LSTM's recurrent weights into its cell input are kept "
+                                      "<= 0 (positive ones set to 0 at the start and after "
+                                      "each update), so the swish cell can grow at most "
+                                      "linearly along a sequence, never exponentially "
+                                      "(docs/small_data.md, 'Divergence').",
     "l2_weight": "L2 penalty on the convolution and output kernels (0 disables it).",
     "freeze_transformer": "The notebook's bug, for comparison only: attention and feed-forward "
                           "weights frozen at their initialisation (attention adds exactly 0), "

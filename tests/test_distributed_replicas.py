@@ -51,7 +51,12 @@ for name, settings in {runs}.items():
     lstm = saved.get_layer("bilstm")
     sigmas = [float(np.linalg.svd(layer.cell.recurrent_kernel.numpy(), compute_uv=False)[0])
               for layer in (lstm.forward_layer, lstm.backward_layer)]
+    units = lstm.forward_layer.cell.units
+    cell_feedback_max = max(
+        float(layer.cell.recurrent_kernel.numpy()[:, 2 * units:3 * units].max())
+        for layer in (lstm.forward_layer, lstm.backward_layer))
     results[name] = {{"record": record, "recurrent_sigmas": sigmas,
+                     "cell_feedback_max": cell_feedback_max,
                      "scipy_pearson": float(stats.pearsonr(predicted,
                                                            rows.validation_targets)[0]),
                      "validation_rows": len(rows.validation_targets),
@@ -127,9 +132,10 @@ def test_one_and_two_replicas_give_the_same_history_and_two_compile_per_replica(
 
 def test_three_replicas_train_with_xla_per_replica(tmp_path, small_cache):
     results, _ = _train_runs(tmp_path, small_cache, 3, {
-        # With the opt-in recurrent constraint, which the replicated update must apply.
+        # With the opt-in recurrent constraints, which the replicated update must apply.
         "three_xla": {"batch_size": 30, "strategy": "mirrored",
-                      "model": {"lstm_recurrent_norm_cap": 0.5}},
+                      "model": {"lstm_recurrent_norm_cap": 0.5,
+                                "lstm_nonpositive_cell_feedback": True}},
         # Every validation loss counts as exploded: the epoch is undone on every replica
         # (restoring variables between epochs does not involve XLA: not compiled here).
         "three_rolled_back": {"batch_size": 30, "strategy": "mirrored", "jit_compile": False,
@@ -153,6 +159,8 @@ def test_three_replicas_train_with_xla_per_replica(tmp_path, small_cache):
     assert all(result["validation_rows"] % k for k in (30, 3))  # padded batches
     assert all(0.4 < sigma <= 0.5 * (1 + 1e-5) for sigma in result["recurrent_sigmas"])
     assert min(results["three_rolled_back"]["recurrent_sigmas"]) > 0.99  # orthogonal start
+    assert result["cell_feedback_max"] == 0.0  # some entries sit at 0: none above
+    assert results["three_rolled_back"]["cell_feedback_max"] > 0.0
     history = _history(tmp_path, "three_xla")
     assert history["val_pearson"] == pytest.approx(result["scipy_pearson"], abs=1e-5)
     phased = results["three_phased"]

@@ -56,6 +56,7 @@ def test_defaults_are_the_originals_and_every_argument_has_help():
         "layer_norm_epsilon": 1e-3,  # tf.keras LayerNormalization()'s default
         "lstm_units": 4, "lstm_activation": "swish",
         "lstm_recurrent_norm_cap": 0.0,  # not the original's: off by default
+        "lstm_nonpositive_cell_feedback": False,  # likewise
         "l2_weight": 1e-3,
         "freeze_transformer": False, "batchnorm_sync": False}
     assert set(MODEL_ARGUMENT_HELP) == set(MODEL_DEFAULTS)
