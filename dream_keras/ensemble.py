@@ -201,6 +201,9 @@ def write_ensemble(runs: list, output_dir, *, both_strands: bool = False,
     loaded = [_load_member(run) for run in runs]
     scalers = [scaler for _, scaler in loaded]
     check_same_training_data(run_dirs, records, scalers)
+    mixed = mixed_generators(run_dirs, records)
+    if mixed:
+        logging.warning("%s", mixed)
     model, scaler = ensemble_model([model for model, _ in loaded], scalers,
                                    both_strands=both_strands)
     # Saved under a temporary name, moved into place only once complete (atomic_files);
@@ -227,11 +230,34 @@ def write_ensemble(runs: list, output_dir, *, both_strands: bool = False,
     return record
 
 
+def pretrained_on(record: dict | None) -> str | None:
+    """The generator a run pre-trained on (auto: the one it chose); None without
+    pre-training or a record."""
+    identity = (record or {}).get("identity") or {}
+    if not identity.get("pretrain_epochs"):
+        return None
+    chosen = (record.get("pretrain_generator") or {}).get("generator")
+    return chosen or identity.get("pretrain_generator")
+
+
+def mixed_generators(run_dirs: list[str], records: list[dict | None]) -> str | None:
+    """A warning when members pre-trained on different generators (auto decides per run,
+    from its own training rows, so members whose choice sits near the threshold can
+    differ): still an ensemble, but not of one recipe. None when they agree."""
+    generators = [pretrained_on(record) for record in records]
+    if len({g for g in generators if g is not None}) < 2:
+        return None
+    listed = "; ".join(f"{run}: {g}" for run, g in zip(run_dirs, generators) if g)
+    return (f"the members pre-trained on different generators ({listed}); the ensemble "
+            "averages them all, but they are not runs of one recipe")
+
+
 def _member_summary(run_dir, record) -> dict:
     record = record or {}
     return {"run": os.path.abspath(run_dir), "seed": record.get("seed"),
             "status": record.get("status"), "best_epoch": record.get("best_epoch"),
             "best_metrics": record.get("best_metrics"),
+            "pretrain_generator": pretrained_on(record),
             "diverged_epochs": record.get("diverged_epochs"),
             "rolled_back_epochs": record.get("rolled_back_epochs")}
 

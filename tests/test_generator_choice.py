@@ -96,3 +96,19 @@ def test_auto_needs_the_ridge_and_may_read_the_mutation_rate(caplog):
         plan_phases(TrainingConfig(**base, teacher="ridge, runs/teacher",
                                    pretrain_mutation_rate=0.2), 10)
     assert "no effect" not in caplog.text  # auto may choose mutate, which reads it
+
+
+def test_an_ensemble_of_members_that_chose_different_generators_is_named():
+    from dream_keras.ensemble import mixed_generators, pretrained_on
+
+    def record(requested, chosen=None, epochs=6):
+        return {"identity": {"pretrain_epochs": epochs, "pretrain_generator": requested},
+                **({"pretrain_generator": {"generator": chosen}} if chosen else {})}
+
+    agree = [record("auto", "design"), record("design"), None]
+    assert [pretrained_on(r) for r in agree] == ["design", "design", None]
+    assert mixed_generators(["a", "b", "c"], agree) is None
+    assert pretrained_on(record("auto", "mutate", epochs=0)) is None  # no pre-training
+    warning = mixed_generators(["runs/s0", "runs/s1"],
+                               [record("auto", "design"), record("auto", "mutate")])
+    assert "runs/s0: design; runs/s1: mutate" in warning

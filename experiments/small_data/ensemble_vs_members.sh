@@ -38,35 +38,5 @@ for run in "$out"/members/seed_* "$out"; do
     fi
     baseline=""
 done
-"$python" - "$out" "$kind" "$result" <<'PY'
-import glob, json, os, sys
-out, kind, result = sys.argv[1:]
-runs = sorted(glob.glob(os.path.join(out, "members", "seed_*"))) + [out]
-subsets = ["all", "high", "low", "yeast", "random", "challenging", "motif_perturbation",
-           "motif_tiling"]
-if kind == "dream":
-    header = ["Pearson score", "Spearman score"] + [f"r {name}" for name in subsets]
-else:
-    header = ["held-out r", "held-out rho"]
-
-def cells(scores):
-    if kind != "dream":
-        return [f"{scores['pearson']:.3f}", f"{scores['spearman']:.3f}"]
-    r = [scores["subsets"].get(name, {}).get("pearson") for name in subsets]
-    return [f"{scores['pearson_score']:.3f}", f"{scores['spearman_score']:.3f}"] + \
-        ["" if value is None else f"{value:.3f}" for value in r]
-
-print("| model | val_pearson | " + " | ".join(header) + " |")
-print("|---" * (2 + len(header)) + "|")
-for run in runs:
-    scores = json.load(open(os.path.join(run, "evaluation", kind, result)))
-    record_path = os.path.join(run, "run.json")
-    val = (json.load(open(record_path)).get("best_metrics") or {}).get("val_pearson") \
-        if os.path.isfile(record_path) else None
-    name = "ensemble" if run == out else os.path.basename(run)
-    print(f"| {name} | {'' if val is None else f'{val:.3f}'} | " + " | ".join(cells(scores))
-          + " |")
-    if "baseline" in scores:
-        print("| k-mer ridge | | " + " | ".join(cells(scores["baseline"])) + " |")
-PY
+"$python" experiments/small_data/scores_table.py "$kind" "$result" "$out"/members/seed_* "$out"
 echo "total_seconds=$(( $(date +%s) - started ))"
