@@ -165,7 +165,7 @@ MODEL_ARGUMENT_HELP = {
                                       "<= 0 (positive ones set to 0 at the start and after "
                                       "each update), so the swish cell can grow at most "
                                       "linearly along a sequence, never exponentially "
-                                      "(docs/small_data.md, 'Divergence').",
+                                      "(docs/small_data.md, 'Stopping the runaway').",
     "l2_weight": "L2 penalty on the convolution and output kernels (0 disables it).",
     "freeze_transformer": "The notebook's bug, for comparison only: attention and feed-forward "
                           "weights frozen at their initialisation (attention adds exactly 0), "
