@@ -18,25 +18,14 @@ set -euo pipefail
 train=$1 heldout=$2 out=$3
 shift 3
 python=${PYTHON:-.venv/bin/python}
-if [[ -d $heldout ]]; then
-    kind=dream data="--dream_dir=$heldout" result=dream_score.json
-else
-    kind=heldout data="--data=$heldout" result=metrics.json
-fi
 started=$(date +%s)
 if ! grep -qs '"status": "completed"' "$out/ensemble.json"; then
     "$python" ensemble.py --flagfile=flags/small_data.flags --train_data="$train" \
         --output_dir="$out" --synthetic_rows=0 --ensemble_members="${MEMBERS:-3}" "$@"
 fi
 echo "ensemble_training_seconds=$(( $(date +%s) - started ))"
-baseline="--baseline_train_data=$train"
-for run in "$out"/members/seed_* "$out"; do
-    if [[ ! -f $run/evaluation/$kind/$result ]]; then
-        "$python" evaluate.py --model="$run/model.keras" "$data" \
-            --output_dir="$run/evaluation/$kind" --reverse_complement_average $baseline \
-            --allow_implausible
-    fi
-    baseline=""
-done
-"$python" experiments/small_data/scores_table.py "$kind" "$result" "$out"/members/seed_* "$out"
+# Scoring is score_runs.sh's: the ensemble file exists, so it evaluates the members and
+# the file and prints the table.
+PYTHON=$python experiments/small_data/score_runs.sh "$train" "$heldout" "$out" \
+    "$out"/members/seed_*
 echo "total_seconds=$(( $(date +%s) - started ))"
