@@ -156,15 +156,17 @@ MODEL_ARGUMENT_HELP = {
     "layer_norm_epsilon": "Epsilon of the transformer LayerNorms (the notebook's tf.keras LayerNormalization default 1e-3).",
     "lstm_units": "Units of each direction of the bidirectional LSTM.",
     "lstm_activation": "Activation of the LSTM cell (the original used swish).",
-    "lstm_recurrent_norm_cap": "Opt-in training constraint, not the original's: after each "
-                               "update the LSTM's recurrent kernels are scaled down to this "
-                               "largest singular value (0: no constraint). Against the swish "
-                               "LSTM's exploding state (docs/small_data.md, 'Divergence').",
-    "lstm_nonpositive_cell_feedback": "Opt-in training constraint, not the original's: the "
-                                      "LSTM's recurrent weights into its cell input are kept "
-                                      "<= 0 (positive ones set to 0 at the start and after "
-                                      "each update), so the swish cell can grow at most "
-                                      "linearly along a sequence, never exponentially "
+    "lstm_recurrent_norm_cap": "Training constraint, not the original's (off by default; "
+                               "0.5 in flags/small_data.flags): after each update the LSTM's "
+                               "recurrent kernels are scaled down to this largest singular "
+                               "value (0: no constraint). Against the swish LSTM's exploding "
+                               "state (docs/small_data.md, 'The recipe's LSTM constraints').",
+    "lstm_nonpositive_cell_feedback": "Training constraint, not the original's (off by "
+                                      "default; on in flags/small_data.flags): the LSTM's "
+                                      "recurrent weights into its cell input are kept <= 0 "
+                                      "(positive ones set to 0 at the start and after each "
+                                      "update), so the swish cell can grow at most linearly "
+                                      "along a sequence, never exponentially "
                                       "(docs/small_data.md, 'Stopping the runaway').",
     "l2_weight": "L2 penalty on the convolution and output kernels (0 disables it).",
     "freeze_transformer": "The notebook's bug, for comparison only: attention and feed-forward "

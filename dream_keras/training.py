@@ -449,6 +449,8 @@ def _outcome(config: TrainingConfig, model: keras.Model) -> dict:
             "training diverged in epoch(s) %s (mean training loss above %g or not finite): "
             "some batches' predictions exploded; model.keras is epoch %s's. Compare its "
             "val_pearson with another --seed's before using it (docs/small_data.md, "
-            "'Divergence')", epoch_ranges(diverged), DIVERGED_TRAINING_LOSS,
+            "'Divergence'); the LSTM constraints of flags/small_data.flags "
+            "(--lstm_nonpositive_cell_feedback --lstm_recurrent_norm_cap=0.5) prevent it",
+            epoch_ranges(diverged), DIVERGED_TRAINING_LOSS,
             outcome["best_epoch"])
     return outcome
