@@ -18,7 +18,9 @@ number of rows and every real row counts exactly once.
 """
 from __future__ import annotations
 
+import collections
 import functools
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -216,6 +218,33 @@ def training_dataset(codes: np.ndarray, targets: np.ndarray, *, batch_size: int,
     return _finish(batches.map(lambda x, y, weight: (x, y)), prefetch)
 
 
+class _SharedStepBatches:
+    """`generate(step)`, computed once per step for all of a pipeline's replica slices
+    (each slice would otherwise generate the whole global batch to keep its share: R
+    replicas, R times the work). Different steps still generate in parallel; the batch is
+    read-only, as it is shared."""
+
+    def __init__(self, generate, steps_kept: int):
+        self._generate = generate
+        self._steps_kept = steps_kept
+        self._lock = threading.Lock()
+        self._entries = collections.OrderedDict()  # step -> [its lock, its batch or None]
+
+    def __call__(self, step: int) -> np.ndarray:
+        with self._lock:
+            entry = self._entries.get(step)
+            if entry is None:
+                entry = self._entries[step] = [threading.Lock(), None]
+                while len(self._entries) > self._steps_kept:
+                    self._entries.popitem(last=False)
+        with entry[0]:
+            if entry[1] is None:
+                batch = np.asarray(self._generate(step))
+                batch.flags.writeable = False
+                entry[1] = batch
+            return entry[1]
+
+
 def generated_dataset(generate, label, *, batch_size: int, seq_len: int,
                       start_step: int = 0, input_context=None, model_teacher=None,
                       parallel_calls=AUTOTUNE, prefetch=AUTOTUNE) -> tf.data.Dataset:
@@ -228,6 +257,11 @@ def generated_dataset(generate, label, *, batch_size: int, seq_len: int,
     models and of `label`'s, computed in the graph (ModelTeacher.labels); without one,
     `label`'s. Replica slices as training_dataset.
     """
+    slices_per_step = 1 if input_context is None else (
+        input_context.num_replicas_in_sync // input_context.num_input_pipelines)
+    if slices_per_step > 1:
+        generate = _SharedStepBatches(generate, steps_kept=64)
+
     def gather(step, first, count):
         batch = generate(int(step))[int(first):int(first) + int(count)]
         labels = label(batch) if label is not None else np.zeros(len(batch), np.float32)

@@ -93,6 +93,39 @@ def test_each_worker_gathers_only_its_replicas_slices(rows):
             np.testing.assert_array_equal(np.concatenate(slices), batch)
 
 
+def test_generated_batches_are_generated_once_per_step_for_all_replica_slices():
+    """Pre-training on 4 replicas: each global batch is generated once (not once per
+    replica slice), the slices put together are the one-device batch, and labels stay
+    with their rows."""
+    import threading
+
+    from dream_keras.dataset import generated_dataset
+
+    calls, lock = [], threading.Lock()
+
+    def generate(step):
+        with lock:
+            calls.append(step)
+        return np.random.default_rng(step).integers(0, 4, size=(16, 12)).astype(np.uint8)
+
+    def label(codes):  # a row's label is a function of that row alone
+        return (codes * np.arange(12)).sum(axis=1).astype(np.float32)
+
+    one_device = list(generated_dataset(generate, label, batch_size=16, seq_len=12,
+                                        start_step=2).take(5))
+    calls.clear()
+    context = tf.distribute.InputContext(num_replicas_in_sync=4)
+    sliced = list(generated_dataset(generate, label, batch_size=16, seq_len=12, start_step=2,
+                                    input_context=context).take(5 * 4))
+    # Once per step (prefetching may have started later steps too).
+    assert len(calls) == len(set(calls)) and set(calls) >= {2, 3, 4, 5, 6}, sorted(calls)
+    for step, (x, y) in enumerate(one_device):
+        slices = sliced[4 * step:4 * step + 4]
+        assert {len(s[0]) for s in slices} == {4}
+        np.testing.assert_array_equal(np.concatenate([s[0] for s in slices]), x.numpy())
+        np.testing.assert_array_equal(np.concatenate([s[1] for s in slices]), y.numpy())
+
+
 def test_batch_not_divisible_by_replicas_is_refused(rows):
     codes, targets = rows
     context = tf.distribute.InputContext(num_replicas_in_sync=3)
