@@ -168,6 +168,13 @@ def check_replica_batch(batch_size: int, num_replicas: int) -> None:
                          "replicas, so every replica gets the same number of rows")
 
 
+def _slices_per_step(input_context) -> int:
+    """How many replica slices of each global batch this input pipeline gathers."""
+    if input_context is None:
+        return 1
+    return input_context.num_replicas_in_sync // input_context.num_input_pipelines
+
+
 def _slices(steps: tf.data.Dataset, batch_size: int, input_context) -> tf.data.Dataset:
     """(step, first, count) of what this input pipeline gathers for each global step: the
     whole batch, or with a tf.distribute.InputContext this worker's replicas' equal slices
@@ -177,7 +184,7 @@ def _slices(steps: tf.data.Dataset, batch_size: int, input_context) -> tf.data.D
                                        tf.constant(batch_size, tf.int64)))
     replicas = input_context.num_replicas_in_sync
     check_replica_batch(batch_size, replicas)
-    local = replicas // input_context.num_input_pipelines
+    local = _slices_per_step(input_context)
     first_replica = input_context.input_pipeline_id * local
     per_replica = batch_size // replicas
     firsts = tf.range(first_replica, first_replica + local, dtype=tf.int64) * per_replica
@@ -257,9 +264,7 @@ def generated_dataset(generate, label, *, batch_size: int, seq_len: int,
     models and of `label`'s, computed in the graph (ModelTeacher.labels); without one,
     `label`'s. Replica slices as training_dataset.
     """
-    slices_per_step = 1 if input_context is None else (
-        input_context.num_replicas_in_sync // input_context.num_input_pipelines)
-    if slices_per_step > 1:
+    if _slices_per_step(input_context) > 1:
         generate = _SharedStepBatches(generate, steps_kept=64)
 
     def gather(step, first, count):

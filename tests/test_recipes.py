@@ -3,7 +3,6 @@ flags/small_data.flags that a collapsed model (constant predictions: val_pearson
 NaN) fails. The faithful full-size model runs here because these tests are about the
 shipped recipes; they are the suite's longest (see `make test`'s slowest-tests list)."""
 import json
-import re
 import zipfile
 
 import pytest
@@ -46,10 +45,24 @@ def test_small_data_recipe_distils_and_learns_on_real_rows(tmp_path, real_train_
     # The saved LSTM carries the recipe's constraint (both directions), so fine-tuning
     # this model.keras keeps it.
     config = json.loads(zipfile.ZipFile(tmp_path / "run" / "model.keras").read("config.json"))
-    constraints = re.findall(r'"recurrent_constraint": (\{.*?\})', json.dumps(config))
+    constraints = list(_values_of("recurrent_constraint", config))
     assert len(constraints) == 2, constraints
     for constraint in constraints:
-        assert '"NonPositiveCellFeedback"' in constraint and '"max_norm": 0.5' in constraint
+        assert constraint["class_name"] == "NonPositiveCellFeedback", constraint
+        assert constraint["config"] == {"max_norm": 0.5}, constraint
+
+
+def _values_of(key: str, tree):
+    """Every value stored under `key` anywhere in a nested JSON config."""
+    if isinstance(tree, dict):
+        for name, value in tree.items():
+            if name == key:
+                yield value
+            else:
+                yield from _values_of(key, value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _values_of(key, item)
 
 
 @pytest.mark.timeout(900)  # its run_train timeout, above the suite's 600 s
