@@ -23,12 +23,8 @@ flags.mark_flags_as_required(["table", "output"])
 
 
 def _series(rows, column):
-    points = [(int(r["rows"]), float(r[column])) for r in rows
-              if (r.get(column) or "").strip()]
-    return [p[0] for p in points], [p[1] for p in points]
-
-
-def _seed_points(rows, column):
+    """(rows, value) of every value in `column`: a cell holds none (empty), one, or several
+    separated by spaces (recipe_seeds_pearson)."""
     points = [(int(r["rows"]), float(value)) for r in rows
               for value in (r.get(column) or "").split()]
     return [p[0] for p in points], [p[1] for p in points]
@@ -40,7 +36,7 @@ def main(argv):
         rows = list(csv.DictReader(handle))
     figure = Figure(figsize=(7, 6))
     axes = figure.add_subplot()
-    x, y = _seed_points(rows, "recipe_seeds_pearson")
+    x, y = _series(rows, "recipe_seeds_pearson")
     if x:
         axes.plot(x, y, "v", color="0.4", markersize=4, linestyle="none", zorder=5,
                   label="model, the recipe, each seed, Pearson r")
